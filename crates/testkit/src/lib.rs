@@ -1,0 +1,70 @@
+//! Fixtures for testing Dovetail adapters against real servers.
+//!
+//! A test asks for its backend — [`aws()`], [`redis()`], [`opensearch()`] — and gets a
+//! client pointed at the endpoint named in the environment, plus helpers that give it
+//! resources nobody else uses ([`unique_name`], `aws::fresh_table`, `aws::fresh_queue`,
+//! `aws::fresh_topic`, a Redis key namespace, fresh index names). Tests never share a
+//! table, queue, topic, index or key, so they run in parallel against one server.
+//!
+//! When a backend is missing the fixture fails the test with a message that names the
+//! variable to set and how to start the servers; it never passes silently. With the
+//! `testcontainers` feature and `DOVETAIL_REQUIRE_BACKENDS` unset, a missing backend is
+//! started in Docker instead.
+//!
+//! | backend | variable | how `cargo xtask test` provides it |
+//! |---|---|---|
+//! | DynamoDB, DynamoDB Streams, SNS, SQS | `AWS_ENDPOINT_URL` | the AWS emulator from PyPI |
+//! | Redis | `DOVETAIL_REDIS_URL` | Debian's `redis-server` |
+//! | OpenSearch | `DOVETAIL_OPENSEARCH_URL` | an OpenSearch node from Maven Central |
+//!
+//! # Features
+//!
+//! | feature | gives |
+//! |---|---|
+//! | `dynamodb` | [`AwsFixture::dynamodb`], `dynamodb_streams`, `aws::fresh_table` |
+//! | `sns` | [`AwsFixture::sns`], `aws::fresh_topic` |
+//! | `sqs` | [`AwsFixture::sqs`], `aws::fresh_queue` (and `aws::subscribe_queue` with `sns`) |
+//! | `redis` | [`redis()`] |
+//! | `opensearch` | [`opensearch()`] |
+//! | `testcontainers` | starts missing backends in Docker |
+//!
+//! No feature is on by default; the crate then only names backends and resources.
+//!
+//! # Example
+//! ```no_run
+//! # #[cfg(feature = "sqs")]
+//! # async fn example() {
+//! use dovetail_testkit::aws::{QueueSpec, fresh_queue};
+//!
+//! let aws = dovetail_testkit::aws().await;
+//! let sqs = aws.sqs();
+//! let queue = fresh_queue(&sqs, "claims", &QueueSpec::default()).await;
+//! sqs.send_message().queue_url(&queue.url).message_body("hello").send().await.unwrap();
+//! # }
+//! ```
+
+mod backend;
+mod error_chain;
+mod names;
+
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "testcontainers")]
+mod containers;
+#[cfg(feature = "opensearch")]
+mod opensearch;
+#[cfg(feature = "redis")]
+mod redis;
+
+pub use backend::{
+    Backend, BackendUnavailable, REQUIRE_BACKENDS, backends_required, endpoint, require,
+};
+pub use error_chain::error_chain;
+pub use names::unique_name;
+
+#[cfg(feature = "aws")]
+pub use aws::{AwsFixture, aws};
+#[cfg(feature = "opensearch")]
+pub use opensearch::{OpenSearchFixture, opensearch};
+#[cfg(feature = "redis")]
+pub use redis::{RedisFixture, redis};

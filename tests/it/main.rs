@@ -1,0 +1,9 @@
+//! Cross-service system tests, and smoke tests proving each real server is reachable
+//! through the crates the project uses.
+//!
+//! Tests that need a server live under `needs_servers`, so that
+//! `cargo xtask test --no-servers` can leave them out.
+
+#![allow(clippy::unwrap_used, clippy::panic_in_result_fn)]
+
+mod needs_servers;

@@ -1,0 +1,82 @@
+//! `cargo xtask`: the project's automation — tests against real servers, lints, the book.
+//!
+//! Run `cargo xtask help` for the commands. Everything a fresh machine lacks (the AWS
+//! emulator, Redis, an OpenSearch node, mdBook) is installed by these commands, under
+//! `target/` or through the system package manager, never by hand.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod book;
+mod paths;
+mod process;
+mod python_tools;
+mod servers;
+mod shell;
+mod test;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+cargo xtask <command>
+
+Commands:
+  test [--no-servers] [-- <args for the test binaries>]
+        Installs and starts the real servers on loopback (AWS emulator for DynamoDB,
+        DynamoDB Streams, SNS and SQS; Redis; OpenSearch), runs every test of the
+        workspace against them, builds the book, and stops the servers on exit.
+        --no-servers runs only the tests that need no server.
+  servers
+        Starts the same servers, prints the environment to export so that a plain
+        `cargo test` in another shell uses them, and waits for Ctrl-C.
+  lint  cargo fmt --check and clippy with every feature, warnings denied.
+  book  Builds the mdBook into book/build.
+  stack Runs the local stack (every reference service on embedded backends).
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (command, rest) = match args.split_first() {
+        Some((command, rest)) => (command.as_str(), rest),
+        None => ("help", &[][..]),
+    };
+    let result = match command {
+        "test" => test::run(rest),
+        "servers" => servers::run_until_interrupted(),
+        "lint" => lint(),
+        "book" => book::build(),
+        "stack" => stack(),
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn lint() -> Result<(), String> {
+    shell::cargo(&["fmt", "--all", "--check"])?;
+    shell::cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ])
+}
+
+fn stack() -> Result<(), String> {
+    Err(
+        "the local stack has no reference services yet: they land with the policy and \
+         claim services (issue 6). This command will run them; its name will not change."
+            .to_owned(),
+    )
+}
