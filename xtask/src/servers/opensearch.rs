@@ -102,14 +102,20 @@ pub(crate) fn launch(http_port: u16, transport_port: u16, dir: &Path) -> Result<
     })
 }
 
-/// Ready when the cluster is at least yellow.
+/// Ready when the cluster is at least yellow and the launcher has applied its default of
+/// zero replicas (a persistent cluster setting it writes just before it reports READY), so
+/// that every index the tests create goes green.
 pub(crate) fn probe(port: u16) -> Result<(), String> {
     let (status, body) = probe::http_get(port, "/_cluster/health")?;
     let healthy = body.contains("\"status\":\"green\"") || body.contains("\"status\":\"yellow\"");
-    if status == 200 && healthy {
+    if status != 200 || !healthy {
+        return Err(format!("cluster health {status}: {body:.120}"));
+    }
+    let (_, settings) = probe::http_get(port, "/_cluster/settings")?;
+    if settings.contains("default_number_of_replicas") {
         Ok(())
     } else {
-        Err(format!("cluster health {status}: {body:.120}"))
+        Err("the launcher has not applied its replica setting yet".to_owned())
     }
 }
 
