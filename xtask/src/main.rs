@@ -30,6 +30,7 @@ Commands:
         `cargo test` in another shell uses them, and waits for Ctrl-C.
   lint  cargo fmt --check and clippy with every feature, warnings denied.
   book  Builds the mdBook into book/build.
+  bench Runs every benchmark (bench targets, release mode); each prints its figures.
   stack Runs the local stack (every reference service on embedded backends).
 ";
 
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         "servers" => servers::run_until_interrupted(),
         "lint" => lint(),
         "book" => book::build(),
+        "bench" => shell::cargo(&["bench", "--workspace", "--all-features", "--benches"]),
         "stack" => stack(),
         "help" | "--help" | "-h" => {
             print!("{HELP}");

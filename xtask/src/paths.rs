@@ -21,7 +21,13 @@ pub(crate) fn tools_dir() -> PathBuf {
     target_dir().join("dovetail-tools")
 }
 
-/// Per-run state of the servers (data directories, logs); wiped at every start.
-pub(crate) fn servers_dir() -> PathBuf {
+/// Where every run keeps its servers' state: one folder per xtask process.
+pub(crate) fn servers_root() -> PathBuf {
     target_dir().join("dovetail-servers")
+}
+
+/// This run's servers' state (data directories, logs): `run-<pid>`, so that several
+/// `cargo xtask test` or `servers` runs in one checkout never share a data directory.
+pub(crate) fn servers_dir() -> PathBuf {
+    servers_root().join(format!("run-{}", std::process::id()))
 }

@@ -27,8 +27,17 @@
 //! | `redis` | [`redis()`] |
 //! | `opensearch` | [`opensearch()`] |
 //! | `testcontainers` | starts missing backends in Docker |
+//! | `idempotency-contract` | `idempotency_contract`: the checks every `IdempotencyStore` of `dovetail-events` passes |
 //!
 //! No feature is on by default; the crate then only names backends and resources.
+//!
+//! # Contract suites
+//!
+//! The testkit knows the *ports* of Dovetail's crates, each behind a feature, so that
+//! every implementation of a port — Dovetail's own and other teams' — runs the same
+//! checks: `idempotency_contract` (feature `idempotency-contract`) for
+//! `dovetail_events::idempotency::IdempotencyStore`. A suite uses only the port's trait and
+//! types, and turns on none of the port crate's backend features.
 //!
 //! # Example
 //! ```no_run
@@ -51,6 +60,8 @@ mod names;
 pub mod aws;
 #[cfg(feature = "testcontainers")]
 mod containers;
+#[cfg(feature = "idempotency-contract")]
+pub mod idempotency_contract;
 #[cfg(feature = "opensearch")]
 mod opensearch;
 #[cfg(feature = "redis")]

@@ -67,6 +67,7 @@ struct Starting {
 /// Must be called on a thread that outlives the servers: they receive SIGTERM when the
 /// thread that started them ends.
 pub(crate) fn start_all() -> Result<Servers, String> {
+    remove_stale_runs();
     let root = paths::servers_dir();
     let _ = std::fs::remove_dir_all(&root);
     let emulator_dir = fresh_dir(&root, "emulator")?;
@@ -143,6 +144,8 @@ pub(crate) fn run_until_interrupted() -> Result<(), String> {
     println!("# Versions: {}", servers.versions.join(", "));
     println!("# Logs and data: {}", paths::servers_dir().display());
     println!("# Press Ctrl-C to stop them.");
+    // Flush now: when stdout is a file or a pipe, nothing would show until exit.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     loop {
         std::thread::park();
     }
@@ -185,6 +188,22 @@ fn wait_until_ready(starting: &mut [Starting]) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(200));
     }
     Ok(())
+}
+
+/// Removes the state of earlier runs whose xtask process is gone.
+fn remove_stale_runs() {
+    let Ok(entries) = std::fs::read_dir(paths::servers_root()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|name| name.strip_prefix("run-")) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn fresh_dir(root: &Path, name: &str) -> Result<PathBuf, String> {

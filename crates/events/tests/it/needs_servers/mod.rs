@@ -1,0 +1,10 @@
+//! Tests that run against the real servers started by `cargo xtask test`.
+
+#[cfg(feature = "dynamodb")]
+mod idempotency_dynamodb;
+#[cfg(feature = "redis")]
+mod idempotency_redis;
+#[cfg(feature = "sns")]
+mod sns_publisher;
+#[cfg(feature = "sqs")]
+mod sqs_consumer;
