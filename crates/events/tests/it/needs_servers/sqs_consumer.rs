@@ -816,17 +816,10 @@ const CHILD_QUEUE_VAR: &str = "DOVETAIL_TEST_KILLED_CONSUMER_QUEUE";
 /// The file the child writes the message id to once its handler started.
 const CHILD_MARKER_VAR: &str = "DOVETAIL_TEST_KILLED_CONSUMER_MARKER";
 
-/// Not a test of its own: [`a_consumer_killed_mid_handler_has_its_message_redelivered_and_applied_once`]
-/// runs this test binary again with only this test, as a consumer process to kill.
-#[tokio::test]
-#[ignore = "the child process of the process-kill test; it runs the consumer only when started by it"]
-async fn consumer_child_process() {
-    let (Ok(queue_url), Ok(marker)) = (
-        std::env::var(CHILD_QUEUE_VAR),
-        std::env::var(CHILD_MARKER_VAR),
-    ) else {
-        return;
-    };
+/// The child half of [`a_consumer_killed_mid_handler_has_its_message_redelivered_and_applied_once`]:
+/// that test runs this test binary again, with only itself and the child variables set,
+/// as a consumer process to kill.
+async fn consumer_child_process(queue_url: String, marker: String) {
     let sqs = dovetail_testkit::aws().await.sqs();
     let mut config = SqsConsumerConfig::new(queue_url);
     config.wait_time = SECOND;
@@ -849,6 +842,13 @@ async fn consumer_child_process() {
 
 #[tokio::test]
 async fn a_consumer_killed_mid_handler_has_its_message_redelivered_and_applied_once() {
+    if let (Ok(queue_url), Ok(marker)) = (
+        std::env::var(CHILD_QUEUE_VAR),
+        std::env::var(CHILD_MARKER_VAR),
+    ) {
+        consumer_child_process(queue_url, marker).await;
+        return;
+    }
     let sqs = dovetail_testkit::aws().await.sqs();
     let queue = fresh_queue(&sqs, "consumer-killed", &QueueSpec::default()).await;
     let message_id = send(&sqs, &queue, "apply me").await;
@@ -857,8 +857,7 @@ async fn a_consumer_killed_mid_handler_has_its_message_redelivered_and_applied_o
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "needs_servers::sqs_consumer::consumer_child_process",
-            "--ignored",
+            "needs_servers::sqs_consumer::a_consumer_killed_mid_handler_has_its_message_redelivered_and_applied_once",
             "--nocapture",
         ])
         .env(CHILD_QUEUE_VAR, &queue.url)
