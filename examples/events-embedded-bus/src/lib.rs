@@ -48,6 +48,9 @@ impl Event for PolicyIssued {
 }
 
 /// How version 1 becomes version 2 on read.
+///
+/// # Panics
+/// Never: each version has one step, registered once.
 pub fn upcasters() -> Upcasters {
     let mut upcasters = Upcasters::new();
     upcasters
@@ -93,14 +96,19 @@ pub async fn run(dir: &std::path::Path) -> anyhow::Result<Summary> {
         source.clone(),
         AggregateRef::parse("policy", "pol-1")?,
         Sequence::FIRST,
-        &PolicyIssuedV1 { policy_id: "pol-1".into() },
+        &PolicyIssuedV1 {
+            policy_id: "pol-1".into(),
+        },
         EventMetadata::default(),
     )?;
     let new = Envelope::new(
         source,
         AggregateRef::parse("policy", "pol-2")?,
         Sequence::FIRST,
-        &PolicyIssued { policy_id: "pol-2".into(), product_line: "home".into() },
+        &PolicyIssued {
+            policy_id: "pol-2".into(),
+            product_line: "home".into(),
+        },
         EventMetadata::default(),
     )?;
     let publisher = bus.publisher("policy-events");
@@ -122,7 +130,7 @@ pub async fn run(dir: &std::path::Path) -> anyhow::Result<Summary> {
                     .map_err(|error| HandlerError::rejected(error.to_string()))?;
                 applied
                     .lock()
-                    .expect("not poisoned")
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .push((event.policy_id, event.product_line));
                 Ok::<(), HandlerError>(())
             }
@@ -142,8 +150,11 @@ pub async fn run(dir: &std::path::Path) -> anyhow::Result<Summary> {
     // first event in between, then shuts down gracefully.
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let consumer = tokio::spawn(
-        BusConsumer::new(bus.clone(), BusConsumerConfig::new("claim-service.policies"))
-            .run(service, stopped),
+        BusConsumer::new(
+            bus.clone(),
+            BusConsumerConfig::new("claim-service.policies"),
+        )
+        .run(service, stopped),
     );
     wait_until_drained(&bus).await?;
     publisher.publish(&old).await?;
@@ -151,7 +162,10 @@ pub async fn run(dir: &std::path::Path) -> anyhow::Result<Summary> {
     let _ = stop.send(());
     consumer.await??;
 
-    let applied = applied.lock().expect("not poisoned").clone();
+    let applied = applied
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     Ok(Summary {
         applied,
         duplicates: idempotency.stats().duplicates_from_cache()
@@ -180,8 +194,14 @@ mod tests {
         applied.sort();
         assert_eq!(
             applied,
-            [("pol-1".into(), "unknown".into()), ("pol-2".into(), "home".into())]
+            [
+                ("pol-1".into(), "unknown".into()),
+                ("pol-2".into(), "home".into())
+            ]
         );
-        assert_eq!(summary.duplicates, 1, "the republished event was a duplicate");
+        assert_eq!(
+            summary.duplicates, 1,
+            "the republished event was a duplicate"
+        );
     }
 }

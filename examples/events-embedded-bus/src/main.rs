@@ -12,7 +12,10 @@ async fn main() -> anyhow::Result<()> {
     for (policy, product_line) in &summary.applied {
         println!("applied policy.issued for {policy} (product line: {product_line})");
     }
-    println!("duplicates answered without a second effect: {}", summary.duplicates);
+    println!(
+        "duplicates answered without a second effect: {}",
+        summary.duplicates
+    );
     println!("bus and idempotency records in {}", dir.display());
     Ok(())
 }

@@ -1,0 +1,74 @@
+//! Errors of units of work, outbox stores and relays.
+
+/// What went wrong with an outbox.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutboxError {
+    /// Another writer changed the aggregate since it was read: the expected version did
+    /// not match. Nothing of the unit of work was committed.
+    ///
+    /// ### Handling
+    /// Reload the aggregate and decide again (for an HTTP API: 409 Conflict, or 412
+    /// Precondition Failed when the version came from `If-Match`).
+    #[error(
+        "aggregate {aggregate_type}/{aggregate_id} is at version {actual}, not {expected}: \
+         another write came first; reload it and try again"
+    )]
+    Conflict {
+        /// The aggregate's type.
+        aggregate_type: String,
+        /// The aggregate's id.
+        aggregate_id: String,
+        /// The version the unit of work expected.
+        expected: String,
+        /// The version found.
+        actual: u64,
+    },
+    /// The unit of work is larger than the backend can commit at once (DynamoDB: 100
+    /// actions, 4 MB); nothing was sent.
+    ///
+    /// ### Handling
+    /// Split the work into several units, or keep large data out of the items.
+    #[error("the unit of work is over the {limit} limit of {backend}: {actual} (split it)")]
+    TooLarge {
+        /// The backend whose limit it is.
+        backend: &'static str,
+        /// The limit, e.g. "100 actions" or "4 MB".
+        limit: String,
+        /// What the unit of work needed.
+        actual: String,
+    },
+    /// An event could not be turned into an envelope (its payload did not serialize, or a
+    /// name was invalid).
+    ///
+    /// ### Handling
+    /// A bug in the event type; nothing was committed.
+    #[error("an event could not be enveloped: {0}")]
+    InvalidEvent(String),
+    /// The relay's lease was taken over by another relay (its fencing token is stale).
+    ///
+    /// ### Handling
+    /// Stop publishing; the other relay carries on. Events this relay published meanwhile
+    /// may be published again by it: consumers are idempotent.
+    #[error("the relay lease `{lease}` was taken over by another relay")]
+    LeaseLost {
+        /// The lease's name.
+        lease: String,
+    },
+    /// A relay's configuration cannot work (for example, it renews its lease no sooner
+    /// than the lease lapses); the relay did not start.
+    ///
+    /// ### Handling
+    /// A deployment mistake: fix the configuration named in the message.
+    #[error("the relay configuration cannot work: {reason}")]
+    InvalidConfig {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The database failed (locked, full, unreachable, corrupt).
+    ///
+    /// ### Handling
+    /// Usually transient: retry the unit of work; a relay retries by itself.
+    #[error("the outbox storage failed: {0}")]
+    Storage(String),
+}

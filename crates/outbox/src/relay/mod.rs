@@ -1,0 +1,571 @@
+//! The relay: publishes what an outbox committed, in order per aggregate, while it holds the
+//! outbox's lease.
+//!
+//! A [`Relay`] works any [`OutboxStore`] with any [`Publisher`]. [`Relay::run`] loops until
+//! its shutdown future completes:
+//!
+//! 1. **Lease.** It takes the outbox's lease, or stands by while another relay holds it,
+//!    trying again every `poll_interval`. It renews the lease every `renew_every`, during
+//!    long batches too, and gives it up on shutdown so that a standby relay takes over at
+//!    once; a relay that dies loses it after `lease_ttl`.
+//! 2. **Batch.** It fetches up to `batch_size` ready records (commit order, per-aggregate
+//!    sequence order: the store's rules) and hands their envelopes to the publisher as one
+//!    batch, in that order. The publisher never sends an aggregate's later event after an
+//!    earlier one failed in the batch; it answers `EarlierEventFailed` for those.
+//! 3. **Marks.** Accepted records are marked published (deleted). A failed record gets its
+//!    attempt counted and a retry time from the backoff, or is parked after `max_attempts`
+//!    failures, or at once when the error is not retriable. A record held back by
+//!    `EarlierEventFailed` is left as it was: it is not an attempt of its own, and the store
+//!    holds it behind the failed record until that one is published, so the aggregate goes
+//!    out in order. A mark refused with [`OutboxError::LeaseLost`] means another relay took
+//!    over: this one stops publishing and goes back to step 1.
+//! 4. **Idle.** With nothing ready it waits for the `wake` signal (a commit in this
+//!    process), the earliest retry it scheduled, or `poll_interval`, renewing the lease
+//!    meanwhile when due.
+//!
+//! Delivery is at least once: an event accepted by the broker whose mark is lost (the
+//! relay dies, loses its lease, or the store fails between publish and mark) is published
+//! again. Consumers are idempotent; FIFO topics also drop the duplicate by event id.
+//!
+//! With the crate's `metrics` feature the relay emits counters, a publish-latency histogram
+//! and backlog gauges; see [`RelayReport`] for the same counts without it.
+
+mod config;
+mod lease;
+mod outcome;
+mod report;
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::task::{Context, Waker};
+use std::time::{Duration, SystemTime};
+
+use dovetail_events::envelope::Envelope;
+use dovetail_events::publish::{PublishResult, Publisher};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+pub use config::RelayConfig;
+pub use report::RelayReport;
+
+use self::lease::{HeldLease, Renewal};
+use self::outcome::Slot;
+use self::report::Meter;
+use crate::{OutboxError, OutboxRecord, OutboxStore};
+
+/// Publishes the records of an outbox through a publisher, one relay instance among any
+/// number: the one holding the outbox's lease publishes, the others stand by.
+///
+/// # Example
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use dovetail_events::envelope::{AggregateRef, Envelope, EventMetadata, Sequence, Source};
+/// use dovetail_events::publish::MemoryPublisher;
+/// use dovetail_outbox::relay::{Relay, RelayConfig};
+/// use dovetail_outbox::{MemoryOutboxStore, OutboxStore};
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # struct PolicyIssued { policy_id: String }
+/// # impl dovetail_events::envelope::Event for PolicyIssued {
+/// #     const TYPE: &'static str = "policy.issued";
+/// #     const VERSION: u32 = 1;
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let outbox = MemoryOutboxStore::new();
+/// let broker = MemoryPublisher::new();
+/// let wake = Arc::new(tokio::sync::Notify::new());
+/// let mut config = RelayConfig::default();
+/// config.wake = Some(Arc::clone(&wake));
+///
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let relay = Relay::new(outbox.clone(), broker.clone(), config);
+/// let running = tokio::spawn(relay.run(async move { stopped.await.ok(); }));
+///
+/// // A unit of work commits an event, then wakes the relay.
+/// outbox.commit(vec![Envelope::new(
+///     Source::parse("policy-service")?,
+///     AggregateRef::parse("policy", "pol-1")?,
+///     Sequence::FIRST,
+///     &PolicyIssued { policy_id: "pol-1".into() },
+///     EventMetadata::default(),
+/// )?]);
+/// wake.notify_one();
+///
+/// while broker.published().is_empty() {
+///     tokio::time::sleep(Duration::from_millis(5)).await;
+/// }
+/// stop.send(()).ok();
+/// let report = running.await??;
+/// assert_eq!(report.published, 1);
+/// assert_eq!(outbox.backlog().await?.pending, 0);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Relay<S, P> {
+    store: S,
+    publisher: P,
+    config: RelayConfig,
+}
+
+/// How a stretch of holding the lease ended.
+enum Holding {
+    /// Shutdown was requested; the lease is still ours, to release.
+    Stopped,
+    /// The lease was taken over or lapsed.
+    Lost,
+}
+
+/// How one batch ended.
+enum Batch {
+    /// Its marks were written. `progress` is whether they changed anything; `soonest_retry`
+    /// is when the first record it scheduled for a retry is due, from now.
+    Done {
+        progress: bool,
+        soonest_retry: Option<Duration>,
+    },
+    /// A mark was refused, or a renewal found the lease gone: another relay took over.
+    LeaseLost,
+    /// A mark failed; the records it did not mark will be published again.
+    StoreFailed,
+}
+
+impl<S, P> Relay<S, P>
+where
+    S: OutboxStore,
+    P: Publisher,
+{
+    /// A relay that publishes the records of `store` through `publisher`.
+    pub fn new(store: S, publisher: P, config: RelayConfig) -> Self {
+        Self {
+            store,
+            publisher,
+            config,
+        }
+    }
+
+    /// This instance's lease owner id.
+    pub fn owner(&self) -> &str {
+        &self.config.owner
+    }
+
+    /// Publishes until `shutdown` completes, then finishes the batch in hand, releases the
+    /// lease and returns what it did.
+    ///
+    /// Store failures are logged, counted and retried after `poll_interval`; they do not
+    /// end the relay.
+    ///
+    /// # Errors
+    /// [`OutboxError::InvalidConfig`] when the configuration cannot work; the relay does
+    /// not start.
+    pub async fn run<F: Future>(self, shutdown: F) -> Result<RelayReport, OutboxError> {
+        if let Some(reason) = self.config.problem() {
+            return Err(OutboxError::InvalidConfig { reason });
+        }
+        let signal = pin!(shutdown);
+        let mut shutdown = Shutdown::new(signal);
+        let mut meter = Meter::new(&self.config.name);
+        let mut last_token = None;
+        tracing::info!(outbox = %self.config.name, owner = %self.config.owner, "outbox relay started");
+        while let Some(mut held) = self
+            .take_lease(&mut shutdown, &mut meter, &mut last_token)
+            .await
+        {
+            match self
+                .publish_while_held(&mut held, &mut shutdown, &mut meter)
+                .await
+            {
+                Holding::Stopped => {
+                    self.release(&held, &mut meter).await;
+                    break;
+                }
+                Holding::Lost => {
+                    meter.lease_lost();
+                    tracing::warn!(
+                        outbox = %self.config.name,
+                        owner = %self.config.owner,
+                        fencing_token = held.lease.fencing_token,
+                        "the outbox lease was lost; standing by"
+                    );
+                }
+            }
+        }
+        let report = meter.report();
+        tracing::info!(outbox = %self.config.name, owner = %self.config.owner, ?report, "outbox relay stopped");
+        Ok(report)
+    }
+
+    /// Takes the lease, standing by while another relay holds it; `None` on shutdown.
+    async fn take_lease<F: Future>(
+        &self,
+        shutdown: &mut Shutdown<'_, F>,
+        meter: &mut Meter,
+        last_token: &mut Option<u64>,
+    ) -> Option<HeldLease> {
+        let mut standing_by = false;
+        loop {
+            if shutdown.requested() {
+                return None;
+            }
+            match lease::ask(&self.store, &self.config)
+                .await
+                .into_held(&self.config)
+            {
+                Ok(Some(held)) => {
+                    let token = held.lease.fencing_token;
+                    if *last_token != Some(token) {
+                        *last_token = Some(token);
+                        meter.lease_taken();
+                        tracing::info!(outbox = %self.config.name, owner = %self.config.owner, fencing_token = token, "took the outbox lease");
+                    }
+                    return Some(held);
+                }
+                Ok(None) if !standing_by => {
+                    standing_by = true;
+                    tracing::debug!(outbox = %self.config.name, owner = %self.config.owner, "another relay holds the outbox lease; standing by");
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    meter.store_error();
+                    tracing::warn!(outbox = %self.config.name, %error, "could not take the outbox lease; trying again");
+                }
+            }
+            let next_try = Instant::now() + self.config.poll_interval;
+            if let Waited::Shutdown = shutdown.wait_until(next_try, None).await {
+                return None;
+            }
+        }
+    }
+
+    /// Publishes batches while the lease is ours.
+    async fn publish_while_held<F: Future>(
+        &self,
+        held: &mut HeldLease,
+        shutdown: &mut Shutdown<'_, F>,
+        meter: &mut Meter,
+    ) -> Holding {
+        let mut next_backlog = Instant::now();
+        let mut retry_due: Option<Instant> = None;
+        loop {
+            if shutdown.requested() {
+                return Holding::Stopped;
+            }
+            if Instant::now() >= held.renew_at && !self.renew(held, meter).await {
+                return Holding::Lost;
+            }
+            if Instant::now() >= next_backlog {
+                self.observe_backlog(meter).await;
+                next_backlog = Instant::now() + self.config.poll_interval;
+            }
+            let rest = match self.store.fetch_ready(self.config.batch_size).await {
+                Ok(records) if records.is_empty() => true,
+                Ok(records) => match self.publish_batch(records, held, meter).await {
+                    Batch::Done {
+                        progress,
+                        soonest_retry,
+                    } => {
+                        if let Some(soonest) = soonest_retry {
+                            let due = Instant::now() + soonest;
+                            retry_due = Some(retry_due.map_or(due, |earlier| earlier.min(due)));
+                        }
+                        // A batch that changed nothing (all held back) would come back as is.
+                        !progress
+                    }
+                    Batch::LeaseLost => return Holding::Lost,
+                    Batch::StoreFailed => true,
+                },
+                Err(error) => {
+                    meter.store_error();
+                    tracing::warn!(outbox = %self.config.name, %error, "could not fetch outbox records; trying again");
+                    true
+                }
+            };
+            if !rest {
+                continue;
+            }
+            if let Some(end) = self.rest(held, shutdown, meter, &mut retry_due).await {
+                return end;
+            }
+        }
+    }
+
+    /// Waits for the next poll (`poll_interval`, the earliest retry due, or a wake-up),
+    /// renewing the lease meanwhile when due. `Some` when the relay must stop holding the
+    /// lease.
+    async fn rest<F: Future>(
+        &self,
+        held: &mut HeldLease,
+        shutdown: &mut Shutdown<'_, F>,
+        meter: &mut Meter,
+        retry_due: &mut Option<Instant>,
+    ) -> Option<Holding> {
+        let mut poll_at = Instant::now() + self.config.poll_interval;
+        if let Some(due) = *retry_due {
+            poll_at = poll_at.min(due);
+        }
+        loop {
+            let until = poll_at.min(held.renew_at);
+            match shutdown
+                .wait_until(until, self.config.wake.as_deref())
+                .await
+            {
+                Waited::Shutdown => return Some(Holding::Stopped),
+                Waited::Woken => break,
+                Waited::Deadline if Instant::now() >= poll_at => break,
+                Waited::Deadline => {
+                    if !self.renew(held, meter).await {
+                        return Some(Holding::Lost);
+                    }
+                }
+            }
+        }
+        if retry_due.is_some_and(|due| due <= Instant::now()) {
+            *retry_due = None;
+        }
+        None
+    }
+
+    /// Renews the lease; whether it is still ours.
+    async fn renew(&self, held: &mut HeldLease, meter: &mut Meter) -> bool {
+        let answer = lease::ask(&self.store, &self.config).await;
+        match held.renewed(answer, &self.config) {
+            Renewal::Renewed => true,
+            Renewal::Lost => false,
+            Renewal::Failed(error) => {
+                meter.store_error();
+                tracing::warn!(outbox = %self.config.name, %error, "could not renew the outbox lease");
+                !held.lapsed()
+            }
+        }
+    }
+
+    /// Publishes one batch and marks its records.
+    async fn publish_batch(
+        &self,
+        records: Vec<OutboxRecord>,
+        held: &mut HeldLease,
+        meter: &mut Meter,
+    ) -> Batch {
+        let span = tracing::info_span!(
+            "outbox_relay_batch",
+            outbox = %self.config.name,
+            owner = %self.config.owner,
+            fencing_token = held.lease.fencing_token,
+            size = records.len(),
+            first_position = records.first().map(|record| record.position),
+            published = tracing::field::Empty,
+            failed = tracing::field::Empty,
+            held_back = tracing::field::Empty,
+        );
+        self.publish_batch_in_span(records, held, meter)
+            .instrument(span)
+            .await
+    }
+
+    async fn publish_batch_in_span(
+        &self,
+        records: Vec<OutboxRecord>,
+        held: &mut HeldLease,
+        meter: &mut Meter,
+    ) -> Batch {
+        meter.batch();
+        let (slots, envelopes): (Vec<Slot>, Vec<Envelope>) = records
+            .into_iter()
+            .map(|record| {
+                let slot = Slot {
+                    position: record.position,
+                    attempts: record.attempts,
+                };
+                (slot, record.envelope)
+            })
+            .unzip();
+        let started = Instant::now();
+        let Some(results) = self.publish_renewing(&envelopes, held, meter).await else {
+            return Batch::LeaseLost;
+        };
+        meter.publish_time(started.elapsed());
+        let outcome = outcome::sort_results(&slots, results, &self.config, SystemTime::now());
+        let span = tracing::Span::current();
+        span.record("published", outcome.published.len());
+        span.record("failed", outcome.failures.len());
+        span.record("held_back", outcome.held_back);
+        meter.published(count(outcome.published.len()));
+        meter.held_back(outcome.held_back);
+
+        let mut store_failed = false;
+        if !outcome.published.is_empty() {
+            match self
+                .store
+                .mark_published(&held.lease, &outcome.published)
+                .await
+            {
+                Ok(()) => {}
+                Err(OutboxError::LeaseLost { .. }) => return Batch::LeaseLost,
+                Err(error) => {
+                    meter.store_error();
+                    store_failed = true;
+                    tracing::warn!(%error, count = outcome.published.len(), "could not mark published records; they will be published again");
+                }
+            }
+        }
+        if !outcome.failures.is_empty() {
+            match self.store.mark_failed(&held.lease, &outcome.failures).await {
+                Ok(()) => {
+                    meter.failed(count(outcome.failures.len()), outcome.parked);
+                    for failure in &outcome.failures {
+                        if failure.retry_at.is_none() {
+                            tracing::warn!(position = failure.position, reason = %failure.reason, "outbox record parked");
+                        } else {
+                            tracing::debug!(position = failure.position, reason = %failure.reason, "outbox record failed; will retry");
+                        }
+                    }
+                }
+                Err(OutboxError::LeaseLost { .. }) => return Batch::LeaseLost,
+                Err(error) => {
+                    meter.store_error();
+                    store_failed = true;
+                    tracing::warn!(%error, count = outcome.failures.len(), "could not record failed publishes");
+                }
+            }
+        }
+        if store_failed {
+            Batch::StoreFailed
+        } else {
+            Batch::Done {
+                progress: !outcome.published.is_empty() || !outcome.failures.is_empty(),
+                soonest_retry: outcome.soonest_retry,
+            }
+        }
+    }
+
+    /// Publishes `envelopes`, renewing the lease when due while the publisher works.
+    /// `None` when a renewal found the lease taken over: the batch is abandoned (not marked)
+    /// since the new holder publishes the same records.
+    async fn publish_renewing(
+        &self,
+        envelopes: &[Envelope],
+        held: &mut HeldLease,
+        meter: &mut Meter,
+    ) -> Option<Vec<PublishResult>> {
+        let mut publish = pin!(self.publisher.publish_batch(envelopes));
+        loop {
+            tokio::select! {
+                results = &mut publish => return Some(results),
+                () = tokio::time::sleep_until(held.renew_at) => {}
+            }
+            let mut renewal = pin!(lease::ask(&self.store, &self.config));
+            let (answer, results) = tokio::select! {
+                answer = &mut renewal => (answer, None),
+                results = &mut publish => (renewal.await, Some(results)),
+            };
+            match held.renewed(answer, &self.config) {
+                Renewal::Renewed => {}
+                Renewal::Lost => {
+                    tracing::warn!("the outbox lease was taken over during a batch; abandoning it");
+                    return None;
+                }
+                Renewal::Failed(error) => {
+                    // Publishing goes on: if another relay took over meanwhile, the marks
+                    // are refused by fencing.
+                    meter.store_error();
+                    tracing::warn!(%error, "could not renew the outbox lease during a batch");
+                }
+            }
+            if results.is_some() {
+                return results;
+            }
+        }
+    }
+
+    /// Gives the lease up so that a standby relay takes over at once.
+    async fn release(&self, held: &HeldLease, meter: &mut Meter) {
+        match self.store.release_lease(&held.lease).await {
+            Ok(()) => {
+                tracing::info!(outbox = %self.config.name, owner = %self.config.owner, "released the outbox lease");
+            }
+            Err(error) => {
+                meter.store_error();
+                tracing::warn!(outbox = %self.config.name, %error, "could not release the outbox lease; it lapses by itself");
+            }
+        }
+    }
+
+    /// Refreshes the backlog gauges (feature `metrics`; without it, nothing is asked).
+    async fn observe_backlog(&self, meter: &mut Meter) {
+        if !cfg!(feature = "metrics") {
+            return;
+        }
+        match self.store.backlog().await {
+            Ok(backlog) => meter.backlog(&backlog),
+            Err(error) => {
+                meter.store_error();
+                tracing::warn!(outbox = %self.config.name, %error, "could not read the outbox backlog");
+            }
+        }
+    }
+}
+
+/// A count for the report.
+fn count(len: usize) -> u64 {
+    u64::try_from(len).unwrap_or(u64::MAX)
+}
+
+/// The relay's shutdown signal, which may be checked without waiting.
+struct Shutdown<'a, F> {
+    signal: Pin<&'a mut F>,
+    requested: bool,
+}
+
+impl<'a, F: Future> Shutdown<'a, F> {
+    fn new(signal: Pin<&'a mut F>) -> Self {
+        Self {
+            signal,
+            requested: false,
+        }
+    }
+
+    /// Whether shutdown was requested, without waiting.
+    fn requested(&mut self) -> bool {
+        if !self.requested {
+            let mut context = Context::from_waker(Waker::noop());
+            self.requested = self.signal.as_mut().poll(&mut context).is_ready();
+        }
+        self.requested
+    }
+
+    /// Completes when shutdown is requested.
+    async fn signalled(&mut self) {
+        if !self.requested {
+            self.signal.as_mut().await;
+            self.requested = true;
+        }
+    }
+
+    /// Waits until `deadline`, a `wake` signal or shutdown.
+    async fn wait_until(&mut self, deadline: Instant, wake: Option<&Notify>) -> Waited {
+        tokio::select! {
+            biased;
+            () = self.signalled() => Waited::Shutdown,
+            () = woken(wake) => Waited::Woken,
+            () = tokio::time::sleep_until(deadline) => Waited::Deadline,
+        }
+    }
+}
+
+/// What ended a wait.
+enum Waited {
+    Shutdown,
+    Woken,
+    Deadline,
+}
+
+/// Completes on a `wake` signal; never without one.
+async fn woken(wake: Option<&Notify>) {
+    match wake {
+        Some(notify) => notify.notified().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,454 @@
+//! [`UnitOfWork`]: a service's writes and the events about them in one SQLite transaction,
+//! and [`Committed`], what a successful commit reports.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use dovetail_events::envelope::{AggregateRef, Envelope, Event, EventMetadata, Sequence, Source};
+use rusqlite::{OptionalExtension, Transaction, params};
+use tokio::sync::Notify;
+
+use super::schema::{OrStorage, now_ms, to_i64, to_u64};
+use crate::{ExpectedVersion, OutboxError, Position};
+
+/// Adds `n` to an aggregate's version whatever it is, creating it at `n`.
+const BUMP_ANY: &str = "
+INSERT INTO dovetail_outbox_aggregates (aggregate_type, aggregate_id, version)
+VALUES (?1, ?2, ?3)
+ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = version + excluded.version
+RETURNING version";
+
+/// Creates an aggregate at version `n`; a row at version 0 counts as new too.
+const BUMP_NEW: &str = "
+INSERT INTO dovetail_outbox_aggregates (aggregate_type, aggregate_id, version)
+VALUES (?1, ?2, ?3)
+ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = version + excluded.version
+    WHERE version = 0
+RETURNING version";
+
+/// Adds `n` to an aggregate's version only if it is exactly `?4`.
+const BUMP_EXACTLY: &str = "
+UPDATE dovetail_outbox_aggregates SET version = version + ?3
+WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND version = ?4
+RETURNING version";
+
+const SELECT_VERSION: &str = "
+SELECT version FROM dovetail_outbox_aggregates WHERE aggregate_type = ?1 AND aggregate_id = ?2";
+
+const INSERT_EVENT: &str = "
+INSERT INTO dovetail_outbox
+    (event_id, aggregate_type, aggregate_id, sequence, envelope, committed_at_ms)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// A service's writes and the events about them, in one transaction of the service's own
+/// connection: both are committed by [`commit`](Self::commit), or neither is.
+///
+/// Begun by [`SqliteOutbox::begin`](super::SqliteOutbox::begin). Write the business rows
+/// through [`transaction`](Self::transaction), add events with
+/// [`append`](Self::append), then [`commit`](Self::commit). Dropping a unit of work
+/// without committing it (an early `?`, a panic) rolls everything back, as does
+/// [`rollback`](Self::rollback).
+///
+/// # Example
+/// ```
+/// use dovetail_events::envelope::{AggregateRef, Event, EventMetadata, Source};
+/// use dovetail_outbox::{ExpectedVersion, OutboxError};
+/// use dovetail_outbox::sqlite::{OutboxConfig, SqliteOutbox};
+/// use rusqlite::Connection;
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct ClaimApproved { claim_id: String }
+/// impl Event for ClaimApproved {
+///     const TYPE: &'static str = "claim.approved";
+///     const VERSION: u32 = 1;
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut db = Connection::open_in_memory()?;
+/// db.execute_batch("CREATE TABLE claims (id TEXT PRIMARY KEY, status TEXT)")?;
+/// SqliteOutbox::create_schema(&db)?;
+/// let outbox = SqliteOutbox::new(OutboxConfig::new(Source::parse("claim-service")?));
+/// let claim = AggregateRef::parse("claim", "c-1")?;
+///
+/// // The request said If-Match: "3", but the claim has no events yet.
+/// let mut uow = outbox.begin(&mut db)?;
+/// uow.transaction().execute("INSERT INTO claims VALUES ('c-1', 'approved')", [])?;
+/// uow.append(
+///     claim.clone(),
+///     ExpectedVersion::Exactly(3),
+///     &ClaimApproved { claim_id: "c-1".into() },
+///     EventMetadata::default(),
+/// )?;
+/// let conflict = uow.commit().unwrap_err();
+/// assert!(matches!(conflict, OutboxError::Conflict { actual: 0, .. }));
+///
+/// // Nothing was kept, the claim row included.
+/// let rows: i64 = db.query_row("SELECT COUNT(*) FROM claims", [], |row| row.get(0))?;
+/// assert_eq!(rows, 0);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+#[must_use = "a unit of work rolls back unless it is committed"]
+pub struct UnitOfWork<'c> {
+    transaction: Transaction<'c>,
+    source: Source,
+    commits: Arc<Notify>,
+    /// The aggregates appended to, in the order of their first event.
+    aggregates: Vec<Appending>,
+    /// Where each aggregate is in `aggregates`.
+    index: HashMap<AggregateRef, usize>,
+    /// The events in the order they were appended, each with its aggregate's index; their
+    /// sequences are stamped at commit.
+    events: Vec<(usize, Envelope)>,
+}
+
+/// What a unit of work appends to one aggregate.
+#[derive(Debug)]
+struct Appending {
+    aggregate: AggregateRef,
+    /// The distinct expectations other than `Any`, in the order they were given.
+    expected: Vec<ExpectedVersion>,
+    /// How many events.
+    count: u64,
+}
+
+impl<'c> UnitOfWork<'c> {
+    pub(super) fn new(transaction: Transaction<'c>, source: Source, commits: Arc<Notify>) -> Self {
+        Self {
+            transaction,
+            source,
+            commits,
+            aggregates: Vec::new(),
+            index: HashMap::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// The transaction, for the service's own reads and writes. They commit with the
+    /// events, or roll back with them.
+    ///
+    /// Committing or rolling back through SQL (`COMMIT`, `ROLLBACK`) would break the unit
+    /// of work: use [`commit`](Self::commit) and [`rollback`](Self::rollback).
+    pub fn transaction(&self) -> &Transaction<'c> {
+        &self.transaction
+    }
+
+    /// Adds `event` about `aggregate`, to be committed with the unit of work.
+    ///
+    /// The event is enveloped now (a new event id, the current time, `metadata`) and gets
+    /// its sequence at commit: its aggregate's version plus one, then plus two for the
+    /// next event of the same aggregate in this unit of work, and so on. Events keep the
+    /// order of the `append` calls, in the outbox and on the broker.
+    ///
+    /// `expected` is the version the service read the aggregate at, before this unit of
+    /// work: [`ExpectedVersion::New`] for an aggregate being created,
+    /// [`ExpectedVersion::Exactly`] with the version it loaded (from an `If-Match`
+    /// header, say), [`ExpectedVersion::Any`] for events that do not depend on the
+    /// aggregate's state. Several appends to one aggregate state the same expectation (or
+    /// `Any`); it is checked at commit.
+    ///
+    /// # Errors
+    /// [`OutboxError::InvalidEvent`] when `event` does not serialize to JSON. The unit of
+    /// work stays usable, without that event.
+    pub fn append<E: Event>(
+        &mut self,
+        aggregate: AggregateRef,
+        expected: ExpectedVersion,
+        event: &E,
+        metadata: EventMetadata,
+    ) -> Result<(), OutboxError> {
+        // The sequence is a placeholder until commit, when the versions are read.
+        let envelope = Envelope::new(
+            self.source.clone(),
+            aggregate.clone(),
+            Sequence::FIRST,
+            event,
+            metadata,
+        )
+        .map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
+        let index = match self.index.get(&aggregate) {
+            Some(&index) => index,
+            None => {
+                self.aggregates.push(Appending {
+                    aggregate: aggregate.clone(),
+                    expected: Vec::new(),
+                    count: 0,
+                });
+                self.index.insert(aggregate, self.aggregates.len() - 1);
+                self.aggregates.len() - 1
+            }
+        };
+        let appending = &mut self.aggregates[index];
+        if let Some(version) = expected_number(expected)
+            && !appending
+                .expected
+                .iter()
+                .any(|&known| expected_number(known) == Some(version))
+        {
+            appending.expected.push(expected);
+        }
+        appending.count += 1;
+        self.events.push((index, envelope));
+        Ok(())
+    }
+
+    /// Checks every aggregate's expected version, stamps the sequences, writes the events
+    /// and the new versions, commits the transaction, and signals the relay
+    /// ([`SqliteOutbox::commits`](super::SqliteOutbox::commits)).
+    ///
+    /// When it returns `Ok`, the business writes and the events are committed (as durably
+    /// as the connection's settings make any commit); when it returns an error, none of
+    /// them is.
+    ///
+    /// # Errors
+    /// - [`OutboxError::Conflict`] when an aggregate's version is not the expected one;
+    ///   nothing is committed.
+    /// - [`OutboxError::Storage`] when a statement or the commit fails; nothing is
+    ///   committed.
+    pub fn commit(self) -> Result<Committed, OutboxError> {
+        let Self {
+            transaction,
+            commits,
+            aggregates,
+            events,
+            ..
+        } = self;
+        let mut next_sequence = Vec::with_capacity(aggregates.len());
+        let mut versions = Vec::with_capacity(aggregates.len());
+        for appending in aggregates {
+            let version = bump_version(&transaction, &appending)?;
+            next_sequence.push(version.saturating_sub(appending.count) + 1);
+            versions.push((appending.aggregate, version));
+        }
+
+        let committed_at_ms = now_ms();
+        let mut envelopes = Vec::with_capacity(events.len());
+        let mut positions = Vec::with_capacity(events.len());
+        {
+            let mut insert = transaction
+                .prepare_cached(INSERT_EVENT)
+                .or_storage("writing an event to the outbox")?;
+            for (index, envelope) in events {
+                let sequence = Sequence::new(next_sequence[index])
+                    .map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
+                next_sequence[index] += 1;
+                let envelope = stamp(envelope, sequence)?;
+                let json = serde_json::to_string(&envelope)
+                    .map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
+                insert
+                    .execute(params![
+                        envelope.id().to_string(),
+                        envelope.aggregate_type().as_str(),
+                        envelope.aggregate_id().as_str(),
+                        to_i64(sequence.get()),
+                        json,
+                        committed_at_ms,
+                    ])
+                    .or_storage("writing an event to the outbox")?;
+                positions.push(to_u64(transaction.last_insert_rowid()));
+                envelopes.push(envelope);
+            }
+        }
+        transaction
+            .commit()
+            .or_storage("committing a unit of work")?;
+        if !envelopes.is_empty() {
+            // Wake every relay waiting now, and leave a permit for one that is busy.
+            commits.notify_waiters();
+            commits.notify_one();
+        }
+        Ok(Committed {
+            envelopes,
+            positions,
+            versions,
+        })
+    }
+
+    /// Rolls the business writes and the events back; the same as dropping the unit of
+    /// work, but says so and reports a failed rollback.
+    ///
+    /// # Errors
+    /// [`OutboxError::Storage`] when SQLite fails to roll back (the transaction is then
+    /// rolled back when the connection closes, at the latest).
+    pub fn rollback(self) -> Result<(), OutboxError> {
+        self.transaction
+            .rollback()
+            .or_storage("rolling a unit of work back")
+    }
+}
+
+/// What a unit of work committed: the events as they went into the outbox, and the new
+/// version of each aggregate (which a service can return as an `ETag`).
+///
+/// # Example
+/// ```
+/// use dovetail_events::envelope::{AggregateRef, Event, EventMetadata, Source};
+/// use dovetail_outbox::ExpectedVersion;
+/// use dovetail_outbox::sqlite::{OutboxConfig, SqliteOutbox};
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct PolicyRenewed { policy_id: String, year: u16 }
+/// impl Event for PolicyRenewed {
+///     const TYPE: &'static str = "policy.renewed";
+///     const VERSION: u32 = 1;
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut db = rusqlite::Connection::open_in_memory()?;
+/// # SqliteOutbox::create_schema(&db)?;
+/// let outbox = SqliteOutbox::new(OutboxConfig::new(Source::parse("policy-service")?));
+/// let policy = AggregateRef::parse("policy", "pol-7")?;
+/// let mut uow = outbox.begin(&mut db)?;
+/// for year in [2025, 2026] {
+///     let renewed = PolicyRenewed { policy_id: "pol-7".into(), year };
+///     uow.append(policy.clone(), ExpectedVersion::New, &renewed, EventMetadata::default())?;
+/// }
+/// let committed = uow.commit()?;
+///
+/// let sequences: Vec<u64> = committed.envelopes().iter().map(|e| e.sequence().get()).collect();
+/// assert_eq!(sequences, [1, 2]);
+/// let etag = format!("\"{}\"", committed.version(&policy).unwrap_or(0));
+/// assert_eq!(etag, "\"2\"");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    envelopes: Vec<Envelope>,
+    positions: Vec<Position>,
+    versions: Vec<(AggregateRef, u64)>,
+}
+
+impl Committed {
+    /// The events, in the order they were appended, with their ids and stamped sequences.
+    pub fn envelopes(&self) -> &[Envelope] {
+        &self.envelopes
+    }
+
+    /// The events, owned.
+    pub fn into_envelopes(self) -> Vec<Envelope> {
+        self.envelopes
+    }
+
+    /// Each event's place in the outbox, in the order of [`envelopes`](Self::envelopes).
+    pub fn positions(&self) -> &[Position] {
+        &self.positions
+    }
+
+    /// The version `aggregate` has now (its last sequence), if the unit of work appended
+    /// to it.
+    pub fn version(&self, aggregate: &AggregateRef) -> Option<u64> {
+        self.versions
+            .iter()
+            .find(|(known, _)| known == aggregate)
+            .map(|&(_, version)| version)
+    }
+
+    /// Every aggregate the unit of work appended to, with its new version, in the order
+    /// of their first event.
+    pub fn versions(&self) -> impl Iterator<Item = (&AggregateRef, u64)> {
+        self.versions
+            .iter()
+            .map(|(aggregate, version)| (aggregate, *version))
+    }
+}
+
+/// The version an expectation requires, `None` for `Any`; `New` is version 0.
+fn expected_number(expected: ExpectedVersion) -> Option<u64> {
+    match expected {
+        ExpectedVersion::New => Some(0),
+        ExpectedVersion::Exactly(version) => Some(version),
+        ExpectedVersion::Any => None,
+    }
+}
+
+/// How a conflict names what was expected.
+fn describe(expected: ExpectedVersion) -> String {
+    match expected {
+        ExpectedVersion::New => "new (no events)".to_owned(),
+        ExpectedVersion::Exactly(version) => version.to_string(),
+        ExpectedVersion::Any => "any".to_owned(),
+    }
+}
+
+/// Checks `appending`'s expectations and raises its aggregate's version by its number of
+/// events, in one statement when the version matches; returns the new version.
+fn bump_version(transaction: &Transaction<'_>, appending: &Appending) -> Result<u64, OutboxError> {
+    const OPERATION: &str = "updating an aggregate's version";
+    let aggregate_type = appending.aggregate.aggregate_type.as_str();
+    let aggregate_id = appending.aggregate.id.as_str();
+    let count = to_i64(appending.count);
+    let first = appending
+        .expected
+        .first()
+        .copied()
+        .unwrap_or(ExpectedVersion::Any);
+    let bumped = match expected_number(first) {
+        None => query_version(
+            transaction,
+            BUMP_ANY,
+            params![aggregate_type, aggregate_id, count],
+        ),
+        Some(0) => query_version(
+            transaction,
+            BUMP_NEW,
+            params![aggregate_type, aggregate_id, count],
+        ),
+        Some(version) => query_version(
+            transaction,
+            BUMP_EXACTLY,
+            params![aggregate_type, aggregate_id, count, to_i64(version)],
+        ),
+    }
+    .or_storage(OPERATION)?;
+    let Some(bumped) = bumped else {
+        let actual = query_version(
+            transaction,
+            SELECT_VERSION,
+            params![aggregate_type, aggregate_id],
+        )
+        .or_storage(OPERATION)?;
+        return Err(conflict(appending, first, to_u64(actual.unwrap_or(0))));
+    };
+    let version = to_u64(bumped);
+    let before = version.saturating_sub(appending.count);
+    // Several appends that expected different versions cannot all be right.
+    if let Some(&wrong) = appending
+        .expected
+        .iter()
+        .find(|&&expected| expected_number(expected) != Some(before))
+    {
+        return Err(conflict(appending, wrong, before));
+    }
+    Ok(version)
+}
+
+/// Runs a cached statement that answers with a version, or with no row.
+fn query_version(
+    transaction: &Transaction<'_>,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Option<i64>> {
+    transaction
+        .prepare_cached(sql)?
+        .query_row(params, |row| row.get(0))
+        .optional()
+}
+
+fn conflict(appending: &Appending, expected: ExpectedVersion, actual: u64) -> OutboxError {
+    OutboxError::Conflict {
+        aggregate_type: appending.aggregate.aggregate_type.as_str().to_owned(),
+        aggregate_id: appending.aggregate.id.as_str().to_owned(),
+        expected: describe(expected),
+        actual,
+    }
+}
+
+/// `envelope` with its stamped `sequence`.
+fn stamp(envelope: Envelope, sequence: Sequence) -> Result<Envelope, OutboxError> {
+    let mut parts = envelope.into_parts();
+    parts.sequence = sequence;
+    // Cannot fail: the parts come from a valid envelope.
+    Envelope::from_parts(parts).map_err(|error| OutboxError::InvalidEvent(error.to_string()))
+}

@@ -1,0 +1,9 @@
+//! The relay: its rules one test each (`behaviour`), and a state-machine property over random
+//! commits, aborted units of work, relay crashes, lease losses and broker failures
+//! (`state_machine`), on the memory outbox and the memory broker.
+
+mod behaviour;
+mod fixtures;
+#[cfg(feature = "metrics")]
+mod metrics;
+mod state_machine;
