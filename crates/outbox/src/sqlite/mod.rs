@@ -159,6 +159,23 @@ impl SqliteOutbox {
             .or_storage("creating the outbox tables")
     }
 
+    /// Prepares a connection to a database holding an outbox, the service's own
+    /// included: WAL mode (the relay reads while the service writes), a patient busy
+    /// handler ([`wait_while_busy`]), and the outbox tables.
+    ///
+    /// # Errors
+    /// [`OutboxError::Storage`] when WAL mode cannot be set (another connection is in a
+    /// transaction) or the tables cannot be created.
+    pub fn prepare_connection(connection: &Connection) -> Result<(), OutboxError> {
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .or_storage("switching the database to WAL")?;
+        connection
+            .busy_handler(Some(wait_while_busy))
+            .or_storage("installing the busy handler")?;
+        Self::create_schema(connection)
+    }
+
     /// Begins a unit of work on the service's connection: a `BEGIN IMMEDIATE`
     /// transaction, which takes the database's write lock at once, so the versions it
     /// checks at commit cannot change under it and the commit cannot fail with
@@ -181,4 +198,23 @@ impl SqliteOutbox {
             Arc::clone(&self.commits),
         ))
     }
+}
+
+/// SQLite's busy handler for connections that share an outbox: when another connection
+/// holds the write lock, wait in 250 µs steps for the first 10 ms, then in 2 ms steps, for
+/// about 5 s in all, then give up (`SQLITE_BUSY`).
+///
+/// SQLite's own `busy_timeout` sleeps in steps that grow to 100 ms, so a unit of work that
+/// meets the relay's short write can wait far longer than the write took; with this
+/// handler the wait follows the lock closely (it cut the relay's p99 commit-to-published
+/// latency by an order of magnitude in the relay benchmark).
+pub fn wait_while_busy(attempt: i32) -> bool {
+    let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
+    let pause = match attempt {
+        0..40 => std::time::Duration::from_micros(250),
+        40..2_540 => std::time::Duration::from_millis(2),
+        _ => return false,
+    };
+    std::thread::sleep(pause);
+    true
 }

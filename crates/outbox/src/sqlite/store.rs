@@ -12,10 +12,6 @@ use super::SqliteOutbox;
 use super::schema::{OrStorage, epoch_ms, now_ms, time_of, to_i64, to_u64};
 use crate::{Failure, OutboxBacklog, OutboxError, OutboxRecord, OutboxStore, Position, RelayLease};
 
-/// How long a statement waits for another connection's write lock (a unit of work in
-/// progress) before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// The ready records in commit order: not parked, not waiting for a retry, and not behind
 /// an earlier record of their aggregate that is parked or waiting. The earlier records
 /// are found through the partial index `dovetail_outbox_blocking`, which the subquery
@@ -103,7 +99,7 @@ struct Inner {
 impl SqliteOutboxStore {
     /// Opens the outbox in the database at `path` (creating the file and the tables if
     /// missing) on a connection of its own, in WAL mode with `synchronous = NORMAL` and a
-    /// busy timeout of 5 s. Blocks while it does.
+    /// patient busy handler ([`wait_while_busy`](super::wait_while_busy)). Blocks while it does.
     ///
     /// `lease_name` names the relay lease of this outbox (say `policy-service.relay`):
     /// the relays of one outbox use the same name, so that only one of them publishes.
@@ -121,7 +117,9 @@ impl SqliteOutboxStore {
         let path = path.as_ref();
         let opening = format!("opening the outbox at {}", path.display());
         let connection = Connection::open(path).or_storage(&opening)?;
-        connection.busy_timeout(BUSY_TIMEOUT).or_storage(&opening)?;
+        connection
+            .busy_handler(Some(super::wait_while_busy))
+            .or_storage(&opening)?;
         connection
             .pragma_update(None, "journal_mode", "WAL")
             .or_storage(&opening)?;

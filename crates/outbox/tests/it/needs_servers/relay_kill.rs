@@ -73,7 +73,7 @@ fn random(bound: u64) -> u64 {
 fn write_until(db: std::path::PathBuf, stop: &AtomicBool, committed: &Mutex<Vec<String>>) {
     let outbox = SqliteOutbox::new(OutboxConfig::new(Source::parse("policy-service").unwrap()));
     let mut connection = rusqlite::Connection::open(db).unwrap();
-    connection.busy_timeout(Duration::from_secs(5)).unwrap();
+    SqliteOutbox::prepare_connection(&connection).unwrap();
     let mut cents = 0;
     while !stop.load(Ordering::SeqCst) {
         let mut unit = outbox.begin(&mut connection).unwrap();
