@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use dovetail_events::envelope::Envelope;
 
-/// A record's place in its outbox: commit order, increasing, unique per outbox.
+/// A record's place in its outbox: commit order. Unique among the records present, and
+/// higher for a newer record than for every older one still there.
 pub type Position = u64;
 
 /// A committed event waiting for the broker.

@@ -8,9 +8,13 @@ use crate::OutboxError;
 
 /// The tables, created idempotently.
 ///
-/// - `dovetail_outbox`: one row per committed, unpublished event. `position` is commit
-///   order; `AUTOINCREMENT` keeps it increasing and never reused, even after the newest
-///   rows were published and deleted.
+/// - `dovetail_outbox`: one row per committed, unpublished event. `position` (the rowid)
+///   is commit order among the rows present: a new row always gets a higher one than every
+///   row left. A position may come back after every newer row was published and deleted;
+///   that is safe because only the lease holder deletes rows and every mark is fenced.
+///   Neither `AUTOINCREMENT` nor a unique index on `event_id` is kept: each costs a page
+///   write per commit and guards nothing the unit of work can do (event ids are fresh
+///   UUIDv7s), and the relay benchmark's unit-of-work ratio is what they would cost.
 /// - `dovetail_outbox_blocking`: the rows that may hold back their aggregate (parked, or
 ///   failed with a retry time), by aggregate and position, for `fetch_ready`'s
 ///   `NOT EXISTS`. Partial, so that a commit, whose rows never block, does not write it.
@@ -18,8 +22,8 @@ use crate::OutboxError;
 /// - `dovetail_outbox_lease`: the relay lease of each outbox, with its fencing token.
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS dovetail_outbox (
-    position        INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id        TEXT    NOT NULL UNIQUE,
+    position        INTEGER PRIMARY KEY,
+    event_id        TEXT    NOT NULL,
     aggregate_type  TEXT    NOT NULL,
     aggregate_id    TEXT    NOT NULL,
     sequence        INTEGER NOT NULL,
