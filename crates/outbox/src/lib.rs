@@ -26,9 +26,11 @@
 //! | feature | gives |
 //! |---|---|
 //! | `sqlite` (default) | `sqlite::SqliteOutbox`: unit of work and store on SQLite |
-//! | `dynamodb` | the DynamoDB unit of work and store |
+//! | `dynamodb` | `dynamodb::DynamoDbOutbox`: unit of work and store on DynamoDB |
 //! | `metrics` | relay metrics through the `metrics` facade |
 
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 mod error;
 mod memory;
 mod record;

@@ -25,7 +25,7 @@ pub(crate) trait Harness {
 
     /// Commits one event about each policy id in `policies`, in order, in one commit,
     /// with the next sequence of each policy; returns their positions.
-    fn commit(&self, policies: &[&str]) -> Vec<Position>;
+    async fn commit(&self, policies: &[&str]) -> Vec<Position>;
 }
 
 /// The memory store, with the sequences a unit of work would stamp.
@@ -50,7 +50,7 @@ impl Harness for MemoryHarness {
         &self.store
     }
 
-    fn commit(&self, policies: &[&str]) -> Vec<Position> {
+    async fn commit(&self, policies: &[&str]) -> Vec<Position> {
         let mut versions = self.versions.lock().unwrap();
         let envelopes = policies
             .iter()
@@ -94,7 +94,7 @@ impl Harness for SqliteHarness {
         &self.store
     }
 
-    fn commit(&self, policies: &[&str]) -> Vec<Position> {
+    async fn commit(&self, policies: &[&str]) -> Vec<Position> {
         use crate::support::{changed, policy};
         use dovetail_events::envelope::EventMetadata;
         use dovetail_outbox::ExpectedVersion;
@@ -151,9 +151,9 @@ fn retry(position: Position, at: SystemTime) -> Failure {
 
 /// `fetch_ready` answers in commit order, each aggregate in sequence order, up to `limit`.
 pub(crate) async fn fetches_in_commit_order<H: Harness>(harness: H) {
-    let mut positions = harness.commit(&["a", "b"]);
-    positions.extend(harness.commit(&["a"]));
-    positions.extend(harness.commit(&["c", "a"]));
+    let mut positions = harness.commit(&["a", "b"]).await;
+    positions.extend(harness.commit(&["a"]).await);
+    positions.extend(harness.commit(&["c", "a"]).await);
     assert!(positions.windows(2).all(|pair| pair[0] < pair[1]));
 
     let records = ready(&harness).await;
@@ -179,7 +179,7 @@ pub(crate) async fn fetches_in_commit_order<H: Harness>(harness: H) {
 /// A parked record holds back the later records of its aggregate, and only those, until
 /// it is unparked.
 pub(crate) async fn parked_record_holds_back_its_aggregate<H: Harness>(harness: H) {
-    let p = harness.commit(&["a", "b", "a", "b"]);
+    let p = harness.commit(&["a", "b", "a", "b"]).await;
     let lease = lease(&harness, "relay-1").await;
     harness
         .store()
@@ -198,7 +198,7 @@ pub(crate) async fn parked_record_holds_back_its_aggregate<H: Harness>(harness: 
 /// A record waiting for its retry time holds back itself and its aggregate's later
 /// records; once the time has come, all are ready again, in order.
 pub(crate) async fn retry_wait_holds_back_its_aggregate<H: Harness>(harness: H) {
-    let p = harness.commit(&["a", "a", "b"]);
+    let p = harness.commit(&["a", "a", "b"]).await;
     let lease = lease(&harness, "relay-1").await;
     let in_an_hour = SystemTime::now() + Duration::from_secs(3600);
     harness
@@ -239,7 +239,7 @@ pub(crate) async fn retry_wait_holds_back_its_aggregate<H: Harness>(harness: H) 
 
 /// A record whose retry time passes while the relay waits becomes ready by itself.
 pub(crate) async fn retry_time_passes<H: Harness>(harness: H) {
-    let p = harness.commit(&["a"]);
+    let p = harness.commit(&["a"]).await;
     let lease = lease(&harness, "relay-1").await;
     let soon = SystemTime::now() + Duration::from_millis(500);
     harness
@@ -254,7 +254,7 @@ pub(crate) async fn retry_time_passes<H: Harness>(harness: H) {
 
 /// Published records are deleted: not fetched again, not counted.
 pub(crate) async fn published_records_are_deleted<H: Harness>(harness: H) {
-    let p = harness.commit(&["a", "a", "b"]);
+    let p = harness.commit(&["a", "a", "b"]).await;
     let lease = lease(&harness, "relay-1").await;
     harness
         .store()
@@ -300,7 +300,7 @@ pub(crate) async fn lease_is_granted_renewed_refused_and_released<H: Harness>(ha
 /// A lapsed lease is taken over with a higher token; the old holder's writes are refused
 /// with `LeaseLost` and change nothing.
 pub(crate) async fn stale_lease_is_fenced_off<H: Harness>(harness: H) {
-    let p = harness.commit(&["a", "b"]);
+    let p = harness.commit(&["a", "b"]).await;
     let store = harness.store();
     let old = store
         .acquire_lease("relay-1", Duration::from_millis(500))
@@ -340,7 +340,7 @@ pub(crate) async fn stale_lease_is_fenced_off<H: Harness>(harness: H) {
 
 /// A released lease's writes are refused too.
 pub(crate) async fn released_lease_is_fenced_off<H: Harness>(harness: H) {
-    let p = harness.commit(&["a"]);
+    let p = harness.commit(&["a"]).await;
     let store = harness.store();
     let lease = lease(&harness, "relay-1").await;
     store.release_lease(&lease).await.unwrap();
@@ -360,7 +360,7 @@ pub(crate) async fn backlog_reports_the_lag<H: Harness>(harness: H) {
         (0, 0, None)
     );
 
-    let p = harness.commit(&["a", "b", "c"]);
+    let p = harness.commit(&["a", "b", "c"]).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let lease = lease(&harness, "relay-1").await;
     harness
@@ -385,59 +385,64 @@ pub(crate) async fn backlog_reports_the_lag<H: Harness>(harness: H) {
     );
 }
 
-/// One `#[tokio::test]` per rule, for the harness `$harness`.
+/// One `#[tokio::test]` per rule, for the harness `$harness` (an expression, evaluated in
+/// each async test, so it may `.await`).
 macro_rules! store_contract_tests {
     ($module:ident, $harness:expr) => {
         mod $module {
+            #[allow(unused_imports)]
             use super::*;
 
             #[tokio::test]
             async fn fetches_in_commit_order() {
-                super::fetches_in_commit_order($harness).await;
+                $crate::store_contract::fetches_in_commit_order($harness).await;
             }
 
             #[tokio::test]
             async fn parked_record_holds_back_its_aggregate() {
-                super::parked_record_holds_back_its_aggregate($harness).await;
+                $crate::store_contract::parked_record_holds_back_its_aggregate($harness).await;
             }
 
             #[tokio::test]
             async fn retry_wait_holds_back_its_aggregate() {
-                super::retry_wait_holds_back_its_aggregate($harness).await;
+                $crate::store_contract::retry_wait_holds_back_its_aggregate($harness).await;
             }
 
             #[tokio::test]
             async fn retry_time_passes() {
-                super::retry_time_passes($harness).await;
+                $crate::store_contract::retry_time_passes($harness).await;
             }
 
             #[tokio::test]
             async fn published_records_are_deleted() {
-                super::published_records_are_deleted($harness).await;
+                $crate::store_contract::published_records_are_deleted($harness).await;
             }
 
             #[tokio::test]
             async fn lease_is_granted_renewed_refused_and_released() {
-                super::lease_is_granted_renewed_refused_and_released($harness).await;
+                $crate::store_contract::lease_is_granted_renewed_refused_and_released($harness)
+                    .await;
             }
 
             #[tokio::test]
             async fn stale_lease_is_fenced_off() {
-                super::stale_lease_is_fenced_off($harness).await;
+                $crate::store_contract::stale_lease_is_fenced_off($harness).await;
             }
 
             #[tokio::test]
             async fn released_lease_is_fenced_off() {
-                super::released_lease_is_fenced_off($harness).await;
+                $crate::store_contract::released_lease_is_fenced_off($harness).await;
             }
 
             #[tokio::test]
             async fn backlog_reports_the_lag() {
-                super::backlog_reports_the_lag($harness).await;
+                $crate::store_contract::backlog_reports_the_lag($harness).await;
             }
         }
     };
 }
+
+pub(crate) use store_contract_tests;
 
 store_contract_tests!(memory, MemoryHarness::new());
 #[cfg(feature = "sqlite")]

@@ -1,4 +1,8 @@
 //! Tests that run against the real servers started by `cargo xtask test`.
 
+#[cfg(feature = "dynamodb")]
+mod dynamodb_store;
+#[cfg(feature = "dynamodb")]
+mod dynamodb_unit_of_work;
 #[cfg(feature = "sqlite")]
 mod relay_kill;
