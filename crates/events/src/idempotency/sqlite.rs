@@ -173,7 +173,7 @@ impl SqliteIdempotencyStore {
     pub async fn purge_expired(&self) -> Result<usize, IdempotencyError> {
         let now_ms = self.now_ms();
         self.run(StoreOperation::Purge, move |connection| {
-            connection.execute(
+            connection.execute_cached(
                 "DELETE FROM dovetail_idempotency WHERE expires_at_ms <= ?1",
                 params![sql_millis(now_ms)],
             )
@@ -250,7 +250,7 @@ impl SqliteIdempotencyStore {
         let now_ms = epoch_millis(now);
         let expires_at_ms = now_ms.saturating_add(duration_millis(retain));
         let written = tx
-            .execute(
+            .execute_cached(
                 "INSERT INTO dovetail_idempotency
                      (key, fingerprint, owner, fencing_token, state, held_until_ms,
                       expires_at_ms, outcome)
@@ -377,7 +377,7 @@ impl IdempotencyStore for SqliteIdempotencyStore {
                     taken_over_from,
                 } => {
                     let held_until_ms = now_ms.saturating_add(duration_millis(lease));
-                    tx.execute(
+                    tx.execute_cached(
                         "INSERT OR REPLACE INTO dovetail_idempotency
                              (key, fingerprint, owner, fencing_token, state, held_until_ms,
                               expires_at_ms, outcome)
@@ -414,7 +414,7 @@ impl IdempotencyStore for SqliteIdempotencyStore {
             tx.commit().map_err(failed)?;
             if purge {
                 // Best effort: a failed purge is retried by a later claim or purge_expired.
-                let purged = connection.execute(
+                let purged = connection.execute_cached(
                     "DELETE FROM dovetail_idempotency WHERE key IN (
                          SELECT key FROM dovetail_idempotency WHERE expires_at_ms <= ?1 LIMIT ?2)",
                     params![sql_millis(now_ms), PURGE_BATCH],
@@ -434,7 +434,7 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         let (key, owner, token) = lease_columns(lease);
         let updated = self
             .run(StoreOperation::Heartbeat, move |connection| {
-                connection.execute(
+                connection.execute_cached(
                     "UPDATE dovetail_idempotency SET held_until_ms = ?1, expires_at_ms = ?2
                      WHERE key = ?3 AND owner = ?4 AND fencing_token = ?5
                        AND state = 'in_progress' AND expires_at_ms > ?6",
@@ -475,7 +475,7 @@ impl IdempotencyStore for SqliteIdempotencyStore {
             .run_checked(StoreOperation::Complete, move |connection| {
                 let failed = |error| backend(StoreOperation::Complete, error);
                 let updated = connection
-                    .execute(
+                    .execute_cached(
                         "UPDATE dovetail_idempotency
                          SET state = 'processed', outcome = ?1, held_until_ms = ?2,
                              expires_at_ms = ?3
@@ -512,7 +512,7 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         // The row stays, ownerless and expired, so the next claim raises its token.
         let released = self
             .run(StoreOperation::Release, move |connection| {
-                connection.execute(
+                connection.execute_cached(
                     "UPDATE dovetail_idempotency SET owner = NULL, held_until_ms = ?1
                      WHERE key = ?2 AND owner = ?3 AND fencing_token = ?4
                        AND state = 'in_progress' AND expires_at_ms > ?5",
@@ -579,7 +579,8 @@ impl Row {
 
 fn read_record(connection: &Connection, key: &IdempotencyKey) -> rusqlite::Result<Option<Row>> {
     connection
-        .query_row(SELECT_RECORD, params![key.as_str()], |row| {
+        .prepare_cached(SELECT_RECORD)?
+        .query_row(params![key.as_str()], |row| {
             Ok(Row {
                 fingerprint: row.get(0)?,
                 owner: row.get(1)?,
@@ -626,4 +627,16 @@ fn backend(
 
 fn open_failed(error: rusqlite::Error) -> IdempotencyError {
     backend(StoreOperation::Open, error)
+}
+
+/// `execute` through SQLite's statement cache: the store runs the same few statements for
+/// every message, and compiling them each time cost as much as running them.
+trait ExecuteCached {
+    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+}
+
+impl ExecuteCached for Connection {
+    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
 }
