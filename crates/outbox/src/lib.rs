@@ -26,7 +26,7 @@
 //! | feature | gives |
 //! |---|---|
 //! | `sqlite` (default) | `sqlite::SqliteOutbox`: unit of work and store on SQLite |
-//! | `dynamodb` | `dynamodb::DynamoDbOutbox`: unit of work and store on DynamoDB |
+//! | `dynamodb` | `dynamodb::DynamoDbOutbox`: unit of work and store on DynamoDB; `dynamodb::StreamsRelay`, a relay fed by the table's stream |
 //! | `metrics` | relay metrics through the `metrics` facade |
 
 #[cfg(feature = "dynamodb")]

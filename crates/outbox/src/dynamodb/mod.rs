@@ -60,6 +60,7 @@
 
 mod budget;
 mod store;
+pub mod streams;
 mod table;
 mod unit_of_work;
 
@@ -73,6 +74,7 @@ use dovetail_events::envelope::{AggregateRef, Source};
 use tokio::sync::Notify;
 
 pub use store::DynamoDbOutboxStore;
+pub use streams::{StreamsRelay, StreamsRelayConfig, StreamsRelayReport};
 pub use unit_of_work::{Committed, DynamoDbUnitOfWork};
 
 use crate::OutboxError;
@@ -253,7 +255,7 @@ impl DynamoDbOutbox {
     }
 
     /// Creates the table unless it exists (partition and sort keys as configured,
-    /// on-demand billing, a stream of new images for a future Streams relay), waits until
+    /// on-demand billing, a stream of new images for the [`StreamsRelay`]), waits until
     /// it is active, and enables TTL on the TTL attribute. Safe to call on every start,
     /// from several processes at once.
     ///

@@ -162,6 +162,38 @@ impl DynamoDbOutboxStore {
             .collect()
     }
 
+    /// The client, for the Streams relay's own items (checkpoints).
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The outbox's layout.
+    pub(super) fn config(&self) -> &DynamoDbOutboxConfig {
+        &self.config
+    }
+
+    /// The lease's name.
+    pub(super) fn lease_name(&self) -> &str {
+        &self.lease
+    }
+
+    /// The position of the record at `sort_key` in shard `shard`, for marks on this store.
+    pub(super) fn position_at(&self, shard: u16, sort_key: &str) -> Position {
+        self.handles().intern(&RecordKey {
+            shard,
+            sort_key: sort_key.to_owned(),
+        })
+    }
+
+    /// Forgets positions handed out by [`position_at`](Self::position_at) that no mark
+    /// forgot (records left pending).
+    pub(super) fn forget(&self, positions: impl IntoIterator<Item = Position>) {
+        let mut handles = self.handles();
+        for position in positions {
+            handles.forget(position);
+        }
+    }
+
     fn key_of(&self, envelope: &Envelope) -> RecordKey {
         let aggregate_type = envelope.aggregate_type().as_str();
         let aggregate_id = envelope.aggregate_id().as_str();
@@ -199,7 +231,7 @@ impl DynamoDbOutboxStore {
             .key(LEASE_PARTITION.to_owned(), self.lease.clone())
     }
 
-    fn lease_lost(&self) -> OutboxError {
+    pub(super) fn lease_lost(&self) -> OutboxError {
         OutboxError::LeaseLost {
             lease: self.lease.clone(),
         }
@@ -298,7 +330,7 @@ impl DynamoDbOutboxStore {
     }
 
     /// The lease check that goes first in every mark's transaction.
-    fn lease_check(&self, lease: &RelayLease) -> Result<TransactWriteItem, OutboxError> {
+    pub(super) fn lease_check(&self, lease: &RelayLease) -> Result<TransactWriteItem, OutboxError> {
         let check = ConditionCheck::builder()
             .table_name(&self.config.table)
             .set_key(Some(self.lease_key()))
@@ -387,6 +419,90 @@ impl DynamoDbOutboxStore {
             }
         }
         Ok(done)
+    }
+
+    /// [`fetch_ready`](OutboxStore::fetch_ready), each record with its place in commit
+    /// order as Unix milliseconds: its `committed_at`, raised to its predecessor's place
+    /// when the writers' clocks disagree. Places never decrease along the answer, so the
+    /// records placed before a time are a prefix of it.
+    pub(super) async fn fetch_ready_placed(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(OutboxRecord, u64)>, OutboxError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let issued_before = self.handles().last;
+        let items = self.pending_items(None, "fetching ready records").await?;
+        let now = epoch_ms(SystemTime::now());
+        let mut seen = HashSet::with_capacity(items.len());
+        let mut aggregates: HashMap<(String, String), Vec<Stored>> = HashMap::new();
+        for (shard, item) in &items {
+            let stored = self.parse(*shard, item)?;
+            seen.insert(stored.key.clone());
+            let aggregate = (
+                stored.envelope.aggregate_type().as_str().to_owned(),
+                stored.envelope.aggregate_id().as_str().to_owned(),
+            );
+            aggregates.entry(aggregate).or_default().push(stored);
+        }
+
+        // Each aggregate's run of ready records, each placed no earlier than its
+        // predecessor whatever the writers' clocks said.
+        let mut ready: Vec<((u64, EventId), u64, Stored)> = Vec::new();
+        for (_, mut records) in aggregates {
+            records.sort_by_key(|stored| stored.envelope.sequence());
+            let mut place: Option<(u64, EventId)> = None;
+            for stored in records {
+                let waiting = stored.retry_at.is_some_and(|at| at > now);
+                if stored.parked || waiting {
+                    break;
+                }
+                let own = (stored.committed_at, stored.envelope.id());
+                let placed = place.map_or(own, |earlier| earlier.max(own));
+                place = Some(placed);
+                ready.push((placed, stored.envelope.sequence().get(), stored));
+            }
+        }
+        ready.sort_by(|(a_place, a_sequence, a), (b_place, b_sequence, b)| {
+            a_place
+                .cmp(b_place)
+                .then_with(|| {
+                    a.envelope
+                        .aggregate_type()
+                        .as_str()
+                        .cmp(b.envelope.aggregate_type().as_str())
+                })
+                .then_with(|| {
+                    a.envelope
+                        .aggregate_id()
+                        .as_str()
+                        .cmp(b.envelope.aggregate_id().as_str())
+                })
+                .then_with(|| a_sequence.cmp(b_sequence))
+        });
+        ready.truncate(limit);
+
+        let mut handles = self.handles();
+        // Forget records no longer pending (published by another relay, or deleted),
+        // except those handed out while the query ran.
+        let gone: Vec<Position> = handles
+            .by_position
+            .iter()
+            .filter(|(position, key)| **position <= issued_before && !seen.contains(*key))
+            .map(|(position, _)| *position)
+            .collect();
+        for position in gone {
+            handles.forget(position);
+        }
+        Ok(ready
+            .into_iter()
+            .map(|((placed, _), _, stored)| {
+                let mut record = OutboxRecord::new(handles.intern(&stored.key), stored.envelope);
+                record.attempts = stored.attempts;
+                (record, placed)
+            })
+            .collect())
     }
 
     fn resolve(&self, positions: impl IntoIterator<Item = Position>) -> Vec<(Position, RecordKey)> {
@@ -556,79 +672,11 @@ impl OutboxStore for DynamoDbOutboxStore {
     }
 
     async fn fetch_ready(&self, limit: usize) -> Result<Vec<OutboxRecord>, OutboxError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let issued_before = self.handles().last;
-        let items = self.pending_items(None, "fetching ready records").await?;
-        let now = epoch_ms(SystemTime::now());
-        let mut seen = HashSet::with_capacity(items.len());
-        let mut aggregates: HashMap<(String, String), Vec<Stored>> = HashMap::new();
-        for (shard, item) in &items {
-            let stored = self.parse(*shard, item)?;
-            seen.insert(stored.key.clone());
-            let aggregate = (
-                stored.envelope.aggregate_type().as_str().to_owned(),
-                stored.envelope.aggregate_id().as_str().to_owned(),
-            );
-            aggregates.entry(aggregate).or_default().push(stored);
-        }
-
-        // Each aggregate's run of ready records, each placed no earlier than its
-        // predecessor whatever the writers' clocks said.
-        let mut ready: Vec<((u64, EventId), u64, Stored)> = Vec::new();
-        for (_, mut records) in aggregates {
-            records.sort_by_key(|stored| stored.envelope.sequence());
-            let mut place: Option<(u64, EventId)> = None;
-            for stored in records {
-                let waiting = stored.retry_at.is_some_and(|at| at > now);
-                if stored.parked || waiting {
-                    break;
-                }
-                let own = (stored.committed_at, stored.envelope.id());
-                let placed = place.map_or(own, |earlier| earlier.max(own));
-                place = Some(placed);
-                ready.push((placed, stored.envelope.sequence().get(), stored));
-            }
-        }
-        ready.sort_by(|(a_place, a_sequence, a), (b_place, b_sequence, b)| {
-            a_place
-                .cmp(b_place)
-                .then_with(|| {
-                    a.envelope
-                        .aggregate_type()
-                        .as_str()
-                        .cmp(b.envelope.aggregate_type().as_str())
-                })
-                .then_with(|| {
-                    a.envelope
-                        .aggregate_id()
-                        .as_str()
-                        .cmp(b.envelope.aggregate_id().as_str())
-                })
-                .then_with(|| a_sequence.cmp(b_sequence))
-        });
-        ready.truncate(limit);
-
-        let mut handles = self.handles();
-        // Forget records no longer pending (published by another relay, or deleted),
-        // except those handed out while the query ran.
-        let gone: Vec<Position> = handles
-            .by_position
-            .iter()
-            .filter(|(position, key)| **position <= issued_before && !seen.contains(*key))
-            .map(|(position, _)| *position)
-            .collect();
-        for position in gone {
-            handles.forget(position);
-        }
-        Ok(ready
+        Ok(self
+            .fetch_ready_placed(limit)
+            .await?
             .into_iter()
-            .map(|(_, _, stored)| {
-                let mut record = OutboxRecord::new(handles.intern(&stored.key), stored.envelope);
-                record.attempts = stored.attempts;
-                record
-            })
+            .map(|(record, _)| record)
             .collect())
     }
 

@@ -31,9 +31,9 @@
 //! and backlog gauges; see [`RelayReport`] for the same counts without it.
 
 mod config;
-mod lease;
-mod outcome;
-mod report;
+pub(crate) mod lease;
+pub(crate) mod outcome;
+pub(crate) mod report;
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -514,13 +514,13 @@ fn count(len: usize) -> u64 {
 }
 
 /// The relay's shutdown signal, which may be checked without waiting.
-struct Shutdown<'a, F> {
+pub(crate) struct Shutdown<'a, F> {
     signal: Pin<&'a mut F>,
     requested: bool,
 }
 
 impl<'a, F: Future> Shutdown<'a, F> {
-    fn new(signal: Pin<&'a mut F>) -> Self {
+    pub(crate) fn new(signal: Pin<&'a mut F>) -> Self {
         Self {
             signal,
             requested: false,
@@ -528,7 +528,7 @@ impl<'a, F: Future> Shutdown<'a, F> {
     }
 
     /// Whether shutdown was requested, without waiting.
-    fn requested(&mut self) -> bool {
+    pub(crate) fn requested(&mut self) -> bool {
         if !self.requested {
             let mut context = Context::from_waker(Waker::noop());
             self.requested = self.signal.as_mut().poll(&mut context).is_ready();
@@ -537,7 +537,7 @@ impl<'a, F: Future> Shutdown<'a, F> {
     }
 
     /// Completes when shutdown is requested.
-    async fn signalled(&mut self) {
+    pub(crate) async fn signalled(&mut self) {
         if !self.requested {
             self.signal.as_mut().await;
             self.requested = true;
@@ -545,7 +545,7 @@ impl<'a, F: Future> Shutdown<'a, F> {
     }
 
     /// Waits until `deadline`, a `wake` signal or shutdown.
-    async fn wait_until(&mut self, deadline: Instant, wake: Option<&Notify>) -> Waited {
+    pub(crate) async fn wait_until(&mut self, deadline: Instant, wake: Option<&Notify>) -> Waited {
         tokio::select! {
             biased;
             () = self.signalled() => Waited::Shutdown,
@@ -556,7 +556,7 @@ impl<'a, F: Future> Shutdown<'a, F> {
 }
 
 /// What ended a wait.
-enum Waited {
+pub(crate) enum Waited {
     Shutdown,
     Woken,
     Deadline,

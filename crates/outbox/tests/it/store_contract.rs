@@ -442,6 +442,7 @@ macro_rules! store_contract_tests {
     };
 }
 
+#[cfg_attr(not(feature = "dynamodb"), allow(unused_imports))]
 pub(crate) use store_contract_tests;
 
 store_contract_tests!(memory, MemoryHarness::new());

@@ -3,6 +3,8 @@
 #[cfg(feature = "dynamodb")]
 mod dynamodb_store;
 #[cfg(feature = "dynamodb")]
+mod dynamodb_streams;
+#[cfg(feature = "dynamodb")]
 mod dynamodb_unit_of_work;
 #[cfg(feature = "sqlite")]
 mod relay_kill;
