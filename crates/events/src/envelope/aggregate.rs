@@ -5,12 +5,9 @@
 //! characters would break logs, message attributes and HTTP headers.
 
 use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::FieldError;
-use super::serde_str::deserialize_parsed;
+use super::serde_str::parsed_string_traits;
 
 /// The most characters an aggregate type or id may have.
 pub const MAX_AGGREGATE_LEN: usize = 256;
@@ -156,45 +153,7 @@ impl fmt::Display for AggregateRef {
     }
 }
 
-impl FromStr for AggregateType {
-    type Err = FieldError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::parse(text)
-    }
-}
-
-impl FromStr for AggregateId {
-    type Err = FieldError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::parse(text)
-    }
-}
-
-impl Serialize for AggregateType {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for AggregateType {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserialize_parsed(deserializer, Self::parse)
-    }
-}
-
-impl Serialize for AggregateId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for AggregateId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserialize_parsed(deserializer, Self::parse)
-    }
-}
+parsed_string_traits!(AggregateType, AggregateId);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -5,13 +5,10 @@
 //! keeps names safe in SNS filter policies, metric labels, queue names and URLs.
 
 use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::FieldError;
 use super::event::Event;
-use super::serde_str::deserialize_parsed;
+use super::serde_str::parsed_string_traits;
 
 /// The most characters a name (event type, source) may have.
 pub const MAX_NAME_LEN: usize = 128;
@@ -187,45 +184,7 @@ impl fmt::Display for Source {
     }
 }
 
-impl FromStr for EventType {
-    type Err = FieldError;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Self::parse(name)
-    }
-}
-
-impl FromStr for Source {
-    type Err = FieldError;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Self::parse(name)
-    }
-}
-
-impl Serialize for EventType {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for EventType {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserialize_parsed(deserializer, Self::parse)
-    }
-}
-
-impl Serialize for Source {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Source {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserialize_parsed(deserializer, Self::parse)
-    }
-}
+parsed_string_traits!(EventType, Source);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
