@@ -1,10 +1,12 @@
 //! Tests that run against the real servers started by `cargo xtask test`.
 
 #[cfg(feature = "dynamodb")]
+mod dynamodb_state_machine;
+#[cfg(feature = "dynamodb")]
 mod dynamodb_store;
 #[cfg(feature = "dynamodb")]
 mod dynamodb_streams;
 #[cfg(feature = "dynamodb")]
 mod dynamodb_unit_of_work;
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "dynamodb"))]
 mod relay_kill;

@@ -189,10 +189,11 @@ impl Controls {
 }
 
 /// One outbox, one broker, one journal, and the events the broker should reject: what
-/// every relay of a test shares.
+/// every relay of a test shares. The outbox is the memory store unless a test brings
+/// another one ([`World::on`]).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct World {
-    pub(crate) store: MemoryOutboxStore,
+pub(crate) struct World<S = MemoryOutboxStore> {
+    pub(crate) store: S,
     pub(crate) broker: MemoryPublisher,
     pub(crate) journal: Journal,
     rejects: Arc<Mutex<HashSet<EventId>>>,
@@ -201,6 +202,18 @@ pub(crate) struct World {
 impl World {
     pub(crate) fn new() -> Self {
         Self::default()
+    }
+}
+
+impl<S: OutboxStore + Clone + std::fmt::Debug + 'static> World<S> {
+    /// A world whose relays work on `store` (and clones of it).
+    pub(crate) fn on(store: S) -> Self {
+        Self {
+            store,
+            broker: MemoryPublisher::new(),
+            journal: Journal::default(),
+            rejects: Arc::default(),
+        }
     }
 
     /// The next publish of `event` is refused by the broker as not retriable.
@@ -217,7 +230,7 @@ impl World {
     }
 
     /// The store and publisher relay `relay` works with, and their fault controls.
-    pub(crate) fn parts(&self, relay: usize) -> (ObservedStore, TapPublisher, Arc<Controls>) {
+    pub(crate) fn parts(&self, relay: usize) -> (ObservedStore<S>, TapPublisher<S>, Arc<Controls>) {
         let controls = Arc::new(Controls::default());
         let store = ObservedStore {
             inner: self.store.clone(),
@@ -312,14 +325,14 @@ impl Running {
 /// A memory outbox that writes marks into the journal, yields before each call (so that
 /// relays on one thread interleave), and obeys its relay's [`Controls`].
 #[derive(Debug, Clone)]
-pub(crate) struct ObservedStore {
-    inner: MemoryOutboxStore,
+pub(crate) struct ObservedStore<S = MemoryOutboxStore> {
+    inner: S,
     relay: usize,
     journal: Journal,
     controls: Arc<Controls>,
 }
 
-impl OutboxStore for ObservedStore {
+impl<S: OutboxStore> OutboxStore for ObservedStore<S> {
     async fn acquire_lease(
         &self,
         owner: &str,
@@ -400,13 +413,13 @@ impl OutboxStore for ObservedStore {
 /// per-aggregate rule: rounds, and nothing after a failure of the aggregate), writes what
 /// was accepted into the journal, and obeys its relay's [`Controls`].
 #[derive(Debug, Clone)]
-pub(crate) struct TapPublisher {
-    world: World,
+pub(crate) struct TapPublisher<S = MemoryOutboxStore> {
+    world: World<S>,
     relay: usize,
     controls: Arc<Controls>,
 }
 
-impl Publisher for TapPublisher {
+impl<S: OutboxStore + Clone + std::fmt::Debug + 'static> Publisher for TapPublisher<S> {
     async fn publish_batch(&self, envelopes: &[Envelope]) -> Vec<PublishResult> {
         Controls::set(&self.controls.publishing, true);
         let delay = self.controls.publish_delay_ms.load(Ordering::SeqCst);
@@ -432,7 +445,7 @@ impl Publisher for TapPublisher {
     }
 }
 
-impl TapPublisher {
+impl<S: OutboxStore + Clone + std::fmt::Debug + 'static> TapPublisher<S> {
     /// Round `k` holds the `k`-th envelope of each aggregate; an aggregate that failed
     /// sends nothing more.
     async fn send_in_rounds(&self, envelopes: &[Envelope]) -> Vec<PublishResult> {

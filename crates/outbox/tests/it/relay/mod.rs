@@ -3,7 +3,7 @@
 //! (`state_machine`), on the memory outbox and the memory broker.
 
 mod behaviour;
-mod fixtures;
+pub(crate) mod fixtures;
 #[cfg(feature = "metrics")]
 mod metrics;
-mod state_machine;
+pub(crate) mod state_machine;
