@@ -1,0 +1,251 @@
+//! Layered configuration: defaults, then a TOML file, then environment variables.
+//!
+//! A service describes its configuration as a `serde` struct with defaults; [`load`]
+//! reads the file (when given) over the defaults and then every variable
+//! `<PREFIX>__<FIELD>[__<SUBFIELD>]` over that, so one variable changes one field
+//! without a file:
+//!
+//! ```
+//! use dovetail_service_kit::config;
+//!
+//! #[derive(Debug, serde::Deserialize)]
+//! #[serde(default, deny_unknown_fields)]
+//! struct Config { port: u16, storage: Storage }
+//! #[derive(Debug, serde::Deserialize)]
+//! #[serde(default, deny_unknown_fields)]
+//! struct Storage { path: String }
+//! impl Default for Config { fn default() -> Self { Self { port: 8081, storage: Storage::default() } } }
+//! impl Default for Storage { fn default() -> Self { Self { path: "data/policy.db".into() } } }
+//!
+//! let env = [("POLICY__STORAGE__PATH".to_owned(), "/tmp/p.db".to_owned())];
+//! let config: Config = config::load_from(None, "POLICY", env)?;
+//! assert_eq!((config.port, config.storage.path.as_str()), (8081, "/tmp/p.db"));
+//! # Ok::<(), config::ConfigError>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::{Table, Value};
+
+/// Why the configuration cannot be loaded; the message names the file or variable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read the configuration file {path}: {source}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not TOML.
+    #[error("the configuration file {path} is not valid TOML: {message}")]
+    NotToml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value does not fit its field.
+    #[error("invalid configuration ({origin}): {message}")]
+    Invalid {
+        /// Where the values came from.
+        origin: String,
+        /// What does not fit.
+        message: String,
+    },
+}
+
+/// Loads a `T` from its defaults, the TOML file at `file` and the process's environment
+/// variables under `prefix`.
+///
+/// # Errors
+/// See [`ConfigError`].
+pub fn load<T: DeserializeOwned>(file: Option<&Path>, prefix: &str) -> Result<T, ConfigError> {
+    load_from(file, prefix, std::env::vars())
+}
+
+/// [`load`] with the environment given.
+///
+/// # Errors
+/// See [`ConfigError`].
+pub fn load_from<T: DeserializeOwned>(
+    file: Option<&Path>,
+    prefix: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, ConfigError> {
+    let mut table = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
+                path: path.to_owned(),
+                source,
+            })?;
+            text.parse::<Table>()
+                .map_err(|error| ConfigError::NotToml {
+                    path: path.to_owned(),
+                    message: error.to_string(),
+                })?
+        }
+        None => Table::new(),
+    };
+    let mut variables = Vec::new();
+    let head = format!("{prefix}__");
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix(&head) else {
+            continue;
+        };
+        let keys: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        set_path(&mut table, &keys, scalar(&value));
+        variables.push(name);
+    }
+    let origin = match (file, variables.is_empty()) {
+        (Some(path), true) => format!("file {}", path.display()),
+        (Some(path), false) => format!(
+            "file {} and variables {}",
+            path.display(),
+            variables.join(", ")
+        ),
+        (None, false) => format!("variables {}", variables.join(", ")),
+        (None, true) => "defaults".to_owned(),
+    };
+    Value::Table(table)
+        .try_into()
+        .map_err(|error: toml::de::Error| ConfigError::Invalid {
+            origin,
+            message: error.message().to_owned(),
+        })
+}
+
+/// A variable's text as the TOML value it most plausibly means.
+fn scalar(text: &str) -> Value {
+    if let Ok(number) = text.parse::<i64>() {
+        return Value::Integer(number);
+    }
+    match text {
+        "true" => Value::Boolean(true),
+        "false" => Value::Boolean(false),
+        _ => Value::String(text.to_owned()),
+    }
+}
+
+fn set_path(table: &mut Table, keys: &[String], value: Value) {
+    match keys {
+        [] => {}
+        [last] => {
+            table.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| Value::Table(Table::new()));
+            if !entry.is_table() {
+                *entry = Value::Table(Table::new());
+            }
+            if let Value::Table(inner) = entry {
+                set_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// A storage backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// A SQLite file: no server.
+    Sqlite,
+    /// A DynamoDB table at `AWS_ENDPOINT_URL[_DYNAMODB]` or in AWS.
+    Dynamodb,
+}
+
+/// An events transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventsBackend {
+    /// The embedded bus: no server.
+    Embedded,
+    /// SNS topics and SQS queues at `AWS_ENDPOINT_URL[_SNS|_SQS]` or in AWS.
+    Aws,
+}
+
+/// The relay's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayTuning {
+    /// How often the relay looks for events committed by other processes, in
+    /// milliseconds (default 1000; commits of this process wake it at once).
+    pub poll_interval_ms: u64,
+    /// The most events published per batch (default 100).
+    pub batch_size: usize,
+}
+
+impl Default for RelayTuning {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 1000,
+            batch_size: 100,
+        }
+    }
+}
+
+impl RelayTuning {
+    /// The polling interval.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ConfigError, load_from};
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    struct Config {
+        port: u16,
+        name: String,
+    }
+
+    impl Default for Config {
+        fn default() -> Self {
+            Self {
+                port: 1,
+                name: "a".into(),
+            }
+        }
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file_which_overrides_defaults() {
+        let path = std::env::temp_dir().join(format!("kit-config-{}.toml", std::process::id()));
+        std::fs::write(&path, "port = 2\nname = \"file\"\n").unwrap();
+        let env = [("SVC__NAME".to_owned(), "env".to_owned())];
+        let config: Config = load_from(Some(&path), "SVC", env).unwrap();
+        assert_eq!(
+            config,
+            Config {
+                port: 2,
+                name: "env".into()
+            }
+        );
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_origin_and_field() {
+        let env = [("SVC__PORT".to_owned(), "eighty".to_owned())];
+        let error = load_from::<Config>(None, "SVC", env).unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, ConfigError::Invalid { .. }));
+        assert!(message.contains("SVC__PORT"), "{message}");
+        let env = [("SVC__COLOUR".to_owned(), "red".to_owned())];
+        let message = load_from::<Config>(None, "SVC", env)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("unknown field `colour`"), "{message}");
+    }
+}

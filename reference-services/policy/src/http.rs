@@ -1,0 +1,302 @@
+//! The policy service's HTTP API: routes, the JSON it speaks, and how domain and store
+//! errors become problem+json. See `openapi.json` beside this file for the contract.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use dovetail_contracts::policy::{PolicySnapshot, PolicyStatus};
+use dovetail_events::idempotency::Fingerprint;
+use dovetail_outbox::ExpectedVersion;
+use dovetail_service_kit::{
+    ApiJson, ApiQuery, Cursor, IdempotencyKeyHeader, IfMatch, Page, Problem, RecordedResponse, etag,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::domain::{Policy, PolicyChange, PolicyError, PolicyTerms, TermsChange};
+use crate::store::{PolicyStore, PolicyWrite, RequestRecord, StoreError, WriteOutcome};
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The API's routes over `store` (operations endpoints are added by the application).
+pub fn router(store: PolicyStore) -> Router {
+    Router::new()
+        .route("/policies", post(create).get(list))
+        .route("/policies/{policy_id}", get(fetch).patch(update))
+        .route("/policies/{policy_id}/issue", post(issue))
+        .route("/policies/{policy_id}/cancel", post(cancel))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
+        .with_state(store)
+}
+
+/// A policy as the API shows it: its stored state with the status on today's date.
+#[derive(Debug, Serialize)]
+struct PolicyView {
+    #[serde(flatten)]
+    snapshot: PolicySnapshot,
+}
+
+impl PolicyView {
+    fn of(policy: &Policy) -> Self {
+        let mut snapshot = policy.snapshot().clone();
+        snapshot.status = policy.status_on(OffsetDateTime::now_utc().date());
+        Self { snapshot }
+    }
+
+    fn body(policy: &Policy) -> serde_json::Value {
+        serde_json::to_value(Self::of(policy)).unwrap_or_default()
+    }
+}
+
+fn respond(status: StatusCode, policy: &Policy) -> Response {
+    (
+        status,
+        [(header::ETAG, etag(policy.version()))],
+        axum::Json(PolicyView::of(policy)),
+    )
+        .into_response()
+}
+
+async fn create(
+    State(store): State<PolicyStore>,
+    key: IdempotencyKeyHeader,
+    ApiJson(terms): ApiJson<PolicyTerms>,
+) -> Result<Response, Problem> {
+    let policy_id = format!("pol-{}", uuid::Uuid::now_v7());
+    let fingerprint =
+        Fingerprint::of(&serde_json::to_vec(&TermsFingerprint(&terms)).unwrap_or_default());
+    let (policy, change) =
+        Policy::draft(policy_id, terms).map_err(|error| domain_problem(&error))?;
+    let response = RecordedResponse::created(
+        format!("/policies/{}", policy.id()),
+        policy.version(),
+        PolicyView::body(&policy),
+    );
+    let request = key.0.map(|key| RequestRecord {
+        key: format!("POST /policies:{key}"),
+        fingerprint,
+        response: response.clone(),
+    });
+    let outcome = store
+        .write(PolicyWrite {
+            policy,
+            change,
+            expected: ExpectedVersion::New,
+            request,
+        })
+        .await
+        .map_err(store_problem)?;
+    Ok(match outcome {
+        WriteOutcome::Written => response.into_response(),
+        WriteOutcome::Replayed(recorded) => recorded.replayed(),
+    })
+}
+
+/// The terms as they identify a request: the same terms, the same fingerprint.
+#[derive(Serialize)]
+struct TermsFingerprint<'a>(#[serde(serialize_with = "terms_fields")] &'a PolicyTerms);
+
+fn terms_fields<S: serde::Serializer>(
+    terms: &&PolicyTerms,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    (
+        &terms.customer_id,
+        &terms.product_line,
+        terms.coverage_limit,
+        terms.deductible,
+        terms.premium,
+        terms.effective_date.to_string(),
+        terms.expiry_date.to_string(),
+    )
+        .serialize(serializer)
+}
+
+async fn fetch(
+    State(store): State<PolicyStore>,
+    Path(policy_id): Path<String>,
+) -> Result<Response, Problem> {
+    let policy = load(&store, &policy_id).await?;
+    Ok(respond(StatusCode::OK, &policy))
+}
+
+/// The query of `GET /policies`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    customer_id: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(store): State<PolicyStore>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Response, Problem> {
+    let Some(customer_id) = query.customer_id.filter(|id| !id.is_empty()) else {
+        return Err(Problem::bad_request(
+            "list policies by customer: GET /policies?customer_id=<id> (with optional limit \
+             and cursor)",
+        ));
+    };
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(Problem::bad_request(format!(
+            "limit {limit} is out of range; ask for 1 to 100 policies per page"
+        )));
+    }
+    let after = query.cursor.as_deref().map(Cursor::parse).transpose()?;
+    let fetched = store
+        .list_by_customer(
+            &customer_id,
+            after.as_ref().map(Cursor::last_key),
+            limit + 1,
+        )
+        .await
+        .map_err(store_problem)?;
+    let page = Page::from_overfetch(fetched, limit, |policy| policy.id().to_owned());
+    let page = Page {
+        items: page.items.iter().map(PolicyView::of).collect::<Vec<_>>(),
+        next_cursor: page.next_cursor,
+    };
+    Ok(axum::Json(page).into_response())
+}
+
+async fn update(
+    State(store): State<PolicyStore>,
+    Path(policy_id): Path<String>,
+    IfMatch(expected): IfMatch,
+    ApiJson(change): ApiJson<TermsChange>,
+) -> Result<Response, Problem> {
+    transition(&store, &policy_id, expected, |policy| policy.update(change)).await
+}
+
+async fn issue(
+    State(store): State<PolicyStore>,
+    Path(policy_id): Path<String>,
+    IfMatch(expected): IfMatch,
+) -> Result<Response, Problem> {
+    transition(&store, &policy_id, expected, Policy::issue).await
+}
+
+/// The optional body of `POST /policies/{id}/cancel`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    reason: Option<String>,
+}
+
+async fn cancel(
+    State(store): State<PolicyStore>,
+    Path(policy_id): Path<String>,
+    IfMatch(expected): IfMatch,
+    body: axum::body::Bytes,
+) -> Result<Response, Problem> {
+    let reason = if body.is_empty() {
+        None
+    } else {
+        dovetail_service_kit::parse_json::<CancelBody>(&body)?.reason
+    };
+    transition(&store, &policy_id, expected, |policy| policy.cancel(reason)).await
+}
+
+/// Loads the policy, checks `If-Match`, applies `change` and commits it with its event.
+async fn transition(
+    store: &PolicyStore,
+    policy_id: &str,
+    expected: u64,
+    change: impl FnOnce(&Policy) -> Result<(Policy, PolicyChange), PolicyError>,
+) -> Result<Response, Problem> {
+    let current = load(store, policy_id).await?;
+    if current.version() != expected {
+        return Err(stale(policy_id, expected, Some(current.version())));
+    }
+    let (policy, change) = change(&current).map_err(|error| domain_problem(&error))?;
+    store
+        .write(PolicyWrite {
+            policy: policy.clone(),
+            change,
+            expected: ExpectedVersion::Exactly(expected),
+            request: None,
+        })
+        .await
+        .map_err(store_problem)?;
+    Ok(respond(StatusCode::OK, &policy))
+}
+
+async fn load(store: &PolicyStore, policy_id: &str) -> Result<Policy, Problem> {
+    store
+        .get(policy_id)
+        .await
+        .map_err(store_problem)?
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "no policy has the id {policy_id:?}; list a customer's policies with \
+                 GET /policies?customer_id=<id>"
+            ))
+        })
+}
+
+fn stale(policy_id: &str, expected: u64, current: Option<u64>) -> Problem {
+    let now = current.map_or_else(|| "unknown".to_owned(), |v| format!("\"{v}\""));
+    Problem::new(
+        StatusCode::PRECONDITION_FAILED,
+        "stale-version",
+        "The policy changed since you read it",
+    )
+    .detail(format!(
+        "If-Match \"{expected}\" is stale: policy {policy_id} is at version {now}; GET it \
+         again, check the change still makes sense, and retry with its new ETag"
+    ))
+}
+
+fn domain_problem(error: &PolicyError) -> Problem {
+    match error {
+        PolicyError::Invalid { field, message } => {
+            Problem::invalid(error.to_string()).field(*field, message.clone())
+        }
+        PolicyError::Transition { status, .. } => {
+            let status = if *status == PolicyStatus::Cancelled.as_str() {
+                "policy-cancelled"
+            } else {
+                "invalid-transition"
+            };
+            Problem::conflict(status, error.to_string())
+        }
+    }
+}
+
+fn store_problem(error: StoreError) -> Problem {
+    match error {
+        StoreError::VersionConflict { policy_id, current } => {
+            stale(&policy_id, 0, current).detail(format!(
+                "policy {policy_id} was changed by another request while this one ran (now at \
+                 version {current:?}); GET it again and retry with its new ETag"
+            ))
+        }
+        StoreError::KeyReused { key } => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "Idempotency-Key reused",
+        )
+        .detail(format!(
+            "{key:?} was already used for a request with a different body; use a new key for \
+             a new request, or resend the original body to get its answer"
+        )),
+        StoreError::KeyInProgress { key } => Problem::conflict(
+            "request-in-progress",
+            format!("a request with {key:?} is being processed; retry in a moment"),
+        )
+        .retry_after(1),
+        StoreError::Backend(message) => {
+            tracing::error!(%message, "policy store failed");
+            Problem::unavailable("the policy database is not answering; retry in a moment")
+        }
+    }
+}

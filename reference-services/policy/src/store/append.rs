@@ -1,0 +1,67 @@
+//! [`AppendEvent`]: one way to put a [`PolicyChange`]'s event into either backend's unit
+//! of work.
+
+use dovetail_contracts::policy::AGGREGATE_TYPE;
+use dovetail_events::envelope::{AggregateRef, Event, EventMetadata};
+use dovetail_outbox::{ExpectedVersion, OutboxError};
+
+use crate::domain::PolicyChange;
+
+/// A unit of work an event can be appended to.
+pub(crate) trait AppendEvent {
+    fn append_event<E: Event>(
+        &mut self,
+        aggregate: AggregateRef,
+        expected: ExpectedVersion,
+        event: &E,
+    ) -> Result<(), OutboxError>;
+}
+
+impl AppendEvent for dovetail_outbox::sqlite::UnitOfWork<'_> {
+    fn append_event<E: Event>(
+        &mut self,
+        aggregate: AggregateRef,
+        expected: ExpectedVersion,
+        event: &E,
+    ) -> Result<(), OutboxError> {
+        self.append(aggregate, expected, event, EventMetadata::default())
+            .map(|_| ())
+    }
+}
+
+#[cfg(feature = "aws")]
+impl AppendEvent for dovetail_outbox::dynamodb::DynamoDbUnitOfWork {
+    fn append_event<E: Event>(
+        &mut self,
+        aggregate: AggregateRef,
+        expected: ExpectedVersion,
+        event: &E,
+    ) -> Result<(), OutboxError> {
+        self.append(aggregate, expected, event, EventMetadata::default())
+            .map(|_| ())
+    }
+}
+
+impl PolicyChange {
+    /// Appends this change's event for its policy, expecting the policy at `expected`.
+    pub(crate) fn append_to(
+        &self,
+        unit: &mut impl AppendEvent,
+        expected: ExpectedVersion,
+    ) -> Result<(), OutboxError> {
+        let policy_id = match self {
+            Self::Drafted(event) => &event.policy.policy_id,
+            Self::Issued(event) => &event.policy.policy_id,
+            Self::Updated(event) => &event.policy.policy_id,
+            Self::Cancelled(event) => &event.policy.policy_id,
+        };
+        let aggregate = AggregateRef::parse(AGGREGATE_TYPE, policy_id)
+            .map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
+        match self {
+            Self::Drafted(event) => unit.append_event(aggregate, expected, event),
+            Self::Issued(event) => unit.append_event(aggregate, expected, event),
+            Self::Updated(event) => unit.append_event(aggregate, expected, event),
+            Self::Cancelled(event) => unit.append_event(aggregate, expected, event),
+        }
+    }
+}

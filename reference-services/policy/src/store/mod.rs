@@ -1,0 +1,143 @@
+//! Where policies live: one store per backend (SQLite by default, DynamoDB behind the
+//! `aws` feature), each committing a policy's new state, its event and the request's
+//! idempotency record in one transaction of the service's own database.
+
+mod append;
+#[cfg(feature = "aws")]
+pub mod dynamodb;
+pub mod sqlite;
+
+use dovetail_events::idempotency::Fingerprint;
+use dovetail_outbox::ExpectedVersion;
+use dovetail_service_kit::RecordedResponse;
+
+
+use crate::domain::{Policy, PolicyChange};
+
+/// How long an `Idempotency-Key` is remembered.
+pub const IDEMPOTENCY_RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// One change to commit: the policy after it, the event it produced, the version the
+/// policy must still have, and (for a request with an `Idempotency-Key`) the answer to
+/// record.
+#[derive(Debug, Clone)]
+pub struct PolicyWrite {
+    /// The policy after the change.
+    pub policy: Policy,
+    /// The event to publish.
+    pub change: PolicyChange,
+    /// [`ExpectedVersion::New`] for a new policy, else the version the caller read.
+    pub expected: ExpectedVersion,
+    /// The request to remember, if it had an `Idempotency-Key`.
+    pub request: Option<RequestRecord>,
+}
+
+/// A request's `Idempotency-Key`, the fingerprint of its body, and the answer to record.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    /// The key, namespaced by operation (`POST /policies:<key>`).
+    pub key: String,
+    /// The fingerprint of the request body.
+    pub fingerprint: Fingerprint,
+    /// The answer a retry gets.
+    pub response: RecordedResponse,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The change and its event are committed.
+    Written,
+    /// The request's key was used before with the same body: nothing was written, and
+    /// this is the first request's answer.
+    Replayed(RecordedResponse),
+}
+
+/// Why a store refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The policy's version is not the expected one: someone changed (or created) it
+    /// since. Read it again and retry.
+    #[error("policy {policy_id} was changed by another request (its version is now {current:?})")]
+    VersionConflict {
+        /// The policy.
+        policy_id: String,
+        /// Its current version, when it exists.
+        current: Option<u64>,
+    },
+    /// The `Idempotency-Key` was used before with another body.
+    #[error("Idempotency-Key {key:?} was already used with a different body")]
+    KeyReused {
+        /// The key.
+        key: String,
+    },
+    /// A request with the same key is being processed right now.
+    #[error("a request with Idempotency-Key {key:?} is in progress")]
+    KeyInProgress {
+        /// The key.
+        key: String,
+    },
+    /// The database failed; the message says how.
+    #[error("the policy database failed: {0}")]
+    Backend(String),
+}
+
+/// The policy store the service was configured with.
+#[derive(Debug, Clone)]
+pub enum PolicyStore {
+    /// A SQLite file.
+    Sqlite(sqlite::SqlitePolicyStore),
+    /// A DynamoDB table.
+    #[cfg(feature = "aws")]
+    DynamoDb(dynamodb::DynamoDbPolicyStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            PolicyStore::Sqlite($store) => $call,
+            #[cfg(feature = "aws")]
+            PolicyStore::DynamoDb($store) => $call,
+        }
+    };
+}
+
+impl PolicyStore {
+    /// Commits `write` atomically: state, event and idempotency record, or nothing.
+    ///
+    /// # Errors
+    /// See [`StoreError`].
+    pub async fn write(&self, write: PolicyWrite) -> Result<WriteOutcome, StoreError> {
+        dispatch!(self, store => store.write(write).await)
+    }
+
+    /// The policy `policy_id`, if it exists.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`].
+    pub async fn get(&self, policy_id: &str) -> Result<Option<Policy>, StoreError> {
+        dispatch!(self, store => store.get(policy_id).await)
+    }
+
+    /// Up to `limit` policies of `customer_id` in id order (creation order), after the
+    /// policy id `after`.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`].
+    pub async fn list_by_customer(
+        &self,
+        customer_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Policy>, StoreError> {
+        dispatch!(self, store => store.list_by_customer(customer_id, after, limit).await)
+    }
+
+    /// Whether the database answers.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when it does not.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, store => store.ping().await)
+    }
+}

@@ -1,0 +1,8 @@
+//! The policy service over HTTP on embedded backends: the lifecycle and its events, every
+//! bad input's problem, idempotent creation, pagination, operations endpoints, shutdown.
+
+#![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
+
+mod api;
+mod bad_input;
+mod support;
