@@ -35,6 +35,49 @@ impl Publisher for EventsPublisher {
     }
 }
 
+/// The outbox store a service's relay reads, on whichever backend the service keeps its
+/// data in.
+#[derive(Debug, Clone)]
+pub enum RelayStore {
+    /// The service's SQLite file.
+    Sqlite(dovetail_outbox::sqlite::SqliteOutboxStore),
+    /// The service's DynamoDB table.
+    #[cfg(feature = "aws")]
+    DynamoDb(dovetail_outbox::dynamodb::DynamoDbOutboxStore),
+}
+
+/// A service's outbox relay, ready to run: its store, publisher and configuration.
+#[derive(Debug)]
+pub struct OutboxRelay {
+    /// Where the committed events are.
+    pub store: RelayStore,
+    /// Where they go.
+    pub publisher: EventsPublisher,
+    /// How the relay works.
+    pub config: RelayConfig,
+}
+
+impl OutboxRelay {
+    /// Runs the relay until `shutdown`.
+    ///
+    /// # Errors
+    /// When the relay stops on an error it cannot carry on from.
+    pub async fn run(
+        self,
+        shutdown: Shutdown,
+    ) -> Result<RelayReport, dovetail_outbox::OutboxError> {
+        match self.store {
+            RelayStore::Sqlite(store) => {
+                run_relay(store, self.publisher, self.config, shutdown).await
+            }
+            #[cfg(feature = "aws")]
+            RelayStore::DynamoDb(store) => {
+                run_relay(store, self.publisher, self.config, shutdown).await
+            }
+        }
+    }
+}
+
 /// Runs a relay over `store` until `shutdown`, logging its report.
 ///
 /// # Errors

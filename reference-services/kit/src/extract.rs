@@ -240,7 +240,12 @@ mod tests {
 
     #[test]
     fn malformed_and_empty_bodies_are_bad_requests() {
-        for body in [&b"{\"name\":"[..], b"", b"  ", br#"{"name":"a","count":1} trailing"#] {
+        for body in [
+            &b"{\"name\":"[..],
+            b"",
+            b"  ",
+            br#"{"name":"a","count":1} trailing"#,
+        ] {
             let problem = parse_json::<Body>(body).unwrap_err();
             assert_eq!(problem.status(), StatusCode::BAD_REQUEST, "{problem}");
         }

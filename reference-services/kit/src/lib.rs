@@ -8,6 +8,8 @@
 //! Teams with their own conventions keep them; the crates under `crates/` do not depend
 //! on this one.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod config;
 mod cursor;
 pub mod events;
@@ -15,10 +17,13 @@ mod extract;
 pub mod ops;
 mod problem;
 mod recorded;
+mod run;
 mod serve;
+pub mod store;
 
 pub use cursor::{Cursor, Page};
 pub use extract::{ApiJson, ApiQuery, IdempotencyKeyHeader, IfMatch, etag, parse_json};
 pub use problem::{FieldProblem, Problem};
 pub use recorded::RecordedResponse;
+pub use run::{Background, ConsumerTask, run_until_stopped};
 pub use serve::{Shutdown, bind, serve, shutdown_on_signal};

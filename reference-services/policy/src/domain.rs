@@ -8,7 +8,7 @@ use dovetail_contracts::Money;
 use dovetail_contracts::policy::{
     PolicyCancelled, PolicyDrafted, PolicyIssued, PolicySnapshot, PolicyStatus, PolicyUpdated,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::Date;
 
 /// A policy, always valid: see [`PolicyTerms::validate`].
@@ -18,7 +18,7 @@ pub struct Policy {
 }
 
 /// The terms a caller sends to draft a policy (the body of `POST /policies`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyTerms {
     /// The customer who will hold the policy.

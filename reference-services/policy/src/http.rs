@@ -7,7 +7,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use dovetail_contracts::policy::{PolicySnapshot, PolicyStatus};
-use dovetail_events::idempotency::Fingerprint;
 use dovetail_outbox::ExpectedVersion;
 use dovetail_service_kit::{
     ApiJson, ApiQuery, Cursor, IdempotencyKeyHeader, IfMatch, Page, Problem, RecordedResponse, etag,
@@ -69,20 +68,16 @@ async fn create(
     ApiJson(terms): ApiJson<PolicyTerms>,
 ) -> Result<Response, Problem> {
     let policy_id = format!("pol-{}", uuid::Uuid::now_v7());
-    let fingerprint =
-        Fingerprint::of(&serde_json::to_vec(&TermsFingerprint(&terms)).unwrap_or_default());
     let (policy, change) =
-        Policy::draft(policy_id, terms).map_err(|error| domain_problem(&error))?;
+        Policy::draft(policy_id, terms.clone()).map_err(|error| domain_problem(&error))?;
     let response = RecordedResponse::created(
         format!("/policies/{}", policy.id()),
         policy.version(),
         PolicyView::body(&policy),
     );
-    let request = key.0.map(|key| RequestRecord {
-        key: format!("POST /policies:{key}"),
-        fingerprint,
-        response: response.clone(),
-    });
+    let request = key
+        .0
+        .map(|key| RequestRecord::new("POST /policies", &key, &terms, response.clone()));
     let outcome = store
         .write(PolicyWrite {
             policy,
@@ -96,26 +91,6 @@ async fn create(
         WriteOutcome::Written => response.into_response(),
         WriteOutcome::Replayed(recorded) => recorded.replayed(),
     })
-}
-
-/// The terms as they identify a request: the same terms, the same fingerprint.
-#[derive(Serialize)]
-struct TermsFingerprint<'a>(#[serde(serialize_with = "terms_fields")] &'a PolicyTerms);
-
-fn terms_fields<S: serde::Serializer>(
-    terms: &&PolicyTerms,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    (
-        &terms.customer_id,
-        &terms.product_line,
-        terms.coverage_limit,
-        terms.deductible,
-        terms.premium,
-        terms.effective_date.to_string(),
-        terms.expiry_date.to_string(),
-    )
-        .serialize(serializer)
 }
 
 async fn fetch(
@@ -273,30 +248,5 @@ fn domain_problem(error: &PolicyError) -> Problem {
 }
 
 fn store_problem(error: StoreError) -> Problem {
-    match error {
-        StoreError::VersionConflict { policy_id, current } => {
-            stale(&policy_id, 0, current).detail(format!(
-                "policy {policy_id} was changed by another request while this one ran (now at \
-                 version {current:?}); GET it again and retry with its new ETag"
-            ))
-        }
-        StoreError::KeyReused { key } => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency-key-reused",
-            "Idempotency-Key reused",
-        )
-        .detail(format!(
-            "{key:?} was already used for a request with a different body; use a new key for \
-             a new request, or resend the original body to get its answer"
-        )),
-        StoreError::KeyInProgress { key } => Problem::conflict(
-            "request-in-progress",
-            format!("a request with {key:?} is being processed; retry in a moment"),
-        )
-        .retry_after(1),
-        StoreError::Backend(message) => {
-            tracing::error!(%message, "policy store failed");
-            Problem::unavailable("the policy database is not answering; retry in a moment")
-        }
-    }
+    error.into_problem()
 }

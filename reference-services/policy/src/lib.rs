@@ -33,9 +33,9 @@ use dovetail_events::envelope::Source;
 use dovetail_outbox::relay::RelayConfig;
 use dovetail_outbox::sqlite::{OutboxConfig, SqliteOutbox, SqliteOutboxStore};
 use dovetail_service_kit::config::StorageBackend;
-use dovetail_service_kit::events::{EventsPublisher, Transport, run_relay};
+use dovetail_service_kit::events::{OutboxRelay, RelayStore, Transport};
 use dovetail_service_kit::ops::{self, Readiness};
-use dovetail_service_kit::{Shutdown, serve};
+use dovetail_service_kit::{Background, Shutdown};
 use tokio::net::TcpListener;
 
 pub use config::PolicyConfig;
@@ -49,32 +49,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     readiness: Readiness,
-    relay: RelayTask,
-}
-
-/// The outbox relay: the store of whichever backend the service keeps policies in, the
-/// publisher, and its configuration.
-struct RelayTask {
-    store: OutboxStoreKind,
-    publisher: EventsPublisher,
-    config: RelayConfig,
-}
-
-enum OutboxStoreKind {
-    Sqlite(SqliteOutboxStore),
-    #[cfg(feature = "aws")]
-    DynamoDb(dovetail_outbox::dynamodb::DynamoDbOutboxStore),
-}
-
-impl RelayTask {
-    async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        match self.store {
-            OutboxStoreKind::Sqlite(store) => run_relay(store, self.publisher, self.config, shutdown).await?,
-            #[cfg(feature = "aws")]
-            OutboxStoreKind::DynamoDb(store) => run_relay(store, self.publisher, self.config, shutdown).await?,
-        };
-        Ok(())
-    }
+    relay: OutboxRelay,
 }
 
 impl std::fmt::Debug for Application {
@@ -112,7 +87,7 @@ impl Application {
                 relay_config.wake = Some(outbox.commits());
                 let store = store::sqlite::SqlitePolicyStore::open(path, outbox)?;
                 let relay_store = SqliteOutboxStore::open(path, format!("{SERVICE}.relay"))?;
-                (PolicyStore::Sqlite(store), OutboxStoreKind::Sqlite(relay_store))
+                (PolicyStore::Sqlite(store), RelayStore::Sqlite(relay_store))
             }
             #[cfg(feature = "aws")]
             StorageBackend::Dynamodb => {
@@ -126,7 +101,7 @@ impl Application {
                     store::dynamodb::DynamoDbPolicyStore::open(clients, &config.storage.dynamodb_table, source)
                         .await?;
                 relay_config.wake = Some(store.commits());
-                (PolicyStore::DynamoDb(store), OutboxStoreKind::DynamoDb(outbox_store))
+                (PolicyStore::DynamoDb(store), RelayStore::DynamoDb(outbox_store))
             }
             #[cfg(not(feature = "aws"))]
             StorageBackend::Dynamodb => anyhow::bail!(
@@ -149,7 +124,7 @@ impl Application {
             listener,
             router,
             readiness,
-            relay: RelayTask {
+            relay: OutboxRelay {
                 store: outbox_store,
                 publisher,
                 config: relay_config,
@@ -176,23 +151,14 @@ impl Application {
     /// # Errors
     /// When the server or the relay fails.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let relay_shutdown = Shutdown::new();
-        let relay = tokio::spawn(self.relay.run(relay_shutdown.clone()));
-        let readiness = self.readiness;
-        let draining = {
-            let shutdown = shutdown.clone();
-            async move {
-                shutdown.cancelled().await;
-                readiness.start_draining();
-            }
-        };
-        let (served, ()) = tokio::join!(serve(self.listener, self.router, shutdown), draining);
-        // The relay stops after the last request: events of requests that were still
-        // running are committed by now, and published now or by the next start.
-        relay_shutdown.cancel();
-        let relayed = relay.await.context("the relay task panicked")?;
-        served.context("the HTTP server failed")?;
-        relayed.context("the relay failed")
-
+        let background = Background::default().relay(self.relay);
+        dovetail_service_kit::run_until_stopped(
+            self.listener,
+            self.router,
+            self.readiness,
+            background,
+            shutdown,
+        )
+        .await
     }
 }

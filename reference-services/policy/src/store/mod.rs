@@ -7,15 +7,11 @@ mod append;
 pub mod dynamodb;
 pub mod sqlite;
 
-use dovetail_events::idempotency::Fingerprint;
 use dovetail_outbox::ExpectedVersion;
-use dovetail_service_kit::RecordedResponse;
+pub use dovetail_service_kit::store::{RequestRecord, StoreError, WriteOutcome};
 
 
 use crate::domain::{Policy, PolicyChange};
-
-/// How long an `Idempotency-Key` is remembered.
-pub const IDEMPOTENCY_RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// One change to commit: the policy after it, the event it produced, the version the
 /// policy must still have, and (for a request with an `Idempotency-Key`) the answer to
@@ -30,56 +26,6 @@ pub struct PolicyWrite {
     pub expected: ExpectedVersion,
     /// The request to remember, if it had an `Idempotency-Key`.
     pub request: Option<RequestRecord>,
-}
-
-/// A request's `Idempotency-Key`, the fingerprint of its body, and the answer to record.
-#[derive(Debug, Clone)]
-pub struct RequestRecord {
-    /// The key, namespaced by operation (`POST /policies:<key>`).
-    pub key: String,
-    /// The fingerprint of the request body.
-    pub fingerprint: Fingerprint,
-    /// The answer a retry gets.
-    pub response: RecordedResponse,
-}
-
-/// What a write did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteOutcome {
-    /// The change and its event are committed.
-    Written,
-    /// The request's key was used before with the same body: nothing was written, and
-    /// this is the first request's answer.
-    Replayed(RecordedResponse),
-}
-
-/// Why a store refused or failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The policy's version is not the expected one: someone changed (or created) it
-    /// since. Read it again and retry.
-    #[error("policy {policy_id} was changed by another request (its version is now {current:?})")]
-    VersionConflict {
-        /// The policy.
-        policy_id: String,
-        /// Its current version, when it exists.
-        current: Option<u64>,
-    },
-    /// The `Idempotency-Key` was used before with another body.
-    #[error("Idempotency-Key {key:?} was already used with a different body")]
-    KeyReused {
-        /// The key.
-        key: String,
-    },
-    /// A request with the same key is being processed right now.
-    #[error("a request with Idempotency-Key {key:?} is in progress")]
-    KeyInProgress {
-        /// The key.
-        key: String,
-    },
-    /// The database failed; the message says how.
-    #[error("the policy database failed: {0}")]
-    Backend(String),
 }
 
 /// The policy store the service was configured with.

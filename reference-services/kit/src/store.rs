@@ -1,0 +1,147 @@
+//! What the services' stores share: the outcome and errors of a write, the request record
+//! of an `Idempotency-Key`, and (in [`sqlite`]) the one-transaction write on SQLite.
+
+pub mod sqlite;
+
+use axum::http::StatusCode;
+use dovetail_events::idempotency::Fingerprint;
+
+use crate::{Problem, RecordedResponse};
+
+/// How long an `Idempotency-Key` is remembered.
+pub const IDEMPOTENCY_RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// A request's `Idempotency-Key`, the fingerprint of what it asked, and the answer to
+/// record with the write.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    /// The key, namespaced by operation (`POST /claims:<key>`).
+    pub key: String,
+    /// The fingerprint of the request.
+    pub fingerprint: Fingerprint,
+    /// The answer a retry gets.
+    pub response: RecordedResponse,
+}
+
+impl RequestRecord {
+    /// The record of `key` for `operation` (such as `POST /claims`), whose request is
+    /// fingerprinted by `request` (its parsed body, so formatting does not matter).
+    pub fn new(
+        operation: &str,
+        key: &str,
+        request: &impl serde::Serialize,
+        response: RecordedResponse,
+    ) -> Self {
+        Self {
+            key: format!("{operation}:{key}"),
+            fingerprint: Fingerprint::of(&serde_json::to_vec(request).unwrap_or_default()),
+            response,
+        }
+    }
+
+    /// The key as the client sent it.
+    pub fn client_key(&self) -> &str {
+        self.key
+            .split_once(':')
+            .map_or(self.key.as_str(), |(_, key)| key)
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The change and its event are committed.
+    Written,
+    /// The request's key was used before with the same request: nothing was written, and
+    /// this is the first request's answer.
+    Replayed(RecordedResponse),
+}
+
+/// Why a store refused or failed a write or read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The resource's version is not the expected one: someone changed (or created) it
+    /// since it was read. Read it again and retry.
+    #[error("{id} was changed by another request (its version is now {current:?})")]
+    VersionConflict {
+        /// The resource.
+        id: String,
+        /// Its current version, when it exists.
+        current: Option<u64>,
+    },
+    /// The `Idempotency-Key` was used before with another request.
+    #[error("Idempotency-Key {key:?} was already used with a different request")]
+    KeyReused {
+        /// The key as the client sent it.
+        key: String,
+    },
+    /// A request with the same key is being processed right now.
+    #[error("a request with Idempotency-Key {key:?} is in progress")]
+    KeyInProgress {
+        /// The key as the client sent it.
+        key: String,
+    },
+    /// The database failed; the message says how.
+    #[error("the database failed: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// The problem a client gets for this error.
+    pub fn into_problem(self) -> Problem {
+        match self {
+            Self::VersionConflict { id, current } => Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "stale-version",
+                "Changed since you read it",
+            )
+            .detail(format!(
+                "{id} was changed by another request while this one ran (now at version \
+                 {}); GET it again and retry with its new ETag",
+                current.map_or_else(|| "unknown".to_owned(), |v| v.to_string())
+            )),
+            Self::KeyReused { key } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+            )
+            .detail(format!(
+                "Idempotency-Key {key:?} was already used for a request with a different body; \
+                 use a new key for a new request, or resend the original body to get its answer"
+            )),
+            Self::KeyInProgress { key } => Problem::conflict(
+                "request-in-progress",
+                format!(
+                    "a request with Idempotency-Key {key:?} is being processed; retry in a moment"
+                ),
+            )
+            .retry_after(1),
+            Self::Backend(message) => {
+                tracing::error!(%message, "store failed");
+                Problem::unavailable("the service's database is not answering; retry in a moment")
+            }
+        }
+    }
+}
+
+impl From<dovetail_outbox::OutboxError> for StoreError {
+    fn from(error: dovetail_outbox::OutboxError) -> Self {
+        match error {
+            dovetail_outbox::OutboxError::Conflict {
+                aggregate_id,
+                actual,
+                ..
+            } => Self::VersionConflict {
+                id: aggregate_id,
+                current: Some(actual),
+            },
+            other => Self::Backend(other.to_string()),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Backend(error.to_string())
+    }
+}

@@ -1,0 +1,110 @@
+//! [`write`]: a service's change, its event and its request record in one SQLite
+//! transaction, through the outbox's unit of work.
+
+use dovetail_events::idempotency::{
+    IdempotencyError, IdempotencyKey, MarkOutcome, SqliteIdempotencyStore, StoredOutcome,
+};
+use dovetail_outbox::sqlite::{SqliteOutbox, UnitOfWork};
+use rusqlite::Connection;
+
+use super::{IDEMPOTENCY_RETENTION, RequestRecord, StoreError, WriteOutcome};
+use crate::RecordedResponse;
+
+/// Opens a service's SQLite database at `path` for its outbox and its request records,
+/// then runs `schema` (the service's own `CREATE TABLE IF NOT EXISTS ...`).
+///
+/// # Errors
+/// [`StoreError::Backend`] naming the file when it cannot be opened or set up.
+pub fn open(path: &std::path::Path, schema: &str) -> Result<Connection, StoreError> {
+    let failed = |error: &dyn std::fmt::Display| {
+        StoreError::Backend(format!("opening {}: {error}", path.display()))
+    };
+    let connection = Connection::open(path).map_err(|e| failed(&e))?;
+    SqliteOutbox::prepare_connection(&connection).map_err(|e| failed(&e))?;
+    SqliteIdempotencyStore::create_schema(&connection).map_err(|e| failed(&e))?;
+    connection.execute_batch(schema).map_err(|e| failed(&e))?;
+    Ok(connection)
+}
+
+/// Begins a unit of work; when `request` is given, records it first (or answers with the
+/// recorded response of an earlier request with the same key); then runs `apply` (the
+/// service's writes and `append`s) and commits. Any error rolls everything back.
+///
+/// # Errors
+/// [`StoreError::KeyReused`], [`StoreError::KeyInProgress`], whatever `apply` returns,
+/// and [`StoreError::Backend`].
+pub fn write(
+    connection: &mut Connection,
+    outbox: &SqliteOutbox,
+    request: Option<&RequestRecord>,
+    apply: impl FnOnce(&mut UnitOfWork<'_>) -> Result<(), StoreError>,
+) -> Result<WriteOutcome, StoreError> {
+    let mut unit = outbox.begin(connection)?;
+    if let Some(request) = request {
+        match mark(&unit, request)? {
+            MarkOutcome::Marked => {}
+            MarkOutcome::Duplicate(outcome) => {
+                unit.rollback()?;
+                let response =
+                    RecordedResponse::from_bytes(outcome.as_bytes()).map_err(|error| {
+                        StoreError::Backend(format!("a recorded response is unreadable: {error}"))
+                    })?;
+                return Ok(WriteOutcome::Replayed(response));
+            }
+            _ => {
+                unit.rollback()?;
+                return Err(StoreError::KeyInProgress {
+                    key: request.client_key().to_owned(),
+                });
+            }
+        }
+    }
+    apply(&mut unit)?;
+    unit.commit()?;
+    Ok(WriteOutcome::Written)
+}
+
+fn mark(unit: &UnitOfWork<'_>, request: &RequestRecord) -> Result<MarkOutcome, StoreError> {
+    let key = IdempotencyKey::new(&request.key)
+        .map_err(|error| StoreError::Backend(error.to_string()))?;
+    SqliteIdempotencyStore::mark_processed_in(
+        unit.transaction(),
+        &key,
+        &request.fingerprint,
+        &StoredOutcome::new(request.response.to_bytes()),
+        IDEMPOTENCY_RETENTION,
+    )
+    .map_err(|error| match error {
+        IdempotencyError::PayloadMismatch { .. } => StoreError::KeyReused {
+            key: request.client_key().to_owned(),
+        },
+        other => StoreError::Backend(other.to_string()),
+    })
+}
+
+/// Converts a stored version to SQLite's integer.
+pub fn sql_version(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(i64::MAX)
+}
+
+/// The version a conditional write found instead of the expected one, for
+/// [`StoreError::VersionConflict`]: `SELECT version FROM <table> WHERE <key_column> = ?`.
+///
+/// # Errors
+/// [`StoreError::Backend`] when the query fails.
+pub fn current_version(
+    connection: &Connection,
+    table: &str,
+    key_column: &str,
+    id: &str,
+) -> Result<Option<u64>, StoreError> {
+    use rusqlite::OptionalExtension;
+    let version: Option<i64> = connection
+        .query_row(
+            &format!("SELECT version FROM {table} WHERE {key_column} = ?1"),
+            [id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(version.and_then(|v| u64::try_from(v).ok()))
+}
