@@ -6,6 +6,9 @@ use time::Date;
 
 use crate::Money;
 
+/// The topic claim events are published to.
+pub const TOPIC: &str = "claim-events";
+
 /// The aggregate type of claim events.
 pub const AGGREGATE_TYPE: &str = "claim";
 

@@ -6,6 +6,9 @@ use time::Date;
 
 use crate::Money;
 
+/// The topic policy events are published to.
+pub const TOPIC: &str = "policy-events";
+
 /// The aggregate type of policy events.
 pub const AGGREGATE_TYPE: &str = "policy";
 

@@ -152,21 +152,86 @@ fn set_path(table: &mut Table, keys: &[String], value: Value) {
     }
 }
 
+/// Which database holds a service's data (and its outbox).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `sqlite` (default) or `dynamodb`.
+    pub backend: StorageBackend,
+    /// The SQLite file (default `data/<service>.db`).
+    pub sqlite_path: Option<PathBuf>,
+    /// The DynamoDB table (default `dovetail-<service>`), created when missing.
+    pub dynamodb_table: Option<String>,
+}
+
+impl StorageConfig {
+    /// The SQLite file of `service` (such as `policy`).
+    pub fn sqlite_path(&self, service: &str) -> PathBuf {
+        self.sqlite_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("data/{service}.db")))
+    }
+
+    /// The DynamoDB table of `service`.
+    pub fn dynamodb_table(&self, service: &str) -> String {
+        self.dynamodb_table
+            .clone()
+            .unwrap_or_else(|| format!("dovetail-{service}"))
+    }
+}
+
+/// Where a service's events go and come from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// `embedded` (default: the embedded bus) or `aws` (SNS and SQS).
+    pub backend: EventsBackend,
+    /// The embedded bus's file (default `data/bus.db`), shared by the services of a
+    /// stack.
+    pub bus_path: PathBuf,
+    /// Prepended to every topic and queue name on AWS (default `dovetail-`), so several
+    /// environments can share an account.
+    pub aws_name_prefix: String,
+}
+
+impl EventsConfig {
+    /// The transport's name of `name` (a topic or queue): itself on the embedded bus,
+    /// prefixed with `aws_name_prefix` on AWS.
+    pub fn transport_name(&self, name: &str) -> String {
+        match self.backend {
+            EventsBackend::Embedded => name.to_owned(),
+            EventsBackend::Aws => format!("{}{name}", self.aws_name_prefix),
+        }
+    }
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            backend: EventsBackend::default(),
+            bus_path: PathBuf::from("data/bus.db"),
+            aws_name_prefix: "dovetail-".to_owned(),
+        }
+    }
+}
+
 /// A storage backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageBackend {
     /// A SQLite file: no server.
+    #[default]
     Sqlite,
     /// A DynamoDB table at `AWS_ENDPOINT_URL[_DYNAMODB]` or in AWS.
     Dynamodb,
 }
 
 /// An events transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventsBackend {
     /// The embedded bus: no server.
+    #[default]
     Embedded,
     /// SNS topics and SQS queues at `AWS_ENDPOINT_URL[_SNS|_SQS]` or in AWS.
     Aws,

@@ -10,6 +10,7 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod cli;
 pub mod config;
 mod cursor;
 pub mod events;

@@ -1,6 +1,8 @@
 //! What the services' stores share: the outcome and errors of a write, the request record
 //! of an `Idempotency-Key`, and (in [`sqlite`]) the one-transaction write on SQLite.
 
+#[cfg(feature = "aws")]
+pub mod dynamodb;
 pub mod sqlite;
 
 use axum::http::StatusCode;
@@ -143,5 +145,54 @@ impl From<dovetail_outbox::OutboxError> for StoreError {
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
         Self::Backend(error.to_string())
+    }
+}
+
+/// A unit of work an event can be appended to: the SQLite one, or (feature `aws`) the
+/// DynamoDB one, so a service appends its events the same way on both.
+pub trait AppendEvent {
+    /// Appends `event` for `aggregate`, expected at `expected`, with default metadata.
+    ///
+    /// # Errors
+    /// The unit of work's own ([`dovetail_outbox::OutboxError`]).
+    fn append_event<E: dovetail_events::envelope::Event>(
+        &mut self,
+        aggregate: dovetail_events::envelope::AggregateRef,
+        expected: dovetail_outbox::ExpectedVersion,
+        event: &E,
+    ) -> Result<(), dovetail_outbox::OutboxError>;
+}
+
+impl AppendEvent for dovetail_outbox::sqlite::UnitOfWork<'_> {
+    fn append_event<E: dovetail_events::envelope::Event>(
+        &mut self,
+        aggregate: dovetail_events::envelope::AggregateRef,
+        expected: dovetail_outbox::ExpectedVersion,
+        event: &E,
+    ) -> Result<(), dovetail_outbox::OutboxError> {
+        self.append(
+            aggregate,
+            expected,
+            event,
+            dovetail_events::envelope::EventMetadata::default(),
+        )
+    }
+}
+
+#[cfg(feature = "aws")]
+impl AppendEvent for dovetail_outbox::dynamodb::DynamoDbUnitOfWork {
+    fn append_event<E: dovetail_events::envelope::Event>(
+        &mut self,
+        aggregate: dovetail_events::envelope::AggregateRef,
+        expected: dovetail_outbox::ExpectedVersion,
+        event: &E,
+    ) -> Result<(), dovetail_outbox::OutboxError> {
+        self.append(
+            aggregate,
+            expected,
+            event,
+            dovetail_events::envelope::EventMetadata::default(),
+        )
+        .map(|_| ())
     }
 }

@@ -69,7 +69,7 @@ impl Application {
     pub async fn build(config: PolicyConfig, transport: &Transport) -> anyhow::Result<Self> {
         let source = Source::parse(SERVICE)?;
         let publisher = transport
-            .publisher(&config.events.topic)
+            .publisher(&config.events.transport_name(dovetail_contracts::policy::TOPIC))
             .await
             .map_err(anyhow::Error::msg)?;
         let mut relay_config = RelayConfig::default();
@@ -78,7 +78,7 @@ impl Application {
         relay_config.batch_size = config.relay.batch_size;
         let (store, outbox_store) = match config.storage.backend {
             StorageBackend::Sqlite => {
-                let path = &config.storage.sqlite_path;
+                let path = &config.storage.sqlite_path("policy");
                 if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)
                         .with_context(|| format!("creating the data directory {}", dir.display()))?;
@@ -98,7 +98,7 @@ impl Application {
                     );
                 };
                 let (store, outbox_store) =
-                    store::dynamodb::DynamoDbPolicyStore::open(clients, &config.storage.dynamodb_table, source)
+                    store::dynamodb::DynamoDbPolicyStore::open(clients, &config.storage.dynamodb_table("policy"), source)
                         .await?;
                 relay_config.wake = Some(store.commits());
                 (PolicyStore::DynamoDb(store), RelayStore::DynamoDb(outbox_store))

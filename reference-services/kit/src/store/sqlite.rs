@@ -108,3 +108,34 @@ pub fn current_version(
         .optional()?;
     Ok(version.and_then(|v| u64::try_from(v).ok()))
 }
+
+/// A service's SQLite connection, shared by its requests and run on the blocking pool one
+/// unit of work at a time (SQLite has one writer anyway).
+#[derive(Debug, Clone)]
+pub struct SharedConnection(std::sync::Arc<std::sync::Mutex<Connection>>);
+
+impl SharedConnection {
+    /// Shares `connection`.
+    pub fn new(connection: Connection) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(connection)))
+    }
+
+    /// Runs `work` on the connection on the blocking pool.
+    ///
+    /// # Errors
+    /// What `work` returns, or [`StoreError::Backend`] when its task failed.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let connection = std::sync::Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connection
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            work(&mut connection)
+        })
+        .await
+        .map_err(|error| StoreError::Backend(format!("the database task failed: {error}")))?
+    }
+}

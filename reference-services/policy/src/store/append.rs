@@ -1,46 +1,12 @@
-//! [`AppendEvent`]: one way to put a [`PolicyChange`]'s event into either backend's unit
-//! of work.
+//! How a [`PolicyChange`]'s event goes into either backend's unit of work.
 
 use dovetail_contracts::policy::AGGREGATE_TYPE;
-use dovetail_events::envelope::{AggregateRef, Event, EventMetadata};
+use dovetail_events::envelope::AggregateRef;
 use dovetail_outbox::{ExpectedVersion, OutboxError};
 
+use dovetail_service_kit::store::AppendEvent;
+
 use crate::domain::PolicyChange;
-
-/// A unit of work an event can be appended to.
-pub(crate) trait AppendEvent {
-    fn append_event<E: Event>(
-        &mut self,
-        aggregate: AggregateRef,
-        expected: ExpectedVersion,
-        event: &E,
-    ) -> Result<(), OutboxError>;
-}
-
-impl AppendEvent for dovetail_outbox::sqlite::UnitOfWork<'_> {
-    fn append_event<E: Event>(
-        &mut self,
-        aggregate: AggregateRef,
-        expected: ExpectedVersion,
-        event: &E,
-    ) -> Result<(), OutboxError> {
-        self.append(aggregate, expected, event, EventMetadata::default())
-            .map(|_| ())
-    }
-}
-
-#[cfg(feature = "aws")]
-impl AppendEvent for dovetail_outbox::dynamodb::DynamoDbUnitOfWork {
-    fn append_event<E: Event>(
-        &mut self,
-        aggregate: AggregateRef,
-        expected: ExpectedVersion,
-        event: &E,
-    ) -> Result<(), OutboxError> {
-        self.append(aggregate, expected, event, EventMetadata::default())
-            .map(|_| ())
-    }
-}
 
 impl PolicyChange {
     /// Appends this change's event for its policy, expecting the policy at `expected`.

@@ -1,13 +1,12 @@
 //! [`SqlitePolicyStore`]: policies in the service's SQLite file, beside its outbox.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use dovetail_contracts::policy::PolicySnapshot;
 use dovetail_outbox::ExpectedVersion;
 use dovetail_outbox::sqlite::SqliteOutbox;
-use dovetail_service_kit::store::sqlite::{current_version, sql_version};
-use rusqlite::{Connection, OptionalExtension, params};
+use dovetail_service_kit::store::sqlite::{SharedConnection, current_version, sql_version};
+use rusqlite::{OptionalExtension, params};
 
 use super::{PolicyWrite, StoreError, WriteOutcome};
 use crate::domain::Policy;
@@ -27,7 +26,7 @@ CREATE INDEX IF NOT EXISTS policies_by_customer ON policies (customer_id, policy
 /// all written in one transaction per change.
 #[derive(Debug, Clone)]
 pub struct SqlitePolicyStore {
-    connection: Arc<Mutex<Connection>>,
+    connection: SharedConnection,
     outbox: SqliteOutbox,
 }
 
@@ -39,7 +38,7 @@ impl SqlitePolicyStore {
     pub fn open(path: &Path, outbox: SqliteOutbox) -> Result<Self, StoreError> {
         let connection = dovetail_service_kit::store::sqlite::open(path, SCHEMA)?;
         Ok(Self {
-            connection: Arc::new(Mutex::new(connection)),
+            connection: SharedConnection::new(connection),
             outbox,
         })
     }
@@ -47,7 +46,7 @@ impl SqlitePolicyStore {
     /// See [`PolicyStore::write`](super::PolicyStore::write).
     pub(super) async fn write(&self, write: PolicyWrite) -> Result<WriteOutcome, StoreError> {
         let outbox = self.outbox.clone();
-        self.blocking(move |connection| {
+        self.connection.run(move |connection| {
             dovetail_service_kit::store::sqlite::write(connection, &outbox, write.request.as_ref(), |unit| {
                 let snapshot = write.policy.snapshot();
                 let json = serde_json::to_string(snapshot).map_err(|error| StoreError::Backend(error.to_string()))?;
@@ -83,7 +82,7 @@ impl SqlitePolicyStore {
     /// See [`PolicyStore::get`](super::PolicyStore::get).
     pub(super) async fn get(&self, policy_id: &str) -> Result<Option<Policy>, StoreError> {
         let policy_id = policy_id.to_owned();
-        self.blocking(move |connection| {
+        self.connection.run(move |connection| {
             let snapshot: Option<String> = connection
                 .prepare_cached("SELECT snapshot FROM policies WHERE policy_id = ?1")?
                 .query_row([&policy_id], |row| row.get(0))
@@ -102,7 +101,7 @@ impl SqlitePolicyStore {
     ) -> Result<Vec<Policy>, StoreError> {
         let (customer_id, after) = (customer_id.to_owned(), after.unwrap_or("").to_owned());
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.blocking(move |connection| {
+        self.connection.run(move |connection| {
             let mut statement = connection.prepare_cached(
                 "SELECT snapshot FROM policies WHERE customer_id = ?1 AND policy_id > ?2
                  ORDER BY policy_id LIMIT ?3",
@@ -117,25 +116,13 @@ impl SqlitePolicyStore {
 
     /// See [`PolicyStore::ping`](super::PolicyStore::ping).
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        self.blocking(|connection| {
+        self.connection.run(|connection| {
             connection.query_row("SELECT count(*) FROM policies LIMIT 1", [], |_| Ok(()))?;
             Ok(())
         })
         .await
     }
 
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let connection = Arc::clone(&self.connection);
-        tokio::task::spawn_blocking(move || {
-            let mut connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
-            work(&mut connection)
-        })
-        .await
-        .map_err(|error| StoreError::Backend(format!("the database task failed: {error}")))?
-    }
 }
 
 pub(super) fn parse_snapshot(json: &str) -> Result<Policy, StoreError> {

@@ -5,4 +5,6 @@
 
 mod api;
 mod bad_input;
+#[cfg(feature = "aws")]
+mod needs_servers;
 mod support;

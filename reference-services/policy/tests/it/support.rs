@@ -37,7 +37,7 @@ pub(crate) fn temp_dir() -> PathBuf {
 pub(crate) fn config(dir: &std::path::Path) -> PolicyConfig {
     let mut config = PolicyConfig::default();
     config.listen = "127.0.0.1:0".parse().unwrap();
-    config.storage.sqlite_path = dir.join("policy.db");
+    config.storage.sqlite_path = Some(dir.join("policy.db"));
     config.events.bus_path = dir.join("bus.db");
     config.relay.poll_interval_ms = 50;
     config

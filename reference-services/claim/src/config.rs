@@ -1,0 +1,40 @@
+//! The claim service's configuration: defaults, then a TOML file, then variables
+//! `DOVETAIL_CLAIM__<FIELD>[__<SUBFIELD>]` (for example
+//! `DOVETAIL_CLAIM__STORAGE__BACKEND=dynamodb`).
+
+use std::net::SocketAddr;
+
+use dovetail_service_kit::config::{EventsConfig, RelayTuning, StorageConfig};
+use serde::Deserialize;
+
+/// The prefix of the service's environment variables.
+pub const ENV_PREFIX: &str = "DOVETAIL_CLAIM";
+
+/// The subscription (embedded bus) or queue (SQS) through which the claim service
+/// receives policy events.
+pub const POLICY_EVENTS_SUBSCRIPTION: &str = "claim-service-policy-events";
+
+/// Everything the claim service can be told.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClaimConfig {
+    /// Where the HTTP API listens (default `127.0.0.1:8082`).
+    pub listen: SocketAddr,
+    /// Where claims and the policy replica are kept (default `data/claim.db`).
+    pub storage: StorageConfig,
+    /// Where events go and come from (default: the embedded bus in `data/bus.db`).
+    pub events: EventsConfig,
+    /// How the outbox relay works.
+    pub relay: RelayTuning,
+}
+
+impl Default for ClaimConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8082)),
+            storage: StorageConfig::default(),
+            events: EventsConfig::default(),
+            relay: RelayTuning::default(),
+        }
+    }
+}

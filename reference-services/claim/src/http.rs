@@ -1,0 +1,276 @@
+//! The claim service's HTTP API: routes, the JSON it speaks, and how domain and store
+//! errors become problem+json. See `openapi.json` beside this file for the contract.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use dovetail_outbox::ExpectedVersion;
+use dovetail_service_kit::{
+    ApiJson, ApiQuery, Cursor, IdempotencyKeyHeader, IfMatch, Page, Problem, RecordedResponse, etag,
+};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::domain::{Claim, ClaimChange, ClaimError, ClaimRequest};
+use crate::store::{ClaimFilter, ClaimStore, ClaimWrite, RequestRecord, StoreError, WriteOutcome};
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The API's routes over `store` (operations endpoints are added by the application).
+pub fn router(store: ClaimStore) -> Router {
+    Router::new()
+        .route("/claims", post(file).get(list))
+        .route("/claims/{claim_id}", get(fetch))
+        .route("/claims/{claim_id}/review", post(review))
+        .route("/claims/{claim_id}/approve", post(approve))
+        .route("/claims/{claim_id}/reject", post(reject))
+        .route("/claims/{claim_id}/pay", post(pay))
+        .route("/replica/policies/{policy_id}", get(replicated_policy))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
+        .with_state(store)
+}
+
+fn respond(claim: &Claim) -> Response {
+    (
+        StatusCode::OK,
+        [(header::ETAG, etag(claim.version()))],
+        axum::Json(claim.snapshot()),
+    )
+        .into_response()
+}
+
+async fn file(
+    State(store): State<ClaimStore>,
+    key: IdempotencyKeyHeader,
+    ApiJson(request): ApiJson<ClaimRequest>,
+) -> Result<Response, Problem> {
+    let key = key.required()?;
+    let replicated = store
+        .replicated_policy(&request.policy_id)
+        .await
+        .map_err(StoreError::into_problem)?;
+    let claim_id = format!("clm-{}", uuid::Uuid::now_v7());
+    let (claim, change) = Claim::file(
+        claim_id,
+        request.clone(),
+        replicated.as_ref().map(|r| &r.policy),
+        OffsetDateTime::now_utc().date(),
+    )
+    .map_err(|error| claim_problem(&error))?;
+    let response = RecordedResponse::created(
+        format!("/claims/{}", claim.id()),
+        claim.version(),
+        serde_json::to_value(claim.snapshot()).unwrap_or_default(),
+    );
+    let outcome = store
+        .write(ClaimWrite {
+            claim,
+            change,
+            expected: ExpectedVersion::New,
+            request: Some(RequestRecord::new(
+                "POST /claims",
+                &key,
+                &request_fingerprint(&request),
+                response.clone(),
+            )),
+        })
+        .await
+        .map_err(StoreError::into_problem)?;
+    Ok(match outcome {
+        WriteOutcome::Written => response.into_response(),
+        WriteOutcome::Replayed(recorded) => recorded.replayed(),
+    })
+}
+
+/// What identifies a filing request, whatever the JSON's formatting.
+fn request_fingerprint(request: &ClaimRequest) -> serde_json::Value {
+    serde_json::json!([
+        request.policy_id,
+        request.incident_date.to_string(),
+        request.amount,
+        request.description
+    ])
+}
+
+async fn fetch(
+    State(store): State<ClaimStore>,
+    Path(claim_id): Path<String>,
+) -> Result<Response, Problem> {
+    Ok(respond(&load(&store, &claim_id).await?))
+}
+
+/// The query of `GET /claims`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    policy_id: Option<String>,
+    customer_id: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(store): State<ClaimStore>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Response, Problem> {
+    let filter = match (query.policy_id, query.customer_id) {
+        (Some(policy), None) if !policy.is_empty() => ClaimFilter::Policy(policy),
+        (None, Some(customer)) if !customer.is_empty() => ClaimFilter::Customer(customer),
+        _ => {
+            return Err(Problem::bad_request(
+                "list claims of one policy (GET /claims?policy_id=<id>) or one customer \
+                 (GET /claims?customer_id=<id>), not both, with optional limit and cursor",
+            ));
+        }
+    };
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(Problem::bad_request(format!(
+            "limit {limit} is out of range; ask for 1 to 100 claims per page"
+        )));
+    }
+    let after = query.cursor.as_deref().map(Cursor::parse).transpose()?;
+    let fetched = store
+        .list(&filter, after.as_ref().map(Cursor::last_key), limit + 1)
+        .await
+        .map_err(StoreError::into_problem)?;
+    let page = Page::from_overfetch(fetched, limit, |claim| claim.id().to_owned());
+    Ok(axum::Json(Page {
+        items: page
+            .items
+            .iter()
+            .map(|claim| claim.snapshot().clone())
+            .collect::<Vec<_>>(),
+        next_cursor: page.next_cursor,
+    })
+    .into_response())
+}
+
+async fn review(
+    State(store): State<ClaimStore>,
+    Path(claim_id): Path<String>,
+    IfMatch(expected): IfMatch,
+) -> Result<Response, Problem> {
+    transition(&store, &claim_id, expected, Claim::start_review).await
+}
+
+async fn approve(
+    State(store): State<ClaimStore>,
+    Path(claim_id): Path<String>,
+    IfMatch(expected): IfMatch,
+) -> Result<Response, Problem> {
+    transition(&store, &claim_id, expected, Claim::approve).await
+}
+
+async fn pay(
+    State(store): State<ClaimStore>,
+    Path(claim_id): Path<String>,
+    IfMatch(expected): IfMatch,
+) -> Result<Response, Problem> {
+    transition(&store, &claim_id, expected, Claim::pay).await
+}
+
+/// The body of `POST /claims/{id}/reject`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RejectBody {
+    reason: String,
+}
+
+async fn reject(
+    State(store): State<ClaimStore>,
+    Path(claim_id): Path<String>,
+    IfMatch(expected): IfMatch,
+    ApiJson(body): ApiJson<RejectBody>,
+) -> Result<Response, Problem> {
+    transition(&store, &claim_id, expected, |claim| {
+        claim.reject(body.reason)
+    })
+    .await
+}
+
+async fn replicated_policy(
+    State(store): State<ClaimStore>,
+    Path(policy_id): Path<String>,
+) -> Result<Response, Problem> {
+    let replicated = store
+        .replicated_policy(&policy_id)
+        .await
+        .map_err(StoreError::into_problem)?
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "the claim service has no copy of policy {policy_id:?}: no event of it has \
+                 arrived (yet)"
+            ))
+        })?;
+    Ok(axum::Json(replicated).into_response())
+}
+
+/// Loads the claim, checks `If-Match`, applies `change` and commits it with its event.
+async fn transition(
+    store: &ClaimStore,
+    claim_id: &str,
+    expected: u64,
+    change: impl FnOnce(&Claim) -> Result<(Claim, ClaimChange), ClaimError>,
+) -> Result<Response, Problem> {
+    let current = load(store, claim_id).await?;
+    if current.version() != expected {
+        return Err(StoreError::VersionConflict {
+            id: format!("claim {claim_id}"),
+            current: Some(current.version()),
+        }
+        .into_problem()
+        .detail(format!(
+            "If-Match \"{expected}\" is stale: claim {claim_id} is at version \"{}\"; GET it \
+             again, check the change still makes sense, and retry with its new ETag",
+            current.version()
+        )));
+    }
+    let (claim, change) = change(&current).map_err(|error| claim_problem(&error))?;
+    store
+        .write(ClaimWrite {
+            claim: claim.clone(),
+            change,
+            expected: ExpectedVersion::Exactly(expected),
+            request: None,
+        })
+        .await
+        .map_err(StoreError::into_problem)?;
+    Ok(respond(&claim))
+}
+
+async fn load(store: &ClaimStore, claim_id: &str) -> Result<Claim, Problem> {
+    store
+        .get(claim_id)
+        .await
+        .map_err(StoreError::into_problem)?
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "no claim has the id {claim_id:?}; list claims with GET /claims?policy_id=<id>"
+            ))
+        })
+}
+
+fn claim_problem(error: &ClaimError) -> Problem {
+    match error {
+        ClaimError::Invalid { field, message } => {
+            Problem::invalid(error.to_string()).field(*field, message.clone())
+        }
+        ClaimError::PolicyUnknown { .. } => {
+            Problem::conflict("policy-not-replicated", error.to_string()).retry_after(1)
+        }
+        ClaimError::NotCovered(_) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "policy-does-not-cover",
+            "The policy does not cover this claim",
+        )
+        .detail(error.to_string()),
+        ClaimError::Transition { .. } => Problem::conflict("invalid-transition", error.to_string()),
+    }
+}

@@ -1,0 +1,151 @@
+//! Where claims and the replica of policies live: one store per backend (SQLite by
+//! default, DynamoDB behind the `aws` feature). A claim's change commits with its event
+//! and the request's idempotency record in one transaction; a policy event updates the
+//! replica together with its "processed" marker in one transaction too.
+
+mod append;
+#[cfg(feature = "aws")]
+pub mod dynamodb;
+pub mod sqlite;
+
+use dovetail_contracts::policy::PolicySnapshot;
+use dovetail_events::envelope::EventId;
+use dovetail_outbox::ExpectedVersion;
+pub use dovetail_service_kit::store::{RequestRecord, StoreError, WriteOutcome};
+
+use crate::domain::{Claim, ClaimChange};
+
+/// One change to commit: the claim after it, its event, the version the claim must
+/// still have, and (for a request with an `Idempotency-Key`) the answer to record.
+#[derive(Debug, Clone)]
+pub struct ClaimWrite {
+    /// The claim after the change.
+    pub claim: Claim,
+    /// The event to publish.
+    pub change: ClaimChange,
+    /// [`ExpectedVersion::New`] for a new claim, else the version the caller read.
+    pub expected: ExpectedVersion,
+    /// The request to remember, if it had an `Idempotency-Key`.
+    pub request: Option<RequestRecord>,
+}
+
+/// Which claims to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimFilter {
+    /// The claims against one policy.
+    Policy(String),
+    /// The claims of one customer.
+    Customer(String),
+}
+
+/// The claim service's copy of a policy, with when it last changed here.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReplicatedPolicy {
+    /// The policy as of its latest event seen here.
+    pub policy: PolicySnapshot,
+    /// The event that brought it.
+    pub event_id: String,
+    /// When this copy was written (milliseconds since the epoch).
+    pub replicated_at_ms: u64,
+}
+
+/// What applying a policy event to the replica did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaOutcome {
+    /// The replica now holds the event's snapshot.
+    Applied,
+    /// The replica already held a newer version (the event came late): nothing changed.
+    Stale,
+    /// The event was processed before (a redelivery): nothing changed.
+    Duplicate,
+}
+
+/// The claim store the service was configured with.
+#[derive(Debug, Clone)]
+pub enum ClaimStore {
+    /// A SQLite file.
+    Sqlite(sqlite::SqliteClaimStore),
+    /// A DynamoDB table.
+    #[cfg(feature = "aws")]
+    DynamoDb(dynamodb::DynamoDbClaimStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            ClaimStore::Sqlite($store) => $call,
+            #[cfg(feature = "aws")]
+            ClaimStore::DynamoDb($store) => $call,
+        }
+    };
+}
+
+impl ClaimStore {
+    /// Commits `write` atomically: state, event and idempotency record, or nothing.
+    ///
+    /// # Errors
+    /// See [`StoreError`].
+    pub async fn write(&self, write: ClaimWrite) -> Result<WriteOutcome, StoreError> {
+        dispatch!(self, store => store.write(write).await)
+    }
+
+    /// The claim `claim_id`, if it exists.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`].
+    pub async fn get(&self, claim_id: &str) -> Result<Option<Claim>, StoreError> {
+        dispatch!(self, store => store.get(claim_id).await)
+    }
+
+    /// Up to `limit` claims matching `filter` in id order (filing order), after the claim
+    /// id `after`.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`].
+    pub async fn list(
+        &self,
+        filter: &ClaimFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Claim>, StoreError> {
+        dispatch!(self, store => store.list(filter, after, limit).await)
+    }
+
+    /// The replica's copy of policy `policy_id`, if it has one.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`].
+    pub async fn replicated_policy(&self, policy_id: &str) -> Result<Option<ReplicatedPolicy>, StoreError> {
+        dispatch!(self, store => store.replicated_policy(policy_id).await)
+    }
+
+    /// Applies the policy snapshot carried by event `event_id` (whose payload has the
+    /// fingerprint `fingerprint`) to the replica, unless the event was processed before
+    /// or the replica holds a newer version; the replica row and the event's "processed"
+    /// marker commit together.
+    ///
+    /// # Errors
+    /// [`StoreError::KeyReused`] when the event id was processed with another payload;
+    /// [`StoreError::Backend`].
+    pub async fn apply_policy(
+        &self,
+        event_id: EventId,
+        fingerprint: dovetail_events::idempotency::Fingerprint,
+        policy: PolicySnapshot,
+    ) -> Result<ReplicaOutcome, StoreError> {
+        dispatch!(self, store => store.apply_policy(event_id, fingerprint, policy).await)
+    }
+
+    /// Whether the database answers.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when it does not.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, store => store.ping().await)
+    }
+}
+
+/// The idempotency key of a policy event in the replica's consumer.
+pub(crate) fn replica_key(event_id: EventId) -> String {
+    format!("claim-service.policy-events:{event_id}")
+}

@@ -1,0 +1,236 @@
+//! [`SqliteClaimStore`]: claims and the replica of policies in the service's SQLite file,
+//! beside its outbox.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dovetail_contracts::claim::ClaimSnapshot;
+use dovetail_contracts::policy::PolicySnapshot;
+use dovetail_events::envelope::EventId;
+use dovetail_events::idempotency::{
+    Fingerprint, IdempotencyError, IdempotencyKey, MarkOutcome, SqliteIdempotencyStore,
+    StoredOutcome,
+};
+use dovetail_outbox::ExpectedVersion;
+use dovetail_outbox::sqlite::SqliteOutbox;
+use dovetail_service_kit::store::sqlite::{SharedConnection, current_version, sql_version};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use super::{
+    ClaimFilter, ClaimWrite, ReplicaOutcome, ReplicatedPolicy, StoreError, WriteOutcome,
+    replica_key,
+};
+use crate::domain::Claim;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS claims (
+    claim_id    TEXT PRIMARY KEY,
+    policy_id   TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    snapshot    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS claims_by_policy ON claims (policy_id, claim_id);
+CREATE INDEX IF NOT EXISTS claims_by_customer ON claims (customer_id, claim_id);
+CREATE TABLE IF NOT EXISTS policy_replica (
+    policy_id         TEXT PRIMARY KEY,
+    version           INTEGER NOT NULL,
+    snapshot          TEXT NOT NULL,
+    event_id          TEXT NOT NULL,
+    replicated_at_ms  INTEGER NOT NULL
+);
+";
+
+/// How long a policy event's "processed" marker is kept: longer than any redelivery.
+const REPLICA_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Claims and the policy replica in a SQLite file: tables `claims` and `policy_replica`,
+/// the outbox's tables, and the idempotency records of requests and of policy events.
+#[derive(Debug, Clone)]
+pub struct SqliteClaimStore {
+    connection: SharedConnection,
+    outbox: SqliteOutbox,
+}
+
+impl SqliteClaimStore {
+    /// Opens (creating if missing) the database at `path` for `outbox`.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the file cannot be opened or its tables created.
+    pub fn open(path: &Path, outbox: SqliteOutbox) -> Result<Self, StoreError> {
+        let connection = dovetail_service_kit::store::sqlite::open(path, SCHEMA)?;
+        Ok(Self {
+            connection: SharedConnection::new(connection),
+            outbox,
+        })
+    }
+
+    /// See [`ClaimStore::write`](super::ClaimStore::write).
+    pub(super) async fn write(&self, write: ClaimWrite) -> Result<WriteOutcome, StoreError> {
+        let outbox = self.outbox.clone();
+        self.connection.run(move |connection| {
+            dovetail_service_kit::store::sqlite::write(connection, &outbox, write.request.as_ref(), |unit| {
+                let snapshot = write.claim.snapshot();
+                let json = serde_json::to_string(snapshot).map_err(|error| StoreError::Backend(error.to_string()))?;
+                let version = sql_version(snapshot.version);
+                let written = match write.expected {
+                    ExpectedVersion::New => unit.transaction().execute(
+                        "INSERT INTO claims (claim_id, policy_id, customer_id, version, snapshot)
+                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (claim_id) DO NOTHING",
+                        params![snapshot.claim_id, snapshot.policy_id, snapshot.customer_id, version, json],
+                    )?,
+                    ExpectedVersion::Exactly(expected) => unit.transaction().execute(
+                        "UPDATE claims SET version = ?2, snapshot = ?3 WHERE claim_id = ?1 AND version = ?4",
+                        params![snapshot.claim_id, version, json, sql_version(expected)],
+                    )?,
+                    ExpectedVersion::Any => unit.transaction().execute(
+                        "UPDATE claims SET version = ?2, snapshot = ?3 WHERE claim_id = ?1",
+                        params![snapshot.claim_id, version, json],
+                    )?,
+                };
+                if written == 0 {
+                    return Err(StoreError::VersionConflict {
+                        id: snapshot.claim_id.clone(),
+                        current: current_version(unit.transaction(), "claims", "claim_id", &snapshot.claim_id)?,
+                    });
+                }
+                write.change.append_to(unit, write.expected)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// See [`ClaimStore::get`](super::ClaimStore::get).
+    pub(super) async fn get(&self, claim_id: &str) -> Result<Option<Claim>, StoreError> {
+        let claim_id = claim_id.to_owned();
+        self.connection
+            .run(move |connection| {
+                let snapshot: Option<String> = connection
+                    .prepare_cached("SELECT snapshot FROM claims WHERE claim_id = ?1")?
+                    .query_row([&claim_id], |row| row.get(0))
+                    .optional()?;
+                snapshot.map(|json| parse_claim(&json)).transpose()
+            })
+            .await
+    }
+
+    /// See [`ClaimStore::list`](super::ClaimStore::list).
+    pub(super) async fn list(
+        &self,
+        filter: &ClaimFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let (sql, value) = match filter {
+            ClaimFilter::Policy(id) => (
+                "SELECT snapshot FROM claims WHERE policy_id = ?1 AND claim_id > ?2 ORDER BY claim_id LIMIT ?3",
+                id.clone(),
+            ),
+            ClaimFilter::Customer(id) => (
+                "SELECT snapshot FROM claims WHERE customer_id = ?1 AND claim_id > ?2 ORDER BY claim_id LIMIT ?3",
+                id.clone(),
+            ),
+        };
+        let after = after.unwrap_or("").to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.connection
+            .run(move |connection| {
+                let mut statement = connection.prepare_cached(sql)?;
+                let rows = statement
+                    .query_map(params![value, after, limit], |row| row.get::<_, String>(0))?;
+                rows.map(|row| parse_claim(&row?)).collect()
+            })
+            .await
+    }
+
+    /// See [`ClaimStore::replicated_policy`](super::ClaimStore::replicated_policy).
+    pub(super) async fn replicated_policy(
+        &self,
+        policy_id: &str,
+    ) -> Result<Option<ReplicatedPolicy>, StoreError> {
+        let policy_id = policy_id.to_owned();
+        self.connection.run(move |connection| {
+            let row: Option<(String, String, i64)> = connection
+                .prepare_cached(
+                    "SELECT snapshot, event_id, replicated_at_ms FROM policy_replica WHERE policy_id = ?1",
+                )?
+                .query_row([&policy_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .optional()?;
+            row.map(|(json, event_id, at)| {
+                Ok(ReplicatedPolicy {
+                    policy: serde_json::from_str(&json).map_err(|error| {
+                        StoreError::Backend(format!("a replicated policy is unreadable: {error}"))
+                    })?,
+                    event_id,
+                    replicated_at_ms: u64::try_from(at).unwrap_or(0),
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    /// See [`ClaimStore::apply_policy`](super::ClaimStore::apply_policy).
+    pub(super) async fn apply_policy(
+        &self,
+        event_id: EventId,
+        fingerprint: Fingerprint,
+        policy: PolicySnapshot,
+    ) -> Result<ReplicaOutcome, StoreError> {
+        self.connection.run(move |connection| {
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let key = IdempotencyKey::new(replica_key(event_id))
+                .map_err(|error| StoreError::Backend(error.to_string()))?;
+            let marked = SqliteIdempotencyStore::mark_processed_in(
+                &tx,
+                &key,
+                &fingerprint,
+                &StoredOutcome::empty(),
+                REPLICA_RETENTION,
+            )
+            .map_err(|error| match error {
+                IdempotencyError::PayloadMismatch { .. } => StoreError::KeyReused {
+                    key: event_id.to_string(),
+                },
+                other => StoreError::Backend(other.to_string()),
+            })?;
+            if !matches!(marked, MarkOutcome::Marked) {
+                tx.rollback()?;
+                return Ok(ReplicaOutcome::Duplicate);
+            }
+            let json = serde_json::to_string(&policy).map_err(|error| StoreError::Backend(error.to_string()))?;
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+            let written = tx.execute(
+                "INSERT INTO policy_replica (policy_id, version, snapshot, event_id, replicated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (policy_id) DO UPDATE SET
+                     version = excluded.version, snapshot = excluded.snapshot,
+                     event_id = excluded.event_id, replicated_at_ms = excluded.replicated_at_ms
+                 WHERE excluded.version > policy_replica.version",
+                params![policy.policy_id, sql_version(policy.version), json, event_id.to_string(), now_ms],
+            )?;
+            tx.commit()?;
+            Ok(if written == 1 { ReplicaOutcome::Applied } else { ReplicaOutcome::Stale })
+        })
+        .await
+    }
+
+    /// See [`ClaimStore::ping`](super::ClaimStore::ping).
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        self.connection
+            .run(|connection| {
+                connection.query_row("SELECT count(*) FROM claims LIMIT 1", [], |_| Ok(()))?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+fn parse_claim(json: &str) -> Result<Claim, StoreError> {
+    serde_json::from_str::<ClaimSnapshot>(json)
+        .map(Claim::from_snapshot)
+        .map_err(|error| StoreError::Backend(format!("a stored claim is unreadable: {error}")))
+}

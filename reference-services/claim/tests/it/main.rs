@@ -1,0 +1,9 @@
+//! The claim service over HTTP on embedded backends, fed policy events straight onto the
+//! bus: the replica under duplicates and reordering, the filing rules, the lifecycle and
+//! its events, idempotent filing, bad input.
+
+#![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
+
+mod api;
+mod replica;
+mod support;

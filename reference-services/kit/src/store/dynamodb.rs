@@ -1,0 +1,521 @@
+//! The services' stores on DynamoDB (feature `aws`): [`open_table`] creates a service's
+//! one table (the outbox's layout plus the service's secondary indexes), and [`write`]
+//! commits a change, its events and its request record in one `TransactWriteItems`.
+//!
+//! A service's table holds, besides the outbox's items (see
+//! [`dovetail_outbox::dynamodb`]), its own items under keys of its choosing and the
+//! records of `Idempotency-Key`s:
+//!
+//! | item | `pk` | `sk` | attributes |
+//! |---|---|---|---|
+//! | request record | `request#<operation>:<key>` | `request` | those of `dovetail-events`' DynamoDB idempotency items: `fingerprint`, `state` (`processed`), `expires_at_ms`, `outcome` (the recorded response), TTL `expires_at` |
+//!
+//! The request record is the "processed" marker of
+//! [`DynamoDbIdempotencyStore::processed_marker_put`], with the table's sort key added,
+//! so one table's TTL removes expired records and outbox items alike.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::create_table::CreateTableError;
+use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TableDescription, TransactWriteItem,
+};
+use dovetail_events::envelope::Source;
+use dovetail_events::idempotency::{
+    DynamoDbIdempotencyConfig, DynamoDbIdempotencyStore, Fingerprint, IdempotencyKey, StoredOutcome,
+};
+use dovetail_outbox::dynamodb::{DynamoDbOutbox, DynamoDbOutboxConfig, DynamoDbUnitOfWork};
+
+use super::{IDEMPOTENCY_RETENTION, RequestRecord, StoreError, WriteOutcome};
+use crate::RecordedResponse;
+use crate::aws::chain;
+
+/// The partition key prefix of request records.
+const REQUEST_PREFIX: &str = "request#";
+/// The sort key of request records.
+const REQUEST_SORT_KEY: &str = "request";
+/// How long [`open_table`] waits for a new secondary index to be built.
+const INDEX_ACTIVE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// A global secondary index of a service's table: string keys, every attribute
+/// projected. Only items that have both attributes appear in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecondaryIndex {
+    /// The index's name.
+    pub name: String,
+    /// Its partition key, a string attribute.
+    pub partition_key: String,
+    /// Its sort key, a string attribute.
+    pub sort_key: String,
+}
+
+/// A service's table and outbox on DynamoDB: the outbox to begin units of work from and
+/// the client for the service's own reads.
+#[derive(Debug, Clone)]
+pub struct ServiceTable {
+    outbox: DynamoDbOutbox,
+    client: Client,
+    requests: DynamoDbIdempotencyStore,
+}
+
+/// Opens the service's table `table`, creating it when missing with the outbox's layout
+/// (string keys `pk` and `sk`, on-demand billing, a stream of new images, TTL on
+/// `expires_at`) and `indexes`; adds the indexes an existing table lacks and waits until
+/// they are built. Safe to call on every start, from several processes at once.
+///
+/// # Errors
+/// [`StoreError::Backend`] when DynamoDB refuses, the table has other keys, or an index
+/// is not built in time; the message names the table and what to do.
+pub async fn open_table(
+    client: &Client,
+    table: &str,
+    source: Source,
+    indexes: &[SecondaryIndex],
+) -> Result<ServiceTable, StoreError> {
+    let config = DynamoDbOutboxConfig::new(table, source);
+    create_if_missing(client, &config, indexes).await?;
+    let outbox = DynamoDbOutbox::new(client.clone(), config);
+    outbox.create_table_if_missing().await?;
+    add_missing_indexes(client, table, indexes).await?;
+    let config = outbox.config();
+    let requests = DynamoDbIdempotencyStore::new(
+        client.clone(),
+        DynamoDbIdempotencyConfig::new(table)
+            .with_partition_key(config.partition_key.clone())
+            .with_key_prefix(REQUEST_PREFIX)
+            .with_ttl_attribute(config.ttl_attribute.clone()),
+    );
+    Ok(ServiceTable {
+        outbox,
+        client: client.clone(),
+        requests,
+    })
+}
+
+impl ServiceTable {
+    /// The outbox on the table (for units of work, the relay's store and its wake-up).
+    pub fn outbox(&self) -> &DynamoDbOutbox {
+        &self.outbox
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.outbox.config().table
+    }
+
+    /// The key of the item `pk`/`sk` in the table's key attributes.
+    pub fn key(
+        &self,
+        pk: impl Into<String>,
+        sk: impl Into<String>,
+    ) -> HashMap<String, AttributeValue> {
+        let config = self.outbox.config();
+        HashMap::from([
+            (config.partition_key.clone(), AttributeValue::S(pk.into())),
+            (config.sort_key.clone(), AttributeValue::S(sk.into())),
+        ])
+    }
+
+    /// Commits, in one `TransactWriteItems`: `request`'s record when given (or, when its
+    /// key was used before, nothing: the earlier answer), and what `apply` adds to the
+    /// unit of work (the service's conditional writes and its events).
+    ///
+    /// The record is looked up first, so a retry is answered without a transaction; its
+    /// marker in the transaction (conditional on the key being free) settles a race
+    /// between two requests with the same key: the loser's transaction is cancelled, and
+    /// it answers from the winner's record.
+    ///
+    /// # Errors
+    /// - [`StoreError::KeyReused`] when the key was used with another request,
+    ///   [`StoreError::KeyInProgress`] when a lease holds it;
+    /// - [`StoreError::VersionConflict`] when an aggregate's version is not the expected
+    ///   one (from the outbox's version items);
+    /// - whatever `apply` returns;
+    /// - [`StoreError::Backend`] when DynamoDB fails, or a business write's own condition
+    ///   fails (the message names it; nothing was committed).
+    pub async fn write(
+        &self,
+        request: Option<&RequestRecord>,
+        apply: impl FnOnce(&mut DynamoDbUnitOfWork) -> Result<(), StoreError>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let keyed = match request {
+            Some(request) => Some((request, request_key(request)?)),
+            None => None,
+        };
+        if let Some((request, key)) = &keyed
+            && let Some(answer) = self.recorded(request, key).await?
+        {
+            return Ok(answer);
+        }
+        let mut unit = self.outbox.unit_of_work();
+        if let Some((request, key)) = &keyed {
+            unit.write(self.marker(request, key));
+        }
+        apply(&mut unit)?;
+        match unit.commit().await {
+            Ok(_) => Ok(WriteOutcome::Written),
+            Err(error) => {
+                // Another request with the same key may have committed first; or this
+                // very transaction did, and only its answer was lost.
+                if let Some((request, key)) = &keyed
+                    && let Some(answer) = self.recorded(request, key).await?
+                {
+                    return Ok(answer);
+                }
+                Err(error.into())
+            }
+        }
+    }
+
+    /// The request's record as a `TransactWriteItem`: the processed marker of
+    /// `dovetail-events`, with the table's sort key.
+    fn marker(&self, request: &RequestRecord, key: &IdempotencyKey) -> TransactWriteItem {
+        let mut marker = self.requests.processed_marker_put(
+            key,
+            &request.fingerprint,
+            &StoredOutcome::new(request.response.to_bytes()),
+            IDEMPOTENCY_RETENTION,
+        );
+        if let Some(put) = marker.put.as_mut() {
+            put.item.insert(
+                self.outbox.config().sort_key.clone(),
+                AttributeValue::S(REQUEST_SORT_KEY.to_owned()),
+            );
+        }
+        marker
+    }
+
+    /// What an earlier request with the same key decided, if one did: its answer when it
+    /// was the same request, else the error a client gets.
+    async fn recorded(
+        &self,
+        request: &RequestRecord,
+        key: &IdempotencyKey,
+    ) -> Result<Option<WriteOutcome>, StoreError> {
+        let read = self
+            .client
+            .get_item()
+            .table_name(self.name())
+            .set_key(Some(self.key(
+                format!("{REQUEST_PREFIX}{}", key.as_str()),
+                REQUEST_SORT_KEY,
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| backend("reading a request record", &error))?;
+        let Some(item) = read.item() else {
+            return Ok(None);
+        };
+        let record = RequestRecordItem::parse(item).map_err(|reason| {
+            StoreError::Backend(format!("the request record {key} is unreadable: {reason}"))
+        })?;
+        let now = epoch_ms(SystemTime::now());
+        if record.expires_at_ms <= now {
+            return Ok(None);
+        }
+        if record.fingerprint != request.fingerprint {
+            return Err(StoreError::KeyReused {
+                key: request.client_key().to_owned(),
+            });
+        }
+        match record.outcome {
+            Some(outcome) if record.processed => {
+                let response = RecordedResponse::from_bytes(&outcome).map_err(|error| {
+                    StoreError::Backend(format!(
+                        "the recorded response of {key} is unreadable: {error}"
+                    ))
+                })?;
+                Ok(Some(WriteOutcome::Replayed(response)))
+            }
+            // A lease of the idempotent consumer on the same key, not a request record:
+            // live until it expires.
+            _ if record.held_until_ms > now => Err(StoreError::KeyInProgress {
+                key: request.client_key().to_owned(),
+            }),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The attributes of a request record that decide a retry.
+struct RequestRecordItem {
+    fingerprint: Fingerprint,
+    processed: bool,
+    held_until_ms: u64,
+    expires_at_ms: u64,
+    outcome: Option<Vec<u8>>,
+}
+
+impl RequestRecordItem {
+    fn parse(item: &HashMap<String, AttributeValue>) -> Result<Self, String> {
+        let number = |name: &str| match item.get(name) {
+            Some(AttributeValue::N(text)) => text
+                .parse::<u64>()
+                .map_err(|_| format!("`{name}` is not a whole number: {text}")),
+            _ => Err(format!("`{name}` is missing or not a number")),
+        };
+        let fingerprint = match item.get("fingerprint") {
+            Some(AttributeValue::B(bytes)) => Fingerprint::from_slice(bytes.as_ref())
+                .map_err(|_| "`fingerprint` is not 32 bytes".to_owned())?,
+            _ => return Err("`fingerprint` is missing or not binary".to_owned()),
+        };
+        Ok(Self {
+            fingerprint,
+            processed: matches!(item.get("state"), Some(AttributeValue::S(state)) if state == "processed"),
+            held_until_ms: number("held_until_ms").unwrap_or(0),
+            expires_at_ms: number("expires_at_ms")?,
+            outcome: match item.get("outcome") {
+                Some(AttributeValue::B(bytes)) => Some(bytes.as_ref().to_vec()),
+                _ => None,
+            },
+        })
+    }
+}
+
+fn request_key(request: &RequestRecord) -> Result<IdempotencyKey, StoreError> {
+    IdempotencyKey::new(&request.key).map_err(|error| {
+        StoreError::Backend(format!(
+            "the request's Idempotency-Key cannot be stored: {error}"
+        ))
+    })
+}
+
+/// A DynamoDB failure as [`StoreError::Backend`], naming what was being done.
+pub fn backend(operation: &str, error: &dyn std::error::Error) -> StoreError {
+    StoreError::Backend(format!("{operation}: {}", chain(error)))
+}
+
+/// The string attribute `name` of `item`.
+pub fn string_of<'i>(item: &'i HashMap<String, AttributeValue>, name: &str) -> Option<&'i str> {
+    match item.get(name) {
+        Some(AttributeValue::S(text)) => Some(text),
+        _ => None,
+    }
+}
+
+/// The whole-number attribute `name` of `item`.
+pub fn number_of(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
+    match item.get(name) {
+        Some(AttributeValue::N(text)) => text.parse().ok(),
+        _ => None,
+    }
+}
+
+fn epoch_ms(time: SystemTime) -> u64 {
+    u64::try_from(
+        time.duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
+}
+
+const OPENING: &str = "opening the service's DynamoDB table";
+
+fn string_attribute(name: &str) -> Result<AttributeDefinition, StoreError> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(|error| backend(OPENING, &error))
+}
+
+fn key_element(name: &str, key_type: KeyType) -> Result<KeySchemaElement, StoreError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(key_type)
+        .build()
+        .map_err(|error| backend(OPENING, &error))
+}
+
+fn index_definition(index: &SecondaryIndex) -> Result<GlobalSecondaryIndex, StoreError> {
+    GlobalSecondaryIndex::builder()
+        .index_name(&index.name)
+        .key_schema(key_element(&index.partition_key, KeyType::Hash)?)
+        .key_schema(key_element(&index.sort_key, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(|error| backend(OPENING, &error))
+}
+
+/// The attribute definitions the indexes need, each once.
+fn index_attributes(indexes: &[SecondaryIndex]) -> Vec<&str> {
+    let mut names: Vec<&str> = indexes
+        .iter()
+        .flat_map(|index| [index.partition_key.as_str(), index.sort_key.as_str()])
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+async fn describe(client: &Client, table: &str) -> Result<Option<TableDescription>, StoreError> {
+    match client.describe_table().table_name(table).send().await {
+        Ok(output) => Ok(output.table().cloned()),
+        Err(error)
+            if matches!(
+                error.as_service_error(),
+                Some(DescribeTableError::ResourceNotFoundException(_))
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(backend(&format!("{OPENING} {table}"), &error)),
+    }
+}
+
+/// Creates the table with the outbox's layout and the indexes, unless it exists.
+async fn create_if_missing(
+    client: &Client,
+    config: &DynamoDbOutboxConfig,
+    indexes: &[SecondaryIndex],
+) -> Result<(), StoreError> {
+    if describe(client, &config.table).await?.is_some() {
+        return Ok(());
+    }
+    let mut request = client
+        .create_table()
+        .table_name(&config.table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()
+                .map_err(|error| backend(OPENING, &error))?,
+        )
+        .key_schema(key_element(&config.partition_key, KeyType::Hash)?)
+        .key_schema(key_element(&config.sort_key, KeyType::Range)?);
+    let mut attributes = vec![config.partition_key.as_str(), config.sort_key.as_str()];
+    attributes.extend(index_attributes(indexes));
+    attributes.sort_unstable();
+    attributes.dedup();
+    for name in attributes {
+        request = request.attribute_definitions(string_attribute(name)?);
+    }
+    for index in indexes {
+        request = request.global_secondary_indexes(index_definition(index)?);
+    }
+    match request.send().await {
+        Ok(_) => Ok(()),
+        // Another process created it meanwhile.
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(CreateTableError::is_resource_in_use_exception) =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(backend(
+            &format!("{OPENING}: creating {}", config.table),
+            &error,
+        )),
+    }
+}
+
+/// Adds the indexes the table lacks (one at a time: DynamoDB builds one per update) and
+/// waits until every index of `indexes` is active.
+async fn add_missing_indexes(
+    client: &Client,
+    table: &str,
+    indexes: &[SecondaryIndex],
+) -> Result<(), StoreError> {
+    let deadline = tokio::time::Instant::now() + INDEX_ACTIVE_TIMEOUT;
+    let mut announced = false;
+    loop {
+        let description = describe(client, table).await?.ok_or_else(|| {
+            StoreError::Backend(format!("{OPENING}: the table {table} disappeared"))
+        })?;
+        let existing = description.global_secondary_indexes();
+        let status_of = |name: &str| {
+            existing
+                .iter()
+                .find(|index| index.index_name() == Some(name))
+                .map(|index| index.index_status().cloned())
+        };
+        let missing = indexes
+            .iter()
+            .find(|index| status_of(&index.name).is_none());
+        let building = indexes
+            .iter()
+            .any(|index| matches!(status_of(&index.name), Some(status) if status != Some(IndexStatus::Active)));
+        match missing {
+            None if !building => return Ok(()),
+            Some(index) if !building => {
+                tracing::info!(table, index = %index.name, "adding a secondary index; DynamoDB builds it before the service starts");
+                announced = true;
+                let mut request = client
+                    .update_table()
+                    .table_name(table)
+                    .global_secondary_index_updates(
+                        GlobalSecondaryIndexUpdate::builder()
+                            .create(
+                                aws_sdk_dynamodb::types::CreateGlobalSecondaryIndexAction::builder(
+                                )
+                                .index_name(&index.name)
+                                .key_schema(key_element(&index.partition_key, KeyType::Hash)?)
+                                .key_schema(key_element(&index.sort_key, KeyType::Range)?)
+                                .projection(
+                                    Projection::builder()
+                                        .projection_type(ProjectionType::All)
+                                        .build(),
+                                )
+                                .build()
+                                .map_err(|error| backend(OPENING, &error))?,
+                            )
+                            .build(),
+                    );
+                for name in index_attributes(std::slice::from_ref(index)) {
+                    request = request.attribute_definitions(string_attribute(name)?);
+                }
+                if let Err(error) = request.send().await {
+                    // Another process may have added it meanwhile: look again before failing.
+                    let added = describe(client, table).await?.is_some_and(|table| {
+                        table
+                            .global_secondary_indexes()
+                            .iter()
+                            .any(|i| i.index_name() == Some(index.name.as_str()))
+                    });
+                    if !added {
+                        return Err(backend(
+                            &format!("{OPENING}: adding the index {} to {table}", index.name),
+                            &error,
+                        ));
+                    }
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StoreError::Backend(format!(
+                "{OPENING}: the secondary indexes of {table} were not built within {} minutes; \
+                 DynamoDB keeps building them: start the service again later",
+                INDEX_ACTIVE_TIMEOUT.as_secs() / 60
+            )));
+        }
+        if !announced {
+            tracing::info!(
+                table,
+                "waiting for DynamoDB to build the table's secondary indexes"
+            );
+            announced = true;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
