@@ -103,13 +103,13 @@ pub struct AwsEndpoints {
 ///
 /// # Example
 /// ```no_run
-/// use dovetail_service_kit::aws::{AwsClients, ConsumerQueue};
+/// use dovetail_service_kit::aws::{AwsClients, ConsumerQueue, TypeFilter};
 ///
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 /// let aws = AwsClients::from_env()?;
 /// let publisher = aws.publisher("policy-events").await?;
 /// let source = aws
-///     .consumer_source(&ConsumerQueue::new("claim-policy-replica").subscribe("policy-events", None))
+///     .consumer_source(&ConsumerQueue::new("claim-policy-replica").subscribe("policy-events", TypeFilter::All))
 ///     .await?;
 /// # Ok(())
 /// # }
@@ -271,6 +271,32 @@ impl AwsClients {
             self.sns.clone(),
             SnsPublisherConfig { topic_arn },
         )))
+    }
+
+    /// The source of a consumer reading the events of `topic` whose type starts with one
+    /// of `type_prefixes` (all of them when it is empty) from the queue `queue`, with the
+    /// defaults of [`ConsumerQueue`]; see [`consumer_source`](Self::consumer_source).
+    ///
+    /// # Errors
+    /// As [`consumer_source`](Self::consumer_source).
+    pub async fn subscribed_queue(
+        &self,
+        topic: &str,
+        queue: &str,
+        type_prefixes: &[&str],
+    ) -> Result<EventSource, String> {
+        let filter = if type_prefixes.is_empty() {
+            TypeFilter::All
+        } else {
+            TypeFilter::Prefixes(
+                type_prefixes
+                    .iter()
+                    .map(|&prefix| prefix.to_owned())
+                    .collect(),
+            )
+        };
+        self.consumer_source(&ConsumerQueue::new(queue).subscribe(topic, filter))
+            .await
     }
 
     /// Brings a consumer's queue to the state `spec` describes, and returns the source a
@@ -536,13 +562,14 @@ impl AwsClients {
 ///
 /// ```
 /// use std::time::Duration;
-/// use dovetail_service_kit::aws::ConsumerQueue;
+/// use dovetail_service_kit::aws::{ConsumerQueue, TypeFilter};
 ///
 /// let mut spec = ConsumerQueue::new("claim-policy-replica")
-///     .subscribe("policy-events", Some(vec!["policy.issued".into(), "policy.cancelled".into()]));
+///     .subscribe("policy-events", TypeFilter::Types(vec!["policy.issued".into(), "policy.cancelled".into()]))
+///     .subscribe("claim-events", TypeFilter::Prefixes(vec!["claim.".into()]));
 /// spec.max_receive_count = 10;
 /// spec.visibility_timeout = Some(Duration::from_secs(60));
-/// assert_eq!(spec.subscriptions.len(), 1);
+/// assert_eq!(spec.subscriptions.len(), 2);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -570,13 +597,12 @@ impl ConsumerQueue {
         }
     }
 
-    /// The same, also subscribed to `topic`: to the events of the given types only, or to
-    /// all of them (`None`).
+    /// The same, also subscribed to the events of `topic` that `filter` lets through.
     #[must_use]
-    pub fn subscribe(mut self, topic: impl Into<String>, event_types: Option<Vec<String>>) -> Self {
+    pub fn subscribe(mut self, topic: impl Into<String>, filter: TypeFilter) -> Self {
         self.subscriptions.push(TopicSubscription {
             topic: topic.into(),
-            event_types,
+            filter,
         });
         self
     }
@@ -587,20 +613,46 @@ impl ConsumerQueue {
 pub struct TopicSubscription {
     /// The topic's name (created when missing).
     pub topic: String,
-    /// The event types delivered (an SNS filter policy on the `type` message attribute);
-    /// `None` delivers every event.
-    pub event_types: Option<Vec<String>>,
+    /// The events delivered.
+    pub filter: TypeFilter,
+}
+
+/// Which events of a topic a subscription delivers, by their type: an SNS filter policy
+/// on the `type` message attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TypeFilter {
+    /// Every event (no filter policy).
+    All,
+    /// The events of these types, such as `policy.issued`.
+    Types(Vec<String>),
+    /// The events whose type starts with one of these, such as `policy.`.
+    Prefixes(Vec<String>),
 }
 
 impl TopicSubscription {
     /// The SNS filter policy, if the subscription filters.
     fn filter_policy(&self) -> Option<serde_json::Value> {
-        self.event_types.as_ref().map(|types| {
-            let mut types = types.clone();
-            types.sort();
-            types.dedup();
-            serde_json::json!({ dovetail_events::envelope::MessageAttributes::EVENT_TYPE: types })
-        })
+        let sorted = |values: &[String]| {
+            let mut values = values.to_vec();
+            values.sort();
+            values.dedup();
+            values
+        };
+        let matches: Vec<serde_json::Value> = match &self.filter {
+            TypeFilter::All => return None,
+            TypeFilter::Types(types) => sorted(types)
+                .into_iter()
+                .map(serde_json::Value::from)
+                .collect(),
+            TypeFilter::Prefixes(prefixes) => sorted(prefixes)
+                .into_iter()
+                .map(|prefix| serde_json::json!({ "prefix": prefix }))
+                .collect(),
+        };
+        Some(
+            serde_json::json!({ dovetail_events::envelope::MessageAttributes::EVENT_TYPE: matches }),
+        )
     }
 }
 
@@ -880,13 +932,20 @@ mod tests {
 
     #[test]
     fn filter_policies_are_on_the_type_attribute_in_a_stable_order() {
-        let subscription = TopicSubscription {
+        let subscription = |filter| TopicSubscription {
             topic: "t".to_owned(),
-            event_types: Some(vec!["b".to_owned(), "a".to_owned(), "a".to_owned()]),
+            filter,
         };
+        let types = TypeFilter::Types(vec!["b".to_owned(), "a".to_owned(), "a".to_owned()]);
         assert_eq!(
-            subscription.filter_policy(),
+            subscription(types).filter_policy(),
             Some(serde_json::json!({"type": ["a", "b"]}))
         );
+        let prefixes = TypeFilter::Prefixes(vec!["policy.".to_owned()]);
+        assert_eq!(
+            subscription(prefixes).filter_policy(),
+            Some(serde_json::json!({"type": [{"prefix": "policy."}]}))
+        );
+        assert_eq!(subscription(TypeFilter::All).filter_policy(), None);
     }
 }

@@ -70,9 +70,10 @@ impl OutboxRelay {
             RelayStore::Sqlite(store) => {
                 run_relay(store, self.publisher, self.config, shutdown).await
             }
+            // The DynamoDB relay's future is large (SDK request state): on the heap.
             #[cfg(feature = "aws")]
             RelayStore::DynamoDb(store) => {
-                run_relay(store, self.publisher, self.config, shutdown).await
+                Box::pin(run_relay(store, self.publisher, self.config, shutdown)).await
             }
         }
     }

@@ -23,12 +23,14 @@ use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex,
     GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, StreamSpecification, StreamViewType, TableDescription, TransactWriteItem,
+    Put, ScalarAttributeType, StreamSpecification, StreamViewType, TableDescription,
+    TransactWriteItem,
 };
 use dovetail_events::envelope::Source;
 use dovetail_events::idempotency::{
     DynamoDbIdempotencyConfig, DynamoDbIdempotencyStore, Fingerprint, IdempotencyKey, StoredOutcome,
 };
+use dovetail_outbox::ExpectedVersion;
 use dovetail_outbox::dynamodb::{DynamoDbOutbox, DynamoDbOutboxConfig, DynamoDbUnitOfWork};
 
 use super::{IDEMPOTENCY_RETENTION, RequestRecord, StoreError, WriteOutcome};
@@ -39,6 +41,8 @@ use crate::aws::chain;
 const REQUEST_PREFIX: &str = "request#";
 /// The sort key of request records.
 const REQUEST_SORT_KEY: &str = "request";
+/// The version attribute of versioned items.
+pub const VERSION: &str = "version";
 /// How long [`open_table`] waits for a new secondary index to be built.
 const INDEX_ACTIVE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
@@ -159,7 +163,12 @@ impl ServiceTable {
         }
         let mut unit = self.outbox.unit_of_work();
         if let Some((request, key)) = &keyed {
-            unit.write(self.marker(request, key));
+            unit.write(self.processed_marker(
+                key,
+                &request.fingerprint,
+                &StoredOutcome::new(request.response.to_bytes()),
+                IDEMPOTENCY_RETENTION,
+            ));
         }
         apply(&mut unit)?;
         match unit.commit().await {
@@ -177,15 +186,21 @@ impl ServiceTable {
         }
     }
 
-    /// The request's record as a `TransactWriteItem`: the processed marker of
-    /// `dovetail-events`, with the table's sort key.
-    fn marker(&self, request: &RequestRecord, key: &IdempotencyKey) -> TransactWriteItem {
-        let mut marker = self.requests.processed_marker_put(
-            key,
-            &request.fingerprint,
-            &StoredOutcome::new(request.response.to_bytes()),
-            IDEMPOTENCY_RETENTION,
-        );
+    /// The "processed" marker of `key` as a `TransactWriteItem` for a transaction of
+    /// the caller's: [`DynamoDbIdempotencyStore::processed_marker_put`] of
+    /// `dovetail-events` (conditional on the key being free, or expired), with the
+    /// table's sort key. Read what a refused marker met with
+    /// [`key_record`](Self::key_record).
+    pub fn processed_marker(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &Fingerprint,
+        outcome: &StoredOutcome,
+        retain: Duration,
+    ) -> TransactWriteItem {
+        let mut marker = self
+            .requests
+            .processed_marker_put(key, fingerprint, outcome, retain);
         if let Some(put) = marker.put.as_mut() {
             put.item.insert(
                 self.outbox.config().sort_key.clone(),
@@ -195,13 +210,16 @@ impl ServiceTable {
         marker
     }
 
-    /// What an earlier request with the same key decided, if one did: its answer when it
-    /// was the same request, else the error a client gets.
-    async fn recorded(
+    /// What the record of `key` says to an attempt with `fingerprint`, read strongly
+    /// consistently.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the read fails or the record is unreadable.
+    pub async fn key_record(
         &self,
-        request: &RequestRecord,
         key: &IdempotencyKey,
-    ) -> Result<Option<WriteOutcome>, StoreError> {
+        fingerprint: &Fingerprint,
+    ) -> Result<KeyRecord, StoreError> {
         let read = self
             .client
             .get_item()
@@ -213,43 +231,246 @@ impl ServiceTable {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|error| backend("reading a request record", &error))?;
+            .map_err(|error| backend(&format!("reading the record of key {key}"), &error))?;
         let Some(item) = read.item() else {
-            return Ok(None);
+            return Ok(KeyRecord::Free);
         };
-        let record = RequestRecordItem::parse(item).map_err(|reason| {
-            StoreError::Backend(format!("the request record {key} is unreadable: {reason}"))
+        let record = RecordItem::parse(item).map_err(|reason| {
+            StoreError::Backend(format!("the record of key {key} is unreadable: {reason}"))
         })?;
         let now = epoch_ms(SystemTime::now());
-        if record.expires_at_ms <= now {
-            return Ok(None);
+        Ok(if record.expires_at_ms <= now {
+            KeyRecord::Free
+        } else if &record.fingerprint != fingerprint {
+            KeyRecord::OtherPayload
+        } else if record.processed {
+            KeyRecord::Processed(StoredOutcome::new(record.outcome.unwrap_or_default()))
+        } else if record.held_until_ms > now {
+            KeyRecord::InProgress
+        } else {
+            KeyRecord::Free
+        })
+    }
+
+    /// Up to `limit` items of the secondary index `index` whose `partition_key` is
+    /// `value`, in the order of `sort_key`, after the sort key value `after`; as many
+    /// queries as DynamoDB's 1 MB pages need. Eventually consistent, like every
+    /// secondary index.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the query fails.
+    pub async fn query_index(
+        &self,
+        index: &IndexQuery<'_>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut items = Vec::with_capacity(limit.min(100));
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        while items.len() < limit {
+            let remaining = i32::try_from(limit - items.len()).unwrap_or(i32::MAX);
+            let mut query = self
+                .client
+                .query()
+                .table_name(self.name())
+                .index_name(index.index)
+                .expression_attribute_names("#partition", index.partition_key)
+                .expression_attribute_values(
+                    ":partition",
+                    AttributeValue::S(index.value.to_owned()),
+                )
+                .limit(remaining)
+                .set_exclusive_start_key(start.take());
+            query = match after {
+                // DynamoDB refuses an empty string in a key condition: no cursor, no
+                // lower bound.
+                Some(after) if !after.is_empty() => query
+                    .key_condition_expression("#partition = :partition AND #sort > :after")
+                    .expression_attribute_names("#sort", index.sort_key)
+                    .expression_attribute_values(":after", AttributeValue::S(after.to_owned())),
+                _ => query.key_condition_expression("#partition = :partition"),
+            };
+            let page = query.send().await.map_err(|error| {
+                backend(
+                    &format!("querying the index {} for {:?}", index.index, index.value),
+                    &error,
+                )
+            })?;
+            items.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
         }
-        if record.fingerprint != request.fingerprint {
-            return Err(StoreError::KeyReused {
-                key: request.client_key().to_owned(),
-            });
+        items.truncate(limit);
+        Ok(items)
+    }
+
+    /// The `Put` of a service's versioned item (`item` holds its key, a `version`
+    /// number attribute and the rest), conditional on what the write expects: absent for
+    /// [`ExpectedVersion::New`], at that version for [`ExpectedVersion::Exactly`],
+    /// present for [`ExpectedVersion::Any`].
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the request cannot be built (a bug).
+    pub fn versioned_put(
+        &self,
+        item: HashMap<String, AttributeValue>,
+        expected: ExpectedVersion,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(self.name())
+            .set_item(Some(item))
+            .expression_attribute_names("#pk", &self.outbox.config().partition_key);
+        let put = match expected {
+            ExpectedVersion::New => put.condition_expression("attribute_not_exists(#pk)"),
+            ExpectedVersion::Exactly(version) => put
+                .condition_expression("attribute_exists(#pk) AND #version = :expected")
+                .expression_attribute_names("#version", VERSION)
+                .expression_attribute_values(":expected", AttributeValue::N(version.to_string())),
+            ExpectedVersion::Any => put.condition_expression("attribute_exists(#pk)"),
+        };
+        let put = put
+            .build()
+            .map_err(|error| backend("building a versioned item", &error))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The `version` of the item at `key`, read strongly consistently; `None` when there
+    /// is no such item.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the read fails.
+    pub async fn version_of(
+        &self,
+        key: HashMap<String, AttributeValue>,
+    ) -> Result<Option<u64>, StoreError> {
+        let read = self
+            .client
+            .get_item()
+            .table_name(self.name())
+            .set_key(Some(key))
+            .consistent_read(true)
+            .projection_expression("#version")
+            .expression_attribute_names("#version", VERSION)
+            .send()
+            .await
+            .map_err(|error| backend("reading an item's version", &error))?;
+        Ok(read.item().and_then(|item| number_of(item, VERSION)))
+    }
+
+    /// Explains a [`write`](Self::write) of a [`versioned_put`](Self::versioned_put)
+    /// that failed with `error`: when the item (at `key`, named `id`) is not at the
+    /// version `expected` says (its own condition failed while the outbox's version item
+    /// agreed, which only a change by hand makes possible), a
+    /// [`StoreError::VersionConflict`] with the version found, as the SQLite stores say;
+    /// otherwise `error` itself. An item already at `written` (the version the write
+    /// would have made) may be this write's own, committed with its answer lost: that
+    /// stays `error`, for the caller to retry.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the item cannot be read.
+    pub async fn explain_versioned(
+        &self,
+        error: StoreError,
+        key: HashMap<String, AttributeValue>,
+        id: &str,
+        expected: ExpectedVersion,
+        written: u64,
+    ) -> StoreError {
+        if !matches!(error, StoreError::Backend(_)) {
+            return error;
         }
-        match record.outcome {
-            Some(outcome) if record.processed => {
-                let response = RecordedResponse::from_bytes(&outcome).map_err(|error| {
-                    StoreError::Backend(format!(
-                        "the recorded response of {key} is unreadable: {error}"
-                    ))
-                })?;
+        let current = match self.version_of(key).await {
+            Ok(current) => current,
+            Err(read) => return read,
+        };
+        let as_expected = match expected {
+            ExpectedVersion::New => current.is_none(),
+            ExpectedVersion::Exactly(version) => current == Some(version),
+            ExpectedVersion::Any => current.is_some(),
+        };
+        if as_expected || current == Some(written) {
+            error
+        } else {
+            StoreError::VersionConflict {
+                id: id.to_owned(),
+                current,
+            }
+        }
+    }
+
+    /// Whether the table answers: one cheap read.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when it does not.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .get_item()
+            .table_name(self.name())
+            .set_key(Some(self.key("ping", "ping")))
+            .send()
+            .await
+            .map_err(|error| backend(&format!("reading the table {}", self.name()), &error))?;
+        Ok(())
+    }
+
+    /// What an earlier request with the same key decided, if one did: its answer when it
+    /// was the same request, else the error a client gets.
+    async fn recorded(
+        &self,
+        request: &RequestRecord,
+        key: &IdempotencyKey,
+    ) -> Result<Option<WriteOutcome>, StoreError> {
+        match self.key_record(key, &request.fingerprint).await? {
+            KeyRecord::Free => Ok(None),
+            KeyRecord::Processed(outcome) => {
+                let response =
+                    RecordedResponse::from_bytes(outcome.as_bytes()).map_err(|error| {
+                        StoreError::Backend(format!(
+                            "the recorded response of {key} is unreadable: {error}"
+                        ))
+                    })?;
                 Ok(Some(WriteOutcome::Replayed(response)))
             }
-            // A lease of the idempotent consumer on the same key, not a request record:
-            // live until it expires.
-            _ if record.held_until_ms > now => Err(StoreError::KeyInProgress {
+            KeyRecord::OtherPayload => Err(StoreError::KeyReused {
                 key: request.client_key().to_owned(),
             }),
-            _ => Ok(None),
+            KeyRecord::InProgress => Err(StoreError::KeyInProgress {
+                key: request.client_key().to_owned(),
+            }),
         }
     }
 }
 
-/// The attributes of a request record that decide a retry.
-struct RequestRecordItem {
+/// A query of a secondary index: see [`ServiceTable::query_index`].
+#[derive(Debug, Clone, Copy)]
+pub struct IndexQuery<'a> {
+    /// The index's name.
+    pub index: &'a str,
+    /// Its partition key attribute.
+    pub partition_key: &'a str,
+    /// The partition key's value.
+    pub value: &'a str,
+    /// Its sort key attribute.
+    pub sort_key: &'a str,
+}
+
+/// What a key's record says to a new attempt: see [`ServiceTable::key_record`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRecord {
+    /// No live record: the key is free.
+    Free,
+    /// The key was processed with the same payload; this is the stored outcome.
+    Processed(StoredOutcome),
+    /// A live lease of the idempotent consumer holds the key.
+    InProgress,
+    /// The key's record has another payload's fingerprint.
+    OtherPayload,
+}
+
+/// The attributes of a key's record that decide a new attempt.
+struct RecordItem {
     fingerprint: Fingerprint,
     processed: bool,
     held_until_ms: u64,
@@ -257,7 +478,7 @@ struct RequestRecordItem {
     outcome: Option<Vec<u8>>,
 }
 
-impl RequestRecordItem {
+impl RecordItem {
     fn parse(item: &HashMap<String, AttributeValue>) -> Result<Self, String> {
         let number = |name: &str| match item.get(name) {
             Some(AttributeValue::N(text)) => text

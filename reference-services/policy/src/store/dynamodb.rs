@@ -17,13 +17,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use dovetail_events::envelope::Source;
-use dovetail_outbox::ExpectedVersion;
 use dovetail_outbox::dynamodb::DynamoDbOutboxStore;
 use dovetail_service_kit::aws::AwsClients;
 use dovetail_service_kit::store::dynamodb::{
-    SecondaryIndex, ServiceTable, backend, number_of, open_table, string_of,
+    IndexQuery, SecondaryIndex, ServiceTable, VERSION, backend, open_table, string_of,
 };
 use tokio::sync::Notify;
 
@@ -38,7 +37,6 @@ const POLICY_SORT_KEY: &str = "policy";
 
 const POLICY_ID: &str = "policy_id";
 const CUSTOMER_ID: &str = "customer_id";
-const VERSION: &str = "version";
 const SNAPSHOT: &str = "snapshot";
 
 /// Policies in a DynamoDB table: one item per policy, written in the same
@@ -87,29 +85,17 @@ impl DynamoDbPolicyStore {
             })
             .await;
         match written {
-            // The policy item's own condition failed while its version item's did not
-            // (they move together, so only if the table was changed by hand): say which
-            // version the policy has, as the SQLite store does.
-            Err(StoreError::Backend(message)) => {
-                let policy_id = write.policy.id();
-                let current = self.current_version(policy_id).await?;
-                let as_expected = match write.expected {
-                    ExpectedVersion::New => current.is_none(),
-                    ExpectedVersion::Exactly(version) => current == Some(version),
-                    ExpectedVersion::Any => current.is_some(),
-                };
-                // At the version this write would have made, it may have committed after
-                // all (an answer lost on the way): only a retry can tell.
-                if as_expected || current == Some(write.policy.version()) {
-                    Err(StoreError::Backend(message))
-                } else {
-                    Err(StoreError::VersionConflict {
-                        id: policy_id.to_owned(),
-                        current,
-                    })
-                }
-            }
-            other => other,
+            Ok(outcome) => Ok(outcome),
+            Err(error) => Err(self
+                .table
+                .explain_versioned(
+                    error,
+                    self.policy_key(write.policy.id()),
+                    write.policy.id(),
+                    write.expected,
+                    write.policy.version(),
+                )
+                .await),
         }
     }
 
@@ -135,106 +121,52 @@ impl DynamoDbPolicyStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Policy>, StoreError> {
-        let mut policies = Vec::with_capacity(limit.min(100));
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        while policies.len() < limit {
-            let remaining = i32::try_from(limit - policies.len()).unwrap_or(i32::MAX);
-            let mut query = self
-                .table
-                .client()
-                .query()
-                .table_name(self.table.name())
-                .index_name(BY_CUSTOMER)
-                .expression_attribute_names("#customer", CUSTOMER_ID)
-                .expression_attribute_values(":customer", AttributeValue::S(customer_id.to_owned()))
-                .limit(remaining)
-                .set_exclusive_start_key(start.take());
-            query = match after {
-                // DynamoDB refuses an empty string in a key condition: no cursor, no
-                // lower bound.
-                Some(after) if !after.is_empty() => query
-                    .key_condition_expression("#customer = :customer AND #policy > :after")
-                    .expression_attribute_names("#policy", POLICY_ID)
-                    .expression_attribute_values(":after", AttributeValue::S(after.to_owned())),
-                _ => query.key_condition_expression("#customer = :customer"),
-            };
-            let page = query.send().await.map_err(|error| {
-                backend(&format!("listing the policies of customer {customer_id}"), &error)
-            })?;
-            for item in page.items() {
-                policies.push(parse_item(item)?);
-            }
-            match page.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => break,
-            }
-        }
-        policies.truncate(limit);
-        Ok(policies)
+        let query = IndexQuery {
+            index: BY_CUSTOMER,
+            partition_key: CUSTOMER_ID,
+            value: customer_id,
+            sort_key: POLICY_ID,
+        };
+        let items = self.table.query_index(&query, after, limit).await?;
+        items.iter().map(parse_item).collect()
     }
 
     /// See [`PolicyStore::ping`](super::PolicyStore::ping).
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        self.table
-            .client()
-            .get_item()
-            .table_name(self.table.name())
-            .set_key(Some(self.table.key("ping", "ping")))
-            .send()
-            .await
-            .map_err(|error| backend(&format!("reading the table {}", self.table.name()), &error))?;
-        Ok(())
+        self.table.ping().await
     }
 
     fn policy_key(&self, policy_id: &str) -> HashMap<String, AttributeValue> {
-        self.table.key(format!("policy#{policy_id}"), POLICY_SORT_KEY)
+        self.table
+            .key(format!("policy#{policy_id}"), POLICY_SORT_KEY)
     }
 
     /// The policy's item, conditional on the version the write expects.
     fn policy_put(&self, write: &PolicyWrite) -> Result<TransactWriteItem, StoreError> {
         let snapshot = write.policy.snapshot();
-        let json = serde_json::to_string(snapshot)
-            .map_err(|error| StoreError::Backend(format!("policy {} does not serialize: {error}", snapshot.policy_id)))?;
+        let json = serde_json::to_string(snapshot).map_err(|error| {
+            StoreError::Backend(format!(
+                "policy {} does not serialize: {error}",
+                snapshot.policy_id
+            ))
+        })?;
         let mut item = self.policy_key(&snapshot.policy_id);
         item.extend([
-            (POLICY_ID.to_owned(), AttributeValue::S(snapshot.policy_id.clone())),
-            (CUSTOMER_ID.to_owned(), AttributeValue::S(snapshot.customer_id.clone())),
-            (VERSION.to_owned(), AttributeValue::N(snapshot.version.to_string())),
+            (
+                POLICY_ID.to_owned(),
+                AttributeValue::S(snapshot.policy_id.clone()),
+            ),
+            (
+                CUSTOMER_ID.to_owned(),
+                AttributeValue::S(snapshot.customer_id.clone()),
+            ),
+            (
+                VERSION.to_owned(),
+                AttributeValue::N(snapshot.version.to_string()),
+            ),
             (SNAPSHOT.to_owned(), AttributeValue::S(json)),
         ]);
-        let put = Put::builder()
-            .table_name(self.table.name())
-            .set_item(Some(item))
-            .expression_attribute_names("#pk", &self.table.outbox().config().partition_key);
-        let put = match write.expected {
-            ExpectedVersion::New => put.condition_expression("attribute_not_exists(#pk)"),
-            ExpectedVersion::Exactly(version) => put
-                .condition_expression("attribute_exists(#pk) AND #version = :expected")
-                .expression_attribute_names("#version", VERSION)
-                .expression_attribute_values(":expected", AttributeValue::N(version.to_string())),
-            ExpectedVersion::Any => put.condition_expression("attribute_exists(#pk)"),
-        };
-        let put = put
-            .build()
-            .map_err(|error| backend("building the policy's item", &error))?;
-        Ok(TransactWriteItem::builder().put(put).build())
-    }
-
-    /// The stored version of the policy, read strongly consistently.
-    async fn current_version(&self, policy_id: &str) -> Result<Option<u64>, StoreError> {
-        let read = self
-            .table
-            .client()
-            .get_item()
-            .table_name(self.table.name())
-            .set_key(Some(self.policy_key(policy_id)))
-            .consistent_read(true)
-            .projection_expression("#version")
-            .expression_attribute_names("#version", VERSION)
-            .send()
-            .await
-            .map_err(|error| backend(&format!("reading the version of policy {policy_id}"), &error))?;
-        Ok(read.item().and_then(|item| number_of(item, VERSION)))
+        self.table.versioned_put(item, write.expected)
     }
 }
 

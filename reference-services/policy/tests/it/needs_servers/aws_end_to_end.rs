@@ -10,7 +10,7 @@ use dovetail_events::consumer::{Delivery, HandlerError};
 use dovetail_events::envelope::Envelope;
 use dovetail_policy::{Application, PolicyConfig};
 use dovetail_service_kit::Shutdown;
-use dovetail_service_kit::aws::{AwsClients, ConsumerQueue};
+use dovetail_service_kit::aws::{AwsClients, ConsumerQueue, TypeFilter};
 use dovetail_service_kit::config::{EventsBackend, StorageBackend};
 use dovetail_service_kit::events::{EventSource, Transport};
 use serde_json::Value;
@@ -20,14 +20,22 @@ use crate::support::terms;
 /// The queue URL and DLQ URL of an SQS source.
 fn queue_urls(source: &EventSource) -> (String, Option<String>) {
     match source {
-        EventSource::Sqs { config, .. } => (config.queue_url.clone(), config.dead_letter_queue_url.clone()),
+        EventSource::Sqs { config, .. } => (
+            config.queue_url.clone(),
+            config.dead_letter_queue_url.clone(),
+        ),
         EventSource::Bus { .. } => panic!("an AWS consumer source must be SQS"),
     }
 }
 
 /// Receives from `queue_url` until `count` messages arrived (deleting them), then waits
 /// `settle` more for any that should not be there.
-async fn receive(clients: &AwsClients, queue_url: &str, count: usize, settle: Duration) -> Vec<Envelope> {
+async fn receive(
+    clients: &AwsClients,
+    queue_url: &str,
+    count: usize,
+    settle: Duration,
+) -> Vec<Envelope> {
     let mut envelopes = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut settle_until = None;
@@ -47,9 +55,11 @@ async fn receive(clients: &AwsClients, queue_url: &str, count: usize, settle: Du
             .unwrap();
         for message in received.messages() {
             let body = message.body().unwrap();
-            envelopes.push(serde_json::from_str::<Envelope>(body).unwrap_or_else(|error| {
-                panic!("raw delivery carries the envelope as the body: {error}: {body}")
-            }));
+            envelopes.push(
+                serde_json::from_str::<Envelope>(body).unwrap_or_else(|error| {
+                    panic!("raw delivery carries the envelope as the body: {error}: {body}")
+                }),
+            );
             clients
                 .sqs()
                 .delete_message()
@@ -63,14 +73,22 @@ async fn receive(clients: &AwsClients, queue_url: &str, count: usize, settle: Du
             settle_until = Some(tokio::time::Instant::now() + settle);
         }
     }
-    assert!(envelopes.len() >= count, "expected {count} messages on {queue_url}, got {envelopes:?}");
+    assert!(
+        envelopes.len() >= count,
+        "expected {count} messages on {queue_url}, got {envelopes:?}"
+    );
     envelopes
 }
 
 fn types(envelopes: &[Envelope]) -> Vec<(u64, String)> {
     let mut types: Vec<_> = envelopes
         .iter()
-        .map(|envelope| (envelope.sequence().get(), envelope.event_type().as_str().to_owned()))
+        .map(|envelope| {
+            (
+                envelope.sequence().get(),
+                envelope.event_type().as_str().to_owned(),
+            )
+        })
         .collect();
     types.sort();
     types
@@ -87,17 +105,22 @@ async fn a_policy_issued_over_http_reaches_the_queues_subscribed_to_its_topic() 
     config.events.backend = EventsBackend::Aws;
     config.events.aws_name_prefix = prefix.clone();
     config.relay.poll_interval_ms = 100;
-    let topic = config.events.transport_name(dovetail_contracts::policy::TOPIC);
+    let topic = config
+        .events
+        .transport_name(dovetail_contracts::policy::TOPIC);
 
     // Two consumers: everything through the services' SQS consumer, and only issued
     // policies read straight from their queue.
     let everything = clients
-        .consumer_source(&ConsumerQueue::new(format!("{prefix}all")).subscribe(&topic, None))
+        .consumer_source(
+            &ConsumerQueue::new(format!("{prefix}all")).subscribe(&topic, TypeFilter::All),
+        )
         .await
         .unwrap();
     let issued_only = clients
         .consumer_source(
-            &ConsumerQueue::new(format!("{prefix}issued")).subscribe(&topic, Some(vec!["policy.issued".to_owned()])),
+            &ConsumerQueue::new(format!("{prefix}issued"))
+                .subscribe(&topic, TypeFilter::Types(vec!["policy.issued".to_owned()])),
         )
         .await
         .unwrap();
@@ -120,7 +143,9 @@ async fn a_policy_issued_over_http_reaches_the_queues_subscribed_to_its_topic() 
         ))
     };
 
-    let app = Application::build(config, &Transport::Aws(clients.clone())).await.unwrap();
+    let app = Application::build(config, &Transport::Aws(clients.clone()))
+        .await
+        .unwrap();
     let base = format!("http://{}", app.local_addr());
     let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let http = reqwest::Client::new();
@@ -164,7 +189,10 @@ async fn a_policy_issued_over_http_reaches_the_queues_subscribed_to_its_topic() 
     let everything = delivered.lock().unwrap().clone();
     assert_eq!(
         types(&everything),
-        [(1, "policy.drafted".to_owned()), (2, "policy.issued".to_owned())],
+        [
+            (1, "policy.drafted".to_owned()),
+            (2, "policy.issued".to_owned())
+        ],
         "{everything:?}"
     );
 
@@ -178,39 +206,66 @@ async fn provisioning_a_consumer_twice_changes_nothing_and_a_new_filter_replaces
     let clients = super::clients().await;
     let name = dovetail_testkit::unique_name("provision");
     let topic = format!("{name}-topic");
-    let spec = ConsumerQueue::new(format!("{name}-queue")).subscribe(&topic, Some(vec!["policy.issued".to_owned()]));
+    let spec = ConsumerQueue::new(format!("{name}-queue"))
+        .subscribe(&topic, TypeFilter::Types(vec!["policy.issued".to_owned()]));
     let first = clients.consumer_source(&spec).await.unwrap();
     let second = clients.consumer_source(&spec).await.unwrap();
     let (queue_url, dead_letter_url) = queue_urls(&first);
-    assert_eq!(queue_urls(&second), (queue_url.clone(), dead_letter_url.clone()));
+    assert_eq!(
+        queue_urls(&second),
+        (queue_url.clone(), dead_letter_url.clone())
+    );
     let dead_letter_url = dead_letter_url.unwrap();
-    assert!(dead_letter_url.ends_with(&format!("{name}-queue-dlq")), "{dead_letter_url}");
+    assert!(
+        dead_letter_url.ends_with(&format!("{name}-queue-dlq")),
+        "{dead_letter_url}"
+    );
 
     let topic_arn = clients.ensure_topic(&topic).await.unwrap();
     let queue_arn = queue_attribute(&clients, &queue_url, QueueAttributeName::QueueArn).await;
-    let dead_letter_arn = queue_attribute(&clients, &dead_letter_url, QueueAttributeName::QueueArn).await;
-    let redrive: Value =
-        serde_json::from_str(&queue_attribute(&clients, &queue_url, QueueAttributeName::RedrivePolicy).await).unwrap();
+    let dead_letter_arn =
+        queue_attribute(&clients, &dead_letter_url, QueueAttributeName::QueueArn).await;
+    let redrive: Value = serde_json::from_str(
+        &queue_attribute(&clients, &queue_url, QueueAttributeName::RedrivePolicy).await,
+    )
+    .unwrap();
     assert_eq!(redrive["deadLetterTargetArn"], dead_letter_arn.as_str());
-    assert_eq!(redrive["maxReceiveCount"].to_string().trim_matches('"'), "5");
+    assert_eq!(
+        redrive["maxReceiveCount"].to_string().trim_matches('"'),
+        "5"
+    );
     let policy = queue_attribute(&clients, &queue_url, QueueAttributeName::Policy).await;
-    assert!(policy.contains(&topic_arn), "the queue policy allows the topic: {policy}");
+    assert!(
+        policy.contains(&topic_arn),
+        "the queue policy allows the topic: {policy}"
+    );
 
     let subscriptions = subscriptions_of(&clients, &topic_arn, &queue_arn).await;
     assert_eq!(subscriptions.len(), 1, "one subscription after two runs");
     let attributes = subscription_attributes(&clients, &subscriptions[0]).await;
-    assert_eq!(attributes.get("RawMessageDelivery").map(String::as_str), Some("true"));
+    assert_eq!(
+        attributes.get("RawMessageDelivery").map(String::as_str),
+        Some("true")
+    );
     let filter: Value = serde_json::from_str(&attributes["FilterPolicy"]).unwrap();
     assert_eq!(filter, serde_json::json!({"type": ["policy.issued"]}));
 
-    let wider = ConsumerQueue::new(format!("{name}-queue"))
-        .subscribe(&topic, Some(vec!["policy.issued".to_owned(), "policy.cancelled".to_owned()]));
+    let wider = ConsumerQueue::new(format!("{name}-queue")).subscribe(
+        &topic,
+        TypeFilter::Types(vec![
+            "policy.issued".to_owned(),
+            "policy.cancelled".to_owned(),
+        ]),
+    );
     clients.consumer_source(&wider).await.unwrap();
     let subscriptions = subscriptions_of(&clients, &topic_arn, &queue_arn).await;
     assert_eq!(subscriptions.len(), 1);
     let attributes = subscription_attributes(&clients, &subscriptions[0]).await;
     let filter: Value = serde_json::from_str(&attributes["FilterPolicy"]).unwrap();
-    assert_eq!(filter, serde_json::json!({"type": ["policy.cancelled", "policy.issued"]}));
+    assert_eq!(
+        filter,
+        serde_json::json!({"type": ["policy.cancelled", "policy.issued"]})
+    );
 }
 
 async fn queue_attribute(clients: &AwsClients, url: &str, name: QueueAttributeName) -> String {

@@ -15,9 +15,10 @@ use crate::support::terms;
 async fn open() -> (PolicyStore, DynamoDbOutboxStore) {
     let clients = super::clients().await;
     let table = dovetail_testkit::unique_name("policy-store");
-    let (store, outbox) = DynamoDbPolicyStore::open(&clients, &table, Source::parse("policy-service").unwrap())
-        .await
-        .unwrap();
+    let (store, outbox) =
+        DynamoDbPolicyStore::open(&clients, &table, Source::parse("policy-service").unwrap())
+            .await
+            .unwrap();
     (PolicyStore::DynamoDb(store), outbox)
 }
 
@@ -44,7 +45,12 @@ fn keyed(customer: &str, key: &str) -> PolicyWrite {
         1,
         serde_json::json!({ "policy_id": write.policy.id() }),
     );
-    write.request = Some(RequestRecord::new("POST /policies", key, &terms(customer), response));
+    write.request = Some(RequestRecord::new(
+        "POST /policies",
+        key,
+        &terms(customer),
+        response,
+    ));
     write
 }
 
@@ -75,7 +81,10 @@ async fn a_policy_and_its_event_commit_together_and_read_back() {
     let write = new_policy("cust-1");
     let id = write.policy.id().to_owned();
     let (issued, issue) = write.policy.issue().unwrap();
-    assert_eq!(store.write(write.clone()).await.unwrap(), WriteOutcome::Written);
+    assert_eq!(
+        store.write(write.clone()).await.unwrap(),
+        WriteOutcome::Written
+    );
     assert_eq!(store.get(&id).await.unwrap(), Some(write.policy.clone()));
     assert_eq!(store.get("pol-missing").await.unwrap(), None);
 
@@ -123,11 +132,21 @@ async fn a_stale_version_is_a_conflict_and_commits_nothing() {
     // Creating a policy whose id exists.
     let error = store.write(write).await.unwrap_err();
     assert!(
-        matches!(error, StoreError::VersionConflict { current: Some(2), .. }),
+        matches!(
+            error,
+            StoreError::VersionConflict {
+                current: Some(2),
+                ..
+            }
+        ),
         "{error:?}"
     );
     assert_eq!(store.get(&id).await.unwrap().unwrap().version(), 2);
-    assert_eq!(pending(&outbox).await.len(), 2, "the refused writes published nothing");
+    assert_eq!(
+        pending(&outbox).await.len(),
+        2,
+        "the refused writes published nothing"
+    );
 }
 
 #[tokio::test]
@@ -135,12 +154,18 @@ async fn a_retried_request_gets_its_first_answer_and_a_reused_key_is_refused() {
     let (store, outbox) = open().await;
     let first = keyed("cust-1", "key-1");
     let answer = first.request.clone().unwrap().response;
-    assert_eq!(store.write(first.clone()).await.unwrap(), WriteOutcome::Written);
+    assert_eq!(
+        store.write(first.clone()).await.unwrap(),
+        WriteOutcome::Written
+    );
 
     // The client retries: the handler drafts another policy id, the store answers the
     // first request's response and writes nothing.
     let retry = keyed("cust-1", "key-1");
-    assert_eq!(store.write(retry.clone()).await.unwrap(), WriteOutcome::Replayed(answer));
+    assert_eq!(
+        store.write(retry.clone()).await.unwrap(),
+        WriteOutcome::Replayed(answer)
+    );
     assert_eq!(store.get(retry.policy.id()).await.unwrap(), None);
 
     let reused = keyed("cust-2", "key-1");
@@ -158,10 +183,20 @@ async fn two_requests_racing_with_one_key_write_once() {
     let (a, b) = (keyed("cust-1", "race"), keyed("cust-1", "race"));
     let (first, second) = tokio::join!(store.write(a.clone()), store.write(b.clone()));
     let outcomes = [first.unwrap(), second.unwrap()];
-    let written = outcomes.iter().filter(|outcome| **outcome == WriteOutcome::Written).count();
+    let written = outcomes
+        .iter()
+        .filter(|outcome| **outcome == WriteOutcome::Written)
+        .count();
     assert_eq!(written, 1, "{outcomes:?}");
-    let winner = if outcomes[0] == WriteOutcome::Written { &a } else { &b };
-    let replayed = outcomes.iter().find(|outcome| **outcome != WriteOutcome::Written).unwrap();
+    let winner = if outcomes[0] == WriteOutcome::Written {
+        &a
+    } else {
+        &b
+    };
+    let replayed = outcomes
+        .iter()
+        .find(|outcome| **outcome != WriteOutcome::Written)
+        .unwrap();
     assert_eq!(
         replayed,
         &WriteOutcome::Replayed(winner.request.clone().unwrap().response)
@@ -184,7 +219,10 @@ async fn a_customers_policies_list_in_id_order_a_page_at_a_time() {
     let mut after: Option<String> = None;
     let mut pages = 0;
     loop {
-        let page = store.list_by_customer("cust-pages", after.as_deref(), 2).await.unwrap();
+        let page = store
+            .list_by_customer("cust-pages", after.as_deref(), 2)
+            .await
+            .unwrap();
         pages += 1;
         listed.extend(page.iter().map(|policy| policy.id().to_owned()));
         match page.last() {
@@ -194,7 +232,13 @@ async fn a_customers_policies_list_in_id_order_a_page_at_a_time() {
     }
     assert_eq!(listed, ids, "every policy once, in id order");
     assert_eq!(pages, 3);
-    assert!(store.list_by_customer("cust-nobody", None, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_by_customer("cust-nobody", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -202,12 +246,23 @@ async fn opening_an_existing_table_again_changes_nothing() {
     let clients = super::clients().await;
     let table = dovetail_testkit::unique_name("policy-reopen");
     let source = Source::parse("policy-service").unwrap();
-    let (first, _) = DynamoDbPolicyStore::open(&clients, &table, source.clone()).await.unwrap();
+    let (first, _) = DynamoDbPolicyStore::open(&clients, &table, source.clone())
+        .await
+        .unwrap();
     let write = new_policy("cust-1");
     let id = write.policy.id().to_owned();
     PolicyStore::DynamoDb(first).write(write).await.unwrap();
-    let (again, _) = DynamoDbPolicyStore::open(&clients, &table, source).await.unwrap();
+    let (again, _) = DynamoDbPolicyStore::open(&clients, &table, source)
+        .await
+        .unwrap();
     let again = PolicyStore::DynamoDb(again);
     assert!(again.get(&id).await.unwrap().is_some());
-    assert_eq!(again.list_by_customer("cust-1", None, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        again
+            .list_by_customer("cust-1", None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -1,0 +1,405 @@
+//! [`DynamoDbClaimStore`]: claims and the replica of policies in the service's DynamoDB
+//! table, beside its outbox.
+//!
+//! One table holds the claims, the replica, the outbox's items and the records of
+//! requests and of policy events (see [`dovetail_service_kit::store::dynamodb`]):
+//!
+//! | item | `pk` | `sk` | attributes |
+//! |---|---|---|---|
+//! | claim | `claim#<claim id>` | `claim` | `claim_id`, `policy_id`, `customer_id`, `version` (N), `snapshot` (the claim's JSON) |
+//! | replicated policy | `policy#<policy id>` | `replica` | `version` (N), `snapshot` (the policy's JSON), `event_id`, `replicated_at_ms` (N) |
+//!
+//! Claims are listed through two global secondary indexes, `by-policy` (`policy_id`,
+//! `claim_id`) and `by-customer` (`customer_id`, `claim_id`); only claim items have a
+//! `claim_id`, so the indexes hold nothing else. Like every DynamoDB secondary index they
+//! are eventually consistent: a claim filed a moment ago may be missing from a listing for
+//! a moment, while [`get`](DynamoDbClaimStore::get) and the replica are read strongly
+//! consistently.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
+use dovetail_contracts::claim::ClaimSnapshot;
+use dovetail_contracts::policy::PolicySnapshot;
+use dovetail_events::envelope::{EventId, Source};
+use dovetail_events::idempotency::{Fingerprint, IdempotencyKey, StoredOutcome};
+use dovetail_outbox::dynamodb::DynamoDbOutboxStore;
+use dovetail_service_kit::aws::AwsClients;
+use dovetail_service_kit::store::dynamodb::{
+    IndexQuery, KeyRecord, SecondaryIndex, ServiceTable, VERSION, backend, number_of, open_table,
+    string_of,
+};
+use tokio::sync::Notify;
+
+use super::{
+    ClaimFilter, ClaimWrite, ReplicaOutcome, ReplicatedPolicy, StoreError, WriteOutcome,
+    replica_key,
+};
+use crate::domain::Claim;
+
+/// The index listing a policy's claims.
+pub const BY_POLICY: &str = "by-policy";
+/// The index listing a customer's claims.
+pub const BY_CUSTOMER: &str = "by-customer";
+
+const CLAIM_SORT_KEY: &str = "claim";
+const REPLICA_SORT_KEY: &str = "replica";
+
+const CLAIM_ID: &str = "claim_id";
+const POLICY_ID: &str = "policy_id";
+const CUSTOMER_ID: &str = "customer_id";
+const SNAPSHOT: &str = "snapshot";
+const EVENT_ID: &str = "event_id";
+const REPLICATED_AT_MS: &str = "replicated_at_ms";
+
+/// How long a policy event's "processed" marker is kept: longer than any redelivery (as
+/// the SQLite store).
+const REPLICA_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often applying a policy event looks again when the replica or the event's marker
+/// changed between its read and its transaction.
+const REPLICA_ATTEMPTS: usize = 5;
+
+/// Claims and the policy replica in a DynamoDB table: a claim's change commits with its
+/// event and the request's record in one `TransactWriteItems`; a policy event's replica
+/// item commits with the event's "processed" marker in another.
+#[derive(Debug, Clone)]
+pub struct DynamoDbClaimStore {
+    table: ServiceTable,
+}
+
+impl DynamoDbClaimStore {
+    /// Opens the table `table` (creating it, its indexes and its TTL when missing) for
+    /// the events of `source`, and the relay's store on its outbox.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the table cannot be created or has other keys; the
+    /// message names it.
+    pub async fn open(
+        clients: &AwsClients,
+        table: &str,
+        source: Source,
+    ) -> Result<(Self, DynamoDbOutboxStore), StoreError> {
+        let indexes = [
+            SecondaryIndex {
+                name: BY_POLICY.to_owned(),
+                partition_key: POLICY_ID.to_owned(),
+                sort_key: CLAIM_ID.to_owned(),
+            },
+            SecondaryIndex {
+                name: BY_CUSTOMER.to_owned(),
+                partition_key: CUSTOMER_ID.to_owned(),
+                sort_key: CLAIM_ID.to_owned(),
+            },
+        ];
+        let table = open_table(clients.dynamodb(), table, source, &indexes).await?;
+        let relay_store = table.outbox().store(format!("{}.relay", crate::SERVICE));
+        Ok((Self { table }, relay_store))
+    }
+
+    /// The signal each commit gives the relay in this process.
+    pub fn commits(&self) -> Arc<Notify> {
+        self.table.outbox().commits()
+    }
+
+    /// See [`ClaimStore::write`](super::ClaimStore::write).
+    pub(super) async fn write(&self, write: ClaimWrite) -> Result<WriteOutcome, StoreError> {
+        let put = self.claim_put(&write)?;
+        let written = self
+            .table
+            .write(write.request.as_ref(), |unit| {
+                unit.write(put);
+                write.change.append_to(unit, write.expected)?;
+                Ok(())
+            })
+            .await;
+        match written {
+            Ok(outcome) => Ok(outcome),
+            Err(error) => Err(self
+                .table
+                .explain_versioned(
+                    error,
+                    self.claim_key(write.claim.id()),
+                    write.claim.id(),
+                    write.expected,
+                    write.claim.version(),
+                )
+                .await),
+        }
+    }
+
+    /// See [`ClaimStore::get`](super::ClaimStore::get).
+    pub(super) async fn get(&self, claim_id: &str) -> Result<Option<Claim>, StoreError> {
+        let read = self
+            .table
+            .client()
+            .get_item()
+            .table_name(self.table.name())
+            .set_key(Some(self.claim_key(claim_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| backend(&format!("reading claim {claim_id}"), &error))?;
+        read.item().map(parse_claim_item).transpose()
+    }
+
+    /// See [`ClaimStore::list`](super::ClaimStore::list).
+    pub(super) async fn list(
+        &self,
+        filter: &ClaimFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let query = match filter {
+            ClaimFilter::Policy(policy_id) => IndexQuery {
+                index: BY_POLICY,
+                partition_key: POLICY_ID,
+                value: policy_id,
+                sort_key: CLAIM_ID,
+            },
+            ClaimFilter::Customer(customer_id) => IndexQuery {
+                index: BY_CUSTOMER,
+                partition_key: CUSTOMER_ID,
+                value: customer_id,
+                sort_key: CLAIM_ID,
+            },
+        };
+        let items = self.table.query_index(&query, after, limit).await?;
+        items.iter().map(parse_claim_item).collect()
+    }
+
+    /// See [`ClaimStore::replicated_policy`](super::ClaimStore::replicated_policy).
+    pub(super) async fn replicated_policy(
+        &self,
+        policy_id: &str,
+    ) -> Result<Option<ReplicatedPolicy>, StoreError> {
+        let read = self
+            .table
+            .client()
+            .get_item()
+            .table_name(self.table.name())
+            .set_key(Some(self.replica_item_key(policy_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| {
+                backend(
+                    &format!("reading the replica of policy {policy_id}"),
+                    &error,
+                )
+            })?;
+        let Some(item) = read.item() else {
+            return Ok(None);
+        };
+        let unreadable = |what: &str| {
+            StoreError::Backend(format!(
+                "the replica of policy {policy_id} is unreadable: {what}"
+            ))
+        };
+        let json = string_of(item, SNAPSHOT).ok_or_else(|| unreadable("no `snapshot` string"))?;
+        Ok(Some(ReplicatedPolicy {
+            policy: serde_json::from_str(json).map_err(|error| unreadable(&error.to_string()))?,
+            event_id: string_of(item, EVENT_ID)
+                .ok_or_else(|| unreadable("no `event_id` string"))?
+                .to_owned(),
+            replicated_at_ms: number_of(item, REPLICATED_AT_MS).unwrap_or(0),
+        }))
+    }
+
+    /// See [`ClaimStore::apply_policy`](super::ClaimStore::apply_policy).
+    ///
+    /// Reads the event's marker and the replica's version, then commits the marker with
+    /// either the new replica item (conditional on the replica still being older) or a
+    /// check that the replica is still as new (a late event: nothing changes but the
+    /// marker). When either changed meanwhile, the transaction is cancelled and it looks
+    /// again.
+    pub(super) async fn apply_policy(
+        &self,
+        event_id: EventId,
+        fingerprint: Fingerprint,
+        policy: PolicySnapshot,
+    ) -> Result<ReplicaOutcome, StoreError> {
+        let key = IdempotencyKey::new(replica_key(event_id))
+            .map_err(|error| StoreError::Backend(error.to_string()))?;
+        for _ in 0..REPLICA_ATTEMPTS {
+            match self.table.key_record(&key, &fingerprint).await? {
+                KeyRecord::Free => {}
+                KeyRecord::Processed(_) => return Ok(ReplicaOutcome::Duplicate),
+                KeyRecord::OtherPayload => {
+                    return Err(StoreError::KeyReused {
+                        key: event_id.to_string(),
+                    });
+                }
+                KeyRecord::InProgress => {
+                    return Err(StoreError::KeyInProgress {
+                        key: event_id.to_string(),
+                    });
+                }
+            }
+            let marker = self.table.processed_marker(
+                &key,
+                &fingerprint,
+                &StoredOutcome::empty(),
+                REPLICA_RETENTION,
+            );
+            let current = self
+                .table
+                .version_of(self.replica_item_key(&policy.policy_id))
+                .await?;
+            let (action, outcome) = if current.is_none_or(|version| version < policy.version) {
+                (
+                    self.replica_put(event_id, &policy)?,
+                    ReplicaOutcome::Applied,
+                )
+            } else {
+                (self.replica_as_new(&policy)?, ReplicaOutcome::Stale)
+            };
+            let sent = self
+                .table
+                .client()
+                .transact_write_items()
+                .transact_items(marker)
+                .transact_items(action)
+                .send()
+                .await;
+            match sent {
+                Ok(_) => return Ok(outcome),
+                Err(error)
+                    if matches!(
+                        error.as_service_error(),
+                        Some(TransactWriteItemsError::TransactionCanceledException(_))
+                    ) => {}
+                Err(error) => {
+                    return Err(backend(
+                        &format!(
+                            "applying event {event_id} to the replica of policy {}",
+                            policy.policy_id
+                        ),
+                        &error,
+                    ));
+                }
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "applying event {event_id} to the replica of policy {}: the replica or the event's \
+             record kept changing; gave up after {REPLICA_ATTEMPTS} attempts (the event will be \
+             delivered again)",
+            policy.policy_id
+        )))
+    }
+
+    /// See [`ClaimStore::ping`](super::ClaimStore::ping).
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        self.table.ping().await
+    }
+
+    fn claim_key(&self, claim_id: &str) -> HashMap<String, AttributeValue> {
+        self.table.key(format!("claim#{claim_id}"), CLAIM_SORT_KEY)
+    }
+
+    fn replica_item_key(&self, policy_id: &str) -> HashMap<String, AttributeValue> {
+        self.table
+            .key(format!("policy#{policy_id}"), REPLICA_SORT_KEY)
+    }
+
+    /// The claim's item, conditional on the version the write expects.
+    fn claim_put(&self, write: &ClaimWrite) -> Result<TransactWriteItem, StoreError> {
+        let snapshot = write.claim.snapshot();
+        let json = serde_json::to_string(snapshot).map_err(|error| {
+            StoreError::Backend(format!(
+                "claim {} does not serialize: {error}",
+                snapshot.claim_id
+            ))
+        })?;
+        let mut item = self.claim_key(&snapshot.claim_id);
+        item.extend([
+            (
+                CLAIM_ID.to_owned(),
+                AttributeValue::S(snapshot.claim_id.clone()),
+            ),
+            (
+                POLICY_ID.to_owned(),
+                AttributeValue::S(snapshot.policy_id.clone()),
+            ),
+            (
+                CUSTOMER_ID.to_owned(),
+                AttributeValue::S(snapshot.customer_id.clone()),
+            ),
+            (
+                VERSION.to_owned(),
+                AttributeValue::N(snapshot.version.to_string()),
+            ),
+            (SNAPSHOT.to_owned(), AttributeValue::S(json)),
+        ]);
+        self.table.versioned_put(item, write.expected)
+    }
+
+    /// The replica's new item, conditional on the replica being older (or absent).
+    fn replica_put(
+        &self,
+        event_id: EventId,
+        policy: &PolicySnapshot,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let json = serde_json::to_string(policy).map_err(|error| {
+            StoreError::Backend(format!(
+                "policy {} does not serialize: {error}",
+                policy.policy_id
+            ))
+        })?;
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            });
+        let mut item = self.replica_item_key(&policy.policy_id);
+        item.extend([
+            (
+                VERSION.to_owned(),
+                AttributeValue::N(policy.version.to_string()),
+            ),
+            (SNAPSHOT.to_owned(), AttributeValue::S(json)),
+            (EVENT_ID.to_owned(), AttributeValue::S(event_id.to_string())),
+            (
+                REPLICATED_AT_MS.to_owned(),
+                AttributeValue::N(now_ms.to_string()),
+            ),
+        ]);
+        let put = Put::builder()
+            .table_name(self.table.name())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk) OR #version < :version")
+            .expression_attribute_names("#pk", &self.table.outbox().config().partition_key)
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_values(":version", AttributeValue::N(policy.version.to_string()))
+            .build()
+            .map_err(|error| backend("building the replica's item", &error))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// A check that the replica is at least as new as `policy`.
+    fn replica_as_new(&self, policy: &PolicySnapshot) -> Result<TransactWriteItem, StoreError> {
+        let check = ConditionCheck::builder()
+            .table_name(self.table.name())
+            .set_key(Some(self.replica_item_key(&policy.policy_id)))
+            .condition_expression("#version >= :version")
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_values(":version", AttributeValue::N(policy.version.to_string()))
+            .build()
+            .map_err(|error| backend("building the replica's check", &error))?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+}
+
+fn parse_claim_item(item: &HashMap<String, AttributeValue>) -> Result<Claim, StoreError> {
+    let json = string_of(item, SNAPSHOT).ok_or_else(|| {
+        StoreError::Backend(format!(
+            "the claim item {:?} has no `snapshot` string",
+            string_of(item, CLAIM_ID).unwrap_or("?")
+        ))
+    })?;
+    serde_json::from_str::<ClaimSnapshot>(json)
+        .map(Claim::from_snapshot)
+        .map_err(|error| StoreError::Backend(format!("a stored claim is unreadable: {error}")))
+}
