@@ -310,7 +310,9 @@ impl AwsClients {
     ///   message delivery and the filter policy on the `type` message attribute when
     ///   event types are given (no filter policy otherwise).
     ///
-    /// Only what differs is changed, so running it again changes nothing.
+    /// Only what differs is changed, so running it again changes nothing. On AWS, a new or
+    /// changed filter policy may take up to 15 minutes to apply everywhere (SNS is
+    /// eventually consistent); emulators apply it at once.
     ///
     /// # Errors
     /// When a name is invalid or SQS or SNS refuses; the message names the resource and

@@ -266,6 +266,21 @@ async fn provisioning_a_consumer_twice_changes_nothing_and_a_new_filter_replaces
         filter,
         serde_json::json!({"type": ["policy.cancelled", "policy.issued"]})
     );
+
+    // No filter any more: the policy is removed (SNS takes `{}` for that).
+    let everything = ConsumerQueue::new(format!("{name}-queue")).subscribe(&topic, TypeFilter::All);
+    clients.consumer_source(&everything).await.unwrap();
+    let subscriptions = subscriptions_of(&clients, &topic_arn, &queue_arn).await;
+    assert_eq!(subscriptions.len(), 1);
+    let attributes = subscription_attributes(&clients, &subscriptions[0]).await;
+    let filter = attributes
+        .get("FilterPolicy")
+        .map(|text| text.trim())
+        .unwrap_or_default();
+    assert!(
+        filter.is_empty() || filter == "{}",
+        "no filter is left: {filter:?}"
+    );
 }
 
 async fn queue_attribute(clients: &AwsClients, url: &str, name: QueueAttributeName) -> String {
