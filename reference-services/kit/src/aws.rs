@@ -98,6 +98,35 @@ pub struct AwsEndpoints {
     pub sqs: Option<String>,
 }
 
+impl std::fmt::Display for AwsEndpoints {
+    /// One line for logs and banners, such as `DynamoDB, DynamoDB Streams, SNS and SQS at
+    /// http://127.0.0.1:4566` or `DynamoDB at real AWS, SQS at http://127.0.0.1:9324, ...`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let services = [
+            ("DynamoDB", &self.dynamodb),
+            ("DynamoDB Streams", &self.dynamodb_streams),
+            ("SNS", &self.sns),
+            ("SQS", &self.sqs),
+        ];
+        let first = services[0].1;
+        if services.iter().all(|(_, endpoint)| *endpoint == first) {
+            return match first {
+                Some(endpoint) => {
+                    write!(f, "DynamoDB, DynamoDB Streams, SNS and SQS at {endpoint}")
+                }
+                None => f.write_str("DynamoDB, DynamoDB Streams, SNS and SQS at real AWS"),
+            };
+        }
+        let parts: Vec<String> = services
+            .iter()
+            .map(|(name, endpoint)| {
+                format!("{name} at {}", endpoint.as_deref().unwrap_or("real AWS"))
+            })
+            .collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
 /// Clients for DynamoDB, DynamoDB Streams, SNS and SQS, configured from the environment
 /// (see the [module documentation](self)); cheap to clone.
 ///
@@ -215,7 +244,7 @@ impl AwsClients {
         &self.region
     }
 
-    /// Where each service's requests go (for logs: "DynamoDB at http://127.0.0.1:4566").
+    /// Where each service's requests go; its `Display` is one line for logs.
     pub fn endpoints(&self) -> &AwsEndpoints {
         &self.endpoints
     }
@@ -862,6 +891,32 @@ mod tests {
         assert_eq!(
             endpoints.dynamodb_streams.as_deref(),
             Some("http://127.0.0.1:4566")
+        );
+    }
+
+    #[test]
+    fn endpoints_describe_themselves_in_one_line() {
+        let shared = AwsEndpoints {
+            dynamodb: Some("http://e".to_owned()),
+            dynamodb_streams: Some("http://e".to_owned()),
+            sns: Some("http://e".to_owned()),
+            sqs: Some("http://e".to_owned()),
+        };
+        assert_eq!(
+            shared.to_string(),
+            "DynamoDB, DynamoDB Streams, SNS and SQS at http://e"
+        );
+        assert_eq!(
+            AwsEndpoints::default().to_string(),
+            "DynamoDB, DynamoDB Streams, SNS and SQS at real AWS"
+        );
+        let mixed = AwsEndpoints {
+            sqs: Some("http://q".to_owned()),
+            ..AwsEndpoints::default()
+        };
+        assert_eq!(
+            mixed.to_string(),
+            "DynamoDB at real AWS, DynamoDB Streams at real AWS, SNS at real AWS, SQS at http://q"
         );
     }
 
