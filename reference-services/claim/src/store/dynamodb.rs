@@ -13,7 +13,7 @@
 //! `claim_id`) and `by-customer` (`customer_id`, `claim_id`); only claim items have a
 //! `claim_id`, so the indexes hold nothing else. Like every DynamoDB secondary index they
 //! are eventually consistent: a claim filed a moment ago may be missing from a listing for
-//! a moment, while [`get`](DynamoDbClaimStore::get) and the replica are read strongly
+//! a moment, while [`get`](super::ClaimStore::get) and the replica are read strongly
 //! consistently.
 
 use std::collections::HashMap;

@@ -12,7 +12,7 @@
 //! policy items have those attributes, so the index holds nothing else. Like every
 //! DynamoDB secondary index it is eventually consistent: a policy written a moment ago
 //! may be missing from a listing for a moment (usually well under a second), while
-//! [`get`](DynamoDbPolicyStore::get) reads strongly consistently.
+//! [`get`](super::PolicyStore::get) reads strongly consistently.
 
 use std::collections::HashMap;
 use std::sync::Arc;
