@@ -36,7 +36,9 @@ pub struct SqsConsumerConfig {
     /// holds at most `max_in_flight + 10` messages in all.
     pub max_in_flight: usize,
     /// How long one receive waits for messages (long polling; whole seconds, at most 20;
-    /// default 20).
+    /// default 20). On shutdown the receive in flight is waited for, and what it brings
+    /// made visible again (SQS would hand it to that receive anyway), so a shorter wait
+    /// also stops sooner.
     pub wait_time: Duration,
     /// How long a received message stays invisible to other consumers (whole seconds,
     /// rounded up, 1 second to 12 hours; default 30 seconds). Set on each receive, so the

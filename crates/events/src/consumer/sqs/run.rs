@@ -29,6 +29,8 @@ use crate::consumer::{ConsumerReport, Delivery, HandlerError};
 const MAX_RECEIVE_PAUSE: Duration = Duration::from_secs(20);
 /// How long the last deletes may take once the consumer stops.
 const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much longer than its wait time a long poll in flight at shutdown is waited for.
+const LATE_RECEIVE_MARGIN: Duration = Duration::from_secs(5);
 
 /// What every task of one consumer shares.
 #[derive(Debug)]
@@ -118,16 +120,20 @@ where
             _ = &mut shutdown => break,
             permits = reserve(&running, &holding) => permits,
         };
+        let mut receive = pin!(api::receive(
+            &shared.client,
+            &shared.config.queue_url,
+            permits.len(),
+            shared.config.wait_time,
+            shared.config.visibility_timeout,
+        ));
         let received = tokio::select! {
             biased;
-            _ = &mut shutdown => break,
-            received = api::receive(
-                &shared.client,
-                &shared.config.queue_url,
-                permits.len(),
-                shared.config.wait_time,
-                shared.config.visibility_timeout,
-            ) => received,
+            _ = &mut shutdown => {
+                put_back_late_messages(&shared, receive).await;
+                break;
+            }
+            received = &mut receive => received,
         };
         match received {
             Ok(messages) => {
@@ -527,6 +533,48 @@ async fn settle(context: &Context, received: &Received, verdict: Verdict) -> Nex
             shared.counters.settled(&shared.queue_name, Outcome::Failed);
             Next::HoldGroup
         }
+    }
+}
+
+/// Finishes the long poll in flight when the consumer stops, and makes what it brings
+/// visible again, unhandled.
+///
+/// A long poll cannot be called off: SQS hands what arrives before its wait ends to that
+/// request even once nobody listens (the connection closing does not stop it), and those
+/// messages would stay invisible for a whole visibility timeout. So the poll is waited for,
+/// at most its wait time and a margin.
+async fn put_back_late_messages(
+    shared: &Shared,
+    receive: impl Future<Output = Result<Vec<Message>, ReceiveFailure>>,
+) {
+    let finished =
+        tokio::time::timeout(shared.config.wait_time + LATE_RECEIVE_MARGIN, receive).await;
+    let Ok(Ok(messages)) = finished else {
+        return;
+    };
+    for message in messages {
+        let Some(receipt_handle) = message.receipt_handle() else {
+            continue;
+        };
+        shared.counters.received();
+        let released = api::change_visibility(
+            &shared.client,
+            &shared.config.queue_url,
+            receipt_handle,
+            Duration::ZERO,
+        )
+        .await;
+        if let Err(error) = released {
+            tracing::warn!(
+                queue = %shared.queue_name,
+                message_id = message.message_id().unwrap_or_default(),
+                %error,
+                "cannot put back a message received while stopping; it is redelivered when its visibility times out"
+            );
+        }
+        shared
+            .counters
+            .settled(&shared.queue_name, Outcome::Released);
     }
 }
 

@@ -787,6 +787,34 @@ async fn a_drain_that_times_out_abandons_the_handler_and_the_message_comes_back(
 }
 
 #[tokio::test]
+async fn a_message_arriving_while_a_stopped_consumer_was_long_polling_is_put_back_at_once() {
+    let sqs = dovetail_testkit::aws().await.sqs();
+    let queue = fresh_queue(&sqs, "consumer-stop-poll", &QueueSpec::default()).await;
+    let (seen, handler) = recording(|_| Ok(()));
+    let mut config = fast_config(&queue);
+    config.wait_time = 5 * SECOND;
+    config.visibility_timeout = 60 * SECOND;
+    let running = Running::start(&sqs, config, handler);
+    // Let the consumer's long poll reach the queue, then stop it while the poll waits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopping = tokio::spawn(running.stop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(&sqs, &queue, "late").await;
+    let report = stopping.await.unwrap();
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "a stopped consumer handles nothing"
+    );
+    assert_eq!(report.handled, 0, "{report:?}");
+
+    // SQS hands what arrives to the poll in flight; the consumer made it visible again
+    // rather than leaving it invisible for the minute of its visibility timeout.
+    let again = receive_all(&sqs, &queue, 1, 3 * SECOND).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].body(), Some("late"));
+}
+
+#[tokio::test]
 async fn a_queue_that_does_not_exist_stops_the_consumer_with_an_error() {
     let sqs = dovetail_testkit::aws().await.sqs();
     let queue = fresh_queue(&sqs, "consumer-gone", &QueueSpec::default()).await;
