@@ -392,6 +392,7 @@ impl AwsClients {
 
         let mut config = SqsConsumerConfig::new(queue.url);
         config.dead_letter_queue_url = Some(dead_letter.url);
+        config.wait_time = spec.wait_time;
         Ok(EventSource::Sqs {
             client: self.sqs.clone(),
             config: Box::new(config),
@@ -615,6 +616,11 @@ pub struct ConsumerQueue {
     /// The queue's own visibility timeout, when set (the consumer sets its own on each
     /// receive anyway).
     pub visibility_timeout: Option<Duration>,
+    /// How long each of the consumer's receives waits for messages (default 2 seconds).
+    /// A message is delivered as soon as it arrives whatever the wait; a stopping consumer
+    /// waits for its receive in flight, so a short wait stops sooner, and costs more
+    /// requests when idle (about 1.3 million a month per consumer at 2 seconds).
+    pub wait_time: Duration,
 }
 
 impl ConsumerQueue {
@@ -625,6 +631,7 @@ impl ConsumerQueue {
             subscriptions: Vec::new(),
             max_receive_count: 5,
             visibility_timeout: None,
+            wait_time: Duration::from_secs(2),
         }
     }
 
