@@ -1,16 +1,17 @@
 //! The services' stores on DynamoDB (feature `aws`): [`open_table`] creates a service's
-//! one table (the outbox's layout plus the service's secondary indexes), and [`write`]
-//! commits a change, its events and its request record in one `TransactWriteItems`.
+//! one table (the outbox's layout plus the service's secondary indexes), and
+//! [`ServiceTable::write`] commits a change, its events and its request record in one
+//! `TransactWriteItems`.
 //!
 //! A service's table holds, besides the outbox's items (see
 //! [`dovetail_outbox::dynamodb`]), its own items under keys of its choosing and the
-//! records of `Idempotency-Key`s:
+//! records of `Idempotency-Key`s and of processed events:
 //!
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
-//! | request record | `request#<operation>:<key>` | `request` | those of `dovetail-events`' DynamoDB idempotency items: `fingerprint`, `state` (`processed`), `expires_at_ms`, `outcome` (the recorded response), TTL `expires_at` |
+//! | key record | `request#<key>` (such as `request#POST /claims:<key>`) | `request` | those of `dovetail-events`' DynamoDB idempotency items: `fingerprint`, `state` (`processed`), `expires_at_ms`, `outcome` (the recorded response), TTL `expires_at` |
 //!
-//! The request record is the "processed" marker of
+//! A key record is the "processed" marker of
 //! [`DynamoDbIdempotencyStore::processed_marker_put`], with the table's sort key added,
 //! so one table's TTL removes expired records and outbox items alike.
 
