@@ -1,6 +1,7 @@
 //! [`OutboxStore`]: what a relay sees of an outbox, and [`RelayLease`], the lease with a
 //! fencing token that lets several relays run while only one publishes.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
@@ -62,6 +63,29 @@ pub trait OutboxStore: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<OutboxRecord>, OutboxError>> + Send;
 
+    /// Up to `limit` ready records like [`fetch_ready`](Self::fetch_ready), leaving out
+    /// the records at `except`: a batch the relay is publishing, whose mark has not been
+    /// written yet. The default fetches `limit + except.len()` and filters; a store may
+    /// leave them out more cheaply.
+    ///
+    /// # Errors
+    /// [`OutboxError::Storage`].
+    fn fetch_ready_except(
+        &self,
+        limit: usize,
+        except: &[Position],
+    ) -> impl Future<Output = Result<Vec<OutboxRecord>, OutboxError>> + Send {
+        let except: HashSet<Position> = except.iter().copied().collect();
+        async move {
+            let fetched = self.fetch_ready(limit.saturating_add(except.len())).await?;
+            Ok(fetched
+                .into_iter()
+                .filter(|record| !except.contains(&record.position))
+                .take(limit)
+                .collect())
+        }
+    }
+
     /// Records that the broker accepted these records (deletes them).
     ///
     /// # Errors
@@ -71,6 +95,28 @@ pub trait OutboxStore: Send + Sync {
         lease: &RelayLease,
         positions: &[Position],
     ) -> impl Future<Output = Result<(), OutboxError>> + Send;
+
+    /// [`mark_published`](Self::mark_published) of `published`, then, when it succeeded,
+    /// [`fetch_ready_except`](Self::fetch_ready_except)`(limit, except)`: what a relay
+    /// does between two batches, in one round trip where a store can. The outer result
+    /// is the mark's, the inner one the fetch's.
+    ///
+    /// # Errors
+    /// The mark's: [`OutboxError::LeaseLost`] when `lease` is stale (nothing is fetched);
+    /// [`OutboxError::Storage`].
+    fn mark_published_then_fetch(
+        &self,
+        lease: &RelayLease,
+        published: &[Position],
+        limit: usize,
+        except: &[Position],
+    ) -> impl Future<Output = Result<Result<Vec<OutboxRecord>, OutboxError>, OutboxError>> + Send
+    {
+        async move {
+            self.mark_published(lease, published).await?;
+            Ok(self.fetch_ready_except(limit, except).await)
+        }
+    }
 
     /// Records failed publishes: counts the attempt, keeps the reason, and schedules the
     /// retry or parks the record.

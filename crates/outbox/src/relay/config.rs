@@ -62,6 +62,14 @@ pub struct RelayConfig {
     /// operator releases it ([`OutboxStore::unpark_all`](crate::OutboxStore::unpark_all)),
     /// and it holds back its aggregate's later events meanwhile (at least 1; default 10).
     pub max_attempts: u32,
+    /// Marks a batch the broker accepted whole while the next batch is being published,
+    /// instead of before publishing it (default `true`): the store's work (the mark, and
+    /// fetching the batch after) overlaps the broker's. The next batch leaves out the
+    /// records in flight, and a batch with any failure is marked before anything else is
+    /// fetched, so per-aggregate order is kept either way. The cost: the at-least-once
+    /// window is two batches instead of one, since a relay that dies or loses its lease
+    /// mid-publish may leave the previous batch unmarked too.
+    pub mark_while_publishing: bool,
 }
 
 impl Default for RelayConfig {
@@ -76,6 +84,7 @@ impl Default for RelayConfig {
             wake: None,
             backoff: RetryBackoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             max_attempts: 10,
+            mark_while_publishing: true,
         }
     }
 }

@@ -19,13 +19,17 @@
 //!    holds it behind the failed record until that one is published, so the aggregate goes
 //!    out in order. A mark refused with [`OutboxError::LeaseLost`] means another relay took
 //!    over: this one stops publishing and goes back to step 1.
+//!    With [`RelayConfig::mark_while_publishing`] (the default), the marks of a batch the
+//!    broker accepted whole go with the next batch's publish, concurrently, together with
+//!    the fetch of the batch after ([`OutboxStore::mark_published_then_fetch`], leaving
+//!    out the records in flight); a batch with a failure is marked before anything else.
 //! 4. **Idle.** With nothing ready it waits for the `wake` signal (a commit in this
 //!    process), the earliest retry it scheduled, or `poll_interval`, renewing the lease
 //!    meanwhile when due.
 //!
 //! Delivery is at least once: an event accepted by the broker whose mark is lost (the
 //! relay dies, loses its lease, or the store fails between publish and mark) is published
-//! again. Consumers are idempotent; FIFO topics also drop the duplicate by event id.
+//! again: at most one batch, or two with `mark_while_publishing`. Consumers are idempotent; FIFO topics also drop the duplicate by event id.
 //!
 //! With the crate's `metrics` feature the relay emits counters, a publish-latency histogram
 //! and backlog gauges; see [`RelayReport`] for the same counts without it.
@@ -34,25 +38,26 @@ mod config;
 pub(crate) mod lease;
 pub(crate) mod outcome;
 pub(crate) mod report;
+mod shutdown;
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::pin::{Pin, pin};
-use std::task::{Context, Waker};
+use std::pin::pin;
 use std::time::{Duration, SystemTime};
 
 use dovetail_events::envelope::Envelope;
 use dovetail_events::publish::{PublishResult, Publisher};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
 pub use config::RelayConfig;
 pub use report::RelayReport;
+pub(crate) use shutdown::{Shutdown, Waited};
 
 use self::lease::{HeldLease, Renewal};
-use self::outcome::Slot;
+use self::outcome::{BatchOutcome, Slot};
 use self::report::Meter;
-use crate::{OutboxError, OutboxRecord, OutboxStore};
+use crate::{OutboxError, OutboxRecord, OutboxStore, Position};
 
 /// Publishes the records of an outbox through a publisher, one relay instance among any
 /// number: the one holding the outbox's lease publishes, the others stand by.
@@ -121,16 +126,28 @@ enum Holding {
 
 /// How one batch ended.
 enum Batch {
-    /// Its marks were written. `progress` is whether they changed anything; `soonest_retry`
-    /// is when the first record it scheduled for a retry is due, from now.
+    /// Its marks were written, or are deferred to go with the publish of `next`.
+    /// `progress` is whether they change anything; `soonest_retry` is when the first
+    /// record it scheduled for a retry is due, from now.
     Done {
         progress: bool,
         soonest_retry: Option<Duration>,
+        next: Option<Ahead>,
     },
     /// A mark was refused, or a renewal found the lease gone: another relay took over.
     LeaseLost,
     /// A mark failed; the records it did not mark will be published again.
     StoreFailed,
+}
+
+/// A batch the broker accepted whole, whose mark goes with the publish of the next batch,
+/// and that next batch, fetched while the first one was published
+/// ([`RelayConfig::mark_while_publishing`]).
+struct Ahead {
+    /// The accepted batch's positions, not marked yet.
+    unmarked: Vec<Position>,
+    /// Ready records, none of them in `unmarked`, in the store's order.
+    next: Vec<OutboxRecord>,
 }
 
 impl<S, P> Relay<S, P>
@@ -249,8 +266,12 @@ where
     ) -> Holding {
         let mut next_backlog = Instant::now();
         let mut retry_due: Option<Instant> = None;
+        let mut ahead: Option<Ahead> = None;
         loop {
             if shutdown.requested() {
+                if let Some(Ahead { unmarked, .. }) = ahead.take() {
+                    self.mark_before_stopping(held, &unmarked, meter).await;
+                }
                 return Holding::Stopped;
             }
             if Instant::now() >= held.renew_at && !self.renew(held, meter).await {
@@ -260,17 +281,23 @@ where
                 self.observe_backlog(meter).await;
                 next_backlog = Instant::now() + self.config.poll_interval;
             }
-            let rest = match self.store.fetch_ready(self.config.batch_size).await {
+            let (fetched, unmarked) = match ahead.take() {
+                Some(Ahead { unmarked, next }) => (Ok(next), Some(unmarked)),
+                None => (self.store.fetch_ready(self.config.batch_size).await, None),
+            };
+            let rest = match fetched {
                 Ok(records) if records.is_empty() => true,
-                Ok(records) => match self.publish_batch(records, held, meter).await {
+                Ok(records) => match self.publish_batch(records, unmarked, held, meter).await {
                     Batch::Done {
                         progress,
                         soonest_retry,
+                        next,
                     } => {
                         if let Some(soonest) = soonest_retry {
                             let due = Instant::now() + soonest;
                             retry_due = Some(retry_due.map_or(due, |earlier| earlier.min(due)));
                         }
+                        ahead = next;
                         // A batch that changed nothing (all held back) would come back as is.
                         !progress
                     }
@@ -346,6 +373,7 @@ where
     async fn publish_batch(
         &self,
         records: Vec<OutboxRecord>,
+        unmarked: Option<Vec<Position>>,
         held: &mut HeldLease,
         meter: &mut Meter,
     ) -> Batch {
@@ -360,14 +388,17 @@ where
             failed = tracing::field::Empty,
             held_back = tracing::field::Empty,
         );
-        self.publish_batch_in_span(records, held, meter)
+        self.publish_batch_in_span(records, unmarked, held, meter)
             .instrument(span)
             .await
     }
 
+    /// Publishes `records`; meanwhile marks `unmarked` (the previous batch, accepted
+    /// whole) and, with `mark_while_publishing`, fetches what comes next.
     async fn publish_batch_in_span(
         &self,
         records: Vec<OutboxRecord>,
+        unmarked: Option<Vec<Position>>,
         held: &mut HeldLease,
         meter: &mut Meter,
     ) -> Batch {
@@ -382,11 +413,53 @@ where
                 (slot, record.envelope)
             })
             .unzip();
-        let started = Instant::now();
-        let Some(results) = self.publish_renewing(&envelopes, held, meter).await else {
+        let lease = held.lease.clone();
+        let in_flight: Vec<Position> = slots.iter().map(|slot| slot.position).collect();
+        // The previous batch's mark, then (with `mark_while_publishing`) the next fetch.
+        let meanwhile = async {
+            let overlap = self.config.mark_while_publishing;
+            let limit = self.config.batch_size;
+            match (&unmarked, overlap) {
+                (Some(positions), true) => match self
+                    .store
+                    .mark_published_then_fetch(&lease, positions, limit, &in_flight)
+                    .await
+                {
+                    Ok(fetched) => (Ok(()), Some(fetched)),
+                    Err(error) => (Err(error), None),
+                },
+                (Some(positions), false) => {
+                    (self.store.mark_published(&lease, positions).await, None)
+                }
+                (None, true) => (
+                    Ok(()),
+                    Some(self.store.fetch_ready_except(limit, &in_flight).await),
+                ),
+                (None, false) => (Ok(()), None),
+            }
+        };
+        let publish = async {
+            let started = Instant::now();
+            let results = self.publish_renewing(&envelopes, held, meter).await;
+            (results, started.elapsed())
+        };
+        // Boxed: store and publisher futures can be large (the SDKs'), and the relay's
+        // own future would carry both inline.
+        let ((results, took), (marked, next)) =
+            tokio::join!(Box::pin(publish), Box::pin(meanwhile));
+        let mut store_failed = match marked {
+            Ok(()) => false,
+            Err(OutboxError::LeaseLost { .. }) => return Batch::LeaseLost,
+            Err(error) => {
+                meter.store_error();
+                tracing::warn!(%error, "could not mark the previous batch published; it will be published again");
+                true
+            }
+        };
+        let Some(results) = results else {
             return Batch::LeaseLost;
         };
-        meter.publish_time(started.elapsed());
+        meter.publish_time(took);
         let outcome = outcome::sort_results(&slots, results, &self.config, SystemTime::now());
         let span = tracing::Span::current();
         span.record("published", outcome.published.len());
@@ -395,6 +468,68 @@ where
         meter.published(count(outcome.published.len()));
         meter.held_back(outcome.held_back);
 
+        if !store_failed && let Some(next) = self.next_batch(&outcome, next, meter) {
+            return Batch::Done {
+                progress: true,
+                soonest_retry: None,
+                next: Some(Ahead {
+                    unmarked: outcome.published,
+                    next,
+                }),
+            };
+        }
+        match self.mark(held, &outcome, meter).await {
+            Ok(failed) => store_failed |= failed,
+            Err(lost) => return lost,
+        }
+        if store_failed {
+            Batch::StoreFailed
+        } else {
+            Batch::Done {
+                progress: !outcome.published.is_empty() || !outcome.failures.is_empty(),
+                soonest_retry: outcome.soonest_retry,
+                next: None,
+            }
+        }
+    }
+
+    /// The next batch, from what was fetched while publishing, when this batch was
+    /// accepted whole (a failure must be marked first, so that the store holds its
+    /// aggregate back) and there is one.
+    fn next_batch(
+        &self,
+        outcome: &BatchOutcome,
+        fetched: Option<Result<Vec<OutboxRecord>, OutboxError>>,
+        meter: &mut Meter,
+    ) -> Option<Vec<OutboxRecord>> {
+        let fetched = match fetched? {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                meter.store_error();
+                tracing::warn!(%error, "could not fetch the next outbox records while publishing");
+                return None;
+            }
+        };
+        if !outcome.failures.is_empty() || outcome.held_back > 0 {
+            return None;
+        }
+        let in_flight: HashSet<Position> = outcome.published.iter().copied().collect();
+        let next: Vec<OutboxRecord> = fetched
+            .into_iter()
+            .filter(|record| !in_flight.contains(&record.position))
+            .take(self.config.batch_size)
+            .collect();
+        (!next.is_empty()).then_some(next)
+    }
+
+    /// Writes the marks of a batch; `Err(Batch::LeaseLost)` when a mark was refused,
+    /// `Ok(true)` when one failed.
+    async fn mark(
+        &self,
+        held: &HeldLease,
+        outcome: &BatchOutcome,
+        meter: &mut Meter,
+    ) -> Result<bool, Batch> {
         let mut store_failed = false;
         if !outcome.published.is_empty() {
             match self
@@ -403,7 +538,7 @@ where
                 .await
             {
                 Ok(()) => {}
-                Err(OutboxError::LeaseLost { .. }) => return Batch::LeaseLost,
+                Err(OutboxError::LeaseLost { .. }) => return Err(Batch::LeaseLost),
                 Err(error) => {
                     meter.store_error();
                     store_failed = true;
@@ -423,7 +558,7 @@ where
                         }
                     }
                 }
-                Err(OutboxError::LeaseLost { .. }) => return Batch::LeaseLost,
+                Err(OutboxError::LeaseLost { .. }) => return Err(Batch::LeaseLost),
                 Err(error) => {
                     meter.store_error();
                     store_failed = true;
@@ -431,19 +566,23 @@ where
                 }
             }
         }
-        if store_failed {
-            Batch::StoreFailed
-        } else {
-            Batch::Done {
-                progress: !outcome.published.is_empty() || !outcome.failures.is_empty(),
-                soonest_retry: outcome.soonest_retry,
-            }
+        Ok(store_failed)
+    }
+
+    /// Marks the batch accepted last before the relay stops (what it has fetched beyond
+    /// is left for the next relay).
+    async fn mark_before_stopping(
+        &self,
+        held: &HeldLease,
+        unmarked: &[Position],
+        meter: &mut Meter,
+    ) {
+        if let Err(error) = self.store.mark_published(&held.lease, unmarked).await {
+            meter.store_error();
+            tracing::warn!(%error, count = unmarked.len(), "could not mark the last batch published; it will be published again");
         }
     }
 
-    /// Publishes `envelopes`, renewing the lease when due while the publisher works.
-    /// `None` when a renewal found the lease taken over: the batch is abandoned (not marked)
-    /// since the new holder publishes the same records.
     async fn publish_renewing(
         &self,
         envelopes: &[Envelope],
@@ -511,61 +650,4 @@ where
 /// A count for the report.
 fn count(len: usize) -> u64 {
     u64::try_from(len).unwrap_or(u64::MAX)
-}
-
-/// The relay's shutdown signal, which may be checked without waiting.
-pub(crate) struct Shutdown<'a, F> {
-    signal: Pin<&'a mut F>,
-    requested: bool,
-}
-
-impl<'a, F: Future> Shutdown<'a, F> {
-    pub(crate) fn new(signal: Pin<&'a mut F>) -> Self {
-        Self {
-            signal,
-            requested: false,
-        }
-    }
-
-    /// Whether shutdown was requested, without waiting.
-    pub(crate) fn requested(&mut self) -> bool {
-        if !self.requested {
-            let mut context = Context::from_waker(Waker::noop());
-            self.requested = self.signal.as_mut().poll(&mut context).is_ready();
-        }
-        self.requested
-    }
-
-    /// Completes when shutdown is requested.
-    pub(crate) async fn signalled(&mut self) {
-        if !self.requested {
-            self.signal.as_mut().await;
-            self.requested = true;
-        }
-    }
-
-    /// Waits until `deadline`, a `wake` signal or shutdown.
-    pub(crate) async fn wait_until(&mut self, deadline: Instant, wake: Option<&Notify>) -> Waited {
-        tokio::select! {
-            biased;
-            () = self.signalled() => Waited::Shutdown,
-            () = woken(wake) => Waited::Woken,
-            () = tokio::time::sleep_until(deadline) => Waited::Deadline,
-        }
-    }
-}
-
-/// What ended a wait.
-pub(crate) enum Waited {
-    Shutdown,
-    Woken,
-    Deadline,
-}
-
-/// Completes on a `wake` signal; never without one.
-async fn woken(wake: Option<&Notify>) {
-    match wake {
-        Some(notify) => notify.notified().await,
-        None => std::future::pending().await,
-    }
 }

@@ -59,6 +59,7 @@
 //! # }
 //! ```
 
+mod ready;
 mod schema;
 mod store;
 mod unit_of_work;

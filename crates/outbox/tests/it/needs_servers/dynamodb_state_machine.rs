@@ -15,7 +15,7 @@ use proptest::prelude::*;
 
 use super::dynamodb_store::fresh_outbox;
 use crate::relay::fixtures::ClaimNoted;
-use crate::relay::state_machine::{Timing, Writer, op, run_case};
+use crate::relay::state_machine::{Timing, Writer, op, run_case, setup};
 
 /// DynamoDB's clock: calls take milliseconds, so leases last 400 ms and `Run` counts
 /// 5 ms steps.
@@ -116,7 +116,7 @@ proptest! {
     #[test]
     fn relays_on_dynamodb_publish_every_committed_event_at_least_once_and_in_order(
         ops in proptest::collection::vec(op(), 1..24),
-        batch_size in 1_usize..6,
+        setup in setup(),
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -124,7 +124,7 @@ proptest! {
             .unwrap();
         runtime.block_on(async {
             let writer = DynamoDbWriter::new().await;
-            run_case(ops, batch_size, writer, DYNAMODB).await
+            run_case(ops, setup, writer, DYNAMODB).await
         })?;
     }
 }

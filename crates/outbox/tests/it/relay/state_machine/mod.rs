@@ -86,16 +86,32 @@ pub(crate) fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Runs `ops` with relays of `batch_size` on `writer`'s outbox, drains it, and checks
-/// the outcome.
+/// How the relays of a case are set up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Setup {
+    pub(crate) batch_size: usize,
+    pub(crate) mark_while_publishing: bool,
+}
+
+/// Random setups: batches of one to five, marks overlapping publishes or not.
+pub(crate) fn setup() -> impl Strategy<Value = Setup> {
+    (1_usize..6, any::<bool>()).prop_map(|(batch_size, mark_while_publishing)| Setup {
+        batch_size,
+        mark_while_publishing,
+    })
+}
+
+/// Runs `ops` with relays set up as `setup` says on `writer`'s outbox, drains it, and
+/// checks the outcome.
 pub(crate) async fn run_case<W: Writer>(
     ops: Vec<Op>,
-    batch_size: usize,
+    setup: Setup,
     mut writer: W,
     timing: Timing,
 ) -> Result<(), TestCaseError> {
     let mut model = Model::default();
-    let mut relays = Relays::new(World::on(writer.store()), batch_size, timing);
+    let mut relays = Relays::new(World::on(writer.store()), setup.batch_size, timing);
+    relays.mark_while_publishing = setup.mark_while_publishing;
     relays.start_first();
     for op in &ops {
         relays.apply(op, &mut model, &mut writer).await;
@@ -117,12 +133,12 @@ proptest! {
     #[test]
     fn relays_publish_every_committed_event_at_least_once_and_in_order(
         ops in proptest::collection::vec(op(), 1..24),
-        batch_size in 1_usize..6,
+        setup in setup(),
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .unwrap();
-        runtime.block_on(run_case(ops, batch_size, MemoryWriter::default(), MEMORY))?;
+        runtime.block_on(run_case(ops, setup, MemoryWriter::default(), MEMORY))?;
     }
 }

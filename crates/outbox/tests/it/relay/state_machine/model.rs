@@ -131,6 +131,8 @@ pub(crate) struct Relays<S = MemoryOutboxStore> {
     pub(crate) world: World<S>,
     pub(crate) wake: Arc<Notify>,
     pub(crate) batch_size: usize,
+    /// The relays' `mark_while_publishing`.
+    pub(crate) mark_while_publishing: bool,
     pub(crate) timing: Timing,
     pub(crate) live: Vec<Running>,
     pub(crate) next_id: usize,
@@ -144,6 +146,7 @@ impl<S: OutboxStore + Clone + Debug + 'static> Relays<S> {
             world,
             wake: Arc::new(Notify::new()),
             batch_size,
+            mark_while_publishing: true,
             timing,
             live: Vec::new(),
             next_id: 0,
@@ -162,6 +165,7 @@ impl<S: OutboxStore + Clone + Debug + 'static> Relays<S> {
         config.batch_size = self.batch_size;
         config.backoff = RetryBackoff::new(Duration::from_millis(1), Duration::from_millis(8));
         config.max_attempts = 3;
+        config.mark_while_publishing = self.mark_while_publishing;
         config.wake = Some(Arc::clone(&self.wake));
         config
     }
