@@ -334,12 +334,15 @@ impl AwsClients {
     ///   created when missing; the dead-letter queue keeps messages 14 days;
     /// - the queue's redrive policy: a message received `max_receive_count` times moves
     ///   to the dead-letter queue;
-    /// - the queue's policy, allowing each subscribed topic to send to it;
+    /// - the queue's policy, allowing each subscribed topic to send to it, and its
+    ///   visibility timeout;
     /// - one subscription per topic (created when missing, with the topic), with raw
     ///   message delivery and the filter policy on the `type` message attribute when
     ///   event types are given (no filter policy otherwise).
     ///
-    /// Only what differs is changed, so running it again changes nothing. On AWS, a new or
+    /// The source's consumer uses the spec's wait time and visibility timeout, with its
+    /// dead-letter queue for rejected messages. Only what differs is changed, so running
+    /// it again changes nothing. On AWS, a new or
     /// changed filter policy may take up to 15 minutes to apply everywhere (SNS is
     /// eventually consistent); emulators apply it at once.
     ///
@@ -369,12 +372,11 @@ impl AwsClients {
                 queue_policy(&queue.arn, &topics).to_string(),
             ),
         ]);
-        if let Some(visibility) = spec.visibility_timeout {
-            wanted.insert(
-                QueueAttributeName::VisibilityTimeout,
-                visibility.as_secs().to_string(),
-            );
-        }
+        let visibility = spec.visibility_timeout.max(Duration::from_secs(3));
+        wanted.insert(
+            QueueAttributeName::VisibilityTimeout,
+            visibility.as_secs().to_string(),
+        );
         self.set_queue_attributes(&queue, wanted).await?;
         self.set_queue_attributes(
             &dead_letter,
@@ -393,6 +395,8 @@ impl AwsClients {
         let mut config = SqsConsumerConfig::new(queue.url);
         config.dead_letter_queue_url = Some(dead_letter.url);
         config.wait_time = spec.wait_time;
+        config.visibility_timeout = visibility;
+        config.heartbeat_every = visibility / 3;
         Ok(EventSource::Sqs {
             client: self.sqs.clone(),
             config: Box::new(config),
@@ -600,7 +604,7 @@ impl AwsClients {
 ///     .subscribe("policy-events", TypeFilter::Types(vec!["policy.issued".into(), "policy.cancelled".into()]))
 ///     .subscribe("claim-events", TypeFilter::Prefixes(vec!["claim.".into()]));
 /// spec.max_receive_count = 10;
-/// spec.visibility_timeout = Some(Duration::from_secs(60));
+/// spec.visibility_timeout = Duration::from_secs(60);
 /// assert_eq!(spec.subscriptions.len(), 2);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -613,9 +617,11 @@ pub struct ConsumerQueue {
     /// After how many receives a message moves to the dead-letter queue (default 5; 0
     /// counts as 1).
     pub max_receive_count: u32,
-    /// The queue's own visibility timeout, when set (the consumer sets its own on each
-    /// receive anyway).
-    pub visibility_timeout: Option<Duration>,
+    /// How long a received message stays invisible to other receives (default 30 seconds,
+    /// at least 3): the queue's setting and the consumer's, which extends it every third of
+    /// it while the handler runs. It is also how long the messages a killed consumer held
+    /// wait before they are delivered again.
+    pub visibility_timeout: Duration,
     /// How long each of the consumer's receives waits for messages (default 2 seconds).
     /// A message is delivered as soon as it arrives whatever the wait; a stopping consumer
     /// waits for its receive in flight, so a short wait stops sooner, and costs more
@@ -630,7 +636,7 @@ impl ConsumerQueue {
             queue: queue.into(),
             subscriptions: Vec::new(),
             max_receive_count: 5,
-            visibility_timeout: None,
+            visibility_timeout: Duration::from_secs(30),
             wait_time: Duration::from_secs(2),
         }
     }

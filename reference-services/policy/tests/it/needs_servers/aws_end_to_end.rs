@@ -234,6 +234,25 @@ async fn provisioning_a_consumer_twice_changes_nothing_and_a_new_filter_replaces
         redrive["maxReceiveCount"].to_string().trim_matches('"'),
         "5"
     );
+    assert_eq!(
+        queue_attribute(&clients, &queue_url, QueueAttributeName::VisibilityTimeout).await,
+        "30"
+    );
+    let EventSource::Sqs { config, .. } = &second else {
+        unreachable!("checked above")
+    };
+    assert_eq!(
+        (
+            config.visibility_timeout,
+            config.heartbeat_every,
+            config.wait_time
+        ),
+        (
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+            Duration::from_secs(2)
+        )
+    );
     let policy = queue_attribute(&clients, &queue_url, QueueAttributeName::Policy).await;
     assert!(
         policy.contains(&topic_arn),
