@@ -24,6 +24,26 @@ pub enum OutboxError {
         /// The version found.
         actual: u64,
     },
+    /// A condition of the service's own writes in the unit of work failed (on DynamoDB,
+    /// the `ConditionExpression` of an action given to `DynamoDbUnitOfWork::write`), so
+    /// nothing was committed, events included.
+    ///
+    /// ### Handling
+    /// A business outcome, not a fault: what the condition checks is not as the service
+    /// assumed (the item exists already, a limit is reached). Reload it and decide again;
+    /// an HTTP API typically answers 409 Conflict. Sending the same unit of work again
+    /// fails the same way.
+    #[error(
+        "the condition of business write(s) {writes:?} failed ({detail}), so nothing was \
+         committed; reload what it checks and decide again"
+    )]
+    BusinessConditionFailed {
+        /// The indexes of the writes whose conditions failed, in the order they were
+        /// given to the unit of work.
+        writes: Vec<usize>,
+        /// What the database said about them.
+        detail: String,
+    },
     /// The unit of work is larger than the backend can commit at once (DynamoDB: 100
     /// actions, 4 MB); nothing was sent.
     ///

@@ -233,8 +233,9 @@ impl DynamoDbUnitOfWork {
     ///   4 MB; nothing is sent. Split the unit of work.
     /// - [`OutboxError::Conflict`] when an aggregate's version is not the expected one
     ///   (with the version found); nothing is committed.
-    /// - [`OutboxError::Storage`] when a business action's condition fails (the message
-    ///   names its index), or DynamoDB fails or refuses; nothing is committed.
+    /// - [`OutboxError::BusinessConditionFailed`] when the condition of a business action
+    ///   fails (with the actions' indexes); nothing is committed.
+    /// - [`OutboxError::Storage`] when DynamoDB fails or refuses; nothing is committed.
     pub async fn commit(&mut self) -> Result<Committed, OutboxError> {
         if self.action_count() == 0 {
             return Ok(Committed::default());
@@ -497,8 +498,31 @@ impl DynamoDbUnitOfWork {
         Ok(any_moved && !business_refused)
     }
 
-    /// The error for a cancellation that is not a version conflict.
+    /// The error for a cancellation that is not a version conflict: the business writes'
+    /// conditions when any failed, else what else refused.
     fn explain(&self, prepared: &Prepared, reasons: &[CancellationReason]) -> OutboxError {
+        let business: Vec<(usize, &CancellationReason)> = reasons
+            .iter()
+            .enumerate()
+            .take(self.writes.len())
+            .filter(|(_, reason)| reason.code() == Some(CONDITIONAL_CHECK_FAILED))
+            .collect();
+        if !business.is_empty() {
+            let detail = business
+                .iter()
+                .map(|(index, reason)| {
+                    format!(
+                        "{index}: {}",
+                        reason.message().unwrap_or("ConditionalCheckFailed")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            return OutboxError::BusinessConditionFailed {
+                writes: business.iter().map(|(index, _)| *index).collect(),
+                detail,
+            };
+        }
         let first_event = self.writes.len() + self.aggregates.len();
         let refused: Vec<String> = reasons
             .iter()

@@ -5,11 +5,11 @@
 //! Sequence numbers are opaque strings (the emulator's have 30 digits): they are stored and
 //! handed back to `GetShardIterator`, never compared or parsed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 
 use super::Checkpoint;
 use crate::dynamodb::{DynamoDbOutboxStore, epoch_ms, number, storage, string_of};
@@ -26,15 +26,40 @@ const UPDATED_AT: &str = "updated_at";
 
 const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailed";
 
-/// The checkpoints of `stream_arn`'s shards, by shard id (strongly consistent). Those of
-/// another stream (the table's stream was disabled and enabled again) are ignored.
+/// The checkpoint items as read: those of the current stream by shard id, and the sort
+/// keys of those left by another stream (the table's stream was disabled and enabled
+/// again), which nothing reads any more.
+#[derive(Debug, Default)]
+pub(super) struct Loaded {
+    pub(super) current: HashMap<String, Checkpoint>,
+    pub(super) other_streams: Vec<String>,
+}
+
+impl Loaded {
+    /// The checkpoint items nothing needs: another stream's, and those of shards the
+    /// stream no longer lists (DynamoDB trims a closed shard 24 hours after it closed:
+    /// its child no longer waits for it, and it will never be read again).
+    pub(super) fn stale(&self, listed: &HashSet<&str>) -> Vec<String> {
+        let mut stale = self.other_streams.clone();
+        stale.extend(
+            self.current
+                .keys()
+                .filter(|shard| !listed.contains(shard.as_str()))
+                .cloned(),
+        );
+        stale
+    }
+}
+
+/// The checkpoints, strongly consistent (see [`Loaded`]).
 pub(super) async fn load(
     store: &DynamoDbOutboxStore,
     stream_arn: &str,
-) -> Result<HashMap<String, Checkpoint>, OutboxError> {
+) -> Result<Loaded, OutboxError> {
     const OPERATION: &str = "reading the stream checkpoints";
     let config = store.config();
     let mut checkpoints = HashMap::new();
+    let mut other_streams = Vec::new();
     let mut start = None;
     loop {
         let output = store
@@ -50,12 +75,13 @@ pub(super) async fn load(
             .await
             .map_err(|error| storage(OPERATION, &error))?;
         for item in output.items() {
-            if string_of(item, STREAM_ARN) != Some(stream_arn) {
-                continue;
-            }
             let Some(shard_id) = string_of(item, &config.sort_key) else {
                 continue;
             };
+            if string_of(item, STREAM_ARN) != Some(stream_arn) {
+                other_streams.push(shard_id.to_owned());
+                continue;
+            }
             checkpoints.insert(
                 shard_id.to_owned(),
                 Checkpoint {
@@ -66,7 +92,10 @@ pub(super) async fn load(
         }
         start = output.last_evaluated_key().cloned();
         if start.as_ref().is_none_or(HashMap::is_empty) {
-            return Ok(checkpoints);
+            return Ok(Loaded {
+                current: checkpoints,
+                other_streams,
+            });
         }
     }
 }
@@ -129,5 +158,75 @@ pub(super) async fn save(
             }
             _ => Err(storage(OPERATION, &error)),
         },
+    }
+}
+
+/// Deletes the checkpoint items of `shard_ids` (see [`Loaded::stale`]), up to 99 per
+/// transaction, each with a check of `lease`; answers how many were deleted.
+///
+/// # Errors
+/// [`OutboxError::LeaseLost`] when `lease` is stale; [`OutboxError::Storage`].
+pub(super) async fn prune(
+    store: &DynamoDbOutboxStore,
+    lease: &RelayLease,
+    shard_ids: &[String],
+) -> Result<u64, OutboxError> {
+    const OPERATION: &str = "deleting stale stream checkpoints";
+    let config = store.config();
+    let mut deleted = 0;
+    for chunk in shard_ids.chunks(99) {
+        let mut actions = vec![store.lease_check(lease)?];
+        for shard_id in chunk {
+            let delete = Delete::builder()
+                .table_name(&config.table)
+                .set_key(Some(
+                    config.key(CHECKPOINT_PARTITION.to_owned(), shard_id.clone()),
+                ))
+                .build()
+                .map_err(|error| storage(OPERATION, &error))?;
+            actions.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        let sent = store
+            .client()
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await;
+        if let Err(error) = sent {
+            return Err(match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled))
+                    if cancelled
+                        .cancellation_reasons()
+                        .first()
+                        .is_some_and(|reason| reason.code() == Some(CONDITIONAL_CHECK_FAILED)) =>
+                {
+                    store.lease_lost()
+                }
+                _ => storage(OPERATION, &error),
+            });
+        }
+        deleted += u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_checkpoints_are_another_streams_and_those_of_unlisted_shards() {
+        let mut loaded = Loaded::default();
+        loaded
+            .current
+            .insert("shard-open".into(), Checkpoint::default());
+        loaded
+            .current
+            .insert("shard-trimmed".into(), Checkpoint::default());
+        loaded.other_streams.push("shard-of-old-stream".into());
+        let listed: HashSet<&str> = ["shard-open", "shard-new"].into_iter().collect();
+        let mut stale = loaded.stale(&listed);
+        stale.sort();
+        assert_eq!(stale, ["shard-of-old-stream", "shard-trimmed"]);
     }
 }

@@ -43,6 +43,11 @@ pub struct StreamsRelayConfig {
     /// the relay's usual lag and far below the stream's 24-hour retention. Zero makes the
     /// sweeper publish every pending record it finds.
     pub sweep_after: Duration,
+    /// How often, with the crate's `metrics` feature, the relay reads the outbox's
+    /// backlog for the `dovetail_outbox_pending`, `_parked` and `_oldest_pending_seconds`
+    /// gauges, the polling relay's (default 15 seconds). Each reading is a strongly
+    /// consistent `Query` per shard, so it is kept apart from `poll_interval`.
+    pub backlog_every: Duration,
 }
 
 impl Default for StreamsRelayConfig {
@@ -51,6 +56,7 @@ impl Default for StreamsRelayConfig {
             relay: RelayConfig::default(),
             sweep_every: Duration::from_secs(60),
             sweep_after: Duration::from_secs(300),
+            backlog_every: Duration::from_secs(15),
         }
     }
 }
@@ -67,6 +73,8 @@ impl StreamsRelayConfig {
             ))
         } else if self.sweep_every.is_zero() {
             Some("sweep_every must be above zero".to_owned())
+        } else if self.backlog_every.is_zero() {
+            Some("backlog_every must be above zero".to_owned())
         } else {
             None
         }
@@ -94,6 +102,11 @@ mod tests {
             ..StreamsRelayConfig::default()
         };
         assert!(config.problem().unwrap().contains("sweep_every"));
+        let config = StreamsRelayConfig {
+            backlog_every: Duration::ZERO,
+            ..StreamsRelayConfig::default()
+        };
+        assert!(config.problem().unwrap().contains("backlog_every"));
         let mut config = StreamsRelayConfig::default();
         config.relay.max_attempts = 0;
         assert!(config.problem().unwrap().contains("max_attempts"));

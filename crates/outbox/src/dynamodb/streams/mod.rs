@@ -193,6 +193,7 @@ struct Counts {
     already_published: u64,
     pages: u64,
     checkpoints: u64,
+    checkpoints_deleted: u64,
     sweeps: u64,
 }
 
@@ -276,6 +277,7 @@ impl<P: Publisher> StreamsRelay<P> {
             held_back: base.held_back,
             pages: counts.pages,
             checkpoints: counts.checkpoints,
+            checkpoints_deleted: counts.checkpoints_deleted,
             sweeps: counts.sweeps,
             lease_takeovers: base.lease_takeovers,
             leases_lost: base.leases_lost,
@@ -332,12 +334,17 @@ impl<P: Publisher> StreamsRelay<P> {
         let mut reading = Reading::default();
         // A sweep at once: it catches up on what was committed while no relay ran.
         let mut next_sweep = Instant::now();
+        let mut next_backlog = Instant::now();
         loop {
             if shutdown.requested() {
                 return Holding::Stopped;
             }
             if Instant::now() >= held.renew_at && !self.renew(held, tally).await {
                 return Holding::Lost;
+            }
+            if Instant::now() >= next_backlog {
+                self.observe_backlog(tally).await;
+                next_backlog = Instant::now() + self.config.backlog_every;
             }
             if Instant::now() >= next_sweep {
                 match self.sweep(held, tally).await {
@@ -379,6 +386,20 @@ impl<P: Publisher> StreamsRelay<P> {
         }
     }
 
+    /// Sets the backlog gauges (with the `metrics` feature; a no-op without).
+    async fn observe_backlog(&self, tally: &mut Tally) {
+        if !cfg!(feature = "metrics") {
+            return;
+        }
+        match self.store.backlog().await {
+            Ok(backlog) => tally.meter.backlog(&backlog),
+            Err(error) => {
+                tally.meter.store_error();
+                tracing::warn!(outbox = %self.config.relay.name, %error, "could not read the outbox backlog");
+            }
+        }
+    }
+
     /// Reads every readable shard once (up to a few pages each); whether anything was
     /// settled or checkpointed.
     async fn read_round<F: Future>(
@@ -402,9 +423,12 @@ impl<P: Publisher> StreamsRelay<P> {
         let shards = shards::list(&self.streams, &stream_arn)
             .await
             .map_err(|error| self.failed(tally, &error))?;
-        let checkpoints = checkpoint::load(&self.store, &stream_arn)
+        let loaded = checkpoint::load(&self.store, &stream_arn)
             .await
             .map_err(|error| self.failed(tally, &error))?;
+        self.prune_checkpoints(&loaded, &shards, held, tally)
+            .await?;
+        let checkpoints = loaded.current;
         let mut progress = false;
         for shard in shards::readable(&shards, &checkpoints) {
             let checkpoint = checkpoints.get(&shard.id).cloned().unwrap_or_default();
@@ -421,6 +445,36 @@ impl<P: Publisher> StreamsRelay<P> {
                 .await?;
         }
         Ok(progress)
+    }
+
+    /// Deletes the checkpoints nothing needs any more (another stream's, and those of
+    /// shards the stream no longer lists), so that they do not pile up. A failure is
+    /// logged and counted; the next round tries again.
+    async fn prune_checkpoints(
+        &self,
+        loaded: &checkpoint::Loaded,
+        shards: &[shards::ShardInfo],
+        held: &HeldLease,
+        tally: &mut Tally,
+    ) -> Result<(), Interrupted> {
+        let listed: HashSet<&str> = shards.iter().map(|shard| shard.id.as_str()).collect();
+        let stale = loaded.stale(&listed);
+        if stale.is_empty() {
+            return Ok(());
+        }
+        match checkpoint::prune(&self.store, &held.lease, &stale).await {
+            Ok(deleted) => {
+                tally.counts.checkpoints_deleted += deleted;
+                tracing::info!(outbox = %self.config.relay.name, deleted, "deleted the checkpoints of shards the stream no longer holds");
+                Ok(())
+            }
+            Err(OutboxError::LeaseLost { .. }) => Err(Interrupted::Lost),
+            Err(error) => {
+                tally.meter.store_error();
+                tracing::warn!(outbox = %self.config.relay.name, %error, "could not delete stale stream checkpoints");
+                Ok(())
+            }
+        }
     }
 
     /// Reads up to `PAGES_PER_SHARD` pages of one shard, settles and checkpoints each.

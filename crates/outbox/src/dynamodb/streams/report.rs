@@ -35,6 +35,9 @@ pub struct StreamsRelayReport {
     pub pages: u64,
     /// Checkpoints written.
     pub checkpoints: u64,
+    /// Checkpoints deleted because nothing needs them any more: another stream's, or
+    /// those of shards the stream no longer lists (trimmed).
+    pub checkpoints_deleted: u64,
     /// Sweeps run.
     pub sweeps: u64,
     /// Times this relay took the lease with a new fencing token.

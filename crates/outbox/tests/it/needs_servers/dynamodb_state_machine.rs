@@ -103,7 +103,7 @@ impl Writer for DynamoDbWriter {
         }
         let refused = uow.commit().await;
         assert!(
-            matches!(refused, Err(OutboxError::Storage(_))),
+            matches!(refused, Err(OutboxError::BusinessConditionFailed { .. })),
             "a failing business condition refuses the unit of work: {refused:?}"
         );
         marks

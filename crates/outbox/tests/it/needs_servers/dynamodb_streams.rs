@@ -25,7 +25,7 @@ use crate::support::{changed, policy};
 
 /// A streams relay configuration for tests: quick polls and retries, a short lease, and a
 /// sweeper that finds nothing old enough unless a test says otherwise.
-fn config(owner: &str) -> StreamsRelayConfig {
+pub(crate) fn config(owner: &str) -> StreamsRelayConfig {
     let mut config = StreamsRelayConfig::default();
     config.relay.owner = owner.to_owned();
     config.relay.poll_interval = Duration::from_millis(50);
@@ -38,13 +38,13 @@ fn config(owner: &str) -> StreamsRelayConfig {
 }
 
 /// A relay running in its own task, stopped gracefully by `stop` or killed by `abort`.
-struct Running {
+pub(crate) struct Running {
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<StreamsRelayReport, OutboxError>>,
 }
 
 impl Running {
-    async fn start<P: Publisher + 'static>(
+    pub(crate) async fn start<P: Publisher + 'static>(
         outbox: &DynamoDbOutbox,
         publisher: P,
         config: StreamsRelayConfig,
@@ -63,7 +63,7 @@ impl Running {
         Self { stop, task }
     }
 
-    async fn stop(self) -> StreamsRelayReport {
+    pub(crate) async fn stop(self) -> StreamsRelayReport {
         self.stop.send(()).ok();
         self.task.await.unwrap().unwrap()
     }
@@ -77,7 +77,11 @@ impl Running {
 
 /// Commits `count` events of each of `ids`, one unit of work per round, interleaving the
 /// aggregates; returns the committed envelopes in commit order.
-async fn commit_rounds(outbox: &DynamoDbOutbox, ids: &[&str], count: u64) -> Vec<Envelope> {
+pub(crate) async fn commit_rounds(
+    outbox: &DynamoDbOutbox,
+    ids: &[&str],
+    count: u64,
+) -> Vec<Envelope> {
     let mut committed = Vec::new();
     for _ in 0..count {
         let mut uow = outbox.unit_of_work();
@@ -96,7 +100,7 @@ async fn commit_rounds(outbox: &DynamoDbOutbox, ids: &[&str], count: u64) -> Vec
 }
 
 /// Waits until `done` holds, failing the test after 30 seconds.
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !done() {
         assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
@@ -105,7 +109,7 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// Whether every one of `events` was published (at least once).
-fn all_published(publisher: &MemoryPublisher, events: &[Envelope]) -> bool {
+pub(crate) fn all_published(publisher: &MemoryPublisher, events: &[Envelope]) -> bool {
     let published: std::collections::HashSet<EventId> =
         publisher.published().iter().map(Envelope::id).collect();
     events.iter().all(|event| published.contains(&event.id()))

@@ -203,7 +203,7 @@ async fn a_failing_business_condition_writes_nothing_not_even_the_events() {
         .unwrap();
     let error = uow.commit().await.unwrap_err();
     assert!(
-        matches!(&error, OutboxError::Storage(message) if message.contains("business write 0")),
+        matches!(&error, OutboxError::BusinessConditionFailed { writes, .. } if writes == &[0]),
         "{error}"
     );
     assert_eq!(

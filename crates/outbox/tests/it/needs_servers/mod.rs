@@ -7,6 +7,10 @@ mod dynamodb_store;
 #[cfg(feature = "dynamodb")]
 mod dynamodb_streams;
 #[cfg(feature = "dynamodb")]
+mod dynamodb_streams_checkpoints;
+#[cfg(all(feature = "dynamodb", feature = "metrics"))]
+mod dynamodb_streams_metrics;
+#[cfg(feature = "dynamodb")]
 mod dynamodb_unit_of_work;
 #[cfg(any(feature = "sqlite", feature = "dynamodb"))]
 mod relay_kill;

@@ -14,7 +14,7 @@ use super::fixtures::{World, event, eventually, fast_config};
 /// Every metric's last value (gauges), total (counters) or samples (histograms), by name
 /// and `outbox` label.
 #[derive(Debug, Default, Clone)]
-struct Recorded(Arc<Mutex<HashMap<String, Vec<f64>>>>);
+pub(crate) struct Recorded(Arc<Mutex<HashMap<String, Vec<f64>>>>);
 
 struct Handle {
     name: String,
@@ -34,7 +34,7 @@ impl Recorded {
         })
     }
 
-    fn values(&self, name: &str) -> Vec<f64> {
+    pub(crate) fn values(&self, name: &str) -> Vec<f64> {
         let metric = format!("{name}{{outbox=test-outbox}}");
         self.0
             .lock()
@@ -44,11 +44,11 @@ impl Recorded {
             .unwrap_or_default()
     }
 
-    fn total(&self, name: &str) -> f64 {
+    pub(crate) fn total(&self, name: &str) -> f64 {
         self.values(name).iter().sum()
     }
 
-    fn last(&self, name: &str) -> Option<f64> {
+    pub(crate) fn last(&self, name: &str) -> Option<f64> {
         self.values(name).last().copied()
     }
 }

@@ -5,5 +5,5 @@
 mod behaviour;
 pub(crate) mod fixtures;
 #[cfg(feature = "metrics")]
-mod metrics;
+pub(crate) mod metrics;
 pub(crate) mod state_machine;
