@@ -7,3 +7,5 @@
 #![allow(clippy::unwrap_used, clippy::panic_in_result_fn)]
 
 mod needs_servers;
+mod stack;
+mod stack_kill;

@@ -31,7 +31,12 @@ Commands:
   lint  cargo fmt --check and clippy with every feature, warnings denied.
   book  Builds the mdBook into book/build.
   bench Runs every benchmark (bench targets, release mode); each prints its figures.
-  stack Runs the local stack (every reference service on embedded backends).
+  stack [--aws] [--data-dir <dir>] | stack demo
+        Runs the local stack: every reference service on fixed ports (policy 8081,
+        claim 8082) on embedded backends under ./data; --aws moves every service to
+        DynamoDB and SNS/SQS at AWS_ENDPOINT_URL (see `cargo xtask servers`) or real AWS.
+        `stack demo` walks through the system against the running stack (or a temporary
+        one).
 ";
 
 fn main() -> ExitCode {
@@ -46,7 +51,7 @@ fn main() -> ExitCode {
         "lint" => lint(),
         "book" => book::build(),
         "bench" => shell::cargo(&["bench", "--workspace", "--all-features", "--benches"]),
-        "stack" => stack(),
+        "stack" => stack(rest),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(())
@@ -75,10 +80,9 @@ fn lint() -> Result<(), String> {
     ])
 }
 
-fn stack() -> Result<(), String> {
-    Err(
-        "the local stack has no reference services yet: they land with the policy and \
-         claim services (issue 6). This command will run them; its name will not change."
-            .to_owned(),
-    )
+/// Runs the stack binary (built on first use) with `args`.
+fn stack(args: &[String]) -> Result<(), String> {
+    let mut command = vec!["run", "--quiet", "--package", "dovetail-stack", "--"];
+    command.extend(args.iter().map(String::as_str));
+    shell::cargo(&command)
 }

@@ -76,7 +76,11 @@ impl Application {
     pub async fn build(config: ClaimConfig, transport: &Transport) -> anyhow::Result<Self> {
         let source = Source::parse(SERVICE)?;
         let publisher = transport
-            .publisher(&config.events.transport_name(dovetail_contracts::claim::TOPIC))
+            .publisher(
+                &config
+                    .events
+                    .transport_name(dovetail_contracts::claim::TOPIC),
+            )
             .await
             .map_err(anyhow::Error::msg)?;
         let policy_events = policy_events(&config, transport).await?;
@@ -88,8 +92,9 @@ impl Application {
             StorageBackend::Sqlite => {
                 let path = config.storage.sqlite_path("claim");
                 if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+                    std::fs::create_dir_all(dir).with_context(|| {
+                        format!("creating the data directory {}", dir.display())
+                    })?;
                 }
                 let outbox = SqliteOutbox::new(OutboxConfig::new(source));
                 relay_config.wake = Some(outbox.commits());
@@ -112,7 +117,10 @@ impl Application {
                 )
                 .await?;
                 relay_config.wake = Some(store.commits());
-                (ClaimStore::DynamoDb(store), RelayStore::DynamoDb(outbox_store))
+                (
+                    ClaimStore::DynamoDb(store),
+                    RelayStore::DynamoDb(outbox_store),
+                )
             }
             #[cfg(not(feature = "aws"))]
             StorageBackend::Dynamodb => anyhow::bail!(
@@ -167,31 +175,41 @@ impl Application {
     /// When the server, the consumer or the relay fails.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let store = self.store;
-        let handler = tower::ServiceBuilder::new().layer(EnvelopeLayer).service(tower::service_fn(
-            move |envelope: Envelope| {
+        let handler = tower::ServiceBuilder::new()
+            .layer(EnvelopeLayer)
+            .service(tower::service_fn(move |envelope: Envelope| {
                 let store = store.clone();
                 async move {
                     replica::apply(&store, envelope).await?;
                     Ok::<(), HandlerError>(())
                 }
-            },
-        ));
+            }));
         let policy_events = self.policy_events;
         let background = Background::default()
             .relay(self.relay)
             .consumer(policy_events.name().to_owned(), move |stop| async move {
                 policy_events.run(handler, stop).await.map(|_| ())
             });
-        dovetail_service_kit::run_until_stopped(self.listener, self.router, self.readiness, background, shutdown)
-            .await
+        dovetail_service_kit::run_until_stopped(
+            self.listener,
+            self.router,
+            self.readiness,
+            background,
+            shutdown,
+        )
+        .await
     }
 }
 
 /// The source of policy events: a subscription of the embedded bus, or an SQS queue
 /// subscribed to the policy topic (both created when missing).
 async fn policy_events(config: &ClaimConfig, transport: &Transport) -> anyhow::Result<EventSource> {
-    let topic = config.events.transport_name(dovetail_contracts::policy::TOPIC);
-    let subscription = config.events.transport_name(config::POLICY_EVENTS_SUBSCRIPTION);
+    let topic = config
+        .events
+        .transport_name(dovetail_contracts::policy::TOPIC);
+    let subscription = config
+        .events
+        .transport_name(config::POLICY_EVENTS_SUBSCRIPTION);
     match transport {
         Transport::Embedded(bus) => {
             bus.create_topic(&topic).await?;
@@ -214,5 +232,10 @@ async fn policy_events(config: &ClaimConfig, transport: &Transport) -> anyhow::R
             .subscribed_queue(&topic, &subscription, &["policy."])
             .await
             .map_err(anyhow::Error::msg),
+        #[cfg(not(feature = "aws"))]
+        #[allow(unreachable_patterns)]
+        _ => anyhow::bail!(
+            "events.backend = aws needs the `aws` feature of dovetail-claim (built without it)"
+        ),
     }
 }

@@ -69,7 +69,11 @@ impl Application {
     pub async fn build(config: PolicyConfig, transport: &Transport) -> anyhow::Result<Self> {
         let source = Source::parse(SERVICE)?;
         let publisher = transport
-            .publisher(&config.events.transport_name(dovetail_contracts::policy::TOPIC))
+            .publisher(
+                &config
+                    .events
+                    .transport_name(dovetail_contracts::policy::TOPIC),
+            )
             .await
             .map_err(anyhow::Error::msg)?;
         let mut relay_config = RelayConfig::default();
@@ -80,8 +84,9 @@ impl Application {
             StorageBackend::Sqlite => {
                 let path = &config.storage.sqlite_path("policy");
                 if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+                    std::fs::create_dir_all(dir).with_context(|| {
+                        format!("creating the data directory {}", dir.display())
+                    })?;
                 }
                 let outbox = SqliteOutbox::new(OutboxConfig::new(source));
                 relay_config.wake = Some(outbox.commits());
@@ -97,11 +102,17 @@ impl Application {
                          too (the stack's --aws switch sets both)"
                     );
                 };
-                let (store, outbox_store) =
-                    store::dynamodb::DynamoDbPolicyStore::open(clients, &config.storage.dynamodb_table("policy"), source)
-                        .await?;
+                let (store, outbox_store) = store::dynamodb::DynamoDbPolicyStore::open(
+                    clients,
+                    &config.storage.dynamodb_table("policy"),
+                    source,
+                )
+                .await?;
                 relay_config.wake = Some(store.commits());
-                (PolicyStore::DynamoDb(store), RelayStore::DynamoDb(outbox_store))
+                (
+                    PolicyStore::DynamoDb(store),
+                    RelayStore::DynamoDb(outbox_store),
+                )
             }
             #[cfg(not(feature = "aws"))]
             StorageBackend::Dynamodb => anyhow::bail!(
@@ -137,7 +148,9 @@ impl Application {
     /// # Panics
     /// Never: the listener is bound.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The API's router (for tests that call it without a socket).

@@ -6,7 +6,7 @@ use dovetail_service_kit::{Shutdown, cli, shutdown_on_signal};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    cli::init_tracing();
+    cli::init_tracing("info");
     let file = cli::config_file("dovetail-policy", ENV_PREFIX)?;
     let config: PolicyConfig = dovetail_service_kit::config::load(file.as_deref(), ENV_PREFIX)?;
     let transport = cli::transport(&config.events)?;

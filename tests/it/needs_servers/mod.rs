@@ -4,3 +4,4 @@ mod smoke_dynamodb;
 mod smoke_opensearch;
 mod smoke_redis;
 mod smoke_sns_sqs;
+mod stack_aws;

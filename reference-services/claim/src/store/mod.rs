@@ -115,7 +115,10 @@ impl ClaimStore {
     ///
     /// # Errors
     /// [`StoreError::Backend`].
-    pub async fn replicated_policy(&self, policy_id: &str) -> Result<Option<ReplicatedPolicy>, StoreError> {
+    pub async fn replicated_policy(
+        &self,
+        policy_id: &str,
+    ) -> Result<Option<ReplicatedPolicy>, StoreError> {
         dispatch!(self, store => store.replicated_policy(policy_id).await)
     }
 

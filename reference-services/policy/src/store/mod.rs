@@ -10,7 +10,6 @@ pub mod sqlite;
 use dovetail_outbox::ExpectedVersion;
 pub use dovetail_service_kit::store::{RequestRecord, StoreError, WriteOutcome};
 
-
 use crate::domain::{Policy, PolicyChange};
 
 /// One change to commit: the policy after it, the event it produced, the version the

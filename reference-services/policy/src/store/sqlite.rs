@@ -82,14 +82,15 @@ impl SqlitePolicyStore {
     /// See [`PolicyStore::get`](super::PolicyStore::get).
     pub(super) async fn get(&self, policy_id: &str) -> Result<Option<Policy>, StoreError> {
         let policy_id = policy_id.to_owned();
-        self.connection.run(move |connection| {
-            let snapshot: Option<String> = connection
-                .prepare_cached("SELECT snapshot FROM policies WHERE policy_id = ?1")?
-                .query_row([&policy_id], |row| row.get(0))
-                .optional()?;
-            snapshot.map(|json| parse_snapshot(&json)).transpose()
-        })
-        .await
+        self.connection
+            .run(move |connection| {
+                let snapshot: Option<String> = connection
+                    .prepare_cached("SELECT snapshot FROM policies WHERE policy_id = ?1")?
+                    .query_row([&policy_id], |row| row.get(0))
+                    .optional()?;
+                snapshot.map(|json| parse_snapshot(&json)).transpose()
+            })
+            .await
     }
 
     /// See [`PolicyStore::list_by_customer`](super::PolicyStore::list_by_customer).
@@ -101,28 +102,29 @@ impl SqlitePolicyStore {
     ) -> Result<Vec<Policy>, StoreError> {
         let (customer_id, after) = (customer_id.to_owned(), after.unwrap_or("").to_owned());
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.connection.run(move |connection| {
-            let mut statement = connection.prepare_cached(
-                "SELECT snapshot FROM policies WHERE customer_id = ?1 AND policy_id > ?2
+        self.connection
+            .run(move |connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT snapshot FROM policies WHERE customer_id = ?1 AND policy_id > ?2
                  ORDER BY policy_id LIMIT ?3",
-            )?;
-            let rows = statement.query_map(params![customer_id, after, limit], |row| {
-                row.get::<_, String>(0)
-            })?;
-            rows.map(|row| parse_snapshot(&row?)).collect()
-        })
-        .await
+                )?;
+                let rows = statement.query_map(params![customer_id, after, limit], |row| {
+                    row.get::<_, String>(0)
+                })?;
+                rows.map(|row| parse_snapshot(&row?)).collect()
+            })
+            .await
     }
 
     /// See [`PolicyStore::ping`](super::PolicyStore::ping).
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        self.connection.run(|connection| {
-            connection.query_row("SELECT count(*) FROM policies LIMIT 1", [], |_| Ok(()))?;
-            Ok(())
-        })
-        .await
+        self.connection
+            .run(|connection| {
+                connection.query_row("SELECT count(*) FROM policies LIMIT 1", [], |_| Ok(()))?;
+                Ok(())
+            })
+            .await
     }
-
 }
 
 pub(super) fn parse_snapshot(json: &str) -> Result<Policy, StoreError> {

@@ -1,0 +1,185 @@
+//! The local stack: every reference service in one process, wired to one events
+//! transport, on fixed documented ports.
+//!
+//! | service | port | data (embedded) |
+//! |---|---|---|
+//! | policy | 8081 | `data/policy.db` |
+//! | claim | 8082 | `data/claim.db` |
+//! | events | – | `data/bus.db` (the embedded bus) |
+//!
+//! Each service still owns its own database: the stack only saves starting them one by
+//! one. With [`Backends::Aws`] every service keeps its data in its own DynamoDB table and
+//! publishes to SNS topics fanned out to SQS queues at `AWS_ENDPOINT_URL` (or in AWS),
+//! creating what is missing. [`demo`] walks through the system over HTTP.
+
+pub mod demo;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use dovetail_service_kit::config::{EventsBackend, EventsConfig, StorageBackend, StorageConfig};
+use dovetail_service_kit::events::Transport;
+use dovetail_service_kit::{Shutdown, cli};
+use tokio::task::JoinHandle;
+
+/// The policy service's port.
+pub const POLICY_PORT: u16 = 8081;
+/// The claim service's port.
+pub const CLAIM_PORT: u16 = 8082;
+
+/// Where the services keep their data and send their events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backends {
+    /// SQLite files and the embedded bus under the data directory: no server.
+    Embedded,
+    /// DynamoDB tables, SNS topics and SQS queues at `AWS_ENDPOINT_URL[_<SERVICE>]` or in
+    /// AWS (credentials and region from the environment).
+    Aws,
+}
+
+/// How to start the stack.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// The services' backends.
+    pub backends: Backends,
+    /// The directory of the embedded backends' files (default `data`).
+    pub data_dir: PathBuf,
+    /// The address the services listen on; ports 0 pick free ones (tests).
+    pub host: std::net::IpAddr,
+    /// The policy service's port.
+    pub policy_port: u16,
+    /// The claim service's port.
+    pub claim_port: u16,
+    /// How often relays poll for commits of other processes, in milliseconds.
+    pub relay_poll_interval_ms: u64,
+}
+
+impl Default for StackConfig {
+    fn default() -> Self {
+        Self {
+            backends: Backends::Embedded,
+            data_dir: PathBuf::from("data"),
+            host: [127, 0, 0, 1].into(),
+            policy_port: POLICY_PORT,
+            claim_port: CLAIM_PORT,
+            relay_poll_interval_ms: 1000,
+        }
+    }
+}
+
+/// A running stack.
+#[derive(Debug)]
+pub struct RunningStack {
+    /// Where the policy service listens.
+    pub policy: SocketAddr,
+    /// Where the claim service listens.
+    pub claim: SocketAddr,
+    shutdown: Shutdown,
+    services: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+}
+
+impl StackConfig {
+    fn storage(&self, service: &str) -> StorageConfig {
+        StorageConfig {
+            backend: match self.backends {
+                Backends::Embedded => StorageBackend::Sqlite,
+                Backends::Aws => StorageBackend::Dynamodb,
+            },
+            sqlite_path: Some(self.data_dir.join(format!("{service}.db"))),
+            dynamodb_table: None,
+        }
+    }
+
+    fn events(&self) -> EventsConfig {
+        EventsConfig {
+            backend: match self.backends {
+                Backends::Embedded => EventsBackend::Embedded,
+                Backends::Aws => EventsBackend::Aws,
+            },
+            bus_path: self.data_dir.join("bus.db"),
+            ..EventsConfig::default()
+        }
+    }
+}
+
+/// Starts every service; they run until [`RunningStack::stop`] or `shutdown`.
+///
+/// # Errors
+/// When a service cannot start (its database, the transport, its port); the message names
+/// the service.
+pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<RunningStack> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let events = config.events();
+    let transport: Transport = cli::transport(&events)?;
+
+    let mut policy = dovetail_policy::PolicyConfig {
+        listen: SocketAddr::new(config.host, config.policy_port),
+        storage: config.storage("policy"),
+        events: events.clone(),
+        ..Default::default()
+    };
+    policy.relay.poll_interval_ms = config.relay_poll_interval_ms;
+    let policy = dovetail_policy::Application::build(policy, &transport)
+        .await
+        .map_err(|error| error.context("starting the policy service"))?;
+
+    let mut claim = dovetail_claim::ClaimConfig {
+        listen: SocketAddr::new(config.host, config.claim_port),
+        storage: config.storage("claim"),
+        events,
+        ..Default::default()
+    };
+    claim.relay.poll_interval_ms = config.relay_poll_interval_ms;
+    let claim = dovetail_claim::Application::build(claim, &transport)
+        .await
+        .map_err(|error| error.context("starting the claim service"))?;
+
+    let (policy_addr, claim_addr) = (policy.local_addr(), claim.local_addr());
+    let services = vec![
+        (
+            "policy",
+            tokio::spawn(policy.run_until_stopped(shutdown.clone())),
+        ),
+        (
+            "claim",
+            tokio::spawn(claim.run_until_stopped(shutdown.clone())),
+        ),
+    ];
+    Ok(RunningStack {
+        policy: policy_addr,
+        claim: claim_addr,
+        shutdown,
+        services,
+    })
+}
+
+impl RunningStack {
+    /// Stops every service (each drains its requests, consumers and relay) and waits.
+    ///
+    /// # Errors
+    /// When a service failed; the message names it.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until every service stopped (after the shutdown signal).
+    ///
+    /// # Errors
+    /// When a service failed; the message names it.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let mut failures = Vec::new();
+        for (name, service) in self.services {
+            match service.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => failures.push(format!("{name} service: {error:#}")),
+                Err(panic) => failures.push(format!("{name} service panicked: {panic}")),
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("{}", failures.join("; "))
+        }
+    }
+}

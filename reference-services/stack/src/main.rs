@@ -1,0 +1,124 @@
+//! `dovetail-stack`: runs the reference services (`run`, the default) or walks through
+//! them (`demo`).
+//!
+//! ```text
+//! dovetail-stack [run] [--aws] [--data-dir <dir>]
+//! dovetail-stack demo [--policy-url <url>] [--claim-url <url>]
+//! ```
+
+// A command-line program: its output is what it prints.
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+
+use dovetail_service_kit::{Shutdown, cli, shutdown_on_signal};
+use dovetail_stack::{Backends, CLAIM_PORT, POLICY_PORT, StackConfig};
+
+const USAGE: &str = "usage:
+  dovetail-stack [run] [--aws] [--data-dir <dir>]
+      every reference service on fixed ports (policy 8081, claim 8082), embedded backends
+      under ./data; --aws moves every service to DynamoDB and SNS/SQS at AWS_ENDPOINT_URL
+      (or real AWS), creating what is missing
+  dovetail-stack demo [--policy-url <url>] [--claim-url <url>]
+      walks through the system against a running stack (or starts one in a temporary
+      directory when none answers)";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // The demo's output is the walk-through; the services' logs would drown it.
+    cli::init_tracing(if args.first().map(String::as_str) == Some("demo") {
+        "warn"
+    } else {
+        "info"
+    });
+    match args.first().map(String::as_str) {
+        Some("demo") => demo(&args[1..]).await,
+        Some("run") => run(&args[1..]).await,
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => run(&args).await,
+    }
+}
+
+async fn run(args: &[String]) -> anyhow::Result<()> {
+    let mut config = StackConfig::default();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--aws" => config.backends = Backends::Aws,
+            "--data-dir" => {
+                config.data_dir = PathBuf::from(
+                    args.next()
+                        .ok_or_else(|| anyhow::anyhow!("--data-dir needs a directory\n{USAGE}"))?,
+                );
+            }
+            other => anyhow::bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    let shutdown = Shutdown::new();
+    shutdown_on_signal(shutdown.clone());
+    let stack = dovetail_stack::start(&config, shutdown).await?;
+    let backends = match config.backends {
+        Backends::Embedded => format!("embedded backends under {}/", config.data_dir.display()),
+        Backends::Aws => format!(
+            "DynamoDB and SNS/SQS at {}",
+            std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "AWS".to_owned())
+        ),
+    };
+    println!("Dovetail stack running on {backends}:");
+    println!(
+        "  policy service  http://{}  (API: /openapi.json)",
+        stack.policy
+    );
+    println!(
+        "  claim service   http://{}  (API: /openapi.json)",
+        stack.claim
+    );
+    println!("Try the walk-through in another terminal: cargo xtask stack demo");
+    println!("Ctrl-C stops every service after draining requests, consumers and relays.");
+    stack.wait().await
+}
+
+async fn demo(args: &[String]) -> anyhow::Result<()> {
+    let mut policy_url = format!("http://127.0.0.1:{POLICY_PORT}");
+    let mut claim_url = format!("http://127.0.0.1:{CLAIM_PORT}");
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let value = || anyhow::anyhow!("{arg} needs a URL\n{USAGE}");
+        match arg.as_str() {
+            "--policy-url" => policy_url = args.next().ok_or_else(value)?.clone(),
+            "--claim-url" => claim_url = args.next().ok_or_else(value)?.clone(),
+            other => anyhow::bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    let running = reqwest::get(format!("{policy_url}/healthz")).await.is_ok()
+        && reqwest::get(format!("{claim_url}/healthz")).await.is_ok();
+    if running {
+        dovetail_stack::demo::run(&policy_url, &claim_url, &mut std::io::stdout()).await?;
+        return Ok(());
+    }
+    let dir = std::env::temp_dir().join(format!("dovetail-demo-{}", std::process::id()));
+    println!(
+        "No stack answers at {policy_url} and {claim_url}; starting one in {} for the demo.\n",
+        dir.display()
+    );
+    let config = StackConfig {
+        data_dir: dir.clone(),
+        policy_port: 0,
+        claim_port: 0,
+        ..StackConfig::default()
+    };
+    let stack = dovetail_stack::start(&config, Shutdown::new()).await?;
+    let result = dovetail_stack::demo::run(
+        &format!("http://{}", stack.policy),
+        &format!("http://{}", stack.claim),
+        &mut std::io::stdout(),
+    )
+    .await;
+    stack.stop().await?;
+    let _ = std::fs::remove_dir_all(dir);
+    result.map(|_| ())
+}

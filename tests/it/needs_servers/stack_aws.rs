@@ -1,0 +1,69 @@
+//! The whole system on DynamoDB and SNS/SQS at the emulator: the newcomer's walk-through
+//! succeeds as on the embedded backends, with every table, topic, queue and subscription
+//! created on the way; starting the stack again on the same resources changes nothing and
+//! walks through again.
+
+use dovetail_service_kit::Shutdown;
+use dovetail_stack::{Backends, StackConfig, demo};
+
+async fn walk_through(config: &StackConfig) -> demo::DemoReport {
+    let stack = dovetail_stack::start(config, Shutdown::new())
+        .await
+        .unwrap();
+    let mut transcript = Vec::new();
+    let report = demo::run(
+        &format!("http://{}", stack.policy),
+        &format!("http://{}", stack.claim),
+        &mut transcript,
+    )
+    .await
+    .unwrap();
+    stack.stop().await.unwrap();
+    report
+}
+
+#[tokio::test]
+async fn the_demo_walks_through_on_aws_twice() {
+    // The testkit checks that the emulator answers and says how to start it otherwise.
+    dovetail_testkit::aws().await;
+    let dir = std::env::temp_dir().join(format!(
+        "dovetail-system-aws-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let config = StackConfig {
+        backends: Backends::Aws,
+        data_dir: dir.clone(),
+        policy_port: 0,
+        claim_port: 0,
+        relay_poll_interval_ms: 200,
+        ..StackConfig::default()
+    };
+    for _ in 0..2 {
+        let report = walk_through(&config).await;
+        assert!(report.policy_id.starts_with("pol-") && report.claim_id.starts_with("clm-"));
+        assert!(
+            report.over_limit_refusal.starts_with("422"),
+            "{}",
+            report.over_limit_refusal
+        );
+        assert!(
+            report
+                .cancelled_refusal
+                .contains(&format!("policy {} was cancelled", report.policy_id)),
+            "{}",
+            report.cancelled_refusal
+        );
+        assert!(
+            report.transcript.contains("-> paid"),
+            "{}",
+            report.transcript
+        );
+    }
+    for file in ["policy.db", "claim.db", "bus.db"] {
+        assert!(
+            !dir.join(file).exists(),
+            "{file}: nothing is kept on disk when the backends are on AWS"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
