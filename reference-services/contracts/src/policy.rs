@@ -159,3 +159,76 @@ impl PolicyEvent {
         decoded.map_err(|error| crate::ContractError::Payload(error.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use dovetail_events::envelope::{AggregateRef, Envelope, EventMetadata, Sequence, Source};
+    use time::macros::date;
+
+    use super::{PolicyEvent, PolicyIssued, PolicySnapshot, PolicyStatus};
+    use crate::ContractError;
+
+    fn snapshot() -> PolicySnapshot {
+        PolicySnapshot {
+            policy_id: "pol-1".into(),
+            customer_id: "cust-1".into(),
+            product_line: "home".into(),
+            coverage_limit: "10000.00".parse().unwrap(),
+            deductible: "250.00".parse().unwrap(),
+            premium: "120.00".parse().unwrap(),
+            effective_date: date!(2026 - 01 - 01),
+            expiry_date: date!(2026 - 12 - 31),
+            status: PolicyStatus::Active,
+            version: 2,
+        }
+    }
+
+    fn envelope<E: dovetail_events::envelope::Event>(event: &E) -> Envelope {
+        Envelope::new(
+            Source::parse("policy-service").unwrap(),
+            AggregateRef::parse("policy", "pol-1").unwrap(),
+            Sequence::new(2).unwrap(),
+            event,
+            EventMetadata::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_policy_event_reads_back_with_its_snapshot_and_dates_as_text() {
+        let issued = PolicyIssued { policy: snapshot() };
+        let envelope = envelope(&issued);
+        assert_eq!(envelope.payload()["policy"]["effective_date"], "2026-01-01");
+        assert_eq!(envelope.payload()["policy"]["coverage_limit"], "10000.00");
+        let read = PolicyEvent::from_envelope(&envelope).unwrap();
+        assert_eq!(read, PolicyEvent::Issued(issued));
+        assert_eq!(read.snapshot().version, 2);
+    }
+
+    #[test]
+    fn other_types_and_broken_payloads_are_refused_with_the_reason() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Renamed {
+            name: String,
+        }
+        impl dovetail_events::envelope::Event for Renamed {
+            const TYPE: &'static str = "policy.renamed";
+            const VERSION: u32 = 1;
+        }
+        let error =
+            PolicyEvent::from_envelope(&envelope(&Renamed { name: "x".into() })).unwrap_err();
+        assert_eq!(error, ContractError::UnknownType("policy.renamed".into()));
+
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct BadIssued {
+            policy: String,
+        }
+        impl dovetail_events::envelope::Event for BadIssued {
+            const TYPE: &'static str = "policy.issued";
+            const VERSION: u32 = 1;
+        }
+        let error =
+            PolicyEvent::from_envelope(&envelope(&BadIssued { policy: "x".into() })).unwrap_err();
+        assert!(matches!(error, ContractError::Payload(_)), "{error}");
+    }
+}

@@ -1,4 +1,4 @@
-//! [`write`]: a service's change, its event and its request record in one SQLite
+//! [`write()`]: a service's change, its event and its request record in one SQLite
 //! transaction, through the outbox's unit of work.
 
 use dovetail_events::idempotency::{
