@@ -140,6 +140,9 @@ enum Batch {
     StoreFailed,
 }
 
+/// How often a busy relay reads the backlog for its gauges, at most.
+const BUSY_BACKLOG_EVERY: Duration = Duration::from_secs(1);
+
 /// A batch the broker accepted whole, whose mark goes with the publish of the next batch,
 /// and that next batch, fetched while the first one was published
 /// ([`RelayConfig::mark_while_publishing`]).
@@ -264,7 +267,13 @@ where
         shutdown: &mut Shutdown<'_, F>,
         meter: &mut Meter,
     ) -> Holding {
-        let mut next_backlog = Instant::now();
+        // The backlog gauges: every `poll_interval` when idle, at most once a second while
+        // busy (on SQLite, reading the backlog counts every pending record).
+        let mut backlog_read: Option<Instant> = None;
+        let due = |read: Option<Instant>, every: Duration| {
+            read.is_none_or(|read| read.elapsed() >= every)
+        };
+        let busy_every = self.config.poll_interval.max(BUSY_BACKLOG_EVERY);
         let mut retry_due: Option<Instant> = None;
         let mut ahead: Option<Ahead> = None;
         loop {
@@ -277,9 +286,9 @@ where
             if Instant::now() >= held.renew_at && !self.renew(held, meter).await {
                 return Holding::Lost;
             }
-            if Instant::now() >= next_backlog {
+            if due(backlog_read, busy_every) {
                 self.observe_backlog(meter).await;
-                next_backlog = Instant::now() + self.config.poll_interval;
+                backlog_read = Some(Instant::now());
             }
             let (fetched, unmarked) = match ahead.take() {
                 Some(Ahead { unmarked, next }) => (Ok(next), Some(unmarked)),
@@ -312,6 +321,10 @@ where
             };
             if !rest {
                 continue;
+            }
+            if due(backlog_read, self.config.poll_interval) {
+                self.observe_backlog(meter).await;
+                backlog_read = Some(Instant::now());
             }
             if let Some(end) = self.rest(held, shutdown, meter, &mut retry_due).await {
                 return end;
