@@ -29,18 +29,13 @@ pub mod store;
 
 use std::net::SocketAddr;
 
-use anyhow::Context;
 use axum::Router;
 use dovetail_events::bus::{BusSubscription, SubscriptionFilter};
 use dovetail_events::consumer::{EnvelopeLayer, HandlerError};
 use dovetail_events::envelope::{Envelope, Source};
-use dovetail_outbox::relay::RelayConfig;
-use dovetail_outbox::sqlite::{OutboxConfig, SqliteOutbox, SqliteOutboxStore};
-use dovetail_service_kit::config::StorageBackend;
-use dovetail_service_kit::events::{EventSource, OutboxRelay, RelayStore, Transport};
-use dovetail_service_kit::ops::{self, Readiness};
-use dovetail_service_kit::{Background, Shutdown};
-use tokio::net::TcpListener;
+use dovetail_service_kit::events::{EventSource, OutboxRelay, Transport};
+use dovetail_service_kit::ops::Readiness;
+use dovetail_service_kit::{Background, ServiceHttp, Shutdown};
 
 pub use config::ClaimConfig;
 use store::ClaimStore;
@@ -50,9 +45,7 @@ pub const SERVICE: &str = "claim-service";
 
 /// The claim service, bound and wired, not yet running.
 pub struct Application {
-    listener: TcpListener,
-    router: Router,
-    readiness: Readiness,
+    http: ServiceHttp,
     relay: OutboxRelay,
     policy_events: EventSource,
     store: ClaimStore,
@@ -61,7 +54,7 @@ pub struct Application {
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Application")
-            .field("listener", &self.listener.local_addr().ok())
+            .field("http", &self.http)
             .finish_non_exhaustive()
     }
 }
@@ -75,78 +68,33 @@ impl Application {
     /// address bound; the message says which.
     pub async fn build(config: ClaimConfig, transport: &Transport) -> anyhow::Result<Self> {
         let source = Source::parse(SERVICE)?;
+        let topic = config
+            .events
+            .transport_name(dovetail_contracts::claim::TOPIC);
         let publisher = transport
-            .publisher(
-                &config
-                    .events
-                    .transport_name(dovetail_contracts::claim::TOPIC),
-            )
+            .publisher(&topic)
             .await
             .map_err(anyhow::Error::msg)?;
         let policy_events = policy_events(&config, transport).await?;
-        let mut relay_config = RelayConfig::default();
-        relay_config.name = SERVICE.to_owned();
-        relay_config.poll_interval = config.relay.poll_interval();
-        relay_config.batch_size = config.relay.batch_size;
-        let (store, relay_store) = match config.storage.backend {
-            StorageBackend::Sqlite => {
-                let path = config.storage.sqlite_path("claim");
-                if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).with_context(|| {
-                        format!("creating the data directory {}", dir.display())
-                    })?;
-                }
-                let outbox = SqliteOutbox::new(OutboxConfig::new(source));
-                relay_config.wake = Some(outbox.commits());
-                let store = store::sqlite::SqliteClaimStore::open(&path, outbox)?;
-                let relay_store = SqliteOutboxStore::open(&path, format!("{SERVICE}.relay"))?;
-                (ClaimStore::Sqlite(store), RelayStore::Sqlite(relay_store))
-            }
-            #[cfg(feature = "aws")]
-            StorageBackend::Dynamodb => {
-                let Transport::Aws(clients) = transport else {
-                    anyhow::bail!(
-                        "storage.backend = dynamodb needs AWS clients: set events.backend = aws \
-                         too (the stack's --aws switch sets both)"
-                    );
-                };
-                let (store, outbox_store) = store::dynamodb::DynamoDbClaimStore::open(
-                    clients,
-                    &config.storage.dynamodb_table("claim"),
-                    source,
-                )
-                .await?;
-                relay_config.wake = Some(store.commits());
-                (
-                    ClaimStore::DynamoDb(store),
-                    RelayStore::DynamoDb(outbox_store),
-                )
-            }
-            #[cfg(not(feature = "aws"))]
-            StorageBackend::Dynamodb => anyhow::bail!(
-                "storage.backend = dynamodb needs the `aws` feature of dovetail-claim (built \
-                 without it)"
-            ),
-        };
-        let ready_store = store.clone();
-        let readiness = Readiness::default().check("database", move || {
-            let store = ready_store.clone();
-            async move { store.ping().await.map_err(|error| error.to_string()) }
-        });
-        let router = http::router(store.clone())
-            .merge(ops::router(readiness.clone()))
-            .layer(axum::middleware::from_fn(|request, next| {
-                ops::track_http(SERVICE, request, next)
-            }));
-        let listener = dovetail_service_kit::bind(config.listen).await?;
-        Ok(Self {
-            listener,
-            router,
+        let opened = ClaimStore::open(&config.storage, transport, source).await?;
+        let store = opened.store;
+        let readiness =
+            Readiness::default().check_with("database", store.clone(), |store| async move {
+                store.ping().await
+            });
+        let http = ServiceHttp::bind(
+            SERVICE,
+            config.listen,
+            http::router(store.clone()),
             readiness,
+        )
+        .await?;
+        Ok(Self {
+            http,
             relay: OutboxRelay {
-                store: relay_store,
+                store: opened.relay_store,
                 publisher,
-                config: relay_config,
+                config: config.relay.relay_config(SERVICE, opened.commits),
             },
             policy_events,
             store,
@@ -154,18 +102,13 @@ impl Application {
     }
 
     /// Where the API listens.
-    ///
-    /// # Panics
-    /// Never: the listener is bound.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.http.local_addr()
     }
 
     /// The API's router (for tests that call it without a socket).
     pub fn router(&self) -> Router {
-        self.router.clone()
+        self.http.router()
     }
 
     /// Serves requests, keeps the policy replica and relays events until `shutdown`,
@@ -190,14 +133,7 @@ impl Application {
             .consumer(policy_events.name().to_owned(), move |stop| async move {
                 policy_events.run(handler, stop).await.map(|_| ())
             });
-        dovetail_service_kit::run_until_stopped(
-            self.listener,
-            self.router,
-            self.readiness,
-            background,
-            shutdown,
-        )
-        .await
+        self.http.run_until_stopped(background, shutdown).await
     }
 }
 

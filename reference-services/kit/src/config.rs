@@ -24,10 +24,14 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use dovetail_outbox::relay::RelayConfig;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
 use toml::{Table, Value};
 
 /// Why the configuration cannot be loaded; the message names the file or variable.
@@ -261,6 +265,26 @@ impl RelayTuning {
     /// The polling interval.
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms.max(1))
+    }
+
+    /// The configuration of the relay named `name` (the service's name), tuned by these
+    /// settings and woken by `wake` (the signal its store's commits give); the rest as
+    /// [`RelayConfig::default`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use dovetail_service_kit::config::RelayTuning;
+    ///
+    /// let config = RelayTuning::default().relay_config("policy-service", Arc::default());
+    /// assert_eq!((config.name.as_str(), config.batch_size), ("policy-service", 100));
+    /// ```
+    pub fn relay_config(&self, name: &str, wake: Arc<Notify>) -> RelayConfig {
+        let mut config = RelayConfig::default();
+        config.name = name.to_owned();
+        config.poll_interval = self.poll_interval();
+        config.batch_size = self.batch_size;
+        config.wake = Some(wake);
+        config
     }
 }
 

@@ -188,4 +188,20 @@ impl Transport {
             Self::Aws(clients) => clients.publisher(topic).await,
         }
     }
+
+    /// The AWS clients, for a service that keeps its data in DynamoDB.
+    ///
+    /// # Errors
+    /// On the embedded bus: DynamoDB storage goes with the AWS transport (the message
+    /// says which settings to change).
+    #[cfg(feature = "aws")]
+    pub fn aws_clients(&self) -> anyhow::Result<&crate::aws::AwsClients> {
+        match self {
+            Self::Aws(clients) => Ok(clients),
+            Self::Embedded(_) => anyhow::bail!(
+                "storage.backend = dynamodb needs AWS clients: set events.backend = aws too \
+                 (the stack's --aws switch sets both)"
+            ),
+        }
+    }
 }

@@ -2,7 +2,8 @@
 //! its domain: [`Problem`] (RFC 9457 problem+json) for every error, strict extractors
 //! ([`ApiJson`], [`ApiQuery`], [`IfMatch`], [`IdempotencyKeyHeader`]) whose rejections say
 //! what to fix, [`Cursor`]s for pagination, the operations endpoints ([`ops`]), layered
-//! [`config`], and [`serve`] with graceful shutdown.
+//! [`config`], [`ServiceHttp`] (a service's listener and API with those endpoints), and
+//! [`serve`] with graceful shutdown.
 //!
 //! It is not a published Dovetail crate: it is how these services happen to do HTTP.
 //! Teams with their own conventions keep them; the crates under `crates/` do not depend
@@ -20,6 +21,7 @@ mod problem;
 mod recorded;
 mod run;
 mod serve;
+mod service_http;
 pub mod store;
 
 pub use cursor::{Cursor, Page};
@@ -28,3 +30,4 @@ pub use problem::{FieldProblem, Problem};
 pub use recorded::RecordedResponse;
 pub use run::{Background, ConsumerTask, run_until_stopped};
 pub use serve::{Shutdown, bind, serve, shutdown_on_signal};
+pub use service_http::ServiceHttp;

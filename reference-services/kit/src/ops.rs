@@ -55,6 +55,32 @@ impl Readiness {
         self
     }
 
+    /// Adds a check named `name` that `check` makes of a clone of `value` (such as the
+    /// service's store) each time `/readyz` asks; its error is the reason given.
+    ///
+    /// ```
+    /// use dovetail_service_kit::ops::Readiness;
+    ///
+    /// let database = std::sync::Arc::new(());
+    /// let readiness = Readiness::default().check_with("database", database, |_database| async {
+    ///     Ok::<(), std::io::Error>(())
+    /// });
+    /// assert!(format!("{readiness:?}").contains("database"));
+    /// ```
+    #[must_use]
+    pub fn check_with<T, F, Fut, E>(self, name: &'static str, value: T, check: F) -> Self
+    where
+        T: Clone + Send + Sync + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        self.check(name, move || {
+            let checked = check(value.clone());
+            async move { checked.await.map_err(|error| error.to_string()) }
+        })
+    }
+
     /// From now on `/readyz` answers 503: the service is shutting down and load balancers
     /// should stop sending it requests while it drains.
     pub fn start_draining(&self) {

@@ -1,13 +1,18 @@
 //! What the services' stores share: the outcome and errors of a write, the request record
-//! of an `Idempotency-Key`, and (in [`sqlite`]) the one-transaction write on SQLite.
+//! of an `Idempotency-Key`, a store [opened](OpenedStore) with its relay's, and (in
+//! [`sqlite`]) the one-transaction write on SQLite.
 
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod sqlite;
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use dovetail_events::idempotency::Fingerprint;
+use tokio::sync::Notify;
 
+use crate::events::RelayStore;
 use crate::{Problem, RecordedResponse};
 
 /// How long an `Idempotency-Key` is remembered.
@@ -46,6 +51,30 @@ impl RequestRecord {
         self.key
             .split_once(':')
             .map_or(self.key.as_str(), |(_, key)| key)
+    }
+}
+
+/// A service's store, opened with what its outbox relay needs: the relay's store on the
+/// same database, and the signal the store's commits give the relay.
+#[derive(Debug)]
+pub struct OpenedStore<S> {
+    /// The service's store.
+    pub store: S,
+    /// The outbox store its relay reads.
+    pub relay_store: RelayStore,
+    /// Signalled after each commit of this process (the relay's `wake`).
+    pub commits: Arc<Notify>,
+}
+
+impl<S> OpenedStore<S> {
+    /// The same, with the store wrapped by `wrap` (such as the service's enum over its
+    /// backends).
+    pub fn map<T>(self, wrap: impl FnOnce(S) -> T) -> OpenedStore<T> {
+        OpenedStore {
+            store: wrap(self.store),
+            relay_store: self.relay_store,
+            commits: self.commits,
+        }
     }
 }
 

@@ -29,8 +29,8 @@ use dovetail_events::idempotency::{Fingerprint, IdempotencyKey, StoredOutcome};
 use dovetail_outbox::dynamodb::DynamoDbOutboxStore;
 use dovetail_service_kit::aws::AwsClients;
 use dovetail_service_kit::store::dynamodb::{
-    IndexQuery, KeyRecord, SecondaryIndex, ServiceTable, VERSION, backend, number_of, open_table,
-    string_of,
+    KeyRecord, SNAPSHOT, ServiceTable, SnapshotIndex, SnapshotItem, SnapshotItems, VERSION,
+    backend, number_of, open_table, string_of,
 };
 use tokio::sync::Notify;
 
@@ -45,15 +45,25 @@ pub const BY_POLICY: &str = "by-policy";
 /// The index listing a customer's claims.
 pub const BY_CUSTOMER: &str = "by-customer";
 
-const CLAIM_SORT_KEY: &str = "claim";
 const REPLICA_SORT_KEY: &str = "replica";
 
-const CLAIM_ID: &str = "claim_id";
 const POLICY_ID: &str = "policy_id";
 const CUSTOMER_ID: &str = "customer_id";
-const SNAPSHOT: &str = "snapshot";
 const EVENT_ID: &str = "event_id";
 const REPLICATED_AT_MS: &str = "replicated_at_ms";
+
+/// The claim items: `claim#<id>`/`claim`, with `claim_id`.
+const CLAIMS: SnapshotItems<ClaimSnapshot> = SnapshotItems::new("claim", "claim_id");
+/// A policy's claims.
+const POLICY_CLAIMS: SnapshotIndex = SnapshotIndex {
+    name: BY_POLICY,
+    partition_key: POLICY_ID,
+};
+/// A customer's claims.
+const CUSTOMER_CLAIMS: SnapshotIndex = SnapshotIndex {
+    name: BY_CUSTOMER,
+    partition_key: CUSTOMER_ID,
+};
 
 /// How long a policy event's "processed" marker is kept: longer than any redelivery (as
 /// the SQLite store).
@@ -82,18 +92,7 @@ impl DynamoDbClaimStore {
         table: &str,
         source: Source,
     ) -> Result<(Self, DynamoDbOutboxStore), StoreError> {
-        let indexes = [
-            SecondaryIndex {
-                name: BY_POLICY.to_owned(),
-                partition_key: POLICY_ID.to_owned(),
-                sort_key: CLAIM_ID.to_owned(),
-            },
-            SecondaryIndex {
-                name: BY_CUSTOMER.to_owned(),
-                partition_key: CUSTOMER_ID.to_owned(),
-                sort_key: CLAIM_ID.to_owned(),
-            },
-        ];
+        let indexes = [CLAIMS.index(&POLICY_CLAIMS), CLAIMS.index(&CUSTOMER_CLAIMS)];
         let table = open_table(clients.dynamodb(), table, source, &indexes).await?;
         let relay_store = table.outbox().store(format!("{}.relay", crate::SERVICE));
         Ok((Self { table }, relay_store))
@@ -106,43 +105,34 @@ impl DynamoDbClaimStore {
 
     /// See [`ClaimStore::write`](super::ClaimStore::write).
     pub(super) async fn write(&self, write: ClaimWrite) -> Result<WriteOutcome, StoreError> {
-        let put = self.claim_put(&write)?;
-        let written = self
-            .table
-            .write(write.request.as_ref(), |unit| {
-                unit.write(put);
-                write.change.append_to(unit, write.expected)?;
-                Ok(())
-            })
-            .await;
-        match written {
-            Ok(outcome) => Ok(outcome),
-            Err(error) => Err(self
-                .table
-                .explain_versioned(
-                    error,
-                    self.claim_key(write.claim.id()),
-                    write.claim.id(),
-                    write.expected,
-                    write.claim.version(),
-                )
-                .await),
-        }
+        let claim = write.claim.snapshot();
+        let item = SnapshotItem {
+            id: &claim.claim_id,
+            version: claim.version,
+            snapshot: claim,
+            attributes: &[
+                (POLICY_ID, &claim.policy_id),
+                (CUSTOMER_ID, &claim.customer_id),
+            ],
+        };
+        CLAIMS
+            .write(
+                &self.table,
+                item,
+                write.expected,
+                write.request.as_ref(),
+                |unit| {
+                    write.change.append_to(unit, write.expected)?;
+                    Ok(())
+                },
+            )
+            .await
     }
 
     /// See [`ClaimStore::get`](super::ClaimStore::get).
     pub(super) async fn get(&self, claim_id: &str) -> Result<Option<Claim>, StoreError> {
-        let read = self
-            .table
-            .client()
-            .get_item()
-            .table_name(self.table.name())
-            .set_key(Some(self.claim_key(claim_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|error| backend(&format!("reading claim {claim_id}"), &error))?;
-        read.item().map(parse_claim_item).transpose()
+        let claim = CLAIMS.get(&self.table, claim_id).await?;
+        Ok(claim.map(Claim::from_snapshot))
     }
 
     /// See [`ClaimStore::list`](super::ClaimStore::list).
@@ -152,22 +142,12 @@ impl DynamoDbClaimStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Claim>, StoreError> {
-        let query = match filter {
-            ClaimFilter::Policy(policy_id) => IndexQuery {
-                index: BY_POLICY,
-                partition_key: POLICY_ID,
-                value: policy_id,
-                sort_key: CLAIM_ID,
-            },
-            ClaimFilter::Customer(customer_id) => IndexQuery {
-                index: BY_CUSTOMER,
-                partition_key: CUSTOMER_ID,
-                value: customer_id,
-                sort_key: CLAIM_ID,
-            },
+        let (index, value) = match filter {
+            ClaimFilter::Policy(policy_id) => (&POLICY_CLAIMS, policy_id),
+            ClaimFilter::Customer(customer_id) => (&CUSTOMER_CLAIMS, customer_id),
         };
-        let items = self.table.query_index(&query, after, limit).await?;
-        items.iter().map(parse_claim_item).collect()
+        let claims = CLAIMS.list(&self.table, index, value, after, limit).await?;
+        Ok(claims.into_iter().map(Claim::from_snapshot).collect())
     }
 
     /// See [`ClaimStore::replicated_policy`](super::ClaimStore::replicated_policy).
@@ -295,45 +275,9 @@ impl DynamoDbClaimStore {
         self.table.ping().await
     }
 
-    fn claim_key(&self, claim_id: &str) -> HashMap<String, AttributeValue> {
-        self.table.key(format!("claim#{claim_id}"), CLAIM_SORT_KEY)
-    }
-
     fn replica_item_key(&self, policy_id: &str) -> HashMap<String, AttributeValue> {
         self.table
             .key(format!("policy#{policy_id}"), REPLICA_SORT_KEY)
-    }
-
-    /// The claim's item, conditional on the version the write expects.
-    fn claim_put(&self, write: &ClaimWrite) -> Result<TransactWriteItem, StoreError> {
-        let snapshot = write.claim.snapshot();
-        let json = serde_json::to_string(snapshot).map_err(|error| {
-            StoreError::Backend(format!(
-                "claim {} does not serialize: {error}",
-                snapshot.claim_id
-            ))
-        })?;
-        let mut item = self.claim_key(&snapshot.claim_id);
-        item.extend([
-            (
-                CLAIM_ID.to_owned(),
-                AttributeValue::S(snapshot.claim_id.clone()),
-            ),
-            (
-                POLICY_ID.to_owned(),
-                AttributeValue::S(snapshot.policy_id.clone()),
-            ),
-            (
-                CUSTOMER_ID.to_owned(),
-                AttributeValue::S(snapshot.customer_id.clone()),
-            ),
-            (
-                VERSION.to_owned(),
-                AttributeValue::N(snapshot.version.to_string()),
-            ),
-            (SNAPSHOT.to_owned(), AttributeValue::S(json)),
-        ]);
-        self.table.versioned_put(item, write.expected)
     }
 
     /// The replica's new item, conditional on the replica being older (or absent).
@@ -390,16 +334,4 @@ impl DynamoDbClaimStore {
             .map_err(|error| backend("building the replica's check", &error))?;
         Ok(TransactWriteItem::builder().condition_check(check).build())
     }
-}
-
-fn parse_claim_item(item: &HashMap<String, AttributeValue>) -> Result<Claim, StoreError> {
-    let json = string_of(item, SNAPSHOT).ok_or_else(|| {
-        StoreError::Backend(format!(
-            "the claim item {:?} has no `snapshot` string",
-            string_of(item, CLAIM_ID).unwrap_or("?")
-        ))
-    })?;
-    serde_json::from_str::<ClaimSnapshot>(json)
-        .map(Claim::from_snapshot)
-        .map_err(|error| StoreError::Backend(format!("a stored claim is unreadable: {error}")))
 }

@@ -10,8 +10,13 @@ pub mod sqlite;
 
 use dovetail_contracts::policy::PolicySnapshot;
 use dovetail_events::envelope::EventId;
+use dovetail_events::envelope::Source;
 use dovetail_outbox::ExpectedVersion;
-pub use dovetail_service_kit::store::{RequestRecord, StoreError, WriteOutcome};
+use dovetail_service_kit::config::{StorageBackend, StorageConfig};
+#[cfg(feature = "aws")]
+use dovetail_service_kit::events::RelayStore;
+use dovetail_service_kit::events::Transport;
+pub use dovetail_service_kit::store::{OpenedStore, RequestRecord, StoreError, WriteOutcome};
 
 use crate::domain::{Claim, ClaimChange};
 
@@ -81,6 +86,48 @@ macro_rules! dispatch {
 }
 
 impl ClaimStore {
+    /// Opens the store `storage` names for the events of `source`: its SQLite file, or
+    /// its DynamoDB table through `transport`'s AWS clients; with its relay's store.
+    ///
+    /// # Errors
+    /// When the database cannot be opened (the message says why), or DynamoDB is
+    /// configured without the AWS transport or without the `aws` feature.
+    #[cfg_attr(not(feature = "aws"), allow(unused_variables))]
+    pub async fn open(
+        storage: &StorageConfig,
+        transport: &Transport,
+        source: Source,
+    ) -> anyhow::Result<OpenedStore<Self>> {
+        match storage.backend {
+            StorageBackend::Sqlite => {
+                let path = storage.sqlite_path("claim");
+                let opened = dovetail_service_kit::store::sqlite::open_service(
+                    &path,
+                    source,
+                    sqlite::SqliteClaimStore::open,
+                )?;
+                Ok(opened.map(Self::Sqlite))
+            }
+            #[cfg(feature = "aws")]
+            StorageBackend::Dynamodb => {
+                let table = storage.dynamodb_table("claim");
+                let (store, relay_store) =
+                    dynamodb::DynamoDbClaimStore::open(transport.aws_clients()?, &table, source)
+                        .await?;
+                Ok(OpenedStore {
+                    commits: store.commits(),
+                    store: Self::DynamoDb(store),
+                    relay_store: RelayStore::DynamoDb(relay_store),
+                })
+            }
+            #[cfg(not(feature = "aws"))]
+            StorageBackend::Dynamodb => anyhow::bail!(
+                "storage.backend = dynamodb needs the `aws` feature of dovetail-claim (built \
+                 without it)"
+            ),
+        }
+    }
+
     /// Commits `write` atomically: state, event and idempotency record, or nothing.
     ///
     /// # Errors

@@ -4,8 +4,9 @@
 //! `TransactWriteItems`.
 //!
 //! A service's table holds, besides the outbox's items (see
-//! [`dovetail_outbox::dynamodb`]), its own items under keys of its choosing and the
-//! records of `Idempotency-Key`s and of processed events:
+//! [`dovetail_outbox::dynamodb`]), its own items under keys of its choosing (an
+//! aggregate's snapshot through [`SnapshotItems`], written, read and listed the same way
+//! by every service) and the records of `Idempotency-Key`s and of processed events:
 //!
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
@@ -16,6 +17,7 @@
 //! so one table's TTL removes expired records and outbox items alike.
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
@@ -33,6 +35,8 @@ use dovetail_events::idempotency::{
 };
 use dovetail_outbox::ExpectedVersion;
 use dovetail_outbox::dynamodb::{DynamoDbOutbox, DynamoDbOutboxConfig, DynamoDbUnitOfWork};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::{IDEMPOTENCY_RETENTION, RequestRecord, StoreError, WriteOutcome};
 use crate::RecordedResponse;
@@ -441,6 +445,218 @@ impl ServiceTable {
                 key: request.client_key().to_owned(),
             }),
         }
+    }
+}
+
+/// The attribute of a snapshot item that holds the snapshot's JSON.
+pub const SNAPSHOT: &str = "snapshot";
+
+/// One kind of aggregate kept in a service's table as versioned snapshot items, one item
+/// per aggregate:
+///
+/// | `pk` | `sk` | attributes |
+/// |---|---|---|
+/// | `<kind>#<id>` | `<kind>` | the id (under the id attribute), `version` (N), `snapshot` (`S` as JSON), the string attributes its indexes list it by |
+///
+/// [`write`](Self::write) puts an item in the service's transaction, conditional on the
+/// version the change expects; [`get`](Self::get) reads one strongly consistently;
+/// [`list`](Self::list) lists them in id order through a [`SnapshotIndex`] (eventually
+/// consistent, like every secondary index).
+///
+/// ```
+/// use dovetail_service_kit::store::dynamodb::{SnapshotIndex, SnapshotItems};
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct PolicySnapshot { policy_id: String, customer_id: String, version: u64 }
+///
+/// const POLICIES: SnapshotItems<PolicySnapshot> = SnapshotItems::new("policy", "policy_id");
+/// const BY_CUSTOMER: SnapshotIndex = SnapshotIndex { name: "by-customer", partition_key: "customer_id" };
+///
+/// let index = POLICIES.index(&BY_CUSTOMER);
+/// assert_eq!((index.partition_key.as_str(), index.sort_key.as_str()), ("customer_id", "policy_id"));
+/// ```
+pub struct SnapshotItems<S> {
+    kind: &'static str,
+    id_attribute: &'static str,
+    snapshot: PhantomData<fn() -> S>,
+}
+
+impl<S> std::fmt::Debug for SnapshotItems<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotItems")
+            .field("kind", &self.kind)
+            .field("id_attribute", &self.id_attribute)
+            .finish()
+    }
+}
+
+/// A secondary index of [`SnapshotItems`]: the items with its partition key attribute,
+/// in id order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotIndex {
+    /// The index's name.
+    pub name: &'static str,
+    /// Its partition key, a string attribute of the items.
+    pub partition_key: &'static str,
+}
+
+/// An aggregate's item to write: see [`SnapshotItems::write`].
+#[derive(Debug)]
+pub struct SnapshotItem<'a, S> {
+    /// The aggregate's id.
+    pub id: &'a str,
+    /// Its version after the change.
+    pub version: u64,
+    /// Its snapshot after the change.
+    pub snapshot: &'a S,
+    /// The string attributes its indexes list it by, besides its id (such as
+    /// `("customer_id", "cust-1")`).
+    pub attributes: &'a [(&'a str, &'a str)],
+}
+
+impl<S: Serialize + DeserializeOwned> SnapshotItems<S> {
+    /// The items of aggregates of `kind` (such as `policy`), whose id is the attribute
+    /// `id_attribute` (such as `policy_id`).
+    pub const fn new(kind: &'static str, id_attribute: &'static str) -> Self {
+        Self {
+            kind,
+            id_attribute,
+            snapshot: PhantomData,
+        }
+    }
+
+    /// The definition of `index` for [`open_table`]: its partition key, and the id as its
+    /// sort key.
+    pub fn index(&self, index: &SnapshotIndex) -> SecondaryIndex {
+        SecondaryIndex {
+            name: index.name.to_owned(),
+            partition_key: index.partition_key.to_owned(),
+            sort_key: self.id_attribute.to_owned(),
+        }
+    }
+
+    /// Commits `item` with [`ServiceTable::write`]: its `Put` (conditional on `expected`,
+    /// see [`ServiceTable::versioned_put`]), `request`'s record and what `events` adds
+    /// (the change's events), in one transaction. A failure is explained by
+    /// [`ServiceTable::explain_versioned`].
+    ///
+    /// # Errors
+    /// Those of [`ServiceTable::write`]; [`StoreError::Backend`] when the snapshot does
+    /// not serialize.
+    pub async fn write(
+        &self,
+        table: &ServiceTable,
+        item: SnapshotItem<'_, S>,
+        expected: ExpectedVersion,
+        request: Option<&RequestRecord>,
+        events: impl FnOnce(&mut DynamoDbUnitOfWork) -> Result<(), StoreError>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let put = self.put(table, &item, expected)?;
+        let written = table
+            .write(request, |unit| {
+                unit.write(put);
+                events(unit)
+            })
+            .await;
+        match written {
+            Ok(outcome) => Ok(outcome),
+            Err(error) => Err(table
+                .explain_versioned(
+                    error,
+                    self.key(table, item.id),
+                    item.id,
+                    expected,
+                    item.version,
+                )
+                .await),
+        }
+    }
+
+    /// The snapshot of aggregate `id`, read strongly consistently; `None` when there is
+    /// no such item.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the read fails or the item is unreadable.
+    pub async fn get(&self, table: &ServiceTable, id: &str) -> Result<Option<S>, StoreError> {
+        let read = table
+            .client()
+            .get_item()
+            .table_name(table.name())
+            .set_key(Some(self.key(table, id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| backend(&format!("reading {} {id}", self.kind), &error))?;
+        read.item().map(|item| self.parse(item)).transpose()
+    }
+
+    /// Up to `limit` snapshots whose attribute `index.partition_key` is `value`, in id
+    /// order, after the id `after`: see [`ServiceTable::query_index`].
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the query fails or an item is unreadable.
+    pub async fn list(
+        &self,
+        table: &ServiceTable,
+        index: &SnapshotIndex,
+        value: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<S>, StoreError> {
+        let query = IndexQuery {
+            index: index.name,
+            partition_key: index.partition_key,
+            value,
+            sort_key: self.id_attribute,
+        };
+        let items = table.query_index(&query, after, limit).await?;
+        items.iter().map(|item| self.parse(item)).collect()
+    }
+
+    fn key(&self, table: &ServiceTable, id: &str) -> HashMap<String, AttributeValue> {
+        table.key(format!("{}#{id}", self.kind), self.kind)
+    }
+
+    /// The item's `Put`, conditional on the version the write expects.
+    fn put(
+        &self,
+        table: &ServiceTable,
+        item: &SnapshotItem<'_, S>,
+        expected: ExpectedVersion,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let json = serde_json::to_string(item.snapshot).map_err(|error| {
+            StoreError::Backend(format!(
+                "{} {} does not serialize: {error}",
+                self.kind, item.id
+            ))
+        })?;
+        let mut attributes = self.key(table, item.id);
+        attributes.extend(
+            std::iter::once((self.id_attribute, item.id))
+                .chain(item.attributes.iter().copied())
+                .map(|(name, value)| (name.to_owned(), AttributeValue::S(value.to_owned()))),
+        );
+        attributes.extend([
+            (
+                VERSION.to_owned(),
+                AttributeValue::N(item.version.to_string()),
+            ),
+            (SNAPSHOT.to_owned(), AttributeValue::S(json)),
+        ]);
+        table.versioned_put(attributes, expected)
+    }
+
+    fn parse(&self, item: &HashMap<String, AttributeValue>) -> Result<S, StoreError> {
+        let json = string_of(item, SNAPSHOT).ok_or_else(|| {
+            StoreError::Backend(format!(
+                "the {} item {:?} has no `snapshot` string",
+                self.kind,
+                string_of(item, self.id_attribute).unwrap_or("?")
+            ))
+        })?;
+        serde_json::from_str(json).map_err(|error| {
+            StoreError::Backend(format!("a stored {} is unreadable: {error}", self.kind))
+        })
     }
 }
 

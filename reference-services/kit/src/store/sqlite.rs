@@ -1,21 +1,55 @@
 //! [`write()`]: a service's change, its event and its request record in one SQLite
-//! transaction, through the outbox's unit of work.
+//! transaction, through the outbox's unit of work; [`open_service`]: a service's file with
+//! its store and its relay's.
 
+use std::path::Path;
+
+use anyhow::Context;
+use dovetail_events::envelope::Source;
 use dovetail_events::idempotency::{
     IdempotencyError, IdempotencyKey, MarkOutcome, SqliteIdempotencyStore, StoredOutcome,
 };
-use dovetail_outbox::sqlite::{SqliteOutbox, UnitOfWork};
+use dovetail_outbox::sqlite::{OutboxConfig, SqliteOutbox, SqliteOutboxStore, UnitOfWork};
 use rusqlite::Connection;
 
-use super::{IDEMPOTENCY_RETENTION, RequestRecord, StoreError, WriteOutcome};
+use super::{IDEMPOTENCY_RETENTION, OpenedStore, RequestRecord, StoreError, WriteOutcome};
 use crate::RecordedResponse;
+use crate::events::RelayStore;
+
+/// Opens the service's SQLite file at `path`, creating its directory when missing: the
+/// store `open` makes over an outbox of the events of `source` (its commits wake the
+/// relay), and the relay's store on the same file, leased as `<source>.relay`.
+///
+/// # Errors
+/// When the directory cannot be created (the message names it) or `open` or the relay's
+/// store fails.
+pub fn open_service<S>(
+    path: &Path,
+    source: Source,
+    open: impl FnOnce(&Path, SqliteOutbox) -> Result<S, StoreError>,
+) -> anyhow::Result<OpenedStore<S>> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    }
+    let relay_name = format!("{}.relay", source.as_str());
+    let outbox = SqliteOutbox::new(OutboxConfig::new(source));
+    let commits = outbox.commits();
+    let store = open(path, outbox)?;
+    let relay_store = SqliteOutboxStore::open(path, relay_name)?;
+    Ok(OpenedStore {
+        store,
+        relay_store: RelayStore::Sqlite(relay_store),
+        commits,
+    })
+}
 
 /// Opens a service's SQLite database at `path` for its outbox and its request records,
 /// then runs `schema` (the service's own `CREATE TABLE IF NOT EXISTS ...`).
 ///
 /// # Errors
 /// [`StoreError::Backend`] naming the file when it cannot be opened or set up.
-pub fn open(path: &std::path::Path, schema: &str) -> Result<Connection, StoreError> {
+pub fn open(path: &Path, schema: &str) -> Result<Connection, StoreError> {
     let failed = |error: &dyn std::fmt::Display| {
         StoreError::Backend(format!("opening {}: {error}", path.display()))
     };

@@ -127,7 +127,7 @@ impl SqlitePolicyStore {
     }
 }
 
-pub(super) fn parse_snapshot(json: &str) -> Result<Policy, StoreError> {
+fn parse_snapshot(json: &str) -> Result<Policy, StoreError> {
     serde_json::from_str::<PolicySnapshot>(json)
         .map(Policy::from_snapshot)
         .map_err(|error| StoreError::Backend(format!("a stored policy is unreadable: {error}")))
