@@ -5,11 +5,15 @@
 //! acquire or renew call: the store's lease cannot last longer than that, whatever the
 //! clocks of the store's machine say.
 
+use std::pin::pin;
 use std::time::Duration;
 
+use dovetail_events::envelope::Envelope;
+use dovetail_events::publish::{PublishResult, Publisher};
 use tokio::time::Instant;
 
 use super::RelayConfig;
+use super::report::Meter;
 use crate::{OutboxError, OutboxStore, RelayLease};
 
 /// A lease this relay holds (as far as it knows).
@@ -88,6 +92,47 @@ impl HeldLease {
 /// few tries fit before the lease lapses.
 fn retry_delay(config: &RelayConfig) -> Duration {
     (config.renew_every / 4).max(Duration::from_millis(1))
+}
+
+/// Publishes `envelopes`, renewing `held` whenever it is due meanwhile, so that a slow
+/// broker call does not let the lease lapse; `None` when a renewal found the lease taken
+/// over (the batch is abandoned: the new holder publishes it). A renewal that fails lets
+/// the publish go on: if another relay took over meanwhile, the marks are refused by
+/// fencing. Shared by the polling and the Streams relay.
+pub(crate) async fn publish_renewing<P: Publisher, S: OutboxStore>(
+    publisher: &P,
+    envelopes: &[Envelope],
+    store: &S,
+    config: &RelayConfig,
+    held: &mut HeldLease,
+    meter: &mut Meter,
+) -> Option<Vec<PublishResult>> {
+    let mut publish = pin!(publisher.publish_batch(envelopes));
+    loop {
+        tokio::select! {
+            results = &mut publish => return Some(results),
+            () = tokio::time::sleep_until(held.renew_at) => {}
+        }
+        let mut renewal = pin!(ask(store, config));
+        let (answer, results) = tokio::select! {
+            answer = &mut renewal => (answer, None),
+            results = &mut publish => (renewal.await, Some(results)),
+        };
+        match held.renewed(answer, config) {
+            Renewal::Renewed => {}
+            Renewal::Lost => {
+                tracing::warn!(outbox = %config.name, "the outbox lease was taken over during a batch; abandoning it");
+                return None;
+            }
+            Renewal::Failed(error) => {
+                meter.store_error();
+                tracing::warn!(outbox = %config.name, %error, "could not renew the outbox lease during a batch");
+            }
+        }
+        if results.is_some() {
+            return results;
+        }
+    }
 }
 
 #[cfg(test)]

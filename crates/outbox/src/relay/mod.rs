@@ -46,7 +46,7 @@ use std::pin::pin;
 use std::time::{Duration, SystemTime};
 
 use dovetail_events::envelope::Envelope;
-use dovetail_events::publish::{PublishResult, Publisher};
+use dovetail_events::publish::Publisher;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
@@ -453,7 +453,15 @@ where
         };
         let publish = async {
             let started = Instant::now();
-            let results = self.publish_renewing(&envelopes, held, meter).await;
+            let results = lease::publish_renewing(
+                &self.publisher,
+                &envelopes,
+                &self.store,
+                &self.config,
+                held,
+                meter,
+            )
+            .await;
             (results, started.elapsed())
         };
         // Boxed: store and publisher futures can be large (the SDKs'), and the relay's
@@ -593,42 +601,6 @@ where
         if let Err(error) = self.store.mark_published(&held.lease, unmarked).await {
             meter.store_error();
             tracing::warn!(%error, count = unmarked.len(), "could not mark the last batch published; it will be published again");
-        }
-    }
-
-    async fn publish_renewing(
-        &self,
-        envelopes: &[Envelope],
-        held: &mut HeldLease,
-        meter: &mut Meter,
-    ) -> Option<Vec<PublishResult>> {
-        let mut publish = pin!(self.publisher.publish_batch(envelopes));
-        loop {
-            tokio::select! {
-                results = &mut publish => return Some(results),
-                () = tokio::time::sleep_until(held.renew_at) => {}
-            }
-            let mut renewal = pin!(lease::ask(&self.store, &self.config));
-            let (answer, results) = tokio::select! {
-                answer = &mut renewal => (answer, None),
-                results = &mut publish => (renewal.await, Some(results)),
-            };
-            match held.renewed(answer, &self.config) {
-                Renewal::Renewed => {}
-                Renewal::Lost => {
-                    tracing::warn!("the outbox lease was taken over during a batch; abandoning it");
-                    return None;
-                }
-                Renewal::Failed(error) => {
-                    // Publishing goes on: if another relay took over meanwhile, the marks
-                    // are refused by fencing.
-                    meter.store_error();
-                    tracing::warn!(%error, "could not renew the outbox lease during a batch");
-                }
-            }
-            if results.is_some() {
-                return results;
-            }
         }
     }
 

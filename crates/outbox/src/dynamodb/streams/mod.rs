@@ -59,7 +59,7 @@ use aws_sdk_dynamodbstreams::operation::get_records::{GetRecordsError, GetRecord
 use aws_sdk_dynamodbstreams::operation::get_shard_iterator::GetShardIteratorError;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType, StreamViewType};
 use dovetail_events::envelope::Envelope;
-use dovetail_events::publish::{PublishError, Publisher};
+use dovetail_events::publish::{PublishError, PublishResult, Publisher};
 use tokio::time::Instant;
 
 pub use config::StreamsRelayConfig;
@@ -782,7 +782,7 @@ impl<P: Publisher> StreamsRelay<P> {
                 .collect();
             tally.meter.batch();
             let started = Instant::now();
-            let results = self.publisher.publish_batch(&envelopes).await;
+            let results = self.publish_renewing(&envelopes, held, tally).await?;
             tally.meter.publish_time(started.elapsed());
 
             let now = SystemTime::now();
@@ -1008,7 +1008,7 @@ impl<P: Publisher> StreamsRelay<P> {
                 .unzip();
             tally.meter.batch();
             let started = Instant::now();
-            let results = self.publisher.publish_batch(&envelopes).await;
+            let results = self.publish_renewing(&envelopes, held, tally).await?;
             tally.meter.publish_time(started.elapsed());
             let outcome = outcome::sort_results(&slots, results, relay, SystemTime::now());
             tally.meter.published(count(outcome.published.len()));
@@ -1062,6 +1062,27 @@ impl<P: Publisher> StreamsRelay<P> {
                 }
             }
         }
+    }
+
+    /// Publishes `envelopes`, renewing the lease during a long publish
+    /// ([`lease::publish_renewing`]); [`Interrupted::Lost`] when a renewal found it taken
+    /// over.
+    async fn publish_renewing(
+        &self,
+        envelopes: &[Envelope],
+        held: &mut HeldLease,
+        tally: &mut Tally,
+    ) -> Result<Vec<PublishResult>, Interrupted> {
+        lease::publish_renewing(
+            &self.publisher,
+            envelopes,
+            &self.store,
+            &self.config.relay,
+            held,
+            &mut tally.meter,
+        )
+        .await
+        .ok_or(Interrupted::Lost)
     }
 
     /// Renews the lease; whether it is still ours.

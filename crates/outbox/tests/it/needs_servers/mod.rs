@@ -8,6 +8,8 @@ mod dynamodb_store;
 mod dynamodb_streams;
 #[cfg(feature = "dynamodb")]
 mod dynamodb_streams_checkpoints;
+#[cfg(feature = "dynamodb")]
+mod dynamodb_streams_lease;
 #[cfg(all(feature = "dynamodb", feature = "metrics"))]
 mod dynamodb_streams_metrics;
 #[cfg(feature = "dynamodb")]
