@@ -276,3 +276,80 @@ async fn a_restart_keeps_policies_and_publishes_nothing_twice_out_of_order() {
     assert_eq!(events.last().unwrap().sequence().get(), 2);
     service.stop().await;
 }
+
+const BURST: usize = 200;
+
+#[tokio::test]
+async fn a_shutdown_during_a_burst_answers_what_it_accepted_and_publishes_every_accepted_event() {
+    let service = Service::start().await;
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut requests = tokio::task::JoinSet::new();
+    for n in 0..BURST {
+        let (http, url) = (service.http.clone(), service.url("/policies"));
+        let answered = std::sync::Arc::clone(&answered);
+        requests.spawn(async move {
+            let status = http
+                .post(url)
+                .json(&terms(&format!("burst-{n}")))
+                .send()
+                .await
+                .ok()
+                .map(|response| response.status());
+            answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            status
+        });
+    }
+    // Stop once the burst is under way: some requests answered, others in flight.
+    while answered.load(std::sync::atomic::Ordering::Relaxed) < 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let first_run = std::sync::Arc::clone(&service.events);
+    let dir = service.stop().await;
+    let mut accepted = 0;
+    while let Some(answer) = requests.join_next().await {
+        match answer.unwrap() {
+            Some(status) => {
+                assert_eq!(
+                    status, 201,
+                    "a request the server took was answered in full"
+                );
+                accepted += 1;
+            }
+            None => {} // refused before it was accepted: the client may retry it
+        }
+    }
+
+    // Whatever was accepted is stored, and its event is published: before the stop or,
+    // left in the outbox by it, after the restart.
+    let service = Service::start_in(dir).await;
+    let mut stored = 0;
+    for n in 0..BURST {
+        let page: Value = service
+            .http
+            .get(service.url(&format!("/policies?customer_id=burst-{n}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stored += page["items"].as_array().unwrap().len();
+    }
+    assert_eq!(stored, accepted);
+    let before = first_run.lock().unwrap().len();
+    let after = if accepted > before {
+        service.events(accepted - before).await.len()
+    } else {
+        0
+    };
+    assert_eq!(
+        before + after,
+        accepted,
+        "one event per accepted policy, none lost"
+    );
+    println!(
+        "{accepted} of {BURST} accepted; {before} events published before the stop, {after} after \
+         the restart"
+    );
+    service.stop().await;
+}
