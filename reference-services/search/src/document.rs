@@ -1,0 +1,332 @@
+//! [`SearchDocument`]: what the index holds of a policy or a claim, built from the
+//! snapshot an event carries, with the lineage of that event.
+
+use dovetail_contracts::claim::{
+    ClaimApproved, ClaimFiled, ClaimPaid, ClaimRejected, ClaimReviewStarted, ClaimSnapshot,
+};
+use dovetail_contracts::policy::{PolicyEvent, PolicySnapshot};
+use dovetail_events::envelope::{Envelope, Event, Upcasters};
+use serde::{Deserialize, Serialize};
+use time::Date;
+
+/// The kinds of documents the index holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentType {
+    /// A policy, from policy events.
+    Policy,
+    /// A claim, from claim events.
+    Claim,
+}
+
+impl DocumentType {
+    /// The type as it appears in JSON and in ids (`"policy"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Policy => "policy",
+            Self::Claim => "claim",
+        }
+    }
+
+    /// Reads `policy` or `claim`.
+    ///
+    /// # Errors
+    /// For any other text; the message lists the types there are.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "policy" => Ok(Self::Policy),
+            "claim" => Ok(Self::Claim),
+            other => Err(format!(
+                "{other:?} is not a document type; use `policy` or `claim`"
+            )),
+        }
+    }
+
+    /// The document id of the aggregate `aggregate_id` of this type: `policy:<id>`.
+    pub fn document_id(self, aggregate_id: &str) -> String {
+        format!("{}:{aggregate_id}", self.as_str())
+    }
+}
+
+/// Where a document comes from: the event it was built from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// The service that published the event (`policy-service`).
+    pub source: String,
+    /// The event's id.
+    pub event_id: String,
+    /// The event's type (`policy.cancelled`).
+    pub event_type: String,
+    /// The aggregate's sequence the event carries: the document's version.
+    pub sequence: u64,
+    /// When the change happened, RFC 3339.
+    pub occurred_at: String,
+}
+
+impl Lineage {
+    /// The lineage of `envelope`.
+    pub fn of(envelope: &Envelope) -> Self {
+        Self {
+            source: envelope.source().as_str().to_owned(),
+            event_id: envelope.id().to_string(),
+            event_type: envelope.event_type().as_str().to_owned(),
+            sequence: envelope.sequence().get(),
+            occurred_at: envelope
+                .occurred_at()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// A policy or a claim as the index holds it.
+///
+/// Amounts stay exact decimal strings (`"10000.00"`), dates are `YYYY-MM-DD`. `date` is
+/// the date the API's date filters and `sort=date` use: a policy's effective date, a
+/// claim's incident date.
+///
+/// ```
+/// use dovetail_search::document::{DocumentType, SearchDocument};
+///
+/// # fn check(document: SearchDocument) {
+/// assert_eq!(document.id, DocumentType::Policy.document_id(&document.aggregate_id));
+/// assert_eq!(document.version, document.lineage.sequence);
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchDocument {
+    /// `policy:<policy id>` or `claim:<claim id>`.
+    pub id: String,
+    /// Policy or claim.
+    pub doc_type: DocumentType,
+    /// The policy's or the claim's id.
+    pub aggregate_id: String,
+    /// The customer it belongs to: the authorization scope of searches.
+    pub customer_id: String,
+    /// The aggregate's status (`active`, `cancelled`, `under_review`, ...).
+    pub status: String,
+    /// The text full-text search looks in: ids, product line, description.
+    pub text: String,
+    /// The policy id (a policy's own, a claim's policy).
+    pub policy_id: String,
+    /// A policy's product line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_line: Option<String>,
+    /// A claim's description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The date of the date filters and of `sort=date`.
+    #[serde(with = "dovetail_contracts::date")]
+    pub date: Date,
+    /// A policy's first day covered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_date: Option<String>,
+    /// A policy's last day covered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_date: Option<String>,
+    /// A claim's incident date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_date: Option<String>,
+    /// A policy's coverage limit, exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage_limit: Option<String>,
+    /// A policy's deductible, exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deductible: Option<String>,
+    /// A policy's premium, exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub premium: Option<String>,
+    /// A claim's amount, exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<String>,
+    /// The aggregate's version (= `lineage.sequence`): a document only ever replaces one
+    /// of a lower version.
+    pub version: u64,
+    /// The event the document was built from.
+    pub lineage: Lineage,
+}
+
+fn date_text(date: Date) -> String {
+    // The contracts' format: `YYYY-MM-DD`.
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+impl SearchDocument {
+    /// The document of a policy snapshot.
+    pub fn from_policy(policy: &PolicySnapshot, lineage: Lineage) -> Self {
+        let text = format!(
+            "{} {} {} {}",
+            policy.policy_id,
+            policy.product_line,
+            policy.customer_id,
+            policy.status.as_str()
+        );
+        Self {
+            id: DocumentType::Policy.document_id(&policy.policy_id),
+            doc_type: DocumentType::Policy,
+            aggregate_id: policy.policy_id.clone(),
+            customer_id: policy.customer_id.clone(),
+            status: policy.status.as_str().to_owned(),
+            text,
+            policy_id: policy.policy_id.clone(),
+            product_line: Some(policy.product_line.clone()),
+            description: None,
+            date: policy.effective_date,
+            effective_date: Some(date_text(policy.effective_date)),
+            expiry_date: Some(date_text(policy.expiry_date)),
+            incident_date: None,
+            coverage_limit: Some(policy.coverage_limit.to_string()),
+            deductible: Some(policy.deductible.to_string()),
+            premium: Some(policy.premium.to_string()),
+            amount: None,
+            version: policy.version,
+            lineage,
+        }
+    }
+
+    /// The document of a claim snapshot.
+    pub fn from_claim(claim: &ClaimSnapshot, lineage: Lineage) -> Self {
+        let text = format!(
+            "{} {} {} {} {}",
+            claim.claim_id,
+            claim.policy_id,
+            claim.customer_id,
+            claim.status.as_str(),
+            claim.description
+        );
+        Self {
+            id: DocumentType::Claim.document_id(&claim.claim_id),
+            doc_type: DocumentType::Claim,
+            aggregate_id: claim.claim_id.clone(),
+            customer_id: claim.customer_id.clone(),
+            status: claim.status.as_str().to_owned(),
+            text,
+            policy_id: claim.policy_id.clone(),
+            product_line: None,
+            description: Some(claim.description.clone()),
+            date: claim.incident_date,
+            effective_date: None,
+            expiry_date: None,
+            incident_date: Some(date_text(claim.incident_date)),
+            coverage_limit: None,
+            deductible: None,
+            premium: None,
+            amount: Some(claim.amount.to_string()),
+            version: claim.version,
+            lineage,
+        }
+    }
+
+    /// The document a policy or claim event leaves.
+    ///
+    /// # Errors
+    /// When the envelope holds no policy or claim event this service knows, or a payload
+    /// that does not match its schema: not retriable, the event belongs in a dead-letter
+    /// queue (the message says which).
+    pub fn from_envelope(envelope: &Envelope) -> Result<Self, DocumentError> {
+        let lineage = Lineage::of(envelope);
+        let event_type = envelope.event_type().as_str();
+        if event_type.starts_with("policy.") {
+            let event = PolicyEvent::from_envelope(envelope)
+                .map_err(|error| DocumentError(error.to_string()))?;
+            return Ok(Self::from_policy(event.snapshot(), lineage));
+        }
+        let upcasters = Upcasters::new();
+        let claim = match event_type {
+            ClaimFiled::TYPE => envelope.decode::<ClaimFiled>(&upcasters).map(|e| e.claim),
+            ClaimReviewStarted::TYPE => envelope
+                .decode::<ClaimReviewStarted>(&upcasters)
+                .map(|e| e.claim),
+            ClaimApproved::TYPE => envelope
+                .decode::<ClaimApproved>(&upcasters)
+                .map(|e| e.claim),
+            ClaimRejected::TYPE => envelope
+                .decode::<ClaimRejected>(&upcasters)
+                .map(|e| e.claim),
+            ClaimPaid::TYPE => envelope.decode::<ClaimPaid>(&upcasters).map(|e| e.claim),
+            other => {
+                return Err(DocumentError(format!(
+                    "unknown event type {other:?}: the search service indexes policy.* and \
+                     claim.* events; subscribe with a filter on those"
+                )));
+            }
+        }
+        .map_err(|error| {
+            DocumentError(format!(
+                "the payload of {event_type} does not match its schema: {error}"
+            ))
+        })?;
+        Ok(Self::from_claim(&claim, lineage))
+    }
+}
+
+/// Why an event cannot become a document: not retriable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DocumentError(pub String);
+
+/// A document's deletion, kept so that a late older event cannot bring it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// The deleted document's id.
+    pub id: String,
+    /// The version of the deletion: only a higher one replaces it.
+    pub version: u64,
+    /// The event that deleted it.
+    pub lineage: Lineage,
+}
+
+/// What the index holds under an id: a document, or the tombstone of one.
+// Short-lived values on their way to or from the index: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexedDocument {
+    /// A searchable document.
+    Live(SearchDocument),
+    /// A deleted one: not searchable, and only a higher version replaces it.
+    Deleted(Tombstone),
+}
+
+impl IndexedDocument {
+    /// The version held.
+    pub fn version(&self) -> u64 {
+        match self {
+            Self::Live(document) => document.version,
+            Self::Deleted(tombstone) => tombstone.version,
+        }
+    }
+
+    /// The JSON both backends store: the document with `"deleted": false`, or the
+    /// tombstone with `"deleted": true`.
+    pub fn to_stored_json(&self) -> serde_json::Value {
+        let mut value = match self {
+            Self::Live(document) => serde_json::to_value(document),
+            Self::Deleted(tombstone) => serde_json::to_value(tombstone),
+        }
+        .unwrap_or_default();
+        if let serde_json::Value::Object(map) = &mut value {
+            map.insert(
+                "deleted".into(),
+                serde_json::Value::Bool(matches!(self, Self::Deleted(_))),
+            );
+        }
+        value
+    }
+
+    /// Reads what [`to_stored_json`](Self::to_stored_json) wrote.
+    ///
+    /// # Errors
+    /// When the JSON is neither; the index was written by something else.
+    pub fn from_stored_json(value: serde_json::Value) -> Result<Self, serde_json::Error> {
+        if value.get("deleted") == Some(&serde_json::Value::Bool(true)) {
+            serde_json::from_value(value).map(Self::Deleted)
+        } else {
+            serde_json::from_value(value).map(Self::Live)
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The search API: `GET /search` and `GET /openapi.json`; every bad parameter is a
+//! problem+json naming it. See `openapi.json` beside this file for the contract.
+//!
+//! # Authorization scope
+//!
+//! Every search names who asks, in one of two headers, set by the gateway from a verified
+//! identity (the service must not be reachable around the gateway):
+//! - `X-Dovetail-Customer: <customer id>`: a customer, who only ever sees documents whose
+//!   `customer_id` is theirs. The scope is a filter *inside* the index query, so neither
+//!   hits, highlights nor pages can show anything else; a `customer_id` parameter naming
+//!   another customer is a 403.
+//! - `X-Dovetail-Scope: staff`: staff, who see every customer's documents and may filter
+//!   by `customer_id`.
+//!
+//! Neither header: 401. Both, or another scope: 400.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use dovetail_service_kit::{ApiQuery, Cursor, Page, Problem, ops};
+use serde::{Deserialize, Serialize};
+use time::Date;
+
+use crate::document::{DocumentType, SearchDocument};
+use crate::index::{AnyIndex, IndexError, Scope, SearchIndex, SearchQuery, SortOrder};
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The header naming the customer who searches.
+pub const CUSTOMER_HEADER: &str = "x-dovetail-customer";
+/// The header naming a scope other than a customer's (`staff`).
+pub const SCOPE_HEADER: &str = "x-dovetail-scope";
+
+/// Largest `limit`.
+pub const MAX_LIMIT: usize = 100;
+/// Longest `q`, in characters.
+pub const MAX_QUERY_CHARS: usize = 200;
+
+const POLICY_STATUSES: &[&str] = &["draft", "active", "cancelled", "expired"];
+const CLAIM_STATUSES: &[&str] = &["submitted", "under_review", "approved", "rejected", "paid"];
+
+/// The routes of the API over `index`.
+pub fn router(index: AnyIndex) -> Router {
+    Router::new()
+        .route("/search", get(search))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .with_state(index)
+}
+
+/// The query string of `GET /search`, as sent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchParams {
+    q: Option<String>,
+    #[serde(rename = "type")]
+    doc_type: Option<String>,
+    status: Option<String>,
+    customer_id: Option<String>,
+    date_from: Option<String>,
+    date_to: Option<String>,
+    sort: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// One result as the API returns it: the document, its score and highlights.
+#[derive(Debug, Serialize)]
+struct Hit {
+    #[serde(flatten)]
+    document: SearchDocument,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score: Option<f32>,
+    highlights: Vec<String>,
+}
+
+fn bad(field: &str, message: impl Into<String>) -> Problem {
+    let message = message.into();
+    Problem::bad_request(format!("query parameter `{field}`: {message}")).field(field, message)
+}
+
+/// The scope the headers name.
+///
+/// # Errors
+/// 401 without either header, 400 with both or an unknown scope.
+pub fn scope(headers: &HeaderMap) -> Result<Scope, Problem> {
+    let read = |name: &str| -> Result<Option<String>, Problem> {
+        headers
+            .get(name)
+            .map(|value| {
+                value
+                    .to_str()
+                    .map(|text| text.trim().to_owned())
+                    .map_err(|_| {
+                        Problem::bad_request(format!("header {name} is not visible ASCII"))
+                    })
+            })
+            .transpose()
+    };
+    match (read(CUSTOMER_HEADER)?, read(SCOPE_HEADER)?) {
+        (Some(customer), None) if !customer.is_empty() && customer.len() <= 128 => {
+            Ok(Scope::Customer(customer))
+        }
+        (Some(_), None) => Err(Problem::bad_request(
+            "header X-Dovetail-Customer must be a customer id of 1 to 128 characters",
+        )),
+        (None, Some(scope)) if scope == "staff" => Ok(Scope::Staff),
+        (None, Some(scope)) => Err(Problem::bad_request(format!(
+            "header X-Dovetail-Scope: {scope:?} is no scope; the only one is `staff` \
+             (customers send X-Dovetail-Customer instead)"
+        ))),
+        (Some(_), Some(_)) => Err(Problem::bad_request(
+            "send either X-Dovetail-Customer or X-Dovetail-Scope, not both",
+        )),
+        (None, None) => Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "scope-required",
+            "Who is searching?",
+        )
+        .detail(
+            "every search names its scope: X-Dovetail-Customer: <customer id> for a customer, \
+             X-Dovetail-Scope: staff for staff (the gateway sets them from the caller's identity)",
+        )),
+    }
+}
+
+fn date(field: &str, text: Option<String>) -> Result<Option<Date>, Problem> {
+    text.map(|text| {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        Date::parse(&text, &format).map_err(|_| {
+            bad(
+                field,
+                format!("{text:?} is not a date; use YYYY-MM-DD, such as 2026-01-31"),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// Reads and checks the parameters into a query of `scope`.
+fn query(scope: Scope, params: SearchParams) -> Result<SearchQuery, Problem> {
+    let mut query = SearchQuery::new(scope);
+    if let Some(q) = params.q {
+        let q = q.trim().to_owned();
+        if q.chars().count() > MAX_QUERY_CHARS {
+            return Err(bad("q", format!("at most {MAX_QUERY_CHARS} characters")));
+        }
+        if !q.chars().any(char::is_alphanumeric) {
+            return Err(bad(
+                "q",
+                "has no word to search for; send words (letters or digits), or leave `q` out to list",
+            ));
+        }
+        query.text = Some(q);
+    }
+    query.doc_type = params
+        .doc_type
+        .map(|text| DocumentType::parse(&text).map_err(|message| bad("type", message)))
+        .transpose()?;
+    if let Some(status) = params.status {
+        let known: Vec<&str> = match query.doc_type {
+            Some(DocumentType::Policy) => POLICY_STATUSES.to_vec(),
+            Some(DocumentType::Claim) => CLAIM_STATUSES.to_vec(),
+            None => POLICY_STATUSES
+                .iter()
+                .chain(CLAIM_STATUSES)
+                .copied()
+                .collect(),
+        };
+        if !known.contains(&status.as_str()) {
+            return Err(bad(
+                "status",
+                format!(
+                    "{status:?} is no status here; use one of {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        query.status = Some(status);
+    }
+    if let Some(customer) = params.customer_id {
+        if customer.is_empty() || customer.len() > 128 {
+            return Err(bad("customer_id", "must be 1 to 128 characters"));
+        }
+        query.customer_id = Some(customer);
+    }
+    query.date_from = date("date_from", params.date_from)?;
+    query.date_to = date("date_to", params.date_to)?;
+    if let (Some(from), Some(to)) = (query.date_from, query.date_to)
+        && from > to
+    {
+        return Err(bad("date_to", format!("{to} is before date_from {from}")));
+    }
+    query.sort = match params.sort.as_deref() {
+        None if query.text.is_some() => SortOrder::Relevance,
+        Some("relevance") => SortOrder::Relevance,
+        Some("date") => SortOrder::DateAscending,
+        None | Some("-date") => SortOrder::DateDescending,
+        Some(other) => {
+            return Err(bad(
+                "sort",
+                format!(
+                    "{other:?} is no order; use relevance, date (oldest first) or -date (newest first)"
+                ),
+            ));
+        }
+    };
+    if let Some(limit) = params.limit {
+        query.limit = limit
+            .parse::<usize>()
+            .ok()
+            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+            .ok_or_else(|| {
+                bad(
+                    "limit",
+                    format!("{limit:?} is not a number from 1 to {MAX_LIMIT}"),
+                )
+            })?;
+    }
+    if let Some(cursor) = params.cursor {
+        let cursor = Cursor::parse(&cursor)?;
+        query.after = Some(cursor.last_key().to_owned());
+    }
+    Ok(query)
+}
+
+/// The problem an index error is.
+pub fn problem(error: &IndexError) -> Problem {
+    match error {
+        IndexError::BadCursor(message) => bad("cursor", message.clone()),
+        IndexError::Forbidden(message) => Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden-scope",
+            "Outside your scope",
+        )
+        .detail(format!(
+            "{message}; leave customer_id out to search your own documents"
+        )),
+        IndexError::Unavailable(_) => {
+            tracing::warn!(%error, "search index unavailable");
+            Problem::unavailable("the search index does not answer; retry in a moment")
+        }
+        IndexError::Corrupt(_) => {
+            tracing::error!(%error, "search index corrupt");
+            Problem::internal(
+                "the search index holds a document it cannot read; operators have the details in the log",
+            )
+        }
+    }
+}
+
+async fn search(
+    State(index): State<AnyIndex>,
+    headers: HeaderMap,
+    ApiQuery(params): ApiQuery<SearchParams>,
+) -> Response {
+    let answer = async {
+        let scope = scope(&headers)?;
+        let query = query(scope, params)?;
+        let results = index
+            .search(&query)
+            .await
+            .map_err(|error| problem(&error))?;
+        let page = Page {
+            items: results
+                .hits
+                .into_iter()
+                .map(|hit| Hit {
+                    document: hit.document,
+                    score: hit.score,
+                    highlights: hit.highlights,
+                })
+                .collect::<Vec<_>>(),
+            next_cursor: results.next.map(|next| Cursor::after(next).token()),
+        };
+        Ok::<_, Problem>(axum::Json(page))
+    };
+    match answer.await {
+        Ok(page) => page.into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}

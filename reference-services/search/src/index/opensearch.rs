@@ -1,0 +1,400 @@
+//! [`OpenSearchIndex`]: the backend at scale, an OpenSearch index behind an alias.
+//!
+//! Writes go through `_bulk` with the aggregate's sequence as an external version
+//! (`version_type=external`): OpenSearch keeps a document only when its version is higher
+//! than the one held, atomically per document, and answers 409 otherwise; a 409 is success
+//! here ([`UpsertOutcome::Stale`]). A deletion is a tombstone *document* (`deleted: true`)
+//! with its version, not a `DELETE`: OpenSearch forgets deleted versions after
+//! `index.gc_deletes` (60 s), after which a late older event would bring the document
+//! back; a tombstone is never forgotten. Searches filter tombstones out.
+//!
+//! The service reads and writes the alias (by default `dovetail-search`); the first start
+//! creates the index `<alias>-000001` behind it.
+
+use opensearch::http::StatusCode;
+use opensearch::http::transport::Transport;
+use opensearch::indices::{IndicesCreateParts, IndicesExistsAliasParts, IndicesRefreshParts};
+use opensearch::params::VersionType;
+use opensearch::{BulkOperation, BulkParts, GetParts, OpenSearch, SearchParts};
+use serde_json::{Value, json};
+
+use super::{
+    IndexError, SearchHit, SearchIndex, SearchQuery, SearchResults, SortOrder, UpsertOutcome,
+};
+use crate::document::{IndexedDocument, SearchDocument};
+
+/// How the service's OpenSearch index is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenSearchSettings {
+    /// The alias the service reads and writes.
+    pub alias: String,
+    /// `index.refresh_interval` of a new index, such as `1s`: how soon a write is
+    /// searchable.
+    pub refresh_interval: String,
+    /// `index.number_of_replicas` of a new index (0 on a single node).
+    pub replicas: u32,
+}
+
+/// The OpenSearch search index.
+#[derive(Debug, Clone)]
+pub struct OpenSearchIndex {
+    client: OpenSearch,
+    alias: String,
+}
+
+fn unavailable(what: &str) -> impl Fn(opensearch::Error) -> IndexError + '_ {
+    move |error| IndexError::Unavailable(format!("OpenSearch: {what}: {error}"))
+}
+
+/// The mapping of the fields queries use; the rest of a document is kept in `_source`
+/// only (`dynamic: false`).
+pub fn mapping() -> Value {
+    json!({
+        "dynamic": false,
+        "properties": {
+            "id": { "type": "keyword" },
+            "doc_type": { "type": "keyword" },
+            "customer_id": { "type": "keyword" },
+            "status": { "type": "keyword" },
+            "deleted": { "type": "boolean" },
+            "text": { "type": "text" },
+            "date": { "type": "date", "format": "yyyy-MM-dd" },
+            "version": { "type": "long" },
+            "lineage": {
+                "properties": {
+                    "source": { "type": "keyword" },
+                    "event_id": { "type": "keyword" },
+                    "sequence": { "type": "long" },
+                    "occurred_at": { "type": "date" }
+                }
+            }
+        }
+    })
+}
+
+async fn failure(response: opensearch::http::response::Response, what: &str) -> IndexError {
+    let status = response.status_code();
+    let body = response.text().await.unwrap_or_default();
+    IndexError::Unavailable(format!("OpenSearch: {what}: {status}: {body}"))
+}
+
+impl OpenSearchIndex {
+    /// A client of the node at `url` (such as `http://127.0.0.1:9200`).
+    ///
+    /// # Errors
+    /// [`IndexError::Unavailable`] when `url` is not a URL.
+    pub fn client(url: &str) -> Result<OpenSearch, IndexError> {
+        let transport = Transport::single_node(url).map_err(|error| {
+            IndexError::Unavailable(format!(
+                "cannot make an OpenSearch client for {url:?}: {error}; set \
+                 index.opensearch_url to the node's URL"
+            ))
+        })?;
+        Ok(OpenSearch::new(transport))
+    }
+
+    /// Opens the index behind `settings.alias`, creating `<alias>-000001` and the alias
+    /// when the alias does not exist.
+    ///
+    /// # Errors
+    /// [`IndexError::Unavailable`] when the node does not answer or refuses the index.
+    pub async fn open(
+        client: OpenSearch,
+        settings: &OpenSearchSettings,
+    ) -> Result<Self, IndexError> {
+        let alias = settings.alias.clone();
+        let exists = client
+            .indices()
+            .exists_alias(IndicesExistsAliasParts::Name(&[&alias]))
+            .send()
+            .await
+            .map_err(unavailable("cannot ask whether the alias exists"))?;
+        if exists.status_code() == StatusCode::NOT_FOUND {
+            let index = format!("{alias}-000001");
+            let body = json!({
+                "settings": {
+                    "index": {
+                        "number_of_shards": 1,
+                        "number_of_replicas": settings.replicas,
+                        "refresh_interval": settings.refresh_interval,
+                    }
+                },
+                "mappings": mapping(),
+                "aliases": { alias.clone(): {} }
+            });
+            let created = client
+                .indices()
+                .create(IndicesCreateParts::Index(&index))
+                .body(body)
+                .send()
+                .await
+                .map_err(unavailable("cannot create the index"))?;
+            let status = created.status_code();
+            if !status.is_success() {
+                let text = created.text().await.unwrap_or_default();
+                // Another instance created it first: fine.
+                if !text.contains("resource_already_exists_exception") {
+                    return Err(IndexError::Unavailable(format!(
+                        "OpenSearch refused to create the index {index}: {status}: {text}"
+                    )));
+                }
+            }
+        } else if !exists.status_code().is_success() {
+            return Err(failure(exists, "cannot ask whether the alias exists").await);
+        }
+        Ok(Self { client, alias })
+    }
+
+    /// The alias this index reads and writes.
+    pub fn alias(&self) -> &str {
+        &self.alias
+    }
+
+    fn filters(query: &SearchQuery) -> Result<Vec<Value>, IndexError> {
+        let mut filters = vec![json!({ "term": { "deleted": false } })];
+        if let Some(customer) = query.customer_term()? {
+            filters.push(json!({ "term": { "customer_id": customer } }));
+        }
+        if let Some(doc_type) = query.doc_type {
+            filters.push(json!({ "term": { "doc_type": doc_type.as_str() } }));
+        }
+        if let Some(status) = &query.status {
+            filters.push(json!({ "term": { "status": status } }));
+        }
+        if query.date_from.is_some() || query.date_to.is_some() {
+            let mut range = serde_json::Map::new();
+            let text = |date: time::Date| {
+                format!(
+                    "{:04}-{:02}-{:02}",
+                    date.year(),
+                    u8::from(date.month()),
+                    date.day()
+                )
+            };
+            if let Some(from) = query.date_from {
+                range.insert("gte".into(), text(from).into());
+            }
+            if let Some(to) = query.date_to {
+                range.insert("lte".into(), text(to).into());
+            }
+            range.insert("format".into(), "yyyy-MM-dd".into());
+            filters.push(json!({ "range": { "date": range } }));
+        }
+        Ok(filters)
+    }
+}
+
+impl SearchIndex for OpenSearchIndex {
+    async fn upsert_batch(
+        &self,
+        documents: Vec<IndexedDocument>,
+    ) -> Result<Vec<UpsertOutcome>, IndexError> {
+        if documents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut operations: Vec<BulkOperation<Value>> = Vec::with_capacity(documents.len());
+        for document in &documents {
+            let id = match document {
+                IndexedDocument::Live(live) => live.id.clone(),
+                IndexedDocument::Deleted(tombstone) => tombstone.id.clone(),
+            };
+            let version = i64::try_from(document.version()).map_err(|_| {
+                IndexError::Corrupt(format!(
+                    "version {} of {id} is beyond OpenSearch's",
+                    document.version()
+                ))
+            })?;
+            operations.push(
+                BulkOperation::index(document.to_stored_json())
+                    .id(id)
+                    .version(version)
+                    .version_type(VersionType::External)
+                    .into(),
+            );
+        }
+        let response = self
+            .client
+            .bulk(BulkParts::Index(&self.alias))
+            .body(operations)
+            .send()
+            .await
+            .map_err(unavailable("the bulk write failed"))?;
+        if !response.status_code().is_success() {
+            return Err(failure(response, "the bulk write failed").await);
+        }
+        let body: Value = response
+            .json()
+            .await
+            .map_err(unavailable("cannot read the bulk answer"))?;
+        let items = body["items"].as_array().cloned().unwrap_or_default();
+        if items.len() != documents.len() {
+            return Err(IndexError::Unavailable(format!(
+                "OpenSearch answered {} items for {} documents",
+                items.len(),
+                documents.len()
+            )));
+        }
+        items
+            .iter()
+            .map(|item| {
+                let result = &item["index"];
+                match result["status"].as_u64() {
+                    Some(200 | 201) => Ok(UpsertOutcome::Applied),
+                    // version_conflict_engine_exception: the index holds this version or a
+                    // higher one.
+                    Some(409) => Ok(UpsertOutcome::Stale),
+                    _ => Err(IndexError::Unavailable(format!(
+                        "OpenSearch refused a document: {}",
+                        result["error"]
+                    ))),
+                }
+            })
+            .collect()
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<IndexedDocument>, IndexError> {
+        let response = self
+            .client
+            .get(GetParts::IndexId(&self.alias, id))
+            .send()
+            .await
+            .map_err(unavailable("cannot read a document"))?;
+        if response.status_code() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status_code().is_success() {
+            return Err(failure(response, "cannot read a document").await);
+        }
+        let body: Value = response
+            .json()
+            .await
+            .map_err(unavailable("cannot read a document"))?;
+        if body["found"] != Value::Bool(true) {
+            return Ok(None);
+        }
+        IndexedDocument::from_stored_json(body["_source"].clone())
+            .map(Some)
+            .map_err(|error| IndexError::Corrupt(format!("{id}: {error}")))
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<SearchResults, IndexError> {
+        let filters = Self::filters(query)?;
+        let text = query.text.as_deref().filter(|text| !text.trim().is_empty());
+        let must = match text {
+            Some(text) => json!([{ "match": { "text": { "query": text, "operator": "and" } } }]),
+            None => json!([{ "match_all": {} }]),
+        };
+        let sort = match query.sort {
+            SortOrder::Relevance => json!([{ "_score": "desc" }, { "id": "asc" }]),
+            SortOrder::DateAscending => json!([{ "date": "asc" }, { "id": "asc" }]),
+            SortOrder::DateDescending => json!([{ "date": "desc" }, { "id": "asc" }]),
+        };
+        let limit = query.limit.max(1);
+        let mut body = json!({
+            "size": limit + 1,
+            "track_total_hits": false,
+            "query": { "bool": { "filter": filters, "must": must } },
+            "sort": sort,
+        });
+        if text.is_some() {
+            body["highlight"] = json!({
+                "encoder": "html",
+                "pre_tags": ["<em>"],
+                "post_tags": ["</em>"],
+                "fields": { "text": { "number_of_fragments": 1, "fragment_size": 150 } }
+            });
+        }
+        if let Some(after) = &query.after {
+            let bad = || {
+                IndexError::BadCursor(format!(
+                    "cursor position {after:?} is not one this index gave out; pass the \
+                     previous page's cursor unchanged"
+                ))
+            };
+            let position: Value = serde_json::from_str(after).map_err(|_| bad())?;
+            let valid = position.as_array().is_some_and(|values| {
+                values.len() == 2 && values[0].is_number() && values[1].is_string()
+            });
+            if !valid {
+                return Err(bad());
+            }
+            body["search_after"] = position;
+        }
+        let response = self
+            .client
+            .search(SearchParts::Index(&[&self.alias]))
+            .body(body)
+            .send()
+            .await
+            .map_err(unavailable("the search failed"))?;
+        if !response.status_code().is_success() {
+            return Err(failure(response, "the search failed").await);
+        }
+        let body: Value = response
+            .json()
+            .await
+            .map_err(unavailable("cannot read the search answer"))?;
+        let mut raw = body["hits"]["hits"].as_array().cloned().unwrap_or_default();
+        let more = raw.len() > limit;
+        raw.truncate(limit);
+        let next = if more {
+            raw.last().map(|hit| hit["sort"].to_string())
+        } else {
+            None
+        };
+        let mut hits = Vec::with_capacity(raw.len());
+        for hit in raw {
+            let document: SearchDocument = serde_json::from_value(hit["_source"].clone())
+                .map_err(|error| IndexError::Corrupt(error.to_string()))?;
+            #[allow(clippy::cast_possible_truncation)]
+            let score = match query.sort {
+                SortOrder::Relevance => hit["_score"].as_f64().map(|score| score as f32),
+                _ => None,
+            };
+            let highlights = hit["highlight"]["text"]
+                .as_array()
+                .map(|fragments| {
+                    fragments
+                        .iter()
+                        .filter_map(|fragment| fragment.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            hits.push(SearchHit {
+                document,
+                score,
+                highlights,
+            });
+        }
+        Ok(SearchResults { hits, next })
+    }
+
+    async fn refresh(&self) -> Result<(), IndexError> {
+        let response = self
+            .client
+            .indices()
+            .refresh(IndicesRefreshParts::Index(&[&self.alias]))
+            .send()
+            .await
+            .map_err(unavailable("cannot refresh"))?;
+        if response.status_code().is_success() {
+            Ok(())
+        } else {
+            Err(failure(response, "cannot refresh").await)
+        }
+    }
+
+    async fn ping(&self) -> Result<(), IndexError> {
+        let response = self
+            .client
+            .ping()
+            .send()
+            .await
+            .map_err(unavailable("the node does not answer"))?;
+        if response.status_code().is_success() {
+            Ok(())
+        } else {
+            Err(failure(response, "the node is not healthy").await)
+        }
+    }
+}

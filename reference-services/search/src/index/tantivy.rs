@@ -1,0 +1,490 @@
+//! [`TantivyIndex`]: the embedded backend, a tantivy index in a directory (by default
+//! `data/search/`), no server.
+//!
+//! tantivy has no external versions, so this backend keeps them itself: every write takes
+//! the one writer's lock, reads the version held under each id from the committed index,
+//! writes only the newer documents (delete the id's term, add the document), commits and
+//! reloads the reader before letting go of the lock. The check and the write are atomic
+//! with respect to every other writer of the process; tantivy's lock file keeps other
+//! processes out of the directory. A committed write is searchable when the call returns.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tantivy::collector::TopDocs;
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TEXT, Value,
+};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
+};
+
+use super::{
+    IndexError, SearchHit, SearchIndex, SearchQuery, SearchResults, SortOrder, UpsertOutcome,
+};
+use crate::document::IndexedDocument;
+
+/// The writer's memory budget: tantivy's minimum is 15 MB per thread.
+const WRITER_MEMORY: usize = 30_000_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    id: Field,
+    doc_type: Field,
+    customer_id: Field,
+    status: Field,
+    deleted: Field,
+    text: Field,
+    date: Field,
+    tiebreak: Field,
+    stored: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let fields = Fields {
+        id: builder.add_text_field("id", STRING),
+        doc_type: builder.add_text_field("doc_type", STRING),
+        customer_id: builder.add_text_field("customer_id", STRING),
+        status: builder.add_text_field("status", STRING),
+        deleted: builder.add_text_field("deleted", STRING),
+        text: builder.add_text_field("text", TEXT | STORED),
+        date: builder.add_i64_field("date", INDEXED | FAST),
+        tiebreak: builder.add_u64_field("tiebreak", FAST),
+        stored: builder.add_text_field("stored", STORED),
+    };
+    (builder.build(), fields)
+}
+
+/// The embedded search index.
+///
+/// ```
+/// use dovetail_search::index::TantivyIndex;
+///
+/// let dir = std::env::temp_dir().join(format!("search-doc-{}", std::process::id()));
+/// let index = TantivyIndex::open(&dir)?;
+/// # drop(index); std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), dovetail_search::index::IndexError>(())
+/// ```
+#[derive(Clone)]
+pub struct TantivyIndex {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    index: Index,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter<TantivyDocument>>,
+    fields: Fields,
+}
+
+impl std::fmt::Debug for TantivyIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TantivyIndex").finish_non_exhaustive()
+    }
+}
+
+fn unavailable(what: &str) -> impl Fn(tantivy::TantivyError) -> IndexError + '_ {
+    move |error| IndexError::Unavailable(format!("tantivy: {what}: {error}"))
+}
+
+impl TantivyIndex {
+    /// Opens the index in `dir`, creating the directory and the index when missing.
+    ///
+    /// # Errors
+    /// [`IndexError::Unavailable`] when the directory cannot be created or opened, holds
+    /// an index of another schema (move it away and rebuild from the events), or another
+    /// process has it open (tantivy's lock: one writer per directory).
+    pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        std::fs::create_dir_all(dir).map_err(|error| {
+            IndexError::Unavailable(format!(
+                "cannot create the index directory {}: {error}",
+                dir.display()
+            ))
+        })?;
+        let directory = MmapDirectory::open(dir).map_err(|error| {
+            IndexError::Unavailable(format!(
+                "cannot open the index directory {}: {error}",
+                dir.display()
+            ))
+        })?;
+        let (schema, _) = schema();
+        let index = Index::open_or_create(directory, schema).map_err(|error| {
+            IndexError::Unavailable(format!(
+                "cannot open the tantivy index in {}: {error}; if it was written by another \
+                 version of the search service, move the directory away and let the service \
+                 rebuild it from the events",
+                dir.display()
+            ))
+        })?;
+        Self::from_index(index)
+    }
+
+    /// An index in memory (tests, examples).
+    ///
+    /// # Errors
+    /// [`IndexError::Unavailable`] when tantivy cannot start a writer.
+    pub fn open_in_ram() -> Result<Self, IndexError> {
+        let (schema, _) = schema();
+        Self::from_index(Index::create_in_ram(schema))
+    }
+
+    fn from_index(index: Index) -> Result<Self, IndexError> {
+        let (_, fields) = schema();
+        let writer = index
+            .writer_with_num_threads(1, WRITER_MEMORY)
+            .map_err(unavailable(
+                "cannot start the index writer (is another process using this index directory?)",
+            ))?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(unavailable("cannot open a reader"))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                index,
+                reader,
+                writer: Mutex::new(writer),
+                fields,
+            }),
+        })
+    }
+
+    async fn blocking<T, F>(&self, work: F) -> Result<T, IndexError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, IndexError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|error| IndexError::Unavailable(format!("an index task failed: {error}")))?
+    }
+}
+
+/// The position after which the next page starts: the last hit's sort key.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct After {
+    key: f64,
+    tiebreak: u64,
+}
+
+/// A stable number per id for ties: FNV-1a, the same on every run and platform.
+fn tiebreak_of(id: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+impl Inner {
+    fn held(&self, searcher: &Searcher, id: &str) -> Result<Option<IndexedDocument>, IndexError> {
+        let query = TermQuery::new(
+            Term::from_field_text(self.fields.id, id),
+            IndexRecordOption::Basic,
+        );
+        let found = searcher
+            .search(&query, &TopDocs::with_limit(1).order_by_score())
+            .map_err(unavailable("cannot look a document up"))?;
+        match found.first() {
+            Some((_, address)) => self.read(searcher, *address).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn read(
+        &self,
+        searcher: &Searcher,
+        address: DocAddress,
+    ) -> Result<IndexedDocument, IndexError> {
+        let document: TantivyDocument = searcher
+            .doc(address)
+            .map_err(unavailable("cannot read a stored document"))?;
+        let stored = document
+            .get_first(self.fields.stored)
+            .and_then(|value| value.as_str())
+            .ok_or_else(|| IndexError::Corrupt("a document without its stored JSON".into()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(stored).map_err(|error| IndexError::Corrupt(error.to_string()))?;
+        IndexedDocument::from_stored_json(value)
+            .map_err(|error| IndexError::Corrupt(error.to_string()))
+    }
+
+    fn tantivy_document(&self, indexed: &IndexedDocument) -> TantivyDocument {
+        let fields = self.fields;
+        let mut document = TantivyDocument::default();
+        let stored = indexed.to_stored_json().to_string();
+        match indexed {
+            IndexedDocument::Live(live) => {
+                document.add_text(fields.id, &live.id);
+                document.add_text(fields.doc_type, live.doc_type.as_str());
+                document.add_text(fields.customer_id, &live.customer_id);
+                document.add_text(fields.status, &live.status);
+                document.add_text(fields.deleted, "false");
+                document.add_text(fields.text, &live.text);
+                document.add_i64(fields.date, i64::from(live.date.to_julian_day()));
+                document.add_u64(fields.tiebreak, tiebreak_of(&live.id));
+            }
+            IndexedDocument::Deleted(tombstone) => {
+                document.add_text(fields.id, &tombstone.id);
+                document.add_text(fields.deleted, "true");
+                document.add_i64(fields.date, 0);
+                document.add_u64(fields.tiebreak, tiebreak_of(&tombstone.id));
+            }
+        }
+        document.add_text(fields.stored, stored);
+        document
+    }
+
+    fn write(&self, documents: &[IndexedDocument]) -> Result<Vec<UpsertOutcome>, IndexError> {
+        let mut writer = self.writer.lock().map_err(|_| {
+            IndexError::Unavailable("a writer panicked; restart the service".into())
+        })?;
+        let searcher = self.reader.searcher();
+        // Versions written by this batch, not committed yet.
+        let mut pending: HashMap<String, u64> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(documents.len());
+        for document in documents {
+            let id = match document {
+                IndexedDocument::Live(live) => live.id.as_str(),
+                IndexedDocument::Deleted(tombstone) => tombstone.id.as_str(),
+            };
+            let held = match pending.get(id) {
+                Some(version) => Some(*version),
+                None => self.held(&searcher, id)?.map(|held| held.version()),
+            };
+            if held.is_some_and(|held| held >= document.version()) {
+                outcomes.push(UpsertOutcome::Stale);
+                continue;
+            }
+            writer.delete_term(Term::from_field_text(self.fields.id, id));
+            writer
+                .add_document(self.tantivy_document(document))
+                .map_err(unavailable("cannot add a document"))?;
+            pending.insert(id.to_owned(), document.version());
+            outcomes.push(UpsertOutcome::Applied);
+        }
+        if !pending.is_empty() {
+            if let Err(error) = writer.commit() {
+                // Nothing of the batch is kept: the next write starts clean.
+                let _ = writer.rollback();
+                return Err(unavailable("cannot commit")(error));
+            }
+            self.reader
+                .reload()
+                .map_err(unavailable("cannot reload the reader"))?;
+        }
+        Ok(outcomes)
+    }
+
+    fn term(&self, field: Field, text: &str) -> Box<dyn Query> {
+        Box::new(TermQuery::new(
+            Term::from_field_text(field, text),
+            IndexRecordOption::Basic,
+        ))
+    }
+
+    fn query(&self, query: &SearchQuery) -> Result<(Box<dyn Query>, bool), IndexError> {
+        let fields = self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> =
+            vec![(Occur::Must, self.term(fields.deleted, "false"))];
+        if let Some(customer) = query.customer_term()? {
+            clauses.push((Occur::Must, self.term(fields.customer_id, customer)));
+        }
+        if let Some(doc_type) = query.doc_type {
+            clauses.push((Occur::Must, self.term(fields.doc_type, doc_type.as_str())));
+        }
+        if let Some(status) = &query.status {
+            clauses.push((Occur::Must, self.term(fields.status, status)));
+        }
+        if query.date_from.is_some() || query.date_to.is_some() {
+            let bound = |date: Option<time::Date>| {
+                date.map_or(Bound::Unbounded, |date| {
+                    Bound::Included(Term::from_field_i64(
+                        fields.date,
+                        i64::from(date.to_julian_day()),
+                    ))
+                })
+            };
+            clauses.push((
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    bound(query.date_from),
+                    bound(query.date_to),
+                )),
+            ));
+        }
+        let mut has_text = false;
+        if let Some(text) = &query.text {
+            let mut tokenizer = self
+                .index
+                .tokenizer_for_field(fields.text)
+                .map_err(unavailable("no tokenizer for the text field"))?;
+            let mut stream = tokenizer.token_stream(text);
+            while let Some(token) = stream.next() {
+                has_text = true;
+                clauses.push((
+                    Occur::Must,
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(fields.text, &token.text),
+                        IndexRecordOption::WithFreqs,
+                    )),
+                ));
+            }
+        }
+        if !has_text {
+            clauses.push((Occur::Must, Box::new(AllQuery)));
+        }
+        Ok((Box::new(BooleanQuery::new(clauses)), has_text))
+    }
+
+    fn search(&self, query: &SearchQuery) -> Result<SearchResults, IndexError> {
+        let after: Option<After> = query
+            .after
+            .as_deref()
+            .map(|after| {
+                serde_json::from_str(after).map_err(|_| {
+                    IndexError::BadCursor(format!(
+                        "cursor position {after:?} is not one this index gave out; pass the \
+                         previous page's cursor unchanged"
+                    ))
+                })
+            })
+            .transpose()?;
+        let (tantivy_query, has_text) = self.query(query)?;
+        let searcher = self.reader.searcher();
+        let sort = query.sort;
+        let limit = query.limit.max(1);
+        // Results go by a descending key (key, tiebreak); a page after the cursor keeps only
+        // the keys below the cursor's, the others get `None`, which sorts last.
+        let collector =
+            TopDocs::with_limit(limit + 1).tweak_score(move |segment: &tantivy::SegmentReader| {
+                let dates = segment
+                    .fast_fields()
+                    .i64("date")
+                    .ok()
+                    .map(|column| column.first_or_default_col(0));
+                let tiebreaks = segment
+                    .fast_fields()
+                    .u64("tiebreak")
+                    .ok()
+                    .map(|column| column.first_or_default_col(0));
+                move |doc: tantivy::DocId, score: tantivy::Score| {
+                    let date = dates.as_ref().map_or(0, |dates| dates.get_val(doc));
+                    let key = match sort {
+                        SortOrder::Relevance => f64::from(score),
+                        #[allow(clippy::cast_precision_loss)]
+                        SortOrder::DateDescending => date as f64,
+                        #[allow(clippy::cast_precision_loss)]
+                        SortOrder::DateAscending => -(date as f64),
+                    };
+                    // Ascending by tiebreak within a key.
+                    let tiebreak =
+                        u64::MAX - tiebreaks.as_ref().map_or(0, |column| column.get_val(doc));
+                    let position = (key, tiebreak);
+                    match after {
+                        Some(after) if position >= (after.key, after.tiebreak) => None,
+                        _ => Some(position),
+                    }
+                }
+            });
+        let found = searcher
+            .search(&*tantivy_query, &collector)
+            .map_err(unavailable("the search failed"))?;
+        let mut found: Vec<((f64, u64), DocAddress)> = found
+            .into_iter()
+            .filter_map(|(key, address)| key.map(|key| (key, address)))
+            .collect();
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let mut snippets = if has_text {
+            let mut generator =
+                SnippetGenerator::create(&searcher, &*tantivy_query, self.fields.text)
+                    .map_err(unavailable("cannot build highlights"))?;
+            generator.set_max_num_chars(150);
+            Some(generator)
+        } else {
+            None
+        };
+        let mut hits = Vec::with_capacity(found.len());
+        for ((key, _), address) in &found {
+            let IndexedDocument::Live(document) = self.read(&searcher, *address)? else {
+                continue;
+            };
+            let highlights = match snippets.as_mut() {
+                Some(generator) => {
+                    let mut snippet = generator.snippet(&document.text);
+                    snippet.set_snippet_prefix_postfix("<em>", "</em>");
+                    if snippet.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![snippet.to_html()]
+                    }
+                }
+                None => Vec::new(),
+            };
+            #[allow(clippy::cast_possible_truncation)]
+            let score = (sort == SortOrder::Relevance).then_some(*key as f32);
+            hits.push(SearchHit {
+                document,
+                score,
+                highlights,
+            });
+        }
+        let next = if more {
+            found.last().map(|((key, tiebreak), _)| {
+                serde_json::to_string(&After {
+                    key: *key,
+                    tiebreak: *tiebreak,
+                })
+                .unwrap_or_default()
+            })
+        } else {
+            None
+        };
+        Ok(SearchResults { hits, next })
+    }
+}
+
+impl SearchIndex for TantivyIndex {
+    async fn upsert_batch(
+        &self,
+        documents: Vec<IndexedDocument>,
+    ) -> Result<Vec<UpsertOutcome>, IndexError> {
+        self.blocking(move |inner| inner.write(&documents)).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<IndexedDocument>, IndexError> {
+        let id = id.to_owned();
+        self.blocking(move |inner| inner.held(&inner.reader.searcher(), &id))
+            .await
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<SearchResults, IndexError> {
+        let query = query.clone();
+        self.blocking(move |inner| inner.search(&query)).await
+    }
+
+    async fn refresh(&self) -> Result<(), IndexError> {
+        // Every write commits and reloads before it returns.
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), IndexError> {
+        self.blocking(|inner| {
+            inner.writer.lock().map(|_| ()).map_err(|_| {
+                IndexError::Unavailable("a writer panicked; restart the service".into())
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,249 @@
+//! The search reference service: indexes policy and claim events into a search index and
+//! serves a scoped full-text search over them.
+//!
+//! A [`consumer`] of policy and claim events turns each event's snapshot into a
+//! [`SearchDocument`](document::SearchDocument) and writes it to the [`index`] with the
+//! aggregate's sequence as an external version, so duplicates and reordering are
+//! harmless. The index is tantivy in a directory (default, no server) or OpenSearch,
+//! chosen by configuration. The [`http`] API searches within the caller's scope.
+//! [`Application::build`] wires it all from a [`SearchConfig`].
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `opensearch` | on | the OpenSearch index (`index.backend = "opensearch"`) |
+//! | `aws` | on | SQS as the events transport (`events.backend = "aws"`) |
+//!
+//! ```no_run
+//! use dovetail_search::{Application, SearchConfig};
+//! use dovetail_service_kit::{Shutdown, cli};
+//!
+//! # async fn run() -> anyhow::Result<()> {
+//! let config = SearchConfig::default();
+//! let transport = cli::transport(&config.events)?;
+//! let app = Application::build(config, &transport).await?;
+//! println!("search service on http://{}", app.local_addr());
+//! app.run_until_stopped(Shutdown::new()).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+pub mod consumer;
+pub mod document;
+pub mod http;
+pub mod index;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use dovetail_events::bus::{BusSubscription, SubscriptionFilter};
+use dovetail_events::consumer::{EnvelopeLayer, HandlerError};
+use dovetail_events::envelope::Envelope;
+use dovetail_service_kit::events::{EventSource, Transport};
+use dovetail_service_kit::ops::{self, Readiness};
+use dovetail_service_kit::{Background, Shutdown};
+use tokio::net::TcpListener;
+
+pub use config::SearchConfig;
+use config::{IndexBackend, IndexConfig};
+use index::{AnyIndex, SearchIndex, TantivyIndex};
+
+/// The service's name: its `service` metrics label.
+pub const SERVICE: &str = "search-service";
+
+/// The search service, bound and wired, not yet running.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    readiness: Readiness,
+    index: AnyIndex,
+    sources: Vec<EventSource>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("listen", &self.listener.local_addr().ok())
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the index `config` names.
+///
+/// # Errors
+/// When the tantivy directory cannot be opened, the OpenSearch node does not answer, or
+/// OpenSearch is asked for in a build without the `opensearch` feature.
+pub async fn open_index(config: &IndexConfig) -> anyhow::Result<AnyIndex> {
+    match config.backend {
+        IndexBackend::Tantivy => Ok(AnyIndex::Tantivy(TantivyIndex::open(&config.tantivy_path)?)),
+        #[cfg(feature = "opensearch")]
+        IndexBackend::Opensearch => {
+            let client = index::OpenSearchIndex::client(&config.opensearch_url)?;
+            let settings = index::opensearch::OpenSearchSettings {
+                alias: config.opensearch_alias.clone(),
+                refresh_interval: config.refresh_interval.clone(),
+                replicas: config.replicas,
+            };
+            Ok(AnyIndex::OpenSearch(
+                index::OpenSearchIndex::open(client, &settings).await?,
+            ))
+        }
+        #[cfg(not(feature = "opensearch"))]
+        IndexBackend::Opensearch => anyhow::bail!(
+            "index.backend = opensearch needs the `opensearch` feature of dovetail-search \
+             (built without it)"
+        ),
+    }
+}
+
+impl Application {
+    /// Opens the index, subscribes to policy and claim events, binds the listener.
+    ///
+    /// # Errors
+    /// When the index cannot be opened, the subscriptions created, or the address bound;
+    /// the message says which.
+    pub async fn build(config: SearchConfig, transport: &Transport) -> anyhow::Result<Self> {
+        let index = open_index(&config.index).await?;
+        let sources = event_sources(&config, transport).await?;
+        let readiness = {
+            let index = index.clone();
+            Readiness::default().check("index", move || {
+                let index = index.clone();
+                async move { index.ping().await.map_err(|error| error.to_string()) }
+            })
+        };
+        let router = http::router(index.clone())
+            .merge(ops::router(readiness.clone()))
+            .layer(axum::middleware::from_fn(|request, next| {
+                ops::track_http(SERVICE, request, next)
+            }));
+        let listener = dovetail_service_kit::bind(config.listen).await?;
+        Ok(Self {
+            listener,
+            router,
+            readiness,
+            index,
+            sources,
+        })
+    }
+
+    /// Where the API listens.
+    ///
+    /// # Panics
+    /// Never: the listener is bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The API's router (for tests that call it without a socket).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The index the service writes (for tests and benchmarks).
+    pub fn index(&self) -> &AnyIndex {
+        &self.index
+    }
+
+    /// Serves searches and indexes events until `shutdown`, then drains requests and the
+    /// consumers in that order.
+    ///
+    /// # Errors
+    /// When the server or a consumer fails.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let mut background = Background::default();
+        for source in self.sources {
+            let index = self.index.clone();
+            let handler =
+                tower::ServiceBuilder::new()
+                    .layer(EnvelopeLayer)
+                    .service(tower::service_fn(move |envelope: Envelope| {
+                        let index = index.clone();
+                        async move {
+                            consumer::apply(&index, envelope).await?;
+                            Ok::<(), HandlerError>(())
+                        }
+                    }));
+            background = background.consumer(source.name().to_owned(), move |stop| async move {
+                source.run(handler, stop).await.map(|_| ())
+            });
+        }
+        dovetail_service_kit::run_until_stopped(
+            self.listener,
+            self.router,
+            self.readiness,
+            background,
+            shutdown,
+        )
+        .await
+    }
+}
+
+/// The sources of policy and claim events: two subscriptions of the embedded bus, or one
+/// SQS queue subscribed to both topics (all created when missing).
+async fn event_sources(
+    config: &SearchConfig,
+    transport: &Transport,
+) -> anyhow::Result<Vec<EventSource>> {
+    let topics = [
+        (
+            dovetail_contracts::policy::TOPIC,
+            config::POLICY_EVENTS_SUBSCRIPTION,
+            "policy.",
+        ),
+        (
+            dovetail_contracts::claim::TOPIC,
+            config::CLAIM_EVENTS_SUBSCRIPTION,
+            "claim.",
+        ),
+    ];
+    match transport {
+        Transport::Embedded(bus) => {
+            let mut sources = Vec::with_capacity(topics.len());
+            for (topic, subscription, prefix) in topics {
+                let topic = config.events.transport_name(topic);
+                let subscription = config.events.transport_name(subscription);
+                bus.create_topic(&topic).await?;
+                bus.subscribe(BusSubscription {
+                    name: subscription.clone(),
+                    topic,
+                    filter: SubscriptionFilter::from_json(&serde_json::json!({
+                        "type": [{ "prefix": prefix }]
+                    }))?,
+                    max_receives: 10,
+                })
+                .await?;
+                sources.push(EventSource::Bus {
+                    bus: bus.clone(),
+                    subscription,
+                });
+            }
+            Ok(sources)
+        }
+        #[cfg(feature = "aws")]
+        Transport::Aws(clients) => {
+            use dovetail_service_kit::aws::{ConsumerQueue, TypeFilter};
+            let mut spec = ConsumerQueue::new(config.events.transport_name(config::EVENTS_QUEUE));
+            for (topic, _, prefix) in topics {
+                spec = spec.subscribe(
+                    config.events.transport_name(topic),
+                    TypeFilter::Prefixes(vec![prefix.to_owned()]),
+                );
+            }
+            Ok(vec![
+                clients
+                    .consumer_source(&spec)
+                    .await
+                    .map_err(anyhow::Error::msg)?,
+            ])
+        }
+        #[cfg(not(feature = "aws"))]
+        #[allow(unreachable_patterns)]
+        _ => anyhow::bail!(
+            "events.backend = aws needs the `aws` feature of dovetail-search (built without it)"
+        ),
+    }
+}

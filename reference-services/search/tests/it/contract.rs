@@ -1,0 +1,603 @@
+//! The contract suite of [`SearchIndex`]: every check takes a fresh, empty index, and
+//! `contract_suite!` turns them into one test each for a backend.
+
+use std::collections::BTreeMap;
+
+use dovetail_contracts::claim::ClaimStatus;
+use dovetail_contracts::policy::PolicyStatus;
+use dovetail_search::document::{IndexedDocument, SearchDocument, Tombstone};
+use dovetail_search::index::{
+    IndexError, Scope, SearchIndex, SearchQuery, SortOrder, UpsertOutcome,
+};
+use proptest::prelude::*;
+use time::macros::date;
+
+use crate::support::{claim, lineage, policy, policy_on};
+
+/// One `#[tokio::test]` per check of this module, each on the index `$open` makes.
+macro_rules! contract_suite {
+    ($open:expr) => {
+        contract_suite!(@tests $open;
+            a_newer_version_replaces_an_older_one_and_never_the_reverse,
+            a_redelivery_is_stale_and_changes_nothing,
+            a_cancelled_policy_stays_searchable_as_cancelled,
+            a_deletion_leaves_a_tombstone_that_an_older_event_cannot_undo,
+            a_customer_only_ever_sees_their_own_documents,
+            filters_narrow_by_type_status_customer_and_dates,
+            pages_follow_the_sort_and_cover_every_document_once,
+            full_text_finds_every_word_and_highlights_it,
+            concurrent_writers_of_one_document_leave_the_highest_version,
+            a_batch_with_several_versions_of_one_document_keeps_the_highest,
+        );
+    };
+    (@tests $open:expr; $($check:ident,)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $check() {
+            let index = $open.await;
+            crate::contract::$check(&index).await;
+        }
+    )*};
+}
+
+async fn held<I: SearchIndex>(index: &I, id: &str) -> Option<IndexedDocument> {
+    index.get(id).await.unwrap()
+}
+
+async fn ids<I: SearchIndex>(index: &I, query: &SearchQuery) -> Vec<String> {
+    index.refresh().await.unwrap();
+    index
+        .search(query)
+        .await
+        .unwrap()
+        .hits
+        .into_iter()
+        .map(|hit| hit.document.id)
+        .collect()
+}
+
+fn staff() -> SearchQuery {
+    SearchQuery::new(Scope::Staff)
+}
+
+pub(crate) async fn a_newer_version_replaces_an_older_one_and_never_the_reverse<I: SearchIndex>(
+    index: &I,
+) {
+    let v2 = policy("pol-1", "cust-1", 2, PolicyStatus::Active);
+    assert_eq!(
+        index.upsert(v2.clone()).await.unwrap(),
+        UpsertOutcome::Applied
+    );
+    let v1 = policy("pol-1", "cust-1", 1, PolicyStatus::Draft);
+    assert_eq!(index.upsert(v1).await.unwrap(), UpsertOutcome::Stale);
+    assert_eq!(
+        held(index, "policy:pol-1").await,
+        Some(IndexedDocument::Live(v2))
+    );
+    let v3 = policy("pol-1", "cust-1", 3, PolicyStatus::Active);
+    assert_eq!(
+        index.upsert(v3.clone()).await.unwrap(),
+        UpsertOutcome::Applied
+    );
+    // Lineage and exact amounts come back as written.
+    let Some(IndexedDocument::Live(back)) = held(index, "policy:pol-1").await else {
+        panic!("policy:pol-1 is not live");
+    };
+    assert_eq!(back.lineage.sequence, 3);
+    assert_eq!(back.lineage.source, "policy-service");
+    assert_eq!(back.premium.as_deref(), Some("103.50"));
+    assert_eq!(back, v3);
+    assert_eq!(ids(index, &staff()).await, ["policy:pol-1"]);
+    assert_eq!(held(index, "policy:none").await, None);
+}
+
+pub(crate) async fn a_redelivery_is_stale_and_changes_nothing<I: SearchIndex>(index: &I) {
+    let document = claim("clm-1", "cust-1", "burst pipe", 1, ClaimStatus::Submitted);
+    assert_eq!(
+        index.upsert(document.clone()).await.unwrap(),
+        UpsertOutcome::Applied
+    );
+    let mut redelivered = document.clone();
+    redelivered.description = Some("changed on the way".into());
+    assert_eq!(
+        index.upsert(redelivered).await.unwrap(),
+        UpsertOutcome::Stale
+    );
+    assert_eq!(
+        held(index, "claim:clm-1").await,
+        Some(IndexedDocument::Live(document))
+    );
+}
+
+pub(crate) async fn a_cancelled_policy_stays_searchable_as_cancelled<I: SearchIndex>(index: &I) {
+    index
+        .upsert(policy("pol-1", "cust-1", 2, PolicyStatus::Active))
+        .await
+        .unwrap();
+    index
+        .upsert(policy("pol-1", "cust-1", 3, PolicyStatus::Cancelled))
+        .await
+        .unwrap();
+    let mut query = staff();
+    query.status = Some("cancelled".into());
+    assert_eq!(ids(index, &query).await, ["policy:pol-1"]);
+    query.status = Some("active".into());
+    assert!(ids(index, &query).await.is_empty());
+}
+
+pub(crate) async fn a_deletion_leaves_a_tombstone_that_an_older_event_cannot_undo<
+    I: SearchIndex,
+>(
+    index: &I,
+) {
+    index
+        .upsert(policy("pol-1", "cust-1", 2, PolicyStatus::Active))
+        .await
+        .unwrap();
+    index
+        .upsert(policy("pol-2", "cust-1", 1, PolicyStatus::Active))
+        .await
+        .unwrap();
+    let tombstone = Tombstone {
+        id: "policy:pol-1".into(),
+        version: 5,
+        lineage: lineage("policy-service", "policy.erased", 5),
+    };
+    assert_eq!(
+        index.delete(tombstone.clone()).await.unwrap(),
+        UpsertOutcome::Applied
+    );
+    assert_eq!(
+        index.delete(tombstone.clone()).await.unwrap(),
+        UpsertOutcome::Stale
+    );
+    assert_eq!(
+        index
+            .upsert(policy("pol-1", "cust-1", 4, PolicyStatus::Active))
+            .await
+            .unwrap(),
+        UpsertOutcome::Stale
+    );
+    assert_eq!(
+        held(index, "policy:pol-1").await,
+        Some(IndexedDocument::Deleted(tombstone))
+    );
+    assert_eq!(ids(index, &staff()).await, ["policy:pol-2"]);
+    // A newer version (the id reused) is a document again.
+    index
+        .upsert(policy("pol-1", "cust-1", 6, PolicyStatus::Draft))
+        .await
+        .unwrap();
+    let mut query = staff();
+    query.sort = SortOrder::DateAscending;
+    let mut found = ids(index, &query).await;
+    found.sort();
+    assert_eq!(found, ["policy:pol-1", "policy:pol-2"]);
+}
+
+pub(crate) async fn a_customer_only_ever_sees_their_own_documents<I: SearchIndex>(index: &I) {
+    let documents = [
+        policy("pol-a", "alice", 1, PolicyStatus::Active),
+        claim(
+            "clm-a",
+            "alice",
+            "hail on the roof",
+            1,
+            ClaimStatus::Submitted,
+        ),
+        policy("pol-b", "bob", 1, PolicyStatus::Active),
+        claim("clm-b", "bob", "hail on the car", 1, ClaimStatus::Submitted),
+    ];
+    index
+        .upsert_batch(documents.into_iter().map(IndexedDocument::Live).collect())
+        .await
+        .unwrap();
+    let mut alice = SearchQuery::new(Scope::Customer("alice".into()));
+    let mut found = ids(index, &alice).await;
+    found.sort();
+    assert_eq!(found, ["claim:clm-a", "policy:pol-a"]);
+    // Text that only bob's documents hold finds nothing for alice.
+    alice.text = Some("car".into());
+    assert!(ids(index, &alice).await.is_empty());
+    alice.text = Some("hail".into());
+    assert_eq!(ids(index, &alice).await, ["claim:clm-a"]);
+    // Naming another customer is refused, naming oneself is fine.
+    alice.customer_id = Some("bob".into());
+    assert!(matches!(
+        index.search(&alice).await,
+        Err(IndexError::Forbidden(_))
+    ));
+    alice.customer_id = Some("alice".into());
+    assert_eq!(ids(index, &alice).await, ["claim:clm-a"]);
+    let mut staff = staff();
+    staff.text = Some("hail".into());
+    assert_eq!(ids(index, &staff).await.len(), 2);
+    staff.customer_id = Some("bob".into());
+    assert_eq!(ids(index, &staff).await, ["claim:clm-b"]);
+}
+
+pub(crate) async fn filters_narrow_by_type_status_customer_and_dates<I: SearchIndex>(index: &I) {
+    let documents = vec![
+        policy_on("pol-jan", "cust-1", date!(2026 - 01 - 15)),
+        policy_on("pol-feb", "cust-1", date!(2026 - 02 - 15)),
+        policy_on("pol-mar", "cust-2", date!(2026 - 03 - 15)),
+        // Incident 2026-03-14.
+        claim("clm-1", "cust-1", "flood", 2, ClaimStatus::UnderReview),
+    ];
+    index
+        .upsert_batch(documents.into_iter().map(IndexedDocument::Live).collect())
+        .await
+        .unwrap();
+    let mut query = staff();
+    query.sort = SortOrder::DateAscending;
+    query.doc_type = Some(dovetail_search::document::DocumentType::Policy);
+    assert_eq!(
+        ids(index, &query).await,
+        ["policy:pol-jan", "policy:pol-feb", "policy:pol-mar"]
+    );
+    query.date_from = Some(date!(2026 - 02 - 01));
+    query.date_to = Some(date!(2026 - 03 - 15));
+    assert_eq!(
+        ids(index, &query).await,
+        ["policy:pol-feb", "policy:pol-mar"]
+    );
+    query.customer_id = Some("cust-1".into());
+    assert_eq!(ids(index, &query).await, ["policy:pol-feb"]);
+    query.doc_type = None;
+    query.sort = SortOrder::DateDescending;
+    assert_eq!(ids(index, &query).await, ["claim:clm-1", "policy:pol-feb"]);
+    query.status = Some("under_review".into());
+    assert_eq!(ids(index, &query).await, ["claim:clm-1"]);
+    query.date_to = Some(date!(2026 - 03 - 13));
+    assert!(ids(index, &query).await.is_empty());
+}
+
+pub(crate) async fn pages_follow_the_sort_and_cover_every_document_once<I: SearchIndex>(index: &I) {
+    // Several documents share a date: ties must not repeat or drop a document.
+    let documents: Vec<SearchDocument> = (0..23)
+        .map(|n| {
+            let day = 1 + (n % 5);
+            policy_on(
+                &format!("pol-{n:02}"),
+                "cust-1",
+                time::Date::from_calendar_date(2026, time::Month::April, day).unwrap(),
+            )
+        })
+        .collect();
+    index
+        .upsert_batch(
+            documents
+                .iter()
+                .cloned()
+                .map(IndexedDocument::Live)
+                .collect(),
+        )
+        .await
+        .unwrap();
+    index.refresh().await.unwrap();
+    for sort in [
+        SortOrder::DateAscending,
+        SortOrder::DateDescending,
+        SortOrder::Relevance,
+    ] {
+        let mut query = SearchQuery::new(Scope::Customer("cust-1".into()));
+        query.sort = sort;
+        query.limit = 4;
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let page = index.search(&query).await.unwrap();
+            pages += 1;
+            assert!(page.hits.len() <= 4);
+            seen.extend(page.hits.into_iter().map(|hit| hit.document));
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => break,
+            }
+            assert!(pages < 20, "pagination does not end");
+        }
+        let mut ids: Vec<&str> = seen.iter().map(|document| document.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 23, "{sort:?}: every document once");
+        assert_eq!(seen.len(), 23, "{sort:?}: no document twice");
+        let dates: Vec<time::Date> = seen.iter().map(|document| document.date).collect();
+        match sort {
+            SortOrder::DateAscending => assert!(dates.is_sorted()),
+            SortOrder::DateDescending => assert!(dates.iter().rev().is_sorted()),
+            SortOrder::Relevance => {}
+        }
+    }
+    let mut query = staff();
+    query.after = Some("not a position".into());
+    assert!(matches!(
+        index.search(&query).await,
+        Err(IndexError::BadCursor(_))
+    ));
+}
+
+pub(crate) async fn full_text_finds_every_word_and_highlights_it<I: SearchIndex>(index: &I) {
+    let documents = vec![
+        claim(
+            "clm-1",
+            "cust-1",
+            "Water damage in the kitchen",
+            1,
+            ClaimStatus::Submitted,
+        ),
+        claim(
+            "clm-2",
+            "cust-1",
+            "Water in the basement <script>",
+            1,
+            ClaimStatus::Submitted,
+        ),
+        claim(
+            "clm-3",
+            "cust-1",
+            "Stolen bicycle",
+            1,
+            ClaimStatus::Submitted,
+        ),
+        policy("pol-9", "cust-1", 1, PolicyStatus::Active),
+    ];
+    index
+        .upsert_batch(documents.into_iter().map(IndexedDocument::Live).collect())
+        .await
+        .unwrap();
+    index.refresh().await.unwrap();
+    let mut query = SearchQuery::new(Scope::Customer("cust-1".into()));
+    query.text = Some("water kitchen".into());
+    let results = index.search(&query).await.unwrap();
+    assert_eq!(results.hits.len(), 1, "every word must match");
+    let hit = &results.hits[0];
+    assert_eq!(hit.document.id, "claim:clm-1");
+    assert!(hit.score.is_some_and(|score| score > 0.0));
+    let highlight = hit.highlights.join(" ");
+    assert!(highlight.contains("<em>Water</em>"), "{highlight}");
+    assert!(highlight.contains("<em>kitchen</em>"), "{highlight}");
+
+    query.text = Some("basement".into());
+    let results = index.search(&query).await.unwrap();
+    let highlight = results.hits[0].highlights.join(" ");
+    assert!(
+        !highlight.contains("<script>"),
+        "highlights are escaped: {highlight}"
+    );
+
+    // Ids and product lines are searchable too.
+    query.text = Some("pol-9".into());
+    assert_eq!(ids(index, &query).await, ["policy:pol-9"]);
+    query.text = Some("HOME".into());
+    assert_eq!(ids(index, &query).await, ["policy:pol-9"]);
+    query.text = Some("WATER".into());
+    assert_eq!(ids(index, &query).await.len(), 2);
+}
+
+pub(crate) async fn concurrent_writers_of_one_document_leave_the_highest_version<
+    I: SearchIndex + Clone + 'static,
+>(
+    index: &I,
+) {
+    let mut versions: Vec<u64> = (1..=24).collect();
+    // A fixed shuffle: the highest version is neither first nor last.
+    versions.sort_by_key(|version| (version * 7919) % 31);
+    let tasks: Vec<_> = versions
+        .into_iter()
+        .map(|version| {
+            let index = index.clone();
+            tokio::spawn(async move {
+                index
+                    .upsert(claim(
+                        "clm-race",
+                        "cust-1",
+                        "race",
+                        version,
+                        ClaimStatus::Submitted,
+                    ))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for task in tasks {
+        if task.await.unwrap() == UpsertOutcome::Applied {
+            applied += 1;
+        }
+    }
+    assert!(applied >= 1);
+    assert_eq!(
+        held(index, "claim:clm-race")
+            .await
+            .map(|held| held.version()),
+        Some(24)
+    );
+}
+
+pub(crate) async fn a_batch_with_several_versions_of_one_document_keeps_the_highest<
+    I: SearchIndex,
+>(
+    index: &I,
+) {
+    let outcomes = index
+        .upsert_batch(
+            [2, 5, 3, 5, 1]
+                .into_iter()
+                .map(|version| {
+                    IndexedDocument::Live(policy("pol-1", "cust-1", version, PolicyStatus::Active))
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 5);
+    assert_eq!(outcomes[1], UpsertOutcome::Applied);
+    assert_eq!(&outcomes[2..], [UpsertOutcome::Stale; 3]);
+    assert_eq!(
+        held(index, "policy:pol-1").await.map(|held| held.version()),
+        Some(5)
+    );
+}
+
+/// One write of the proptest streams: a version of one of a few aggregates, or a deletion.
+#[derive(Debug, Clone)]
+pub(crate) enum Write {
+    Policy { id: u8, version: u64, status: u8 },
+    Claim { id: u8, version: u64, status: u8 },
+    Delete { id: u8, version: u64 },
+}
+
+impl Write {
+    pub(crate) fn indexed(&self) -> IndexedDocument {
+        const POLICY: [PolicyStatus; 4] = [
+            PolicyStatus::Draft,
+            PolicyStatus::Active,
+            PolicyStatus::Cancelled,
+            PolicyStatus::Expired,
+        ];
+        const CLAIM: [ClaimStatus; 5] = [
+            ClaimStatus::Submitted,
+            ClaimStatus::UnderReview,
+            ClaimStatus::Approved,
+            ClaimStatus::Rejected,
+            ClaimStatus::Paid,
+        ];
+        match *self {
+            Self::Policy {
+                id,
+                version,
+                status,
+            } => IndexedDocument::Live(policy(
+                &format!("pol-{id}"),
+                &format!("cust-{}", id % 2),
+                version,
+                POLICY[usize::from(status) % POLICY.len()],
+            )),
+            Self::Claim {
+                id,
+                version,
+                status,
+            } => IndexedDocument::Live(claim(
+                &format!("clm-{id}"),
+                &format!("cust-{}", id % 2),
+                &format!("description of version {version}"),
+                version,
+                CLAIM[usize::from(status) % CLAIM.len()],
+            )),
+            Self::Delete { id, version } => IndexedDocument::Deleted(Tombstone {
+                id: format!("policy:pol-{id}"),
+                version,
+                lineage: lineage("policy-service", "policy.erased", version),
+            }),
+        }
+    }
+}
+
+/// The ids the streams touch.
+pub(crate) fn stream_ids() -> Vec<String> {
+    (0..3u8)
+        .flat_map(|id| [format!("policy:pol-{id}"), format!("claim:clm-{id}")])
+        .collect()
+}
+
+/// An ordered stream of events (each aggregate's versions 1, 2, ... with a random status,
+/// a policy sometimes deleted at its last version), and the same events shuffled with
+/// duplicates.
+pub(crate) fn streams() -> impl Strategy<Value = (Vec<Write>, Vec<Write>)> {
+    let aggregate = (
+        0..3u8,
+        any::<bool>(),
+        1..6u64,
+        proptest::collection::vec(any::<u8>(), 6),
+        any::<bool>(),
+    );
+    proptest::collection::vec(aggregate, 1..6)
+        .prop_map(|aggregates| {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut ordered = Vec::new();
+            for (id, is_policy, versions, statuses, deleted) in aggregates {
+                if !seen.insert((id, is_policy)) {
+                    continue;
+                }
+                for version in 1..=versions {
+                    let status = statuses[usize::try_from(version).unwrap() % statuses.len()];
+                    ordered.push(
+                        match (is_policy, deleted && version == versions && version > 1) {
+                            (true, true) => Write::Delete { id, version },
+                            (true, false) => Write::Policy {
+                                id,
+                                version,
+                                status,
+                            },
+                            (false, _) => Write::Claim {
+                                id,
+                                version,
+                                status,
+                            },
+                        },
+                    );
+                }
+            }
+            ordered
+        })
+        .prop_flat_map(|ordered| {
+            let len = ordered.len();
+            let duplicates = proptest::collection::vec(0..len, 0..=len);
+            (Just(ordered), duplicates)
+        })
+        .prop_flat_map(|(ordered, duplicates)| {
+            let mut delivered = ordered.clone();
+            delivered.extend(duplicates.into_iter().map(|at| ordered[at].clone()));
+            (Just(ordered), Just(delivered).prop_shuffle())
+        })
+}
+
+/// What an index holds of the streams' ids, and what a staff search lists.
+pub(crate) async fn contents<I: SearchIndex>(
+    index: &I,
+) -> (
+    BTreeMap<String, Option<IndexedDocument>>,
+    Vec<(String, u64)>,
+) {
+    let mut held = BTreeMap::new();
+    for id in stream_ids() {
+        held.insert(id.clone(), index.get(&id).await.unwrap());
+    }
+    index.refresh().await.unwrap();
+    let mut query = staff();
+    query.limit = 100;
+    let mut listed: Vec<(String, u64)> = index
+        .search(&query)
+        .await
+        .unwrap()
+        .hits
+        .into_iter()
+        .map(|hit| (hit.document.id, hit.document.version))
+        .collect();
+    listed.sort();
+    (held, listed)
+}
+
+/// Writes `ordered` one by one into `in_order`, `delivered` (in batches of up to three, so
+/// batches hold several versions of one document) into `shuffled`, and checks both end
+/// with the same contents.
+pub(crate) async fn same_contents<I: SearchIndex>(
+    in_order: &I,
+    shuffled: &I,
+    ordered: &[Write],
+    delivered: &[Write],
+) {
+    for write in ordered {
+        assert_eq!(
+            in_order.upsert_batch(vec![write.indexed()]).await.unwrap(),
+            [UpsertOutcome::Applied]
+        );
+    }
+    for batch in delivered.chunks(3) {
+        shuffled
+            .upsert_batch(batch.iter().map(Write::indexed).collect())
+            .await
+            .unwrap();
+    }
+    assert_eq!(contents(shuffled).await, contents(in_order).await);
+}
