@@ -40,9 +40,8 @@ use dovetail_events::bus::{BusSubscription, SubscriptionFilter};
 use dovetail_events::consumer::{EnvelopeLayer, HandlerError};
 use dovetail_events::envelope::Envelope;
 use dovetail_service_kit::events::{EventSource, Transport};
-use dovetail_service_kit::ops::{self, Readiness};
-use dovetail_service_kit::{Background, Shutdown};
-use tokio::net::TcpListener;
+use dovetail_service_kit::ops::Readiness;
+use dovetail_service_kit::{Background, ServiceHttp, Shutdown};
 
 pub use config::SearchConfig;
 use config::{IndexBackend, IndexConfig};
@@ -53,9 +52,7 @@ pub const SERVICE: &str = "search-service";
 
 /// The search service, bound and wired, not yet running.
 pub struct Application {
-    listener: TcpListener,
-    router: Router,
-    readiness: Readiness,
+    http: ServiceHttp,
     index: AnyIndex,
     sources: Vec<EventSource>,
 }
@@ -63,7 +60,7 @@ pub struct Application {
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Application")
-            .field("listen", &self.listener.local_addr().ok())
+            .field("http", &self.http)
             .field("index", &self.index)
             .finish_non_exhaustive()
     }
@@ -106,41 +103,32 @@ impl Application {
     pub async fn build(config: SearchConfig, transport: &Transport) -> anyhow::Result<Self> {
         let index = open_index(&config.index).await?;
         let sources = event_sources(&config, transport).await?;
-        let readiness = {
-            let index = index.clone();
-            Readiness::default().check("index", move || {
-                let index = index.clone();
-                async move { index.ping().await.map_err(|error| error.to_string()) }
-            })
-        };
-        let router = http::router(index.clone())
-            .merge(ops::router(readiness.clone()))
-            .layer(axum::middleware::from_fn(|request, next| {
-                ops::track_http(SERVICE, request, next)
-            }));
-        let listener = dovetail_service_kit::bind(config.listen).await?;
-        Ok(Self {
-            listener,
-            router,
+        let readiness =
+            Readiness::default().check_with("index", index.clone(), |index| async move {
+                index.ping().await
+            });
+        let http = ServiceHttp::bind(
+            SERVICE,
+            config.listen,
+            http::router(index.clone()),
             readiness,
+        )
+        .await?;
+        Ok(Self {
+            http,
             index,
             sources,
         })
     }
 
     /// Where the API listens.
-    ///
-    /// # Panics
-    /// Never: the listener is bound.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.http.local_addr()
     }
 
     /// The API's router (for tests that call it without a socket).
     pub fn router(&self) -> Router {
-        self.router.clone()
+        self.http.router()
     }
 
     /// The index the service writes (for tests and benchmarks).
@@ -171,14 +159,7 @@ impl Application {
                 source.run(handler, stop).await.map(|_| ())
             });
         }
-        dovetail_service_kit::run_until_stopped(
-            self.listener,
-            self.router,
-            self.readiness,
-            background,
-            shutdown,
-        )
-        .await
+        self.http.run_until_stopped(background, shutdown).await
     }
 }
 

@@ -3,10 +3,15 @@
 //! events ending in the ordered stream's index, and the service over HTTP fed by the
 //! embedded bus.
 
-#![allow(clippy::unwrap_used, clippy::panic_in_result_fn)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic_in_result_fn,
+    clippy::field_reassign_with_default
+)]
 
 #[macro_use]
 mod contract;
+mod api;
 #[cfg(feature = "opensearch")]
 mod needs_servers;
 mod support;

@@ -1,0 +1,532 @@
+//! The search service as a whole on embedded backends (tantivy in a temporary directory,
+//! the embedded bus): events published out of order and twice become the newest
+//! documents, searches stay in their scope, every bad parameter is a problem, and the
+//! OpenAPI document and operations endpoints answer.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use dovetail_contracts::claim::{ClaimApproved, ClaimFiled, ClaimReviewStarted, ClaimStatus};
+use dovetail_contracts::policy::{PolicyCancelled, PolicyDrafted, PolicyIssued, PolicyStatus};
+use dovetail_events::bus::EmbeddedBus;
+use dovetail_events::envelope::{AggregateRef, Envelope, Event, EventMetadata, Sequence, Source};
+use dovetail_events::publish::Publisher;
+use dovetail_search::{Application, SearchConfig};
+use dovetail_service_kit::Shutdown;
+use dovetail_service_kit::events::Transport;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::support::{claim_snapshot, policy_snapshot, temp_dir};
+
+struct Service {
+    router: Router,
+    bus: EmbeddedBus,
+    shutdown: Shutdown,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Service {
+    async fn start() -> Self {
+        let dir = temp_dir("search-api");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = SearchConfig::default();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.index.tantivy_path = dir.join("search");
+        config.events.bus_path = dir.join("bus.db");
+        let bus = EmbeddedBus::open(&config.events.bus_path).unwrap();
+        let app = Application::build(config, &Transport::Embedded(bus.clone()))
+            .await
+            .unwrap();
+        let router = app.router();
+        let shutdown = Shutdown::new();
+        let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Self {
+            router,
+            bus,
+            shutdown,
+            running,
+        }
+    }
+
+    async fn publish<E: Event>(
+        &self,
+        topic: &str,
+        source: &str,
+        aggregate: (&str, &str),
+        version: u64,
+        event: &E,
+    ) -> Envelope {
+        let envelope = Envelope::new(
+            Source::parse(source).unwrap(),
+            AggregateRef::parse(aggregate.0, aggregate.1).unwrap(),
+            Sequence::new(version).unwrap(),
+            event,
+            EventMetadata::default(),
+        )
+        .unwrap();
+        self.bus.publisher(topic).publish(&envelope).await.unwrap();
+        envelope
+    }
+
+    async fn get(&self, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, String, Value) {
+        let mut request = Request::get(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|value| value.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, content_type, body)
+    }
+
+    /// Searches as staff until `done` holds of the items, for at most ten seconds.
+    async fn until(&self, uri: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let started = Instant::now();
+        loop {
+            let (status, _, body) = self.get(uri, &[("x-dovetail-scope", "staff")]).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let items = body["items"].as_array().unwrap().clone();
+            if done(&items) {
+                return items;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never came: {items:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.running.await.unwrap().unwrap();
+    }
+}
+
+fn version_of(items: &[Value], id: &str) -> Option<u64> {
+    items
+        .iter()
+        .find(|item| item["id"] == id)
+        .and_then(|item| item["version"].as_u64())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_out_of_order_and_twice_end_as_the_newest_documents_with_their_lineage() {
+    let service = Service::start().await;
+    let policy = |version, status| policy_snapshot("pol-1", "cust-1", "home", version, status);
+    let publish_policy = |version: u64, status| {
+        let snapshot = policy(version, status);
+        let service = &service;
+        async move {
+            let aggregate = ("policy", "pol-1");
+            match status {
+                PolicyStatus::Draft => {
+                    service
+                        .publish(
+                            "policy-events",
+                            "policy-service",
+                            aggregate,
+                            version,
+                            &PolicyDrafted { policy: snapshot },
+                        )
+                        .await
+                }
+                PolicyStatus::Cancelled => {
+                    service
+                        .publish(
+                            "policy-events",
+                            "policy-service",
+                            aggregate,
+                            version,
+                            &PolicyCancelled {
+                                policy: snapshot,
+                                reason: None,
+                            },
+                        )
+                        .await
+                }
+                _ => {
+                    service
+                        .publish(
+                            "policy-events",
+                            "policy-service",
+                            aggregate,
+                            version,
+                            &PolicyIssued { policy: snapshot },
+                        )
+                        .await
+                }
+            }
+        }
+    };
+    // The cancellation first, then the older events, then the cancellation again.
+    let cancelled = publish_policy(3, PolicyStatus::Cancelled).await;
+    publish_policy(1, PolicyStatus::Draft).await;
+    publish_policy(2, PolicyStatus::Active).await;
+    service
+        .bus
+        .publisher("policy-events")
+        .publish(&cancelled)
+        .await
+        .unwrap();
+
+    let claim = |version, status| {
+        claim_snapshot(
+            "clm-1",
+            "cust-1",
+            "Water damage in the kitchen",
+            version,
+            status,
+        )
+    };
+    let aggregate = ("claim", "clm-1");
+    let approved = service
+        .publish(
+            "claim-events",
+            "claim-service",
+            aggregate,
+            3,
+            &ClaimApproved {
+                claim: claim(3, ClaimStatus::Approved),
+            },
+        )
+        .await;
+    service
+        .publish(
+            "claim-events",
+            "claim-service",
+            aggregate,
+            1,
+            &ClaimFiled {
+                claim: claim(1, ClaimStatus::Submitted),
+            },
+        )
+        .await;
+    service
+        .publish(
+            "claim-events",
+            "claim-service",
+            aggregate,
+            2,
+            &ClaimReviewStarted {
+                claim: claim(2, ClaimStatus::UnderReview),
+            },
+        )
+        .await;
+
+    // Wait for every event to be handled (the stale ones are counted too), then check.
+    let items = service
+        .until("/search?limit=10", |items| {
+            version_of(items, "policy:pol-1") == Some(3)
+                && version_of(items, "claim:clm-1") == Some(3)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let items_later = service.until("/search?limit=10", |_| true).await;
+    assert_eq!(items, items_later, "a late event moved a document back");
+    let policy = items
+        .iter()
+        .find(|item| item["id"] == "policy:pol-1")
+        .unwrap();
+    assert_eq!(policy["status"], "cancelled");
+    assert_eq!(policy["coverage_limit"], "10000.00");
+    assert_eq!(policy["effective_date"], "2026-01-01");
+    assert_eq!(policy["lineage"]["event_id"], cancelled.id().to_string());
+    assert_eq!(policy["lineage"]["source"], "policy-service");
+    assert_eq!(policy["lineage"]["event_type"], "policy.cancelled");
+    let claim = items
+        .iter()
+        .find(|item| item["id"] == "claim:clm-1")
+        .unwrap();
+    assert_eq!(claim["status"], "approved");
+    assert_eq!(claim["amount"], "1234.56");
+    assert_eq!(claim["lineage"]["event_id"], approved.id().to_string());
+
+    // A cancelled policy is still found, as cancelled.
+    let (_, _, body) = service
+        .get(
+            "/search?q=home&status=cancelled",
+            &[("x-dovetail-customer", "cust-1")],
+        )
+        .await;
+    assert_eq!(body["items"][0]["id"], "policy:pol-1");
+    let (_, _, body) = service
+        .get(
+            "/search?q=water%20kitchen&type=claim",
+            &[("x-dovetail-customer", "cust-1")],
+        )
+        .await;
+    assert_eq!(body["items"][0]["id"], "claim:clm-1");
+    let highlight = body["items"][0]["highlights"][0].as_str().unwrap();
+    assert!(highlight.contains("<em>kitchen</em>"), "{highlight}");
+
+    let (status, _, metrics) = service.get("/metrics", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = metrics.as_str().unwrap();
+    assert!(metrics.contains("search_events_total"), "{metrics}");
+    assert!(metrics.contains("search_freshness_seconds"), "{metrics}");
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_sees_only_their_documents_and_pages_through_them() {
+    let service = Service::start().await;
+    for n in 0..7u64 {
+        let customer = if n < 5 { "alice" } else { "bob" };
+        let id = format!("pol-{n}");
+        let snapshot = policy_snapshot(&id, customer, "home", 1, PolicyStatus::Active);
+        service
+            .publish(
+                "policy-events",
+                "policy-service",
+                ("policy", &id),
+                1,
+                &PolicyIssued { policy: snapshot },
+            )
+            .await;
+    }
+    service
+        .until("/search?limit=100", |items| items.len() == 7)
+        .await;
+
+    let alice = [("x-dovetail-customer", "alice")];
+    let mut uri = "/search?limit=2&sort=date".to_owned();
+    let mut seen = Vec::new();
+    loop {
+        let (status, _, body) = service.get(&uri, &alice).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for item in body["items"].as_array().unwrap() {
+            assert_eq!(item["customer_id"], "alice");
+            seen.push(item["id"].as_str().unwrap().to_owned());
+        }
+        match body["next_cursor"].as_str() {
+            Some(cursor) => uri = format!("/search?limit=2&sort=date&cursor={cursor}"),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "policy:pol-0",
+            "policy:pol-1",
+            "policy:pol-2",
+            "policy:pol-3",
+            "policy:pol-4"
+        ]
+    );
+
+    let (status, content_type, body) = service.get("/search?customer_id=bob", &alice).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(content_type, "application/problem+json");
+    let (status, _, body) = service
+        .get("/search?customer_id=bob", &[("x-dovetail-scope", "staff")])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["items"].as_array().unwrap().len(), 2);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn every_bad_parameter_or_scope_is_a_problem_that_names_it() {
+    let service = Service::start().await;
+    let staff = [("x-dovetail-scope", "staff")];
+    // (request, headers, status, the parameter named)
+    type Case<'a> = (
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        StatusCode,
+        Option<&'a str>,
+    );
+    let cases: &[Case<'_>] = &[
+        ("/search", &[], StatusCode::UNAUTHORIZED, None),
+        (
+            "/search",
+            &[("x-dovetail-scope", "admin")],
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "/search",
+            &[("x-dovetail-scope", "staff"), ("x-dovetail-customer", "c")],
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "/search",
+            &[("x-dovetail-customer", "")],
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "/search?type=invoice",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            Some("type"),
+        ),
+        (
+            "/search?type=claim&status=active",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            Some("status"),
+        ),
+        (
+            "/search?status=lost",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            Some("status"),
+        ),
+        (
+            "/search?date_from=2026-13-01",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            Some("date_from"),
+        ),
+        (
+            "/search?date_to=yesterday",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            Some("date_to"),
+        ),
+        (
+            "/search?date_from=2026-02-01&date_to=2026-01-01",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            Some("date_to"),
+        ),
+        (
+            "/search?sort=price",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            Some("sort"),
+        ),
+        (
+            "/search?limit=0",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            Some("limit"),
+        ),
+        (
+            "/search?limit=101",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            Some("limit"),
+        ),
+        (
+            "/search?limit=ten",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            Some("limit"),
+        ),
+        (
+            "/search?q=%20%21%21",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            Some("q"),
+        ),
+        (
+            "/search?customer_id=",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            Some("customer_id"),
+        ),
+        (
+            "/search?cursor=bm90LWpzb24",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        // A well-formed token the index did not give out.
+        (
+            "/search?cursor=eyJhZnRlciI6Im5vcGUifQ",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            Some("cursor"),
+        ),
+        ("/search?colour=red", &staff, StatusCode::BAD_REQUEST, None),
+        ("/nowhere", &staff, StatusCode::NOT_FOUND, None),
+    ];
+    for (uri, headers, status, field) in cases {
+        let (got, content_type, body) = service.get(uri, headers).await;
+        assert_eq!(got, *status, "{uri}: {body}");
+        assert_eq!(content_type, "application/problem+json", "{uri}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .is_some_and(|detail| !detail.is_empty()),
+            "{uri}: {body}"
+        );
+        if let Some(field) = field {
+            assert_eq!(body["errors"][0]["field"], *field, "{uri}: {body}");
+        }
+    }
+    let long = format!("/search?q={}", "a".repeat(201));
+    assert_eq!(service.get(&long, &staff).await.0, StatusCode::BAD_REQUEST);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route_and_the_operations_endpoints_answer() {
+    let service = Service::start().await;
+    let (status, _, openapi) = service.get("/openapi.json", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut documented: Vec<&str> = openapi["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    documented.sort_unstable();
+    assert_eq!(
+        documented,
+        [
+            "/healthz",
+            "/metrics",
+            "/openapi.json",
+            "/readyz",
+            "/search"
+        ]
+    );
+    let parameters: Vec<&str> = openapi["paths"]["/search"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|parameter| parameter["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "q",
+        "type",
+        "status",
+        "customer_id",
+        "date_from",
+        "date_to",
+        "sort",
+        "limit",
+        "cursor",
+        "X-Dovetail-Customer",
+        "X-Dovetail-Scope",
+    ] {
+        assert!(parameters.contains(&name), "{name} is not documented");
+    }
+    assert_eq!(service.get("/healthz", &[]).await.0, StatusCode::OK);
+    let (status, _, ready) = service.get("/readyz", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(ready["checks"]["index"], "ok");
+    service.stop().await;
+}
