@@ -1,4 +1,4 @@
-//! The search API: `GET /search` and `GET /openapi.json`; every bad parameter is a
+//! The search API: `GET /search`, `POST /admin/rebuild` (staff) and `GET /openapi.json`; every bad parameter is a
 //! problem+json naming it. See `openapi.json` beside this file for the contract.
 //!
 //! # Authorization scope
@@ -18,7 +18,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use dovetail_service_kit::{ApiQuery, Cursor, Page, Problem, ops};
 use serde::{Deserialize, Serialize};
 use time::Date;
@@ -46,6 +46,7 @@ const CLAIM_STATUSES: &[&str] = &["submitted", "under_review", "approved", "reje
 pub fn router(index: AnyIndex) -> Router {
     Router::new()
         .route("/search", get(search))
+        .route("/admin/rebuild", post(rebuild))
         .route(
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
@@ -243,6 +244,7 @@ pub fn problem(error: &IndexError) -> Problem {
         .detail(format!(
             "{message}; leave customer_id out to search your own documents"
         )),
+        IndexError::Conflict(message) => Problem::conflict("rebuild-under-way", message.clone()),
         IndexError::Unavailable(_) => {
             tracing::warn!(%error, "search index unavailable");
             Problem::unavailable("the search index does not answer; retry in a moment")
@@ -284,6 +286,27 @@ async fn search(
     };
     match answer.await {
         Ok(page) => page.into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// Rebuilds the index (staff only) while events keep being indexed; answers the report.
+async fn rebuild(State(index): State<AnyIndex>, headers: HeaderMap) -> Response {
+    let answer = async {
+        if scope(&headers)? != Scope::Staff {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden-scope",
+                "Outside your scope",
+            )
+            .detail("only staff (X-Dovetail-Scope: staff) may rebuild the index"));
+        }
+        let report = index.rebuild().await.map_err(|error| problem(&error))?;
+        tracing::info!(?report, "search index rebuilt");
+        Ok::<_, Problem>(axum::Json(report))
+    };
+    match answer.await {
+        Ok(report) => report.into_response(),
         Err(problem) => problem.into_response(),
     }
 }

@@ -136,6 +136,17 @@ pub struct SearchResults {
     pub next: Option<String>,
 }
 
+/// What a [`SearchIndex::rebuild`] did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RebuildReport {
+    /// The index (OpenSearch) or generation (tantivy) searched before.
+    pub from: String,
+    /// The one searched now.
+    pub to: String,
+    /// The documents and tombstones copied (live writes during the rebuild not counted).
+    pub documents: u64,
+}
+
 /// Why an index operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -158,6 +169,12 @@ pub enum IndexError {
     /// A 403.
     #[error("{0}")]
     Forbidden(String),
+    /// The operation cannot run now, such as a second rebuild while one runs.
+    ///
+    /// ### Handling
+    /// A 409: wait for the other to finish.
+    #[error("{0}")]
+    Conflict(String),
     /// The index holds something this service did not write.
     ///
     /// ### Handling
@@ -253,6 +270,19 @@ pub trait SearchIndex: Send + Sync {
     /// [`IndexError::Unavailable`].
     fn refresh(&self) -> impl Future<Output = Result<(), IndexError>> + Send;
 
+    /// Re-indexes everything into a new index and switches searches and writes to it
+    /// atomically, while writes go on: from the moment the new index exists every write
+    /// goes to both, then the old index's documents are copied in by version (a copy
+    /// never overwrites a newer live write), then the switch (an alias swap on
+    /// OpenSearch, the `CURRENT` generation file on tantivy) waits for the writes in
+    /// flight and happens in one step. No document is lost or moves back to an older
+    /// version across it. The old index is deleted.
+    ///
+    /// # Errors
+    /// [`IndexError::Conflict`] while another rebuild runs; [`IndexError::Unavailable`]
+    /// when the index fails (searches and writes stay on the old index).
+    fn rebuild(&self) -> impl Future<Output = Result<RebuildReport, IndexError>> + Send;
+
     /// Whether the index answers (for `/readyz`).
     ///
     /// # Errors
@@ -261,6 +291,8 @@ pub trait SearchIndex: Send + Sync {
 }
 
 /// The index the configuration picked.
+// One per process, cloned per consumer and request: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum AnyIndex {
     /// tantivy, embedded.
@@ -302,5 +334,9 @@ impl SearchIndex for AnyIndex {
 
     async fn ping(&self) -> Result<(), IndexError> {
         delegate!(self, index => index.ping().await)
+    }
+
+    async fn rebuild(&self) -> Result<RebuildReport, IndexError> {
+        delegate!(self, index => index.rebuild().await)
     }
 }

@@ -11,15 +11,23 @@
 //! The service reads and writes the alias (by default `dovetail-search`); the first start
 //! creates the index `<alias>-000001` behind it.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use opensearch::http::StatusCode;
 use opensearch::http::transport::Transport;
-use opensearch::indices::{IndicesCreateParts, IndicesExistsAliasParts, IndicesRefreshParts};
+use opensearch::indices::{
+    IndicesCreateParts, IndicesDeleteParts, IndicesExistsAliasParts, IndicesGetAliasParts,
+    IndicesRefreshParts,
+};
 use opensearch::params::VersionType;
 use opensearch::{BulkOperation, BulkParts, GetParts, OpenSearch, SearchParts};
 use serde_json::{Value, json};
+use tokio::sync::{Mutex, RwLock};
 
 use super::{
-    IndexError, SearchHit, SearchIndex, SearchQuery, SearchResults, SortOrder, UpsertOutcome,
+    IndexError, RebuildReport, SearchHit, SearchIndex, SearchQuery, SearchResults, SortOrder,
+    UpsertOutcome,
 };
 use crate::document::{IndexedDocument, SearchDocument};
 
@@ -39,8 +47,16 @@ pub struct OpenSearchSettings {
 #[derive(Debug, Clone)]
 pub struct OpenSearchIndex {
     client: OpenSearch,
+    settings: OpenSearchSettings,
     alias: String,
+    /// The index a rebuild writes, which every write goes to as well meanwhile.
+    shadow: Arc<RwLock<Option<String>>>,
+    rebuilding: Arc<Mutex<()>>,
 }
+
+/// How long a rebuild waits after the alias switch before its second copy, for writes
+/// other instances sent to the old index before they saw the switch.
+pub const REBUILD_GRACE: Duration = Duration::from_secs(2);
 
 fn unavailable(what: &str) -> impl Fn(opensearch::Error) -> IndexError + '_ {
     move |error| IndexError::Unavailable(format!("OpenSearch: {what}: {error}"))
@@ -109,40 +125,278 @@ impl OpenSearchIndex {
             .send()
             .await
             .map_err(unavailable("cannot ask whether the alias exists"))?;
+        let index = Self {
+            client,
+            settings: settings.clone(),
+            alias: settings.alias.clone(),
+            shadow: Arc::default(),
+            rebuilding: Arc::default(),
+        };
         if exists.status_code() == StatusCode::NOT_FOUND {
-            let index = format!("{alias}-000001");
-            let body = json!({
-                "settings": {
-                    "index": {
-                        "number_of_shards": 1,
-                        "number_of_replicas": settings.replicas,
-                        "refresh_interval": settings.refresh_interval,
-                    }
-                },
-                "mappings": mapping(),
-                "aliases": { alias.clone(): {} }
-            });
-            let created = client
-                .indices()
-                .create(IndicesCreateParts::Index(&index))
-                .body(body)
-                .send()
-                .await
-                .map_err(unavailable("cannot create the index"))?;
-            let status = created.status_code();
-            if !status.is_success() {
-                let text = created.text().await.unwrap_or_default();
-                // Another instance created it first: fine.
-                if !text.contains("resource_already_exists_exception") {
-                    return Err(IndexError::Unavailable(format!(
-                        "OpenSearch refused to create the index {index}: {status}: {text}"
-                    )));
-                }
-            }
+            index
+                .create(&format!("{}-000001", index.alias), true)
+                .await?;
         } else if !exists.status_code().is_success() {
             return Err(failure(exists, "cannot ask whether the alias exists").await);
         }
-        Ok(Self { client, alias })
+        Ok(index)
+    }
+
+    /// Creates the index `name` with the mapping and settings, behind the alias when
+    /// `aliased`. An index that exists already (another instance made it) is fine.
+    async fn create(&self, name: &str, aliased: bool) -> Result<(), IndexError> {
+        let mut body = json!({
+            "settings": {
+                "index": {
+                    "number_of_shards": 1,
+                    "number_of_replicas": self.settings.replicas,
+                    "refresh_interval": self.settings.refresh_interval,
+                }
+            },
+            "mappings": mapping(),
+        });
+        if aliased {
+            body["aliases"] = json!({ self.alias.clone(): {} });
+        }
+        let created = self
+            .client
+            .indices()
+            .create(IndicesCreateParts::Index(name))
+            .body(body)
+            .send()
+            .await
+            .map_err(unavailable("cannot create the index"))?;
+        let status = created.status_code();
+        if !status.is_success() {
+            let text = created.text().await.unwrap_or_default();
+            if !text.contains("resource_already_exists_exception") {
+                return Err(IndexError::Unavailable(format!(
+                    "OpenSearch refused to create the index {name}: {status}: {text}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The index behind the alias.
+    ///
+    /// # Errors
+    /// [`IndexError::Unavailable`] when the node does not answer or the alias names no
+    /// single index.
+    pub async fn current_index(&self) -> Result<String, IndexError> {
+        let response = self
+            .client
+            .indices()
+            .get_alias(IndicesGetAliasParts::Name(&[&self.alias]))
+            .send()
+            .await
+            .map_err(unavailable("cannot read the alias"))?;
+        if !response.status_code().is_success() {
+            return Err(failure(response, "cannot read the alias").await);
+        }
+        let body: Value = response
+            .json()
+            .await
+            .map_err(unavailable("cannot read the alias"))?;
+        let indices: Vec<&String> = body
+            .as_object()
+            .map(|map| map.keys().collect())
+            .unwrap_or_default();
+        match indices.as_slice() {
+            [index] => Ok((*index).clone()),
+            other => Err(IndexError::Unavailable(format!(
+                "the alias {} names {} indices ({other:?}); it must name exactly one: fix it \
+                 with POST _aliases",
+                self.alias,
+                other.len()
+            ))),
+        }
+    }
+
+    async fn refresh_index(&self, index: &str) -> Result<(), IndexError> {
+        let response = self
+            .client
+            .indices()
+            .refresh(IndicesRefreshParts::Index(&[index]))
+            .send()
+            .await
+            .map_err(unavailable("cannot refresh"))?;
+        if response.status_code().is_success() {
+            Ok(())
+        } else {
+            Err(failure(response, "cannot refresh").await)
+        }
+    }
+
+    /// Copies every document and tombstone of `from` into `to` by version: pages of
+    /// `from` in id order, written with their external versions (a copy older than a live
+    /// write is a 409, and stays out). `_reindex` would do the same server-side, but it is
+    /// a module some distributions leave out.
+    async fn copy(&self, from: &str, to: &str) -> Result<u64, IndexError> {
+        self.refresh_index(from).await?;
+        let mut copied = 0;
+        let mut after: Option<Value> = None;
+        loop {
+            let mut body = json!({
+                "size": 500,
+                "query": { "match_all": {} },
+                "sort": [{ "id": "asc" }],
+            });
+            if let Some(after) = after.take() {
+                body["search_after"] = after;
+            }
+            let response = self
+                .client
+                .search(SearchParts::Index(&[from]))
+                .body(body)
+                .send()
+                .await
+                .map_err(unavailable("cannot read the old index"))?;
+            if !response.status_code().is_success() {
+                return Err(failure(response, "cannot read the old index").await);
+            }
+            let body: Value = response
+                .json()
+                .await
+                .map_err(unavailable("cannot read the old index"))?;
+            let hits = body["hits"]["hits"].as_array().cloned().unwrap_or_default();
+            let Some(last) = hits.last() else {
+                return Ok(copied);
+            };
+            after = Some(last["sort"].clone());
+            let documents = hits
+                .iter()
+                .map(|hit| {
+                    IndexedDocument::from_stored_json(hit["_source"].clone())
+                        .map_err(|error| IndexError::Corrupt(format!("{from}: {error}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.bulk(to, &documents).await?;
+            copied += documents.len() as u64;
+        }
+    }
+
+    async fn switch(&self, from: &str, to: &str) -> Result<(), IndexError> {
+        let response = self
+            .client
+            .indices()
+            .update_aliases()
+            .body(json!({
+                "actions": [
+                    { "remove": { "index": from, "alias": self.alias } },
+                    { "add": { "index": to, "alias": self.alias } }
+                ]
+            }))
+            .send()
+            .await
+            .map_err(unavailable("cannot switch the alias"))?;
+        if response.status_code().is_success() {
+            Ok(())
+        } else {
+            Err(failure(response, "cannot switch the alias").await)
+        }
+    }
+
+    async fn drop_index(&self, index: &str) -> Result<(), IndexError> {
+        let response = self
+            .client
+            .indices()
+            .delete(IndicesDeleteParts::Index(&[index]))
+            .send()
+            .await
+            .map_err(unavailable("cannot delete the old index"))?;
+        if response.status_code().is_success() || response.status_code() == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(failure(response, "cannot delete the old index").await)
+        }
+    }
+
+    async fn rebuild_into(&self, from: &str, to: &str) -> Result<u64, IndexError> {
+        self.create(to, false).await?;
+        // From here on every write of this instance goes to both indices.
+        *self.shadow.write().await = Some(to.to_owned());
+        let copied = self.copy(from, to).await?;
+        {
+            // Waits for this instance's writes in flight; none starts until the switch.
+            let mut shadow = self.shadow.write().await;
+            self.switch(from, to).await?;
+            *shadow = None;
+        }
+        // Other instances write the old index until they see the switch.
+        tokio::time::sleep(REBUILD_GRACE).await;
+        self.copy(from, to).await?;
+        self.drop_index(from).await?;
+        Ok(copied)
+    }
+
+    /// Writes `documents` into `target` (the alias or an index) with their versions.
+    async fn bulk(
+        &self,
+        target: &str,
+        documents: &[IndexedDocument],
+    ) -> Result<Vec<UpsertOutcome>, IndexError> {
+        if documents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut operations: Vec<BulkOperation<Value>> = Vec::with_capacity(documents.len());
+        for document in documents {
+            let id = match document {
+                IndexedDocument::Live(live) => live.id.clone(),
+                IndexedDocument::Deleted(tombstone) => tombstone.id.clone(),
+            };
+            let version = i64::try_from(document.version()).map_err(|_| {
+                IndexError::Corrupt(format!(
+                    "version {} of {id} is beyond OpenSearch's",
+                    document.version()
+                ))
+            })?;
+            operations.push(
+                BulkOperation::index(document.to_stored_json())
+                    .id(id)
+                    .version(version)
+                    .version_type(VersionType::External)
+                    .into(),
+            );
+        }
+        let response = self
+            .client
+            .bulk(BulkParts::Index(target))
+            .body(operations)
+            .send()
+            .await
+            .map_err(unavailable("the bulk write failed"))?;
+        if !response.status_code().is_success() {
+            return Err(failure(response, "the bulk write failed").await);
+        }
+        let body: Value = response
+            .json()
+            .await
+            .map_err(unavailable("cannot read the bulk answer"))?;
+        let items = body["items"].as_array().cloned().unwrap_or_default();
+        if items.len() != documents.len() {
+            return Err(IndexError::Unavailable(format!(
+                "OpenSearch answered {} items for {} documents",
+                items.len(),
+                documents.len()
+            )));
+        }
+        items
+            .iter()
+            .map(|item| {
+                let result = &item["index"];
+                match result["status"].as_u64() {
+                    Some(200 | 201) => Ok(UpsertOutcome::Applied),
+                    // version_conflict_engine_exception: the index holds this version or a
+                    // higher one.
+                    Some(409) => Ok(UpsertOutcome::Stale),
+                    _ => Err(IndexError::Unavailable(format!(
+                        "OpenSearch refused a document: {}",
+                        result["error"]
+                    ))),
+                }
+            })
+            .collect()
     }
 
     /// The alias this index reads and writes.
@@ -189,67 +443,41 @@ impl SearchIndex for OpenSearchIndex {
         &self,
         documents: Vec<IndexedDocument>,
     ) -> Result<Vec<UpsertOutcome>, IndexError> {
-        if documents.is_empty() {
-            return Ok(Vec::new());
+        // Held across the writes: a rebuild's switch waits for them.
+        let shadow = self.shadow.read().await;
+        let outcomes = self.bulk(&self.alias, &documents).await?;
+        if let Some(shadow) = shadow.as_deref() {
+            self.bulk(shadow, &documents).await?;
         }
-        let mut operations: Vec<BulkOperation<Value>> = Vec::with_capacity(documents.len());
-        for document in &documents {
-            let id = match document {
-                IndexedDocument::Live(live) => live.id.clone(),
-                IndexedDocument::Deleted(tombstone) => tombstone.id.clone(),
-            };
-            let version = i64::try_from(document.version()).map_err(|_| {
-                IndexError::Corrupt(format!(
-                    "version {} of {id} is beyond OpenSearch's",
-                    document.version()
-                ))
-            })?;
-            operations.push(
-                BulkOperation::index(document.to_stored_json())
-                    .id(id)
-                    .version(version)
-                    .version_type(VersionType::External)
-                    .into(),
-            );
-        }
-        let response = self
-            .client
-            .bulk(BulkParts::Index(&self.alias))
-            .body(operations)
-            .send()
-            .await
-            .map_err(unavailable("the bulk write failed"))?;
-        if !response.status_code().is_success() {
-            return Err(failure(response, "the bulk write failed").await);
-        }
-        let body: Value = response
-            .json()
-            .await
-            .map_err(unavailable("cannot read the bulk answer"))?;
-        let items = body["items"].as_array().cloned().unwrap_or_default();
-        if items.len() != documents.len() {
-            return Err(IndexError::Unavailable(format!(
-                "OpenSearch answered {} items for {} documents",
-                items.len(),
-                documents.len()
-            )));
-        }
-        items
-            .iter()
-            .map(|item| {
-                let result = &item["index"];
-                match result["status"].as_u64() {
-                    Some(200 | 201) => Ok(UpsertOutcome::Applied),
-                    // version_conflict_engine_exception: the index holds this version or a
-                    // higher one.
-                    Some(409) => Ok(UpsertOutcome::Stale),
-                    _ => Err(IndexError::Unavailable(format!(
-                        "OpenSearch refused a document: {}",
-                        result["error"]
-                    ))),
+        Ok(outcomes)
+    }
+
+    async fn rebuild(&self) -> Result<RebuildReport, IndexError> {
+        let _one = self.rebuilding.try_lock().map_err(|_| {
+            IndexError::Conflict("a rebuild is under way already; wait for it to finish".into())
+        })?;
+        let from = self.current_index().await?;
+        let number = from
+            .rsplit('-')
+            .next()
+            .and_then(|number| number.parse::<u64>().ok())
+            .unwrap_or(0);
+        let to = format!("{}-{:06}", self.alias, number + 1);
+        match self.rebuild_into(&from, &to).await {
+            Ok(documents) => Ok(RebuildReport {
+                from,
+                to,
+                documents,
+            }),
+            Err(error) => {
+                *self.shadow.write().await = None;
+                // Still behind the alias when the switch failed: keep it.
+                if self.current_index().await.ok().as_deref() != Some(to.as_str()) {
+                    let _ = self.drop_index(&to).await;
                 }
-            })
-            .collect()
+                Err(error)
+            }
+        }
     }
 
     async fn get(&self, id: &str) -> Result<Option<IndexedDocument>, IndexError> {

@@ -9,9 +9,10 @@
 //! processes out of the directory. A committed write is searchable when the call returns.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::ops::Bound;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use tantivy::collector::TopDocs;
@@ -26,7 +27,8 @@ use tantivy::{
 };
 
 use super::{
-    IndexError, SearchHit, SearchIndex, SearchQuery, SearchResults, SortOrder, UpsertOutcome,
+    IndexError, RebuildReport, SearchHit, SearchIndex, SearchQuery, SearchResults, SortOrder,
+    UpsertOutcome,
 };
 use crate::document::IndexedDocument;
 
@@ -64,17 +66,38 @@ fn schema() -> (Schema, Fields) {
 
 /// The embedded search index.
 ///
+/// The index lives in a generation directory under the directory it is opened with
+/// (`gen-000001`, ...); the file `CURRENT` names the live one. [`rebuild`] writes a new
+/// generation and switches `CURRENT` atomically.
+///
+/// [`rebuild`]: SearchIndex::rebuild
+///
 /// ```
 /// use dovetail_search::index::TantivyIndex;
 ///
 /// let dir = std::env::temp_dir().join(format!("search-doc-{}", std::process::id()));
 /// let index = TantivyIndex::open(&dir)?;
+/// assert!(dir.join("CURRENT").exists());
 /// # drop(index); std::fs::remove_dir_all(&dir).ok();
 /// # Ok::<(), dovetail_search::index::IndexError>(())
 /// ```
 #[derive(Clone)]
 pub struct TantivyIndex {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// The directory of the generations; `None` in memory.
+    base: Option<PathBuf>,
+    state: RwLock<State>,
+    rebuilding: Mutex<()>,
+}
+
+struct State {
+    current: Arc<Inner>,
+    generation: u32,
+    /// The generation a rebuild writes, which every write goes to as well meanwhile.
+    shadow: Option<Arc<Inner>>,
 }
 
 struct Inner {
@@ -86,12 +109,38 @@ struct Inner {
 
 impl std::fmt::Debug for TantivyIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TantivyIndex").finish_non_exhaustive()
+        f.debug_struct("TantivyIndex")
+            .field("base", &self.shared.base)
+            .finish_non_exhaustive()
     }
 }
 
 fn unavailable(what: &str) -> impl Fn(tantivy::TantivyError) -> IndexError + '_ {
     move |error| IndexError::Unavailable(format!("tantivy: {what}: {error}"))
+}
+
+const POINTER: &str = "CURRENT";
+
+fn generation_name(generation: u32) -> String {
+    format!("gen-{generation:06}")
+}
+
+fn io_error(what: String) -> impl FnOnce(std::io::Error) -> IndexError {
+    move |error| IndexError::Unavailable(format!("{what}: {error}"))
+}
+
+/// Names `generation` in `base/CURRENT`, atomically (a new file renamed over the old).
+fn write_pointer(base: &Path, generation: u32) -> Result<(), IndexError> {
+    let temporary = base.join(format!("{POINTER}.tmp"));
+    let what = format!("cannot write {}", temporary.display());
+    let mut file = std::fs::File::create(&temporary).map_err(io_error(what.clone()))?;
+    file.write_all(generation_name(generation).as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io_error(what))?;
+    std::fs::rename(&temporary, base.join(POINTER)).map_err(io_error(format!(
+        "cannot switch {} to the new generation",
+        base.join(POINTER).display()
+    )))
 }
 
 impl TantivyIndex {
@@ -102,28 +151,35 @@ impl TantivyIndex {
     /// an index of another schema (move it away and rebuild from the events), or another
     /// process has it open (tantivy's lock: one writer per directory).
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
-        std::fs::create_dir_all(dir).map_err(|error| {
-            IndexError::Unavailable(format!(
-                "cannot create the index directory {}: {error}",
-                dir.display()
-            ))
-        })?;
-        let directory = MmapDirectory::open(dir).map_err(|error| {
-            IndexError::Unavailable(format!(
-                "cannot open the index directory {}: {error}",
-                dir.display()
-            ))
-        })?;
-        let (schema, _) = schema();
-        let index = Index::open_or_create(directory, schema).map_err(|error| {
-            IndexError::Unavailable(format!(
-                "cannot open the tantivy index in {}: {error}; if it was written by another \
-                 version of the search service, move the directory away and let the service \
-                 rebuild it from the events",
-                dir.display()
-            ))
-        })?;
-        Self::from_index(index)
+        std::fs::create_dir_all(dir).map_err(io_error(format!(
+            "cannot create the index directory {}",
+            dir.display()
+        )))?;
+        let pointer = dir.join(POINTER);
+        let generation = match std::fs::read_to_string(&pointer) {
+            Ok(text) => text
+                .trim()
+                .strip_prefix("gen-")
+                .and_then(|number| number.parse::<u32>().ok())
+                .ok_or_else(|| {
+                    IndexError::Corrupt(format!(
+                        "{} holds {text:?}, not a generation such as gen-000001; name the \
+                         live generation directory there",
+                        pointer.display()
+                    ))
+                })?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                write_pointer(dir, 1)?;
+                1
+            }
+            Err(error) => {
+                return Err(io_error(format!("cannot read {}", pointer.display()))(
+                    error,
+                ));
+            }
+        };
+        let current = Inner::open(&dir.join(generation_name(generation)))?;
+        Ok(Self::with(Some(dir.to_owned()), current, generation))
     }
 
     /// An index in memory (tests, examples).
@@ -131,41 +187,102 @@ impl TantivyIndex {
     /// # Errors
     /// [`IndexError::Unavailable`] when tantivy cannot start a writer.
     pub fn open_in_ram() -> Result<Self, IndexError> {
-        let (schema, _) = schema();
-        Self::from_index(Index::create_in_ram(schema))
+        Ok(Self::with(None, Inner::in_ram()?, 1))
     }
 
-    fn from_index(index: Index) -> Result<Self, IndexError> {
-        let (_, fields) = schema();
-        let writer = index
-            .writer_with_num_threads(1, WRITER_MEMORY)
-            .map_err(unavailable(
-                "cannot start the index writer (is another process using this index directory?)",
-            ))?;
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()
-            .map_err(unavailable("cannot open a reader"))?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                index,
-                reader,
-                writer: Mutex::new(writer),
-                fields,
+    fn with(base: Option<PathBuf>, current: Inner, generation: u32) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                base,
+                state: RwLock::new(State {
+                    current: Arc::new(current),
+                    generation,
+                    shadow: None,
+                }),
+                rebuilding: Mutex::new(()),
             }),
-        })
+        }
     }
 
     async fn blocking<T, F>(&self, work: F) -> Result<T, IndexError>
     where
         T: Send + 'static,
-        F: FnOnce(&Inner) -> Result<T, IndexError> + Send + 'static,
+        F: FnOnce(&Shared) -> Result<T, IndexError> + Send + 'static,
     {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || work(&inner))
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || work(&shared))
             .await
             .map_err(|error| IndexError::Unavailable(format!("an index task failed: {error}")))?
+    }
+}
+
+fn poisoned() -> IndexError {
+    IndexError::Unavailable("an index writer panicked; restart the service".into())
+}
+
+impl Shared {
+    fn current(&self) -> Result<Arc<Inner>, IndexError> {
+        Ok(Arc::clone(
+            &self.state.read().map_err(|_| poisoned())?.current,
+        ))
+    }
+
+    fn write(&self, documents: &[IndexedDocument]) -> Result<Vec<UpsertOutcome>, IndexError> {
+        // Held across the write: a rebuild's switch waits for the writes in flight.
+        let state = self.state.read().map_err(|_| poisoned())?;
+        let outcomes = state.current.write(documents)?;
+        if let Some(shadow) = &state.shadow {
+            shadow.write(documents)?;
+        }
+        Ok(outcomes)
+    }
+
+    fn rebuild(&self) -> Result<RebuildReport, IndexError> {
+        let _one = self.rebuilding.try_lock().map_err(|_| {
+            IndexError::Conflict("a rebuild is under way already; wait for it to finish".into())
+        })?;
+        let (old_generation, current) = {
+            let state = self.state.read().map_err(|_| poisoned())?;
+            (state.generation, Arc::clone(&state.current))
+        };
+        let generation = old_generation + 1;
+        let new = Arc::new(match &self.base {
+            Some(base) => {
+                let dir = base.join(generation_name(generation));
+                // What a failed rebuild may have left.
+                let _ = std::fs::remove_dir_all(&dir);
+                Inner::open(&dir)?
+            }
+            None => Inner::in_ram()?,
+        });
+        // From here on every write goes to both; the writes before are committed.
+        self.state.write().map_err(|_| poisoned())?.shadow = Some(Arc::clone(&new));
+        let copied = match current.copy_into(&new) {
+            Ok(copied) => copied,
+            Err(error) => {
+                self.state.write().map_err(|_| poisoned())?.shadow = None;
+                return Err(error);
+            }
+        };
+        let old = {
+            let mut state = self.state.write().map_err(|_| poisoned())?;
+            state.shadow = None;
+            if let Some(base) = &self.base {
+                write_pointer(base, generation)?;
+            }
+            state.generation = generation;
+            std::mem::replace(&mut state.current, new)
+        };
+        drop((old, current));
+        if let Some(base) = &self.base {
+            // Searches in flight may still read it: Unix keeps the files until they finish.
+            let _ = std::fs::remove_dir_all(base.join(generation_name(old_generation)));
+        }
+        Ok(RebuildReport {
+            from: generation_name(old_generation),
+            to: generation_name(generation),
+            documents: copied,
+        })
     }
 }
 
@@ -187,6 +304,76 @@ fn tiebreak_of(id: &str) -> u64 {
 }
 
 impl Inner {
+    fn open(dir: &Path) -> Result<Self, IndexError> {
+        std::fs::create_dir_all(dir).map_err(io_error(format!(
+            "cannot create the index directory {}",
+            dir.display()
+        )))?;
+        let directory = MmapDirectory::open(dir).map_err(|error| {
+            IndexError::Unavailable(format!(
+                "cannot open the index directory {}: {error}",
+                dir.display()
+            ))
+        })?;
+        let (schema, _) = schema();
+        let index = Index::open_or_create(directory, schema).map_err(|error| {
+            IndexError::Unavailable(format!(
+                "cannot open the tantivy index in {}: {error}; if it was written by another \
+                 version of the search service, move the directory away and let the service \
+                 rebuild it from the events",
+                dir.display()
+            ))
+        })?;
+        Self::from_index(index)
+    }
+
+    fn in_ram() -> Result<Self, IndexError> {
+        let (schema, _) = schema();
+        Self::from_index(Index::create_in_ram(schema))
+    }
+
+    fn from_index(index: Index) -> Result<Self, IndexError> {
+        let (_, fields) = schema();
+        let writer = index
+            .writer_with_num_threads(1, WRITER_MEMORY)
+            .map_err(unavailable(
+                "cannot start the index writer (is another process using this index directory?)",
+            ))?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(unavailable("cannot open a reader"))?;
+        Ok(Self {
+            index,
+            reader,
+            writer: Mutex::new(writer),
+            fields,
+        })
+    }
+
+    /// Writes every document and tombstone of this index into `target`, by version.
+    fn copy_into(&self, target: &Self) -> Result<u64, IndexError> {
+        let searcher = self.reader.searcher();
+        let mut batch = Vec::with_capacity(500);
+        let mut copied = 0;
+        for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
+            let ordinal = u32::try_from(ordinal)
+                .map_err(|_| IndexError::Corrupt("more segments than tantivy addresses".into()))?;
+            for doc in segment.doc_ids_alive() {
+                batch.push(self.read(&searcher, DocAddress::new(ordinal, doc))?);
+                if batch.len() == 500 {
+                    target.write(&batch)?;
+                    copied += 500;
+                    batch.clear();
+                }
+            }
+        }
+        copied += batch.len() as u64;
+        target.write(&batch)?;
+        Ok(copied)
+    }
+
     fn held(&self, searcher: &Searcher, id: &str) -> Result<Option<IndexedDocument>, IndexError> {
         let query = TermQuery::new(
             Term::from_field_text(self.fields.id, id),
@@ -460,18 +647,22 @@ impl SearchIndex for TantivyIndex {
         &self,
         documents: Vec<IndexedDocument>,
     ) -> Result<Vec<UpsertOutcome>, IndexError> {
-        self.blocking(move |inner| inner.write(&documents)).await
+        self.blocking(move |shared| shared.write(&documents)).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<IndexedDocument>, IndexError> {
         let id = id.to_owned();
-        self.blocking(move |inner| inner.held(&inner.reader.searcher(), &id))
-            .await
+        self.blocking(move |shared| {
+            let current = shared.current()?;
+            current.held(&current.reader.searcher(), &id)
+        })
+        .await
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchResults, IndexError> {
         let query = query.clone();
-        self.blocking(move |inner| inner.search(&query)).await
+        self.blocking(move |shared| shared.current()?.search(&query))
+            .await
     }
 
     async fn refresh(&self) -> Result<(), IndexError> {
@@ -480,11 +671,18 @@ impl SearchIndex for TantivyIndex {
     }
 
     async fn ping(&self) -> Result<(), IndexError> {
-        self.blocking(|inner| {
-            inner.writer.lock().map(|_| ()).map_err(|_| {
-                IndexError::Unavailable("a writer panicked; restart the service".into())
-            })
+        self.blocking(|shared| {
+            shared
+                .current()?
+                .writer
+                .lock()
+                .map(|_| ())
+                .map_err(|_| poisoned())
         })
         .await
+    }
+
+    async fn rebuild(&self) -> Result<RebuildReport, IndexError> {
+        self.blocking(Shared::rebuild).await
     }
 }

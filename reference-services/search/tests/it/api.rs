@@ -496,6 +496,7 @@ async fn the_openapi_document_covers_every_route_and_the_operations_endpoints_an
     assert_eq!(
         documented,
         [
+            "/admin/rebuild",
             "/healthz",
             "/metrics",
             "/openapi.json",
@@ -528,5 +529,34 @@ async fn the_openapi_document_covers_every_route_and_the_operations_endpoints_an
     let (status, _, ready) = service.get("/readyz", &[]).await;
     assert_eq!(status, StatusCode::OK, "{ready}");
     assert_eq!(ready["checks"]["index"], "ok");
+
+    // Only staff may rebuild; a rebuild answers what it did.
+    let rebuild = |headers: &'static [(&'static str, &'static str)]| {
+        let router = service.router.clone();
+        async move {
+            let mut request = Request::post("/admin/rebuild");
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let response = router
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
+    };
+    assert_eq!(
+        rebuild(&[("x-dovetail-customer", "alice")]).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(rebuild(&[]).await.0, StatusCode::UNAUTHORIZED);
+    let (status, report) = rebuild(&[("x-dovetail-scope", "staff")]).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        (report["from"].as_str(), report["to"].as_str()),
+        (Some("gen-000001"), Some("gen-000002"))
+    );
     service.stop().await;
 }

@@ -28,6 +28,7 @@ macro_rules! contract_suite {
             full_text_finds_every_word_and_highlights_it,
             concurrent_writers_of_one_document_leave_the_highest_version,
             a_batch_with_several_versions_of_one_document_keeps_the_highest,
+            a_rebuild_while_writes_go_on_loses_nothing_and_moves_nothing_back,
         );
     };
     (@tests $open:expr; $($check:ident,)*) => {$(
@@ -437,6 +438,119 @@ pub(crate) async fn a_batch_with_several_versions_of_one_document_keeps_the_high
         held(index, "policy:pol-1").await.map(|held| held.version()),
         Some(5)
     );
+}
+
+pub(crate) async fn a_rebuild_while_writes_go_on_loses_nothing_and_moves_nothing_back<
+    I: SearchIndex + Clone + 'static,
+>(
+    index: &I,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    // Before: 30 policies at version 1, one of them deleted.
+    let seed: Vec<IndexedDocument> = (0..30)
+        .map(|n| {
+            IndexedDocument::Live(policy(
+                &format!("pol-{n}"),
+                "cust-1",
+                1,
+                PolicyStatus::Active,
+            ))
+        })
+        .collect();
+    index.upsert_batch(seed).await.unwrap();
+    let tombstone = Tombstone {
+        id: "policy:pol-29".into(),
+        version: 2,
+        lineage: lineage("policy-service", "policy.erased", 2),
+    };
+    index.delete(tombstone.clone()).await.unwrap();
+
+    // Writers: policies 0 to 9 move up a version each round, with a late older event
+    // each time; they go on until three rounds after the switch.
+    let rebuilt = Arc::new(AtomicBool::new(false));
+    let last = Arc::new(AtomicU64::new(1));
+    let writer = {
+        let (index, rebuilt, last) = (index.clone(), Arc::clone(&rebuilt), Arc::clone(&last));
+        tokio::spawn(async move {
+            let mut after_switch = 0;
+            let mut version = 1;
+            while after_switch < 3 {
+                version += 1;
+                for n in 0..10 {
+                    let id = format!("pol-{n}");
+                    let outcome = index
+                        .upsert(policy(&id, "cust-1", version, PolicyStatus::Active))
+                        .await
+                        .unwrap();
+                    assert_eq!(outcome, UpsertOutcome::Applied, "{id} v{version}");
+                    index
+                        .upsert(policy(&id, "cust-1", version - 1, PolicyStatus::Draft))
+                        .await
+                        .unwrap();
+                }
+                last.store(version, Ordering::SeqCst);
+                if rebuilt.load(Ordering::SeqCst) {
+                    after_switch += 1;
+                }
+            }
+        })
+    };
+    // A reader: the versions it sees never go down, across the switch too.
+    let reader = {
+        let (index, rebuilt) = (index.clone(), Arc::clone(&rebuilt));
+        tokio::spawn(async move {
+            let mut seen = [0u64; 10];
+            let mut reads = 0;
+            while !rebuilt.load(Ordering::SeqCst) || reads < 50 {
+                for (n, seen) in seen.iter_mut().enumerate() {
+                    let held = index
+                        .get(&format!("policy:pol-{n}"))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    assert!(
+                        held.version() >= *seen,
+                        "pol-{n} went back from {seen} to {}",
+                        held.version()
+                    );
+                    *seen = held.version();
+                }
+                reads += 1;
+            }
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let report = index.rebuild().await.unwrap();
+    rebuilt.store(true, Ordering::SeqCst);
+    assert_ne!(report.from, report.to);
+    assert!(report.documents >= 30, "{report:?}");
+    writer.await.unwrap();
+    reader.await.unwrap();
+
+    let last = last.load(Ordering::SeqCst);
+    for n in 0..29 {
+        let expected = if n < 10 { last } else { 1 };
+        let held = index.get(&format!("policy:pol-{n}")).await.unwrap();
+        assert_eq!(held.map(|held| held.version()), Some(expected), "pol-{n}");
+    }
+    assert_eq!(
+        held(index, "policy:pol-29").await,
+        Some(IndexedDocument::Deleted(tombstone))
+    );
+    let mut query = staff();
+    query.limit = 100;
+    index.refresh().await.unwrap();
+    let listed = index.search(&query).await.unwrap().hits;
+    assert_eq!(listed.len(), 29);
+    // After the switch versions still hold: a late event is stale, the tombstone stays.
+    let late = policy("pol-29", "cust-1", 1, PolicyStatus::Active);
+    assert_eq!(index.upsert(late).await.unwrap(), UpsertOutcome::Stale);
+    // And the index can be rebuilt again.
+    let again = index.rebuild().await.unwrap();
+    assert_eq!(again.from, report.to);
+    assert_eq!(ids(index, &query).await.len(), 29);
 }
 
 /// One write of the proptest streams: a version of one of a few aggregates, or a deletion.
