@@ -1,25 +1,27 @@
 //! Benchmark of the SQLite unit of work (not a timed test): a business write with one
 //! event through the outbox, against the same write without an outbox, in the same run.
 //!
-//! Run with: `cargo bench -p dovetail-outbox --bench unit_of_work`. Both writes go to a
-//! file database in WAL mode with `synchronous = FULL`, each in its own `BEGIN IMMEDIATE`
-//! transaction; the two alternate write by write, and which goes first alternates too.
-//! Prints the median latency of each and their ratio (the target is at most 1.3), then
+//! Run with: `cargo bench -p dovetail-outbox --bench unit_of_work`. Every write goes to a
+//! file database in WAL mode with `synchronous = FULL`, in its own `BEGIN IMMEDIATE`
+//! transaction: the business `INSERT` alone (its row carries `version` 1), the same with
+//! one event by `append` (`ExpectedVersion::New`: the outbox keeps the aggregate's version
+//! in `dovetail_outbox_aggregates`), and the same with one event by `append_at` (the row's
+//! `version` is the event's sequence: the outbox writes no version row). The three
+//! interleave write by write, and which goes first rotates. Prints each median, the ratio
+//! of the medians and the median of the per-round ratios (the target is at most 1.3), then
 //! the same with `synchronous = NORMAL`, which leaves out the fsync and shows what the
 //! outbox costs in CPU and page writes.
 //!
-//! What the figures showed on the development VM (fsync about 110-175 µs): the outbox adds
-//! 50-60 µs, a ratio of 1.35-1.46. About 2 µs of it is Rust (the envelope, its JSON, the
-//! event id); the SQL is already one cached statement per aggregate and one per event,
-//! and costs what the same statements cost by hand. The rest is SQLite writing and
-//! syncing about four more pages per commit than the business write alone (the outbox
-//! row, the unique `event_id` index, the aggregate's version, the `AUTOINCREMENT`
-//! counter). The schema has since dropped the `UNIQUE` on `event_id` and `AUTOINCREMENT`
-//! (they guarded nothing the unit of work can do): 1.31-1.37, median 1.34. The two pages
-//! left (the outbox row's leaf, the aggregate's version row) are two WAL frames more per
-//! commit, and two B-trees are the least this design needs (commit order for the relay,
-//! the aggregate for the version check); later runs gave medians of 1.29 and 1.36 as the
-//! VM's fsync varied (about 105-140 µs).
+//! What the figures showed on the development VM (fsync about 110-175 µs): the outbox first
+//! added 50-60 µs, a ratio of 1.35-1.46. About 2 µs of it is Rust (the envelope, its JSON,
+//! the event id); the rest is SQLite writing and syncing more pages per commit. The schema
+//! dropped the `UNIQUE` on `event_id` and `AUTOINCREMENT` (they guarded nothing the unit of
+//! work can do): 1.31-1.37, then medians of 1.22-1.36 as the VM's fsync varied. `append`
+//! writes two pages more than the write alone (the outbox row's leaf, the aggregate's
+//! version row): two B-trees, since the relay finds events by commit order and the check
+//! finds versions by aggregate. `append_at` writes one: paired ratios 1.14 with FULL (1.13
+//! to 1.16 per round) where `append` had 1.22-1.26 in the same runs, and 1.51 against 1.93
+//! with NORMAL.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
@@ -84,25 +86,43 @@ fn bare_write(db: &mut Connection, id: &str) {
     tx.commit().unwrap();
 }
 
+/// How the unit of work learns the aggregate's version.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Versions {
+    /// `append` with `ExpectedVersion::New`: the outbox keeps the version in its own row.
+    Outbox,
+    /// `append_at(.., 1, ..)`: the business row's `version` column (1, written by the same
+    /// `INSERT`) is the version, and the outbox writes no row of its own.
+    Own,
+}
+
 /// The same write with one event, through the unit of work.
-fn outbox_write(db: &mut Connection, outbox: &SqliteOutbox, id: &str) {
+fn outbox_write(db: &mut Connection, outbox: &SqliteOutbox, id: &str, versions: Versions) {
     let mut uow = outbox.begin(db).unwrap();
     uow.transaction()
         .prepare_cached(INSERT_POLICY)
         .unwrap()
         .execute(params![id, "cust-7"])
         .unwrap();
-    uow.append(
-        AggregateRef::parse("policy", id).unwrap(),
-        ExpectedVersion::New,
-        &PolicyIssued {
-            policy_id: id.to_owned(),
-            customer_id: "cust-7".to_owned(),
-            premium: "120.50".to_owned(),
-        },
-        EventMetadata::default(),
-    )
-    .unwrap();
+    let aggregate = AggregateRef::parse("policy", id).unwrap();
+    let event = PolicyIssued {
+        policy_id: id.to_owned(),
+        customer_id: "cust-7".to_owned(),
+        premium: "120.50".to_owned(),
+    };
+    match versions {
+        Versions::Outbox => uow
+            .append(
+                aggregate,
+                ExpectedVersion::New,
+                &event,
+                EventMetadata::default(),
+            )
+            .unwrap(),
+        Versions::Own => uow
+            .append_at(aggregate, 1, &event, EventMetadata::default())
+            .unwrap(),
+    }
     uow.commit().unwrap();
 }
 
@@ -111,79 +131,126 @@ fn median(mut values: Vec<Duration>) -> Duration {
     values[values.len() / 2]
 }
 
-/// Runs the comparison with `synchronous` on both databases; returns (bare, outbox)
-/// medians over every write of every round.
-fn compare(synchronous: &str) -> (Duration, Duration) {
+/// Medians of one way of writing, over every write of every round.
+struct Medians {
+    bare: Duration,
+    outbox: Duration,
+    own: Duration,
+}
+
+fn sorted_ratios(mut ratios: Vec<f64>) -> String {
+    ratios.sort_by(f64::total_cmp);
+    ratios
+        .iter()
+        .map(|r| format!("{r:.2}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs the comparison with `synchronous` on the three databases; returns the medians
+/// over every write of every round, and the median of the per-round ratios (outbox/bare,
+/// own/bare).
+fn compare(synchronous: &str) -> (Medians, f64, f64) {
     let mut bare_db = open(&temp_db("bare.db"), synchronous);
     let mut outbox_db = open(&temp_db("outbox.db"), synchronous);
+    let mut own_db = open(&temp_db("own.db"), synchronous);
     let outbox = SqliteOutbox::new(OutboxConfig::new(Source::parse("bench").unwrap()));
     let mut bare = Vec::with_capacity(ROUNDS * WRITES_PER_ROUND);
     let mut with_outbox = Vec::with_capacity(ROUNDS * WRITES_PER_ROUND);
-    let mut round_ratios = Vec::with_capacity(ROUNDS);
+    let mut with_own = Vec::with_capacity(ROUNDS * WRITES_PER_ROUND);
+    let mut outbox_ratios = Vec::with_capacity(ROUNDS);
+    let mut own_ratios = Vec::with_capacity(ROUNDS);
 
-    // Untimed writes warm the caches and let both WAL files wrap around once, so that
-    // neither pays for growing its file during the timed rounds.
+    // Untimed writes warm the caches and let the WAL files wrap around once, so that
+    // none pays for growing its file during the timed rounds.
     for i in 0..1_000 {
         bare_write(&mut bare_db, &format!("warm-{i}"));
-        outbox_write(&mut outbox_db, &outbox, &format!("warm-{i}"));
+        outbox_write(
+            &mut outbox_db,
+            &outbox,
+            &format!("warm-{i}"),
+            Versions::Outbox,
+        );
+        outbox_write(&mut own_db, &outbox, &format!("warm-{i}"), Versions::Own);
     }
 
     for round in 0..ROUNDS {
         let mut bare_round = Vec::with_capacity(WRITES_PER_ROUND);
         let mut outbox_round = Vec::with_capacity(WRITES_PER_ROUND);
-        // Writes alternate one by one, and which goes first alternates too, so that the
-        // noise of a shared machine falls on both alike.
+        let mut own_round = Vec::with_capacity(WRITES_PER_ROUND);
+        // Writes alternate one by one, and which goes first rotates too, so that the
+        // noise of a shared machine falls on all alike.
         for i in 0..WRITES_PER_ROUND {
             let id = format!("pol-{round}-{i}");
-            for bare_turn in [(round + i) % 2 == 0, (round + i) % 2 == 1] {
+            for turn in 0..3 {
                 let started = Instant::now();
-                if bare_turn {
-                    bare_write(&mut bare_db, &id);
-                    bare_round.push(started.elapsed());
-                } else {
-                    outbox_write(&mut outbox_db, &outbox, &id);
-                    outbox_round.push(started.elapsed());
+                match (round + i + turn) % 3 {
+                    0 => {
+                        bare_write(&mut bare_db, &id);
+                        bare_round.push(started.elapsed());
+                    }
+                    1 => {
+                        outbox_write(&mut outbox_db, &outbox, &id, Versions::Outbox);
+                        outbox_round.push(started.elapsed());
+                    }
+                    _ => {
+                        outbox_write(&mut own_db, &outbox, &id, Versions::Own);
+                        own_round.push(started.elapsed());
+                    }
                 }
             }
         }
-        let ratio =
-            median(outbox_round.clone()).as_secs_f64() / median(bare_round.clone()).as_secs_f64();
-        round_ratios.push(ratio);
+        let bare_median = median(bare_round.clone()).as_secs_f64();
+        outbox_ratios.push(median(outbox_round.clone()).as_secs_f64() / bare_median);
+        own_ratios.push(median(own_round.clone()).as_secs_f64() / bare_median);
         bare.extend(bare_round);
         with_outbox.extend(outbox_round);
+        with_own.extend(own_round);
         // The relay would have published and deleted them meanwhile.
-        outbox_db
-            .execute("DELETE FROM dovetail_outbox", [])
-            .unwrap();
+        for db in [&outbox_db, &own_db] {
+            db.execute("DELETE FROM dovetail_outbox", []).unwrap();
+        }
     }
-    round_ratios.sort_by(f64::total_cmp);
     println!(
-        "  per-round ratios (sorted): {}",
-        round_ratios
-            .iter()
-            .map(|r| format!("{r:.2}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        "  per-round ratios, append (sorted):    {}",
+        sorted_ratios(outbox_ratios.clone())
     );
-    (median(bare), median(with_outbox))
+    println!(
+        "  per-round ratios, append_at (sorted): {}",
+        sorted_ratios(own_ratios.clone())
+    );
+    let medians = Medians {
+        bare: median(bare),
+        outbox: median(with_outbox),
+        own: median(with_own),
+    };
+    let median_of = |mut ratios: Vec<f64>| {
+        ratios.sort_by(f64::total_cmp);
+        ratios[ratios.len() / 2]
+    };
+    (medians, median_of(outbox_ratios), median_of(own_ratios))
 }
 
 fn report(synchronous: &str) {
     println!(
-        "synchronous = {synchronous} ({ROUNDS} alternating rounds of {WRITES_PER_ROUND} writes):"
+        "synchronous = {synchronous} ({ROUNDS} rounds of {WRITES_PER_ROUND} writes of each kind, interleaved):"
     );
-    let (bare, with_outbox) = compare(synchronous);
+    let (medians, outbox_ratio, own_ratio) = compare(synchronous);
+    let micros = |duration: Duration| duration.as_secs_f64() * 1e6;
+    let bare = medians.bare.as_secs_f64();
     println!(
-        "  business write alone: median {:>8.1} µs",
-        bare.as_secs_f64() * 1e6
-    );
-    println!(
-        "  with one event:       median {:>8.1} µs",
-        with_outbox.as_secs_f64() * 1e6
+        "  business write alone:                   median {:>8.1} µs",
+        micros(medians.bare)
     );
     println!(
-        "  ratio {:.2} (target: at most 1.3)",
-        with_outbox.as_secs_f64() / bare.as_secs_f64()
+        "  + one event, append (outbox's version): median {:>8.1} µs  ratio {:.2}, paired {outbox_ratio:.2} (target: at most 1.3)",
+        micros(medians.outbox),
+        medians.outbox.as_secs_f64() / bare,
+    );
+    println!(
+        "  + one event, append_at (row's version): median {:>8.1} µs  ratio {:.2}, paired {own_ratio:.2} (target: at most 1.3)",
+        micros(medians.own),
+        medians.own.as_secs_f64() / bare,
     );
 }
 

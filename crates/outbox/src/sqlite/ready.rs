@@ -15,10 +15,13 @@ use crate::{OutboxError, OutboxRecord, Position, RelayLease};
 pub(super) const FETCHING: &str = "fetching ready records";
 pub(super) const MARKING: &str = "marking records published";
 
+/// `?3` is a JSON array of the positions to leave out (the records in flight): SQLite
+/// skips them before the `NOT EXISTS` probe, instead of handing them over to be skipped.
 pub(super) const SELECT_READY: &str = "
 SELECT o.position, o.envelope, o.attempts
 FROM dovetail_outbox o
-WHERE o.parked = 0 AND (o.retry_at_ms IS NULL OR o.retry_at_ms <= ?1)
+WHERE o.position NOT IN (SELECT value FROM json_each(?3))
+  AND o.parked = 0 AND (o.retry_at_ms IS NULL OR o.retry_at_ms <= ?1)
   AND NOT EXISTS (
       SELECT 1 FROM dovetail_outbox e
       WHERE e.aggregate_type = o.aggregate_type AND e.aggregate_id = o.aggregate_id
@@ -35,19 +38,52 @@ SELECT 1 FROM dovetail_outbox_lease WHERE name = ?1 AND owner = ?2 AND fencing_t
 const DELETE_PUBLISHED: &str = "
 DELETE FROM dovetail_outbox WHERE position IN (SELECT value FROM json_each(?1))";
 
-/// `positions` as the JSON array [`delete_published`] takes.
+/// The same for a batch whose positions are every position from `?1` to `?2`, the usual
+/// case (positions of consecutive commits): one range of the table, no list to read.
+const DELETE_PUBLISHED_RANGE: &str = "
+DELETE FROM dovetail_outbox WHERE position BETWEEN ?1 AND ?2";
+
+/// The positions of a batch of published records, as [`delete_published`] takes them.
+#[derive(Debug, Clone)]
+pub(super) enum Published {
+    /// Every position from the first to the last, no other.
+    Range(i64, i64),
+    /// A JSON array of positions.
+    List(String),
+}
+
+/// `positions` as [`delete_published`] takes them: a range when they are exactly the
+/// integers from the lowest to the highest, in any order.
+pub(super) fn published(positions: &[Position]) -> Result<Published, OutboxError> {
+    let (Some(&low), Some(&high)) = (positions.iter().min(), positions.iter().max()) else {
+        return Ok(Published::List("[]".to_owned()));
+    };
+    let distinct: HashSet<Position> = positions.iter().copied().collect();
+    let span = high.checked_sub(low).and_then(|span| span.checked_add(1));
+    if span.is_some_and(|span| u64::try_from(distinct.len()) == Ok(span)) {
+        return Ok(Published::Range(to_i64(low), to_i64(high)));
+    }
+    Ok(Published::List(position_list(positions)?))
+}
+
+/// `positions` as a JSON array.
 pub(super) fn position_list(positions: &[Position]) -> Result<String, OutboxError> {
     serde_json::to_string(positions).or_storage(MARKING)
 }
 
-/// Deletes the records at `positions` (a [`position_list`]).
+/// Deletes the records at `positions`.
 pub(super) fn delete_published(
     transaction: &Transaction<'_>,
-    positions: &str,
+    positions: &Published,
 ) -> rusqlite::Result<()> {
-    transaction
-        .prepare_cached(DELETE_PUBLISHED)?
-        .execute(params![positions])?;
+    match positions {
+        Published::Range(low, high) => transaction
+            .prepare_cached(DELETE_PUBLISHED_RANGE)?
+            .execute(params![low, high])?,
+        Published::List(list) => transaction
+            .prepare_cached(DELETE_PUBLISHED)?
+            .execute(params![list])?,
+    };
     Ok(())
 }
 
@@ -86,18 +122,20 @@ where
     transaction.commit().or_storage(operation)
 }
 
-/// Up to `limit` ready records, leaving out those at `except` before decoding them.
+/// Up to `limit` ready records, leaving out those at `except` (in SQLite, before it probes
+/// for a blocking record).
 /// A record that is not a valid envelope is parked with the reason (it could never be
 /// published), and the query runs again.
 pub(super) fn fetch(
     connection: &mut Connection,
     limit: usize,
-    except: &HashSet<Position>,
+    except: &[Position],
 ) -> Result<Vec<OutboxRecord>, OutboxError> {
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let rows_wanted = i64::try_from(limit.saturating_add(except.len())).unwrap_or(i64::MAX);
+    let rows_wanted = i64::try_from(limit).unwrap_or(i64::MAX);
+    let leave_out = serde_json::to_string(except).or_storage(FETCHING)?;
     loop {
         let mut ready = Vec::with_capacity(limit);
         let mut corrupt = Vec::new();
@@ -106,14 +144,11 @@ pub(super) fn fetch(
                 .prepare_cached(SELECT_READY)
                 .or_storage(FETCHING)?;
             let mut rows = statement
-                .query(params![now_ms(), rows_wanted])
+                .query(params![now_ms(), rows_wanted, leave_out])
                 .or_storage(FETCHING)?;
             while let Some(row) = rows.next().or_storage(FETCHING)? {
                 let position = to_u64(row.get(0).or_storage(FETCHING)?);
-                if except.contains(&position) {
-                    continue;
-                }
-                // Decoded straight from SQLite's buffer: a skipped row costs no copy.
+                // Decoded straight from SQLite's buffer, without a copy.
                 let json = row.get_ref(1).or_storage(FETCHING)?;
                 let decoded = json
                     .as_str()
@@ -147,5 +182,48 @@ pub(super) fn fetch(
                 )
                 .or_storage(FETCHING)?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_positions_are_deleted_as_a_range_and_others_as_a_list() {
+        assert!(matches!(published(&[7, 5, 6]), Ok(Published::Range(5, 7))));
+        assert!(matches!(published(&[4]), Ok(Published::Range(4, 4))));
+        // A gap, and a repeat that makes the count match the span: lists.
+        assert!(matches!(published(&[5, 7]), Ok(Published::List(list)) if list == "[5,7]"));
+        assert!(matches!(published(&[5, 5, 7]), Ok(Published::List(list)) if list == "[5,5,7]"));
+        assert!(matches!(published(&[]), Ok(Published::List(list)) if list == "[]"));
+    }
+
+    #[test]
+    fn a_range_deletes_exactly_the_published_records() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        crate::sqlite::SqliteOutbox::create_schema(&connection).unwrap();
+        for position in 1..=6 {
+            connection
+                .execute(
+                    "INSERT INTO dovetail_outbox (position, event_id, aggregate_type,
+                         aggregate_id, sequence, envelope, committed_at_ms)
+                     VALUES (?1, 'e', 'policy', 'p', ?1, '{}', 0)",
+                    params![position],
+                )
+                .unwrap();
+        }
+        let transaction = connection.transaction().unwrap();
+        delete_published(&transaction, &published(&[3, 2, 4]).unwrap()).unwrap();
+        delete_published(&transaction, &published(&[1, 6]).unwrap()).unwrap();
+        transaction.commit().unwrap();
+        let left: Vec<i64> = connection
+            .prepare("SELECT position FROM dovetail_outbox")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(left, [5]);
     }
 }

@@ -1,7 +1,6 @@
 //! [`SqliteOutboxStore`]: the relay's side of a SQLite outbox, on its own connection to
 //! the service's database file.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -163,11 +162,11 @@ impl SqliteOutboxStore {
         .await
     }
 
-    /// Up to `limit` ready records, leaving out those at `except` before decoding them.
+    /// Up to `limit` ready records, leaving out those at `except`.
     async fn fetch(
         &self,
         limit: usize,
-        except: HashSet<Position>,
+        except: Vec<Position>,
     ) -> Result<Vec<OutboxRecord>, OutboxError> {
         self.run(ready::FETCHING, move |connection, _| {
             ready::fetch(connection, limit, &except)
@@ -257,17 +256,17 @@ impl OutboxStore for SqliteOutboxStore {
     }
 
     async fn fetch_ready(&self, limit: usize) -> Result<Vec<OutboxRecord>, OutboxError> {
-        self.fetch(limit, HashSet::new()).await
+        self.fetch(limit, Vec::new()).await
     }
 
-    /// Reads the rows at `except` too (they come first: they are older), but decodes only
-    /// the others.
+    /// Leaves the rows at `except` out in SQLite: they cost neither a probe for a
+    /// blocking record nor a decoding.
     async fn fetch_ready_except(
         &self,
         limit: usize,
         except: &[Position],
     ) -> Result<Vec<OutboxRecord>, OutboxError> {
-        self.fetch(limit, except.iter().copied().collect()).await
+        self.fetch(limit, except.to_vec()).await
     }
 
     async fn mark_published(
@@ -275,7 +274,7 @@ impl OutboxStore for SqliteOutboxStore {
         lease: &RelayLease,
         positions: &[Position],
     ) -> Result<(), OutboxError> {
-        let positions = ready::position_list(positions)?;
+        let positions = ready::published(positions)?;
         self.run_fenced(ready::MARKING, lease, move |transaction| {
             ready::delete_published(transaction, &positions)
         })
@@ -290,9 +289,9 @@ impl OutboxStore for SqliteOutboxStore {
         limit: usize,
         except: &[Position],
     ) -> Result<Result<Vec<OutboxRecord>, OutboxError>, OutboxError> {
-        let positions = ready::position_list(published)?;
+        let positions = ready::published(published)?;
         let lease = lease.clone();
-        let except: HashSet<Position> = except.iter().copied().collect();
+        let except = except.to_vec();
         self.run(ready::MARKING, move |connection, lease_name| {
             ready::fenced(
                 connection,
@@ -379,7 +378,7 @@ mod tests {
             .prepare(&format!("EXPLAIN QUERY PLAN {}", ready::SELECT_READY))
             .unwrap();
         let plan: Vec<String> = statement
-            .query_map(params![0, 10], |row| row.get(3))
+            .query_map(params![0, 10, "[]"], |row| row.get(3))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();

@@ -111,6 +111,9 @@ struct Appending {
     expected: Vec<ExpectedVersion>,
     /// How many events.
     count: u64,
+    /// The first event's sequence when the service keeps the aggregate's version in its
+    /// own row ([`UnitOfWork::append_at`]); `None` when the outbox keeps it.
+    own_first: Option<u64>,
 }
 
 impl<'c> UnitOfWork<'c> {
@@ -149,8 +152,9 @@ impl<'c> UnitOfWork<'c> {
     /// `Any`); it is checked at commit.
     ///
     /// # Errors
-    /// [`OutboxError::InvalidEvent`] when `event` does not serialize to JSON. The unit of
-    /// work stays usable, without that event.
+    /// [`OutboxError::InvalidEvent`] when `event` does not serialize to JSON, or the
+    /// aggregate has events through [`append_at`](Self::append_at) in this unit of work.
+    /// The unit of work stays usable, without that event.
     pub fn append<E: Event>(
         &mut self,
         aggregate: AggregateRef,
@@ -167,18 +171,17 @@ impl<'c> UnitOfWork<'c> {
             metadata,
         )
         .map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
-        let index = match self.index.get(&aggregate) {
-            Some(&index) => index,
-            None => {
-                self.aggregates.push(Appending {
-                    aggregate: aggregate.clone(),
-                    expected: Vec::new(),
-                    count: 0,
-                });
-                self.index.insert(aggregate, self.aggregates.len() - 1);
-                self.aggregates.len() - 1
-            }
-        };
+        if let Some(&known) = self.index.get(&aggregate)
+            && self.aggregates[known].own_first.is_some()
+        {
+            return Err(OutboxError::InvalidEvent(format!(
+                "{}/{} is versioned by the service (append_at) in this unit of work; \
+                 append_at its next events too",
+                aggregate.aggregate_type.as_str(),
+                aggregate.id.as_str()
+            )));
+        }
+        let index = self.index_of(aggregate);
         let appending = &mut self.aggregates[index];
         if let Some(version) = expected_number(expected)
             && !appending
@@ -191,6 +194,105 @@ impl<'c> UnitOfWork<'c> {
         appending.count += 1;
         self.events.push((index, envelope));
         Ok(())
+    }
+
+    /// Adds `event` about `aggregate` at sequence `version`, for an aggregate whose version
+    /// the service keeps in a row of its own, written in this unit of work: the outbox
+    /// then keeps no version of its own for it, and writes one page less per commit (the
+    /// aggregate's row in `dovetail_outbox_aggregates`).
+    ///
+    /// `version` is the aggregate's version *after* this event, as the service's row says
+    /// it now is, in [`transaction`](Self::transaction): say `UPDATE policies SET ...,
+    /// version = ?new WHERE id = ? AND version = ?new - 1` that changed one row, or the
+    /// `INSERT` of a new aggregate at version 1. The next event of the same aggregate in
+    /// this unit of work is `version + 1`, and so on.
+    ///
+    /// # The contract
+    /// The service's row is then what [`ExpectedVersion`] is for [`append`](Self::append):
+    /// - **Concurrency:** the service's conditional write is the check. A write that
+    ///   changed no row must not be followed by `append_at` (answer 409/412 and roll
+    ///   back instead).
+    /// - **Continuity:** the version is raised by exactly the number of events appended,
+    ///   in the same transaction, so sequences have no gaps.
+    /// - **Never reused:** the service never deletes the row, or keeps a tombstone with
+    ///   its version, for as long as consumers may have seen its events: an aggregate
+    ///   recreated at version 1 would look to them like a replay.
+    /// - **One keeper per aggregate:** an aggregate's events go through `append_at`
+    ///   always, or [`append`](Self::append) always. Commit refuses an `append_at` at or
+    ///   below a version the outbox kept for the aggregate, so a switch from `append` to
+    ///   `append_at` can never reuse a sequence; the other way round, the outbox cannot see
+    ///   the service's version, and would start again at 1.
+    ///
+    /// The outbox checks what it can see: `version` is at least 1, an aggregate's events
+    /// in one unit of work are consecutive and all go through `append_at`, and the commit
+    /// refuses ([`OutboxError::Conflict`]) a version at or below the one the outbox kept.
+    ///
+    /// # Errors
+    /// [`OutboxError::InvalidEvent`] when `event` does not serialize to JSON, `version` is
+    /// 0, the aggregate already has events through [`append`](Self::append) in this unit
+    /// of work, or `version` does not follow its previous `append_at` here. The unit of
+    /// work stays usable, without that event.
+    pub fn append_at<E: Event>(
+        &mut self,
+        aggregate: AggregateRef,
+        version: u64,
+        event: &E,
+        metadata: EventMetadata,
+    ) -> Result<(), OutboxError> {
+        let sequence =
+            Sequence::new(version).map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
+        let known = self
+            .index
+            .get(&aggregate)
+            .map(|&index| &self.aggregates[index]);
+        let refusal = match known.map(|appending| (appending.own_first, appending.count)) {
+            Some((None, _)) => Some(
+                "has events through append in this unit of work; append its next events too"
+                    .to_owned(),
+            ),
+            Some((Some(first), count)) if first.saturating_add(count) != version => Some(format!(
+                "is at version {} in this unit of work, so its next event is {}, not {version}",
+                first + count - 1,
+                first + count
+            )),
+            _ => None,
+        };
+        if let Some(refusal) = refusal {
+            return Err(OutboxError::InvalidEvent(format!(
+                "{}/{} {refusal}",
+                aggregate.aggregate_type.as_str(),
+                aggregate.id.as_str()
+            )));
+        }
+        let envelope = Envelope::new(
+            self.source.clone(),
+            aggregate.clone(),
+            sequence,
+            event,
+            metadata,
+        )
+        .map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
+        let index = self.index_of(aggregate);
+        let appending = &mut self.aggregates[index];
+        appending.own_first.get_or_insert(version);
+        appending.count += 1;
+        self.events.push((index, envelope));
+        Ok(())
+    }
+
+    /// Where `aggregate` is in `aggregates`, adding it with no events if it is not there.
+    fn index_of(&mut self, aggregate: AggregateRef) -> usize {
+        if let Some(&index) = self.index.get(&aggregate) {
+            return index;
+        }
+        self.aggregates.push(Appending {
+            aggregate: aggregate.clone(),
+            expected: Vec::new(),
+            count: 0,
+            own_first: None,
+        });
+        self.index.insert(aggregate, self.aggregates.len() - 1);
+        self.aggregates.len() - 1
     }
 
     /// Checks every aggregate's expected version, stamps the sequences, writes the events
@@ -217,7 +319,10 @@ impl<'c> UnitOfWork<'c> {
         let mut next_sequence = Vec::with_capacity(aggregates.len());
         let mut versions = Vec::with_capacity(aggregates.len());
         for appending in aggregates {
-            let version = bump_version(&transaction, &appending)?;
+            let version = match appending.own_first {
+                Some(first) => check_own_version(&transaction, &appending, first)?,
+                None => bump_version(&transaction, &appending)?,
+            };
             next_sequence.push(version.saturating_sub(appending.count) + 1);
             versions.push((appending.aggregate, version));
         }
@@ -422,6 +527,37 @@ fn bump_version(transaction: &Transaction<'_>, appending: &Appending) -> Result<
         return Err(conflict(appending, wrong, before));
     }
     Ok(version)
+}
+
+/// For an aggregate the service versions ([`UnitOfWork::append_at`]): refuses a first
+/// sequence at or below a version the outbox kept for it (the aggregate went through
+/// [`UnitOfWork::append`] before), which would reuse sequences; returns the new version.
+/// A read only: the service's own row is the version.
+fn check_own_version(
+    transaction: &Transaction<'_>,
+    appending: &Appending,
+    first: u64,
+) -> Result<u64, OutboxError> {
+    let kept = query_version(
+        transaction,
+        SELECT_VERSION,
+        params![
+            appending.aggregate.aggregate_type.as_str(),
+            appending.aggregate.id.as_str()
+        ],
+    )
+    .or_storage("reading an aggregate's version")?;
+    if let Some(kept) = kept.map(to_u64)
+        && kept >= first
+    {
+        return Err(OutboxError::Conflict {
+            aggregate_type: appending.aggregate.aggregate_type.as_str().to_owned(),
+            aggregate_id: appending.aggregate.id.as_str().to_owned(),
+            expected: format!("{} (the service's own version)", first - 1),
+            actual: kept,
+        });
+    }
+    Ok(first + appending.count - 1)
 }
 
 /// Runs a cached statement that answers with a version, or with no row.

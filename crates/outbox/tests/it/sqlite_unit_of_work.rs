@@ -550,3 +550,142 @@ async fn events_survive_reopening_the_file() {
     let committed = uow.commit().unwrap();
     assert_eq!(committed.envelopes()[0].sequence().get(), 2);
 }
+
+/// A service that keeps each policy's version in its own row, as `append_at` expects:
+/// `INSERT` at 1, then `UPDATE ... WHERE version = ?` raising it by one per event.
+fn versioned_policies(db: &Connection) {
+    db.execute_batch(
+        "CREATE TABLE IF NOT EXISTS versioned_policies
+             (id TEXT PRIMARY KEY, premium TEXT NOT NULL, version INTEGER NOT NULL)",
+    )
+    .unwrap();
+}
+
+fn append_at(uow: &mut UnitOfWork<'_>, id: &str, version: u64) -> Result<(), OutboxError> {
+    uow.append_at(
+        policy(id),
+        version,
+        &changed(id, "test"),
+        EventMetadata::default(),
+    )
+}
+
+/// Raises the service's own version from `from` to `from + events` if it is still `from`
+/// (`from` 0 inserts the row); `false` when another write came first.
+fn raise_own_version(uow: &UnitOfWork<'_>, id: &str, from: u64, events: u64) -> bool {
+    let changed = if from == 0 {
+        uow.transaction().execute(
+            "INSERT INTO versioned_policies VALUES (?1, '100.00', ?2) ON CONFLICT DO NOTHING",
+            params![id, events],
+        )
+    } else {
+        uow.transaction().execute(
+            "UPDATE versioned_policies SET version = version + ?3 WHERE id = ?1 AND version = ?2",
+            params![id, from, events],
+        )
+    };
+    changed.unwrap() == 1
+}
+
+#[tokio::test]
+async fn append_at_takes_the_services_own_version_and_writes_no_version_row() {
+    let mut service = Service::new();
+    versioned_policies(&service.db);
+
+    let mut uow = service.begin();
+    assert!(raise_own_version(&uow, "p1", 0, 2));
+    append_at(&mut uow, "p1", 1).unwrap();
+    append_at(&mut uow, "p1", 2).unwrap();
+    append(&mut uow, "p2", ExpectedVersion::New).unwrap();
+    let committed = uow.commit().unwrap();
+    assert_eq!(committed.version(&policy("p1")), Some(2));
+    assert_eq!(committed.version(&policy("p2")), Some(1));
+
+    let mut uow = service.begin();
+    assert!(raise_own_version(&uow, "p1", 2, 1));
+    append_at(&mut uow, "p1", 3).unwrap();
+    uow.commit().unwrap();
+
+    // A writer that read version 2 too: its conditional update changes nothing, so it
+    // appends nothing and rolls back, as the contract says.
+    let uow = service.begin();
+    assert!(!raise_own_version(&uow, "p1", 2, 1));
+    uow.rollback().unwrap();
+
+    assert_eq!(service.version("p1"), None, "the outbox kept no version");
+    assert_eq!(service.version("p2"), Some(1));
+    let expected: Vec<(String, u64)> = [("p1", 1), ("p1", 2), ("p2", 1), ("p1", 3)]
+        .into_iter()
+        .map(|(id, sequence)| (id.to_owned(), sequence))
+        .collect();
+    assert_eq!(service.outbox_events().await, expected);
+}
+
+#[tokio::test]
+async fn append_at_refuses_what_would_break_an_aggregates_sequence() {
+    let mut service = Service::new();
+    let mut uow = service.begin();
+    // Version 0 is no event's sequence.
+    assert!(matches!(
+        append_at(&mut uow, "p1", 0),
+        Err(OutboxError::InvalidEvent(_))
+    ));
+    append_at(&mut uow, "p1", 4).unwrap();
+    // A gap, a repeat, and the other way of appending, all for the same aggregate.
+    for refused in [
+        append_at(&mut uow, "p1", 6),
+        append_at(&mut uow, "p1", 4),
+        append(&mut uow, "p1", ExpectedVersion::Any),
+    ] {
+        assert!(
+            matches!(refused, Err(OutboxError::InvalidEvent(_))),
+            "{refused:?}"
+        );
+    }
+    append(&mut uow, "p2", ExpectedVersion::New).unwrap();
+    assert!(matches!(
+        append_at(&mut uow, "p2", 2),
+        Err(OutboxError::InvalidEvent(_))
+    ));
+    // The unit of work goes on without the refused events.
+    append_at(&mut uow, "p1", 5).unwrap();
+    let committed = uow.commit().unwrap();
+    assert_eq!(committed.version(&policy("p1")), Some(5));
+    let sequences: Vec<u64> = committed
+        .envelopes()
+        .iter()
+        .map(|e| e.sequence().get())
+        .collect();
+    assert_eq!(sequences, [4, 1, 5]);
+}
+
+#[tokio::test]
+async fn append_at_never_reuses_a_sequence_the_outbox_stamped() {
+    let mut service = Service::new();
+    // The aggregate went through `append` first: the outbox kept version 2.
+    let mut uow = service.begin();
+    append(&mut uow, "p1", ExpectedVersion::New).unwrap();
+    append(&mut uow, "p1", ExpectedVersion::New).unwrap();
+    uow.commit().unwrap();
+
+    let mut uow = service.begin();
+    insert_policy(&uow, "p1").unwrap();
+    append_at(&mut uow, "p1", 2).unwrap();
+    let refused = uow.commit().unwrap_err();
+    assert!(
+        matches!(refused, OutboxError::Conflict { actual: 2, .. }),
+        "{refused:?}"
+    );
+    assert!(service.policies().is_empty(), "nothing of it was kept");
+
+    let mut uow = service.begin();
+    append_at(&mut uow, "p1", 3).unwrap();
+    assert_eq!(uow.commit().unwrap().version(&policy("p1")), Some(3));
+    let sequences: Vec<u64> = service
+        .outbox_events()
+        .await
+        .into_iter()
+        .map(|(_, sequence)| sequence)
+        .collect();
+    assert_eq!(sequences, [1, 2, 3]);
+}
