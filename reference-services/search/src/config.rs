@@ -29,6 +29,9 @@ pub struct SearchConfig {
     pub index: IndexConfig,
     /// Where events come from (default: the embedded bus in `data/bus.db`).
     pub events: EventsConfig,
+    /// Events handled at once per source (default 256): the handlers in flight share one
+    /// batching writer, so this bounds the size of a batch.
+    pub consumer_in_flight: usize,
 }
 
 impl Default for SearchConfig {
@@ -37,6 +40,7 @@ impl Default for SearchConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8083)),
             index: IndexConfig::default(),
             events: EventsConfig::default(),
+            consumer_in_flight: 256,
         }
     }
 }

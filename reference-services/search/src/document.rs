@@ -330,3 +330,87 @@ impl IndexedDocument {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use dovetail_contracts::claim::{ClaimPaid, ClaimSnapshot, ClaimStatus};
+    use dovetail_events::envelope::{AggregateRef, Envelope, EventMetadata, Sequence, Source};
+    use time::macros::date;
+
+    use super::{DocumentType, IndexedDocument, SearchDocument, Tombstone};
+
+    fn envelope<E: dovetail_events::envelope::Event>(event: &E) -> Envelope {
+        Envelope::new(
+            Source::parse("claim-service").unwrap(),
+            AggregateRef::parse("claim", "clm-1").unwrap(),
+            Sequence::new(4).unwrap(),
+            event,
+            EventMetadata::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_claim_event_becomes_a_document_with_its_lineage_and_exact_amount() {
+        let claim = ClaimSnapshot {
+            claim_id: "clm-1".into(),
+            policy_id: "pol-1".into(),
+            customer_id: "cust-1".into(),
+            incident_date: date!(2026 - 03 - 14),
+            amount: "0.10".parse().unwrap(),
+            description: "Hail".into(),
+            status: ClaimStatus::Paid,
+            rejection_reason: None,
+            version: 4,
+        };
+        let envelope = envelope(&ClaimPaid { claim });
+        let document = SearchDocument::from_envelope(&envelope).unwrap();
+        assert_eq!(document.id, "claim:clm-1");
+        assert_eq!(document.doc_type, DocumentType::Claim);
+        assert_eq!(document.status, "paid");
+        assert_eq!(document.amount.as_deref(), Some("0.10"));
+        assert_eq!(document.incident_date.as_deref(), Some("2026-03-14"));
+        assert_eq!(document.version, 4);
+        assert_eq!(document.lineage.sequence, 4);
+        assert_eq!(document.lineage.event_id, envelope.id().to_string());
+        assert_eq!(document.lineage.event_type, "claim.paid");
+        let stored = IndexedDocument::Live(document.clone());
+        assert_eq!(
+            IndexedDocument::from_stored_json(stored.to_stored_json()).unwrap(),
+            stored
+        );
+        let tombstone = IndexedDocument::Deleted(Tombstone {
+            id: document.id,
+            version: 5,
+            lineage: document.lineage,
+        });
+        assert_eq!(tombstone.to_stored_json()["deleted"], true);
+        assert_eq!(
+            IndexedDocument::from_stored_json(tombstone.to_stored_json()).unwrap(),
+            tombstone
+        );
+    }
+
+    #[test]
+    fn an_event_of_another_type_is_refused_with_what_to_do() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Renamed {
+            name: String,
+        }
+        impl dovetail_events::envelope::Event for Renamed {
+            const TYPE: &'static str = "claim.renamed";
+            const VERSION: u32 = 1;
+        }
+        let error =
+            SearchDocument::from_envelope(&envelope(&Renamed { name: "x".into() })).unwrap_err();
+        assert!(error.to_string().contains("claim.renamed"), "{error}");
+        assert!(error.to_string().contains("subscribe"), "{error}");
+        assert!(
+            DocumentType::parse("invoice")
+                .unwrap_err()
+                .contains("policy")
+        );
+    }
+}

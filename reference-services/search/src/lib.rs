@@ -36,8 +36,8 @@ pub mod index;
 use std::net::SocketAddr;
 
 use axum::Router;
-use dovetail_events::bus::{BusSubscription, SubscriptionFilter};
-use dovetail_events::consumer::{EnvelopeLayer, HandlerError};
+use dovetail_events::bus::{BusConsumer, BusConsumerConfig, BusSubscription, SubscriptionFilter};
+use dovetail_events::consumer::{Delivery, EnvelopeLayer, HandlerError};
 use dovetail_events::envelope::Envelope;
 use dovetail_service_kit::events::{EventSource, Transport};
 use dovetail_service_kit::ops::Readiness;
@@ -45,7 +45,7 @@ use dovetail_service_kit::{Background, ServiceHttp, Shutdown};
 
 pub use config::SearchConfig;
 use config::{IndexBackend, IndexConfig};
-use index::{AnyIndex, SearchIndex, TantivyIndex};
+use index::{AnyIndex, Batching, SearchIndex, TantivyIndex};
 
 /// The service's name: its `service` metrics label.
 pub const SERVICE: &str = "search-service";
@@ -55,6 +55,7 @@ pub struct Application {
     http: ServiceHttp,
     index: AnyIndex,
     sources: Vec<EventSource>,
+    in_flight: usize,
 }
 
 impl std::fmt::Debug for Application {
@@ -118,6 +119,7 @@ impl Application {
             http,
             index,
             sources,
+            in_flight: config.consumer_in_flight.max(1),
         })
     }
 
@@ -143,8 +145,10 @@ impl Application {
     /// When the server or a consumer fails.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let mut background = Background::default();
+        // The handlers in flight share one writer: one `_bulk` or commit per batch.
+        let batching = Batching::new(self.index.clone());
         for source in self.sources {
-            let index = self.index.clone();
+            let index = batching.clone();
             let handler =
                 tower::ServiceBuilder::new()
                     .layer(EnvelopeLayer)
@@ -155,11 +159,45 @@ impl Application {
                             Ok::<(), HandlerError>(())
                         }
                     }));
-            background = background.consumer(source.name().to_owned(), move |stop| async move {
-                source.run(handler, stop).await.map(|_| ())
+            let in_flight = self.in_flight;
+            background = background.consumer(source.name().to_owned(), move |stop| {
+                consume(source, handler, stop, in_flight)
             });
         }
         self.http.run_until_stopped(background, shutdown).await
+    }
+}
+
+/// Runs `handler` over `source` with up to `in_flight` events at once, until `stop`.
+async fn consume<H>(
+    source: EventSource,
+    handler: H,
+    stop: Shutdown,
+    in_flight: usize,
+) -> Result<(), String>
+where
+    H: tower::Service<Delivery, Response = (), Error = HandlerError> + Clone + Send + 'static,
+    H::Future: Send + 'static,
+{
+    match source {
+        EventSource::Bus { bus, subscription } => {
+            let mut config = BusConsumerConfig::new(subscription);
+            config.max_in_flight = in_flight;
+            let report = BusConsumer::new(bus, config)
+                .run(handler, async move { stop.cancelled().await })
+                .await
+                .map_err(|error| error.to_string())?;
+            tracing::info!(?report, "consumer stopped");
+            Ok(())
+        }
+        #[cfg(feature = "aws")]
+        EventSource::Sqs { client, mut config } => {
+            config.max_in_flight = in_flight;
+            EventSource::Sqs { client, config }
+                .run(handler, stop)
+                .await
+                .map(|_| ())
+        }
     }
 }
 

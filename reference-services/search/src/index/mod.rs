@@ -17,10 +17,12 @@ use time::Date;
 
 use crate::document::{DocumentType, IndexedDocument, SearchDocument, Tombstone};
 
+pub mod batch;
 #[cfg(feature = "opensearch")]
 pub mod opensearch;
 pub mod tantivy;
 
+pub use self::batch::Batching;
 #[cfg(feature = "opensearch")]
 pub use self::opensearch::OpenSearchIndex;
 pub use self::tantivy::TantivyIndex;

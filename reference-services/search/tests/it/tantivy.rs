@@ -15,6 +15,17 @@ async fn open() -> TantivyIndex {
 
 contract_suite!(open());
 
+/// The same suite through the batching writer the consumer uses.
+mod batching {
+    use dovetail_search::index::{Batching, TantivyIndex};
+
+    async fn open() -> Batching<TantivyIndex> {
+        Batching::new(super::open().await)
+    }
+
+    contract_suite!(open());
+}
+
 #[tokio::test]
 async fn documents_and_versions_survive_a_reopen_and_a_second_writer_is_refused() {
     let dir = temp_dir("search-reopen");
