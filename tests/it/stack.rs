@@ -1,5 +1,6 @@
 //! The whole system on embedded backends, in this process: the newcomer's walk-through
-//! succeeds, with the replica catching up and the rules refusing what they should.
+//! succeeds, with the replica catching up and the rules refusing what they should, and
+//! the search service indexes it.
 
 use dovetail_service_kit::Shutdown;
 use dovetail_stack::{StackConfig, demo};
@@ -12,6 +13,7 @@ async fn the_demo_walks_from_policy_to_paid_claim_and_a_cancelled_policy_refuses
         data_dir: dir.clone(),
         policy_port: 0,
         claim_port: 0,
+        search_port: 0,
         ..StackConfig::default()
     };
     let stack = dovetail_stack::start(&config, Shutdown::new())
@@ -25,6 +27,39 @@ async fn the_demo_walks_from_policy_to_paid_claim_and_a_cancelled_policy_refuses
     )
     .await
     .unwrap();
+    // The search service indexed the walk-through from the events: the paid claim and the
+    // cancelled policy, each at its newest version.
+    let search = format!("http://{}/search?limit=100", stack.search);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let found: serde_json::Value = reqwest::Client::new()
+            .get(&search)
+            .header("x-dovetail-scope", "staff")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let status = |id: String| {
+            found["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|item| item["id"] == id)
+                .map(|item| item["status"].clone())
+        };
+        let claim = status(format!("claim:{}", report.claim_id));
+        let policy = status(format!("policy:{}", report.policy_id));
+        if claim == Some("paid".into()) && policy == Some("cancelled".into()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the search service has claim {claim:?} and policy {policy:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     stack.stop().await.unwrap();
 
     assert!(report.policy_id.starts_with("pol-") && report.claim_id.starts_with("clm-"));
@@ -48,7 +83,7 @@ async fn the_demo_walks_from_policy_to_paid_claim_and_a_cancelled_policy_refuses
     let printed = String::from_utf8(transcript).unwrap();
     assert_eq!(printed, report.transcript);
     assert!(printed.contains("-> paid"), "{printed}");
-    for file in ["policy.db", "claim.db", "bus.db"] {
+    for file in ["policy.db", "claim.db", "bus.db", "search"] {
         assert!(
             dir.join(file).exists(),
             "{file} is under the data directory"

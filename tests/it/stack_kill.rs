@@ -37,6 +37,7 @@ fn stack_child_process() {
         data_dir: dir.into(),
         policy_port: port("DOVETAIL_KILL_POLICY_PORT"),
         claim_port: port("DOVETAIL_KILL_CLAIM_PORT"),
+        search_port: 0,
         relay_poll_interval_ms: 100,
         ..StackConfig::default()
     };

@@ -43,6 +43,7 @@ async fn run() {
             data_dir: dir.clone(),
             policy_port: 0,
             claim_port: 0,
+            search_port: 0,
             ..StackConfig::default()
         };
         let started = Instant::now();

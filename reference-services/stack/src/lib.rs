@@ -5,12 +5,13 @@
 //! |---|---|---|
 //! | policy | 8081 | `data/policy.db` |
 //! | claim | 8082 | `data/claim.db` |
+//! | search | 8083 | `data/search/` (a tantivy index) |
 //! | events | – | `data/bus.db` (the embedded bus) |
 //!
 //! Each service still owns its own database: the stack only saves starting them one by
 //! one. With [`Backends::Aws`] every service keeps its data in its own DynamoDB table and
 //! publishes to SNS topics fanned out to SQS queues at `AWS_ENDPOINT_URL` (or in AWS),
-//! creating what is missing. [`demo`] walks through the system over HTTP.
+//! creating what is missing; the search service keeps its tantivy index either way. [`demo`] walks through the system over HTTP.
 
 pub mod demo;
 
@@ -26,6 +27,8 @@ use tokio::task::JoinHandle;
 pub const POLICY_PORT: u16 = 8081;
 /// The claim service's port.
 pub const CLAIM_PORT: u16 = 8082;
+/// The search service's port.
+pub const SEARCH_PORT: u16 = 8083;
 
 /// Where the services keep their data and send their events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +53,8 @@ pub struct StackConfig {
     pub policy_port: u16,
     /// The claim service's port.
     pub claim_port: u16,
+    /// The search service's port.
+    pub search_port: u16,
     /// How often relays poll for commits of other processes, in milliseconds.
     pub relay_poll_interval_ms: u64,
 }
@@ -62,6 +67,7 @@ impl Default for StackConfig {
             host: [127, 0, 0, 1].into(),
             policy_port: POLICY_PORT,
             claim_port: CLAIM_PORT,
+            search_port: SEARCH_PORT,
             relay_poll_interval_ms: 1000,
         }
     }
@@ -74,6 +80,8 @@ pub struct RunningStack {
     pub policy: SocketAddr,
     /// Where the claim service listens.
     pub claim: SocketAddr,
+    /// Where the search service listens.
+    pub search: SocketAddr,
     shutdown: Shutdown,
     services: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
 }
@@ -134,7 +142,18 @@ pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<R
         .await
         .map_err(|error| error.context("starting the claim service"))?;
 
-    let (policy_addr, claim_addr) = (policy.local_addr(), claim.local_addr());
+    let mut search = dovetail_search::SearchConfig {
+        listen: SocketAddr::new(config.host, config.search_port),
+        events: config.events(),
+        ..Default::default()
+    };
+    search.index.tantivy_path = config.data_dir.join("search");
+    let search = dovetail_search::Application::build(search, &transport)
+        .await
+        .map_err(|error| error.context("starting the search service"))?;
+
+    let (policy_addr, claim_addr, search_addr) =
+        (policy.local_addr(), claim.local_addr(), search.local_addr());
     let services = vec![
         (
             "policy",
@@ -144,10 +163,15 @@ pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<R
             "claim",
             tokio::spawn(claim.run_until_stopped(shutdown.clone())),
         ),
+        (
+            "search",
+            tokio::spawn(search.run_until_stopped(shutdown.clone())),
+        ),
     ];
     Ok(RunningStack {
         policy: policy_addr,
         claim: claim_addr,
+        search: search_addr,
         shutdown,
         services,
     })

@@ -16,7 +16,7 @@ use dovetail_stack::{Backends, CLAIM_PORT, POLICY_PORT, StackConfig};
 
 const USAGE: &str = "usage:
   dovetail-stack [run] [--aws] [--data-dir <dir>]
-      every reference service on fixed ports (policy 8081, claim 8082), embedded backends
+      every reference service on fixed ports (policy 8081, claim 8082, search 8083), embedded backends
       under ./data; --aws moves every service to DynamoDB and SNS/SQS at AWS_ENDPOINT_URL
       (or real AWS), creating what is missing
   dovetail-stack demo [--policy-url <url>] [--claim-url <url>]
@@ -77,6 +77,10 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
         "  claim service   http://{}  (API: /openapi.json)",
         stack.claim
     );
+    println!(
+        "  search service  http://{}  (API: /openapi.json)",
+        stack.search
+    );
     println!("Try the walk-through in another terminal: cargo xtask stack demo");
     println!("Ctrl-C stops every service after draining requests, consumers and relays.");
     stack.wait().await
@@ -109,6 +113,7 @@ async fn demo(args: &[String]) -> anyhow::Result<()> {
         data_dir: dir.clone(),
         policy_port: 0,
         claim_port: 0,
+        search_port: 0,
         ..StackConfig::default()
     };
     let stack = dovetail_stack::start(&config, Shutdown::new()).await?;

@@ -35,6 +35,7 @@ async fn the_demo_walks_through_on_aws_twice() {
         data_dir: dir.clone(),
         policy_port: 0,
         claim_port: 0,
+        search_port: 0,
         relay_poll_interval_ms: 200,
         ..StackConfig::default()
     };
