@@ -308,6 +308,7 @@ async fn throughput(url: &str) {
     let events_rate = THROUGHPUT_DOCUMENTS as f64 / events_elapsed.as_secs_f64();
     service.shutdown.cancel();
     service.running.await.unwrap().unwrap();
+    let bus_rate = bus_alone(&service.bus).await;
 
     println!(
         "indexing {THROUGHPUT_DOCUMENTS} documents (target ratio to direct _bulk >= 0.8): \
@@ -325,6 +326,59 @@ async fn throughput(url: &str) {
         events_rate / direct_rate,
         THROUGHPUT_DOCUMENTS as f64 / published.as_secs_f64()
     );
+    println!(
+        "  the same bus consumer (256 in flight) with a handler that does nothing: {bus_rate:.0}/s"
+    );
+}
+
+/// How fast the embedded bus delivers the same number of events to a handler that does
+/// nothing: the ceiling of the event path, whatever the index.
+async fn bus_alone(bus: &EmbeddedBus) -> f64 {
+    use dovetail_events::bus::{
+        BusConsumer, BusConsumerConfig, BusSubscription, SubscriptionFilter,
+    };
+    use dovetail_events::consumer::{Delivery, HandlerError};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let topic = "bench-bus-alone";
+    bus.create_topic(topic).await.unwrap();
+    bus.subscribe(BusSubscription {
+        name: topic.into(),
+        topic: topic.into(),
+        filter: SubscriptionFilter::all(),
+        max_receives: 5,
+    })
+    .await
+    .unwrap();
+    let publisher = bus.publisher(topic);
+    for n in 0..THROUGHPUT_DOCUMENTS {
+        publisher
+            .publish(&envelope(&snapshot("bus", n)))
+            .await
+            .unwrap();
+    }
+    let handled = std::sync::Arc::new(AtomicUsize::new(0));
+    let stop = Shutdown::new();
+    let mut config = BusConsumerConfig::new(topic);
+    config.max_in_flight = 256;
+    let started = Instant::now();
+    let consumer = {
+        let (handled, stop) = (std::sync::Arc::clone(&handled), stop.clone());
+        tokio::spawn(BusConsumer::new(bus.clone(), config).run(
+            tower::service_fn(move |_: Delivery| {
+                handled.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<(), HandlerError>(()) }
+            }),
+            async move { stop.cancelled().await },
+        ))
+    };
+    while handled.load(Ordering::SeqCst) < THROUGHPUT_DOCUMENTS {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rate = THROUGHPUT_DOCUMENTS as f64 / started.elapsed().as_secs_f64();
+    stop.cancel();
+    consumer.await.unwrap().unwrap();
+    rate
 }
 
 fn main() {
