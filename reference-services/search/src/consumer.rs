@@ -7,11 +7,10 @@
 //! without a change (`search_events_total{outcome="stale"}`).
 //!
 //! Freshness: `search_freshness_seconds` is the time from the event's `occurred_at` to
-//! its document's write being acknowledged. On tantivy a write is searchable when it is
-//! acknowledged; on OpenSearch it becomes searchable at the next refresh, at most the
-//! index's `refresh_interval` later (the benchmark measures that directly).
-
-use std::time::SystemTime;
+//! the moment searches see its document, recorded by the backend that knows it: tantivy
+//! when its commit is reloaded (before the write is acknowledged), OpenSearch when a
+//! probe written with `refresh=wait_for` after the document returns (see
+//! [`OpenSearchIndex`](crate::index::OpenSearchIndex)).
 
 use dovetail_events::consumer::HandlerError;
 use dovetail_events::envelope::Envelope;
@@ -42,11 +41,5 @@ pub async fn apply<I: SearchIndex>(
     };
     metrics::counter!("search_events_total", "doc_type" => doc_type, "outcome" => label)
         .increment(1);
-    if outcome == UpsertOutcome::Applied
-        && let Ok(lag) = SystemTime::now().duration_since(SystemTime::from(envelope.occurred_at()))
-    {
-        metrics::histogram!("search_freshness_seconds", "doc_type" => doc_type)
-            .record(lag.as_secs_f64());
-    }
     Ok(outcome)
 }

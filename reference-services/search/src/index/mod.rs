@@ -292,6 +292,29 @@ pub trait SearchIndex: Send + Sync {
     fn ping(&self) -> impl Future<Output = Result<(), IndexError>> + Send;
 }
 
+/// Records `search_freshness_seconds{doc_type}`, the time from each applied document's
+/// event (`lineage.occurred_at`) to `searchable_at`, when searches first see it. Each
+/// backend calls it where it knows that moment.
+pub(crate) fn record_freshness<'a>(
+    applied: impl IntoIterator<Item = &'a IndexedDocument>,
+    searchable_at: time::OffsetDateTime,
+) {
+    for document in applied {
+        let IndexedDocument::Live(live) = document else {
+            continue;
+        };
+        let Ok(occurred_at) = time::OffsetDateTime::parse(
+            &live.lineage.occurred_at,
+            &time::format_description::well_known::Rfc3339,
+        ) else {
+            continue;
+        };
+        let seconds = (searchable_at - occurred_at).as_seconds_f64().max(0.0);
+        metrics::histogram!("search_freshness_seconds", "doc_type" => live.doc_type.as_str())
+            .record(seconds);
+    }
+}
+
 /// The index the configuration picked.
 // One per process, cloned per consumer and request: its size does not matter.
 #[allow(clippy::large_enum_variant)]

@@ -10,6 +10,12 @@
 //!
 //! The service reads and writes the alias (by default `dovetail-search`); the first start
 //! creates the index `<alias>-000001` behind it.
+//!
+//! Freshness: after a write, one probe (a tombstone `probe:<instance>`, never searchable)
+//! is indexed with `refresh=wait_for`; when it returns, a refresh has made every document
+//! written before it searchable, and `search_freshness_seconds` records their time from
+//! event to then. One probe runs at a time: the writes made while it waits go with the
+//! next one, so a busy service adds about one request per refresh interval.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +26,8 @@ use opensearch::indices::{
     IndicesCreateParts, IndicesDeleteParts, IndicesExistsAliasParts, IndicesGetAliasParts,
     IndicesRefreshParts,
 };
-use opensearch::params::VersionType;
-use opensearch::{BulkOperation, BulkParts, GetParts, OpenSearch, SearchParts};
+use opensearch::params::{Refresh, VersionType};
+use opensearch::{BulkOperation, BulkParts, GetParts, IndexParts, OpenSearch, SearchParts};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, RwLock};
 
@@ -52,6 +58,15 @@ pub struct OpenSearchIndex {
     /// The index a rebuild writes, which every write goes to as well meanwhile.
     shadow: Arc<RwLock<Option<String>>>,
     rebuilding: Arc<Mutex<()>>,
+    freshness: Arc<std::sync::Mutex<Freshness>>,
+}
+
+/// Documents written but not yet known to be searchable, and whether a probe runs.
+#[derive(Debug, Default)]
+struct Freshness {
+    pending: Vec<IndexedDocument>,
+    probing: bool,
+    probe_id: String,
 }
 
 /// How long a rebuild waits after the alias switch before its second copy, for writes
@@ -131,6 +146,14 @@ impl OpenSearchIndex {
             alias: settings.alias.clone(),
             shadow: Arc::default(),
             rebuilding: Arc::default(),
+            freshness: Arc::new(std::sync::Mutex::new(Freshness {
+                probe_id: format!(
+                    "probe:{}-{}",
+                    std::process::id(),
+                    time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+                ),
+                ..Freshness::default()
+            })),
         };
         if exists.status_code() == StatusCode::NOT_FOUND {
             index
@@ -399,6 +422,71 @@ impl OpenSearchIndex {
             .collect()
     }
 
+    /// Queues `applied` for the next freshness probe, starting one when none runs.
+    fn watch_freshness(&self, applied: impl Iterator<Item = IndexedDocument>) {
+        let Ok(mut freshness) = self.freshness.lock() else {
+            return;
+        };
+        freshness.pending.extend(applied);
+        if freshness.pending.is_empty() || freshness.probing {
+            return;
+        }
+        freshness.probing = true;
+        drop(freshness);
+        let index = self.clone();
+        tokio::spawn(async move { index.probe().await });
+    }
+
+    /// Writes probes with `refresh=wait_for` until no written document waits for one.
+    async fn probe(self) {
+        loop {
+            let (batch, probe_id) = {
+                let Ok(mut freshness) = self.freshness.lock() else {
+                    return;
+                };
+                if freshness.pending.is_empty() {
+                    freshness.probing = false;
+                    return;
+                }
+                (
+                    std::mem::take(&mut freshness.pending),
+                    freshness.probe_id.clone(),
+                )
+            };
+            let now = time::OffsetDateTime::now_utc();
+            let stamp = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+            let probe = IndexedDocument::Deleted(crate::document::Tombstone {
+                id: probe_id.clone(),
+                version: stamp,
+                lineage: crate::document::Lineage {
+                    source: crate::SERVICE.to_owned(),
+                    event_id: probe_id.clone(),
+                    event_type: "search.freshness_probe".to_owned(),
+                    sequence: stamp,
+                    occurred_at: now
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                },
+            });
+            let sent = self
+                .client
+                .index(IndexParts::IndexId(&self.alias, &probe_id))
+                .refresh(Refresh::WaitFor)
+                .body(probe.to_stored_json())
+                .send()
+                .await;
+            match sent {
+                Ok(response) if response.status_code().is_success() => {
+                    super::record_freshness(&batch, time::OffsetDateTime::now_utc());
+                }
+                Ok(response) => {
+                    tracing::warn!(status = %response.status_code(), "freshness probe refused");
+                }
+                Err(error) => tracing::warn!(%error, "freshness probe failed"),
+            }
+        }
+    }
+
     /// The alias this index reads and writes.
     pub fn alias(&self) -> &str {
         &self.alias
@@ -449,6 +537,16 @@ impl SearchIndex for OpenSearchIndex {
         if let Some(shadow) = shadow.as_deref() {
             self.bulk(shadow, &documents).await?;
         }
+        self.watch_freshness(
+            documents
+                .into_iter()
+                .zip(&outcomes)
+                .filter(|(document, outcome)| {
+                    **outcome == UpsertOutcome::Applied
+                        && matches!(document, IndexedDocument::Live(_))
+                })
+                .map(|(document, _)| document),
+        );
         Ok(outcomes)
     }
 

@@ -231,6 +231,15 @@ impl Shared {
         // Held across the write: a rebuild's switch waits for the writes in flight.
         let state = self.state.read().map_err(|_| poisoned())?;
         let outcomes = state.current.write(documents)?;
+        // Committed and reloaded: searchable now.
+        super::record_freshness(
+            documents
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, outcome)| **outcome == UpsertOutcome::Applied)
+                .map(|(document, _)| document),
+            time::OffsetDateTime::now_utc(),
+        );
         if let Some(shadow) = &state.shadow {
             shadow.write(documents)?;
         }

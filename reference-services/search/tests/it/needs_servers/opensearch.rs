@@ -70,3 +70,73 @@ proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn a_write_is_followed_by_a_freshness_probe_that_records_event_to_searchable() {
+    use dovetail_contracts::policy::PolicyStatus;
+    use dovetail_search::index::SearchIndex;
+    use serde_json::Value;
+
+    let metrics = dovetail_service_kit::ops::prometheus();
+    let count = || {
+        metrics
+            .render()
+            .lines()
+            .filter(|line| line.starts_with("search_freshness_seconds_count"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    let before = count();
+    let fixture = dovetail_testkit::opensearch().await;
+    let index = open().await;
+    index
+        .upsert(crate::support::policy(
+            "pol-fresh",
+            "cust-1",
+            1,
+            PolicyStatus::Active,
+        ))
+        .await
+        .unwrap();
+    // The probe returns once a refresh made the document searchable; it is a tombstone:
+    // in the index, never in a search.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let found = loop {
+        let found: Value = fixture
+            .client()
+            .search(opensearch::SearchParts::Index(&[index.alias()]))
+            .body(serde_json::json!({ "query": { "prefix": { "id": "probe:" } } }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if found["hits"]["hits"][0].is_object() {
+            break found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no probe in 10 s: {found}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    // Recorded right after the probe returned (other tests may record too, so only more).
+    while count() <= before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no freshness recorded in 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let probe = &found["hits"]["hits"][0]["_source"];
+    assert_eq!(probe["deleted"], true, "{found}");
+    let listed = index
+        .search(&dovetail_search::index::SearchQuery::new(
+            dovetail_search::index::Scope::Staff,
+        ))
+        .await
+        .unwrap();
+    let ids: Vec<String> = listed.hits.into_iter().map(|hit| hit.document.id).collect();
+    assert_eq!(ids, ["policy:pol-fresh"]);
+}
