@@ -32,6 +32,20 @@ pub struct SearchConfig {
     /// Events handled at once per source (default 256): the handlers in flight share one
     /// batching writer, so this bounds the size of a batch.
     pub consumer_in_flight: usize,
+    /// The SQLite file of the idempotent consumer's records (default: `idempotency.db` in
+    /// `index.tantivy_path`, i.e. `data/search/idempotency.db`); created when missing, on
+    /// every backend.
+    pub idempotency_path: Option<PathBuf>,
+}
+
+impl SearchConfig {
+    /// Where the idempotent consumer keeps its records: `idempotency_path`, or
+    /// `idempotency.db` in the tantivy directory.
+    pub fn idempotency_path(&self) -> PathBuf {
+        self.idempotency_path
+            .clone()
+            .unwrap_or_else(|| self.index.tantivy_path.join("idempotency.db"))
+    }
 }
 
 impl Default for SearchConfig {
@@ -41,6 +55,7 @@ impl Default for SearchConfig {
             index: IndexConfig::default(),
             events: EventsConfig::default(),
             consumer_in_flight: 256,
+            idempotency_path: None,
         }
     }
 }

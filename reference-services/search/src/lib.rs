@@ -4,8 +4,11 @@
 //! A [`consumer`] of policy and claim events turns each event's snapshot into a
 //! [`SearchDocument`](document::SearchDocument) and writes it to the [`index`] with the
 //! aggregate's sequence as an external version, so duplicates and reordering are
-//! harmless. The index is tantivy in a directory (default, no server) or OpenSearch,
-//! chosen by configuration. The [`http`] API searches within the caller's scope.
+//! harmless. The consumer runs behind dovetail-events' idempotent consumer
+//! ([`IdempotencyLayer`] over a SQLite file): a redelivered event is answered without
+//! touching the index, and an event id reused with another payload is dead-lettered.
+//! The index is tantivy in a directory (default, no server) or OpenSearch, chosen by
+//! configuration. The [`http`] API searches within the caller's scope.
 //! [`Application::build`] wires it all from a [`SearchConfig`].
 //!
 //! | feature | default | what it adds |
@@ -39,6 +42,7 @@ use axum::Router;
 use dovetail_events::bus::{BusConsumer, BusConsumerConfig, BusSubscription, SubscriptionFilter};
 use dovetail_events::consumer::{Delivery, EnvelopeLayer, HandlerError};
 use dovetail_events::envelope::Envelope;
+use dovetail_events::idempotency::{IdempotencyConfig, IdempotencyLayer, SqliteIdempotencyStore};
 use dovetail_service_kit::events::{EventSource, Transport};
 use dovetail_service_kit::ops::Readiness;
 use dovetail_service_kit::{Background, ServiceHttp, Shutdown};
@@ -50,12 +54,19 @@ use index::{AnyIndex, Batching, SearchIndex, TantivyIndex};
 /// The service's name: its `service` metrics label.
 pub const SERVICE: &str = "search-service";
 
+/// The namespace of the consumer's idempotency keys (the event ids of both sources).
+pub const IDEMPOTENCY_NAMESPACE: &str = "search-service.events";
+
+/// The idempotent consumer's layer: one per service instance, shared by its sources.
+pub type SearchIdempotency = IdempotencyLayer<SqliteIdempotencyStore>;
+
 /// The search service, bound and wired, not yet running.
 pub struct Application {
     http: ServiceHttp,
     index: AnyIndex,
     sources: Vec<EventSource>,
     in_flight: usize,
+    idempotency: SearchIdempotency,
 }
 
 impl std::fmt::Debug for Application {
@@ -63,8 +74,35 @@ impl std::fmt::Debug for Application {
         f.debug_struct("Application")
             .field("http", &self.http)
             .field("index", &self.index)
+            .field("idempotency", &self.idempotency.stats())
             .finish_non_exhaustive()
     }
+}
+
+/// Opens (creating it and its directory when missing) the idempotent consumer's SQLite
+/// file at `path`, and the layer over it.
+///
+/// # Errors
+/// When the directory cannot be created or the file opened.
+pub fn open_idempotency(path: &std::path::Path) -> anyhow::Result<SearchIdempotency> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|error| {
+            anyhow::anyhow!(
+                "cannot create the directory of the idempotency records {}: {error}",
+                dir.display()
+            )
+        })?;
+    }
+    let store = SqliteIdempotencyStore::open(path).map_err(|error| {
+        anyhow::anyhow!(
+            "cannot open the idempotency records {}: {error}",
+            path.display()
+        )
+    })?;
+    Ok(IdempotencyLayer::new(
+        store,
+        IdempotencyConfig::new(IDEMPOTENCY_NAMESPACE),
+    ))
 }
 
 /// Opens the index `config` names.
@@ -99,10 +137,11 @@ impl Application {
     /// Opens the index, subscribes to policy and claim events, binds the listener.
     ///
     /// # Errors
-    /// When the index cannot be opened, the subscriptions created, or the address bound;
-    /// the message says which.
+    /// When the index or the idempotency records cannot be opened, the subscriptions
+    /// created, or the address bound; the message says which.
     pub async fn build(config: SearchConfig, transport: &Transport) -> anyhow::Result<Self> {
         let index = open_index(&config.index).await?;
+        let idempotency = open_idempotency(&config.idempotency_path())?;
         let sources = event_sources(&config, transport).await?;
         let readiness =
             Readiness::default().check_with("index", index.clone(), |index| async move {
@@ -120,6 +159,7 @@ impl Application {
             index,
             sources,
             in_flight: config.consumer_in_flight.max(1),
+            idempotency,
         })
     }
 
@@ -138,6 +178,12 @@ impl Application {
         &self.index
     }
 
+    /// The consumer's idempotency layer; its [`stats`](IdempotencyLayer::stats) say how
+    /// many events were handled and how many answered as duplicates (for tests).
+    pub fn idempotency(&self) -> &SearchIdempotency {
+        &self.idempotency
+    }
+
     /// Serves searches and indexes events until `shutdown`, then drains requests and the
     /// consumers in that order.
     ///
@@ -149,16 +195,26 @@ impl Application {
         let batching = Batching::new(self.index.clone());
         for source in self.sources {
             let index = batching.clone();
-            let handler =
-                tower::ServiceBuilder::new()
-                    .layer(EnvelopeLayer)
-                    .service(tower::service_fn(move |envelope: Envelope| {
-                        let index = index.clone();
-                        async move {
-                            consumer::apply(&index, envelope).await?;
-                            Ok::<(), HandlerError>(())
-                        }
-                    }));
+            let idempotency = self.idempotency.clone();
+            // Duplicates stop at the idempotency layer; the version check behind it stays
+            // as the defence in depth (records expire, other instances have their own).
+            let handler = tower::ServiceBuilder::new()
+                .map_result({
+                    let idempotency = self.idempotency.clone();
+                    move |result| {
+                        consumer::record_idempotency_stats(idempotency.stats());
+                        result
+                    }
+                })
+                .layer(idempotency)
+                .layer(EnvelopeLayer)
+                .service(tower::service_fn(move |envelope: Envelope| {
+                    let index = index.clone();
+                    async move {
+                        consumer::apply(&index, envelope).await?;
+                        Ok::<(), HandlerError>(())
+                    }
+                }));
             let in_flight = self.in_flight;
             background = background.consumer(source.name().to_owned(), move |stop| {
                 consume(source, handler, stop, in_flight)

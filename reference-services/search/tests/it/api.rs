@@ -1,6 +1,7 @@
 //! The search service as a whole on embedded backends (tantivy in a temporary directory,
 //! the embedded bus): events published out of order and twice become the newest
-//! documents, searches stay in their scope, every bad parameter is a problem, and the
+//! documents, a redelivered event stops at the idempotent consumer and a reused event id
+//! with another payload is dead-lettered, searches stay in their scope, every bad parameter is a problem, and the
 //! OpenAPI document and operations endpoints answer.
 
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use dovetail_contracts::policy::{PolicyCancelled, PolicyDrafted, PolicyIssued, P
 use dovetail_events::bus::EmbeddedBus;
 use dovetail_events::envelope::{AggregateRef, Envelope, Event, EventMetadata, Sequence, Source};
 use dovetail_events::publish::Publisher;
-use dovetail_search::{Application, SearchConfig};
+use dovetail_search::{Application, SearchConfig, SearchIdempotency};
 use dovetail_service_kit::Shutdown;
 use dovetail_service_kit::events::Transport;
 use http_body_util::BodyExt;
@@ -25,6 +26,8 @@ use crate::support::{claim_snapshot, policy_snapshot, temp_dir};
 struct Service {
     router: Router,
     bus: EmbeddedBus,
+    idempotency: SearchIdempotency,
+    idempotency_path: std::path::PathBuf,
     shutdown: Shutdown,
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -38,15 +41,19 @@ impl Service {
         config.index.tantivy_path = dir.join("search");
         config.events.bus_path = dir.join("bus.db");
         let bus = EmbeddedBus::open(&config.events.bus_path).unwrap();
+        let idempotency_path = config.idempotency_path();
         let app = Application::build(config, &Transport::Embedded(bus.clone()))
             .await
             .unwrap();
         let router = app.router();
+        let idempotency = app.idempotency().clone();
         let shutdown = Shutdown::new();
         let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         Self {
             router,
             bus,
+            idempotency,
+            idempotency_path,
             shutdown,
             running,
         }
@@ -281,6 +288,137 @@ async fn events_out_of_order_and_twice_end_as_the_newest_documents_with_their_li
     let metrics = metrics.as_str().unwrap();
     assert!(metrics.contains("search_events_total"), "{metrics}");
     assert!(metrics.contains("search_freshness_seconds"), "{metrics}");
+    service.stop().await;
+}
+
+/// Waits until `done` holds of the idempotency layer's stats, for at most ten seconds.
+async fn until_stats(
+    service: &Service,
+    what: &str,
+    done: impl Fn(&dovetail_events::idempotency::IdempotencyStats) -> bool,
+) {
+    let started = Instant::now();
+    while !done(service.idempotency.stats()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what} never happened: {:?}",
+            service.idempotency.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_event_is_a_duplicate_and_a_reused_event_id_is_dead_lettered() {
+    let service = Service::start().await;
+    assert!(
+        service.idempotency_path.exists(),
+        "the idempotency records were not created at {}",
+        service.idempotency_path.display()
+    );
+    let aggregate = ("claim", "clm-7");
+    let filed = service
+        .publish(
+            "claim-events",
+            "claim-service",
+            aggregate,
+            1,
+            &ClaimFiled {
+                claim: claim_snapshot(
+                    "clm-7",
+                    "cust-7",
+                    "Broken window",
+                    1,
+                    ClaimStatus::Submitted,
+                ),
+            },
+        )
+        .await;
+    let items = service
+        .until("/search?type=claim&customer_id=cust-7", |items| {
+            version_of(items, "claim:clm-7") == Some(1)
+        })
+        .await;
+    until_stats(&service, "the first delivery", |stats| {
+        stats.processed() == 1
+    })
+    .await;
+
+    // The same event again, as a relay republishes it after a crash: answered as a
+    // duplicate, the handler (and so the index) never sees it.
+    service
+        .bus
+        .publisher("claim-events")
+        .publish(&filed)
+        .await
+        .unwrap();
+    until_stats(&service, "the duplicate", |stats| {
+        stats.duplicates_from_cache() + stats.duplicates_from_store() == 1
+    })
+    .await;
+    assert_eq!(service.idempotency.stats().processed(), 1);
+
+    // The same event id with another payload: rejected to the dead letters at once.
+    let mut parts = filed.clone().into_parts();
+    parts.payload = serde_json::to_value(ClaimFiled {
+        claim: claim_snapshot(
+            "clm-7",
+            "cust-7",
+            "Stolen bicycle",
+            1,
+            ClaimStatus::Submitted,
+        ),
+    })
+    .unwrap();
+    let forged = Envelope::from_parts(parts).unwrap();
+    assert_eq!(forged.id(), filed.id());
+    service
+        .bus
+        .publisher("claim-events")
+        .publish(&forged)
+        .await
+        .unwrap();
+    until_stats(&service, "the rejection", |stats| stats.mismatches() == 1).await;
+    let started = Instant::now();
+    let dead = loop {
+        let dead = service
+            .bus
+            .dead_letters("search-service-claim-events")
+            .await
+            .unwrap();
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].message_id, filed.id().to_string());
+    assert_eq!(dead[0].receive_count, 1, "{dead:?}");
+    assert!(dead[0].reason.contains("different payload"), "{dead:?}");
+    assert_eq!(service.idempotency.stats().processed(), 1);
+
+    // The index still holds the first event's document.
+    let later = service
+        .until("/search?type=claim&customer_id=cust-7", |_| true)
+        .await;
+    assert_eq!(later, items);
+    assert_eq!(later[0]["description"], "Broken window");
+    assert_eq!(later[0]["lineage"]["event_id"], filed.id().to_string());
+
+    let (_, _, metrics) = service.get("/metrics", &[]).await;
+    let metrics = metrics.as_str().unwrap();
+    assert!(
+        metrics.contains("search_consumer_duplicates_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("search_consumer_key_reused_total"),
+        "{metrics}"
+    );
     service.stop().await;
 }
 

@@ -47,6 +47,8 @@ async fn policy_and_claim_events_on_sns_reach_the_opensearch_index_at_their_newe
     config.index.opensearch_alias = search.fresh_index_name("search-e2e");
     config.events.backend = EventsBackend::Aws;
     config.events.aws_name_prefix = prefix;
+    // The idempotency records are a SQLite file on AWS too; keep it out of the crate.
+    config.idempotency_path = Some(crate::support::temp_dir("search-e2e").join("idempotency.db"));
     let policy_topic = config
         .events
         .transport_name(dovetail_contracts::policy::TOPIC);
