@@ -109,6 +109,19 @@ async fn failure(response: opensearch::http::response::Response, what: &str) -> 
     IndexError::Unavailable(format!("OpenSearch: {what}: {status}: {body}"))
 }
 
+/// The JSON answer to a request that was `sent`, or an error saying `what` failed: the
+/// transport's error, or the node's status and body.
+async fn json_answer(
+    sent: Result<opensearch::http::response::Response, opensearch::Error>,
+    what: &str,
+) -> Result<Value, IndexError> {
+    let response = sent.map_err(unavailable(what))?;
+    if !response.status_code().is_success() {
+        return Err(failure(response, what).await);
+    }
+    response.json().await.map_err(unavailable(what))
+}
+
 impl OpenSearchIndex {
     /// A client of the node at `url` (such as `http://127.0.0.1:9200`).
     ///
@@ -207,20 +220,15 @@ impl OpenSearchIndex {
     /// [`IndexError::Unavailable`] when the node does not answer or the alias names no
     /// single index.
     pub async fn current_index(&self) -> Result<String, IndexError> {
-        let response = self
-            .client
-            .indices()
-            .get_alias(IndicesGetAliasParts::Name(&[&self.alias]))
-            .send()
-            .await
-            .map_err(unavailable("cannot read the alias"))?;
-        if !response.status_code().is_success() {
-            return Err(failure(response, "cannot read the alias").await);
-        }
-        let body: Value = response
-            .json()
-            .await
-            .map_err(unavailable("cannot read the alias"))?;
+        let body = json_answer(
+            self.client
+                .indices()
+                .get_alias(IndicesGetAliasParts::Name(&[&self.alias]))
+                .send()
+                .await,
+            "cannot read the alias",
+        )
+        .await?;
         let indices: Vec<&String> = body
             .as_object()
             .map(|map| map.keys().collect())
@@ -268,20 +276,15 @@ impl OpenSearchIndex {
             if let Some(after) = after.take() {
                 body["search_after"] = after;
             }
-            let response = self
-                .client
-                .search(SearchParts::Index(&[from]))
-                .body(body)
-                .send()
-                .await
-                .map_err(unavailable("cannot read the old index"))?;
-            if !response.status_code().is_success() {
-                return Err(failure(response, "cannot read the old index").await);
-            }
-            let body: Value = response
-                .json()
-                .await
-                .map_err(unavailable("cannot read the old index"))?;
+            let body = json_answer(
+                self.client
+                    .search(SearchParts::Index(&[from]))
+                    .body(body)
+                    .send()
+                    .await,
+                "cannot read the old index",
+            )
+            .await?;
             let hits = body["hits"]["hits"].as_array().cloned().unwrap_or_default();
             let Some(last) = hits.last() else {
                 return Ok(copied);
@@ -382,20 +385,15 @@ impl OpenSearchIndex {
                     .into(),
             );
         }
-        let response = self
-            .client
-            .bulk(BulkParts::Index(target))
-            .body(operations)
-            .send()
-            .await
-            .map_err(unavailable("the bulk write failed"))?;
-        if !response.status_code().is_success() {
-            return Err(failure(response, "the bulk write failed").await);
-        }
-        let body: Value = response
-            .json()
-            .await
-            .map_err(unavailable("cannot read the bulk answer"))?;
+        let body = json_answer(
+            self.client
+                .bulk(BulkParts::Index(target))
+                .body(operations)
+                .send()
+                .await,
+            "the bulk write failed",
+        )
+        .await?;
         let items = body["items"].as_array().cloned().unwrap_or_default();
         if items.len() != documents.len() {
             return Err(IndexError::Unavailable(format!(
@@ -646,20 +644,15 @@ impl SearchIndex for OpenSearchIndex {
             }
             body["search_after"] = position;
         }
-        let response = self
-            .client
-            .search(SearchParts::Index(&[&self.alias]))
-            .body(body)
-            .send()
-            .await
-            .map_err(unavailable("the search failed"))?;
-        if !response.status_code().is_success() {
-            return Err(failure(response, "the search failed").await);
-        }
-        let body: Value = response
-            .json()
-            .await
-            .map_err(unavailable("cannot read the search answer"))?;
+        let body = json_answer(
+            self.client
+                .search(SearchParts::Index(&[&self.alias]))
+                .body(body)
+                .send()
+                .await,
+            "the search failed",
+        )
+        .await?;
         let mut raw = body["hits"]["hits"].as_array().cloned().unwrap_or_default();
         let more = raw.len() > limit;
         raw.truncate(limit);
