@@ -27,6 +27,7 @@
 //! | `redis` | [`redis()`] |
 //! | `opensearch` | [`opensearch()`] |
 //! | `testcontainers` | starts missing backends in Docker |
+//! | `http` | `http::assert_problem`: an answer is the problem+json a test expects |
 //! | `idempotency-contract` | `idempotency_contract`: the checks every `IdempotencyStore` of `dovetail-events` passes |
 //!
 //! No feature is on by default; the crate then only names backends and resources.
@@ -54,6 +55,8 @@
 
 mod backend;
 mod error_chain;
+#[cfg(feature = "http")]
+pub mod http;
 mod names;
 
 #[cfg(feature = "aws")]

@@ -222,22 +222,4 @@ pub(crate) fn claim_body(policy_id: &str, amount: &str) -> Value {
     })
 }
 
-/// Asserts `response` is a problem+json with `status`, whose detail contains `needle`.
-pub(crate) async fn assert_problem(
-    response: reqwest::Response,
-    status: u16,
-    needle: &str,
-) -> Value {
-    assert_eq!(response.status(), status);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
-    let body: Value = response.json().await.unwrap();
-    let detail = body["detail"].as_str().unwrap_or_default();
-    assert!(
-        detail.contains(needle),
-        "detail {detail:?} should contain {needle:?}"
-    );
-    body
-}
+pub(crate) use dovetail_testkit::http::assert_problem;

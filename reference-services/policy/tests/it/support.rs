@@ -144,24 +144,4 @@ pub(crate) fn terms(customer: &str) -> Value {
     })
 }
 
-/// Asserts `response` is a problem+json with `status`, whose detail contains `needle`.
-pub(crate) async fn assert_problem(
-    response: reqwest::Response,
-    status: u16,
-    needle: &str,
-) -> Value {
-    assert_eq!(response.status(), status);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json",
-        "a problem must be problem+json"
-    );
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status);
-    let detail = body["detail"].as_str().unwrap_or_default();
-    assert!(
-        detail.contains(needle),
-        "detail {detail:?} should contain {needle:?}"
-    );
-    body
-}
+pub(crate) use dovetail_testkit::http::assert_problem;
