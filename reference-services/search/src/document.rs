@@ -1,5 +1,9 @@
 //! [`SearchDocument`]: what the index holds of a policy or a claim, built from the
-//! snapshot an event carries, with the lineage of that event.
+//! snapshot an event carries, with the lineage of that event and the event itself, so a
+//! rebuild can build the document again with the code of the day
+//! ([`IndexedDocument::rederived`]).
+
+use std::sync::Arc;
 
 use dovetail_contracts::claim::{
     ClaimApproved, ClaimFiled, ClaimPaid, ClaimRejected, ClaimReviewStarted, ClaimSnapshot,
@@ -144,6 +148,12 @@ pub struct SearchDocument {
     pub version: u64,
     /// The event the document was built from.
     pub lineage: Lineage,
+    /// That event, whole: the index stores it beside the document (never searched, never
+    /// in an API answer) so that a rebuild builds the document again from it with the
+    /// current code ([`IndexedDocument::rederived`]). `None` for a document built
+    /// without an event.
+    #[serde(skip)]
+    pub source_event: Option<Arc<Envelope>>,
 }
 
 fn date_text(date: Date) -> String {
@@ -186,6 +196,7 @@ impl SearchDocument {
             amount: None,
             version: policy.version,
             lineage,
+            source_event: None,
         }
     }
 
@@ -219,16 +230,24 @@ impl SearchDocument {
             amount: Some(claim.amount.to_string()),
             version: claim.version,
             lineage,
+            source_event: None,
         }
     }
 
-    /// The document a policy or claim event leaves.
+    /// The document a policy or claim event leaves, holding the event as its
+    /// [`source_event`](Self::source_event).
     ///
     /// # Errors
     /// When the envelope holds no policy or claim event this service knows, or a payload
     /// that does not match its schema: not retriable, the event belongs in a dead-letter
     /// queue (the message says which).
     pub fn from_envelope(envelope: &Envelope) -> Result<Self, DocumentError> {
+        let mut document = Self::built_from(envelope)?;
+        document.source_event = Some(Arc::new(envelope.clone()));
+        Ok(document)
+    }
+
+    fn built_from(envelope: &Envelope) -> Result<Self, DocumentError> {
         let lineage = Lineage::of(envelope);
         let event_type = envelope.event_type().as_str();
         if event_type.starts_with("policy.") {
@@ -301,8 +320,16 @@ impl IndexedDocument {
         }
     }
 
-    /// The JSON both backends store: the document with `"deleted": false`, or the
-    /// tombstone with `"deleted": true`.
+    /// The id.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Live(document) => &document.id,
+            Self::Deleted(tombstone) => &tombstone.id,
+        }
+    }
+
+    /// The JSON both backends store: the document with `"deleted": false` and its source
+    /// event under `"source_event"`, or the tombstone with `"deleted": true`.
     pub fn to_stored_json(&self) -> serde_json::Value {
         let mut value = match self {
             Self::Live(document) => serde_json::to_value(document),
@@ -314,22 +341,78 @@ impl IndexedDocument {
                 "deleted".into(),
                 serde_json::Value::Bool(matches!(self, Self::Deleted(_))),
             );
+            if let Self::Live(SearchDocument {
+                source_event: Some(envelope),
+                ..
+            }) = self
+            {
+                map.insert(
+                    SOURCE_EVENT.into(),
+                    serde_json::to_value(envelope.as_ref()).unwrap_or_default(),
+                );
+            }
         }
         value
     }
 
-    /// Reads what [`to_stored_json`](Self::to_stored_json) wrote.
+    /// Reads what [`to_stored_json`](Self::to_stored_json) wrote. A source event that no
+    /// longer reads as an envelope is left out (the document stays readable; a rebuild
+    /// then copies it as it is).
     ///
     /// # Errors
     /// When the JSON is neither; the index was written by something else.
-    pub fn from_stored_json(value: serde_json::Value) -> Result<Self, serde_json::Error> {
+    pub fn from_stored_json(mut value: serde_json::Value) -> Result<Self, serde_json::Error> {
+        let source = value
+            .as_object_mut()
+            .and_then(|map| map.remove(SOURCE_EVENT));
         if value.get("deleted") == Some(&serde_json::Value::Bool(true)) {
-            serde_json::from_value(value).map(Self::Deleted)
-        } else {
-            serde_json::from_value(value).map(Self::Live)
+            return serde_json::from_value(value).map(Self::Deleted);
+        }
+        let mut document: SearchDocument = serde_json::from_value(value)?;
+        document.source_event = source.and_then(|source| {
+            serde_json::from_value::<Envelope>(source)
+                .map_err(|error| {
+                    tracing::warn!(id = %document.id, %error, "a stored source event is unreadable");
+                })
+                .ok()
+                .map(Arc::new)
+        });
+        Ok(Self::Live(document))
+    }
+
+    /// This document as the current code builds it from its source event, for a rebuild:
+    /// `(document, true)`. A tombstone, a document without a source event, or one whose
+    /// event the current code refuses stays as it is: `(document, false)`. Either way
+    /// the version is the one held, so a copy by version stays a copy by version.
+    pub fn rederived(self) -> (Self, bool) {
+        let Self::Live(document) = &self else {
+            return (self, false);
+        };
+        let Some(envelope) = &document.source_event else {
+            return (self, false);
+        };
+        match SearchDocument::from_envelope(envelope) {
+            Ok(rebuilt) if rebuilt.id == document.id && rebuilt.version == document.version => {
+                (Self::Live(rebuilt), true)
+            }
+            Ok(rebuilt) => {
+                tracing::warn!(
+                    id = %document.id,
+                    rebuilt = %rebuilt.id,
+                    "a source event now builds another document; kept as stored"
+                );
+                (self, false)
+            }
+            Err(error) => {
+                tracing::warn!(id = %document.id, %error, "a source event no longer builds a document; kept as stored");
+                (self, false)
+            }
         }
     }
 }
+
+/// Where the stored JSON keeps a document's source event.
+pub const SOURCE_EVENT: &str = "source_event";
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
-//! The search API: `GET /search`, `POST /admin/rebuild` (staff) and `GET /openapi.json`; every bad parameter is a
-//! problem+json naming it. See `openapi.json` beside this file for the contract.
+//! The search API: `GET /search`, rebuild jobs under `/admin/rebuilds` (staff) and
+//! `GET /openapi.json`; every bad parameter is a problem+json naming it. See
+//! `openapi.json` beside this file for the contract.
 //!
 //! # Authorization scope
 //!
@@ -15,16 +16,17 @@
 //! Neither header: 401. Both, or another scope: 400.
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use dovetail_service_kit::{ApiQuery, Cursor, Page, Problem, ops};
+use axum::routing::get;
+use dovetail_service_kit::{ApiQuery, Cursor, IdempotencyKeyHeader, Page, Problem, ops};
 use serde::{Deserialize, Serialize};
 use time::Date;
 
 use crate::document::{DocumentType, SearchDocument};
 use crate::index::{AnyIndex, IndexError, Scope, SearchIndex, SearchQuery, SortOrder};
+use crate::rebuild::{RebuildJobs, StartError, Started};
 
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -42,18 +44,26 @@ pub const MAX_QUERY_CHARS: usize = 200;
 const POLICY_STATUSES: &[&str] = &["draft", "active", "cancelled", "expired"];
 const CLAIM_STATUSES: &[&str] = &["submitted", "under_review", "approved", "rejected", "paid"];
 
-/// The routes of the API over `index`.
-pub fn router(index: AnyIndex) -> Router {
+/// What the handlers share: the index and this instance's rebuild jobs.
+#[derive(Debug, Clone)]
+struct Api {
+    index: AnyIndex,
+    rebuilds: RebuildJobs,
+}
+
+/// The routes of the API over `index`, with rebuilds run by `rebuilds`.
+pub fn router(index: AnyIndex, rebuilds: RebuildJobs) -> Router {
     Router::new()
         .route("/search", get(search))
-        .route("/admin/rebuild", post(rebuild))
+        .route("/admin/rebuilds", get(list_rebuilds).post(start_rebuild))
+        .route("/admin/rebuilds/{id}", get(rebuild_job))
         .route(
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
-        .with_state(index)
+        .with_state(Api { index, rebuilds })
 }
 
 /// The query string of `GET /search`, as sent.
@@ -259,7 +269,7 @@ pub fn problem(error: &IndexError) -> Problem {
 }
 
 async fn search(
-    State(index): State<AnyIndex>,
+    State(Api { index, .. }): State<Api>,
     headers: HeaderMap,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Response {
@@ -290,23 +300,79 @@ async fn search(
     }
 }
 
-/// Rebuilds the index (staff only) while events keep being indexed; answers the report.
-async fn rebuild(State(index): State<AnyIndex>, headers: HeaderMap) -> Response {
-    let answer = async {
-        if scope(&headers)? != Scope::Staff {
-            return Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "forbidden-scope",
-                "Outside your scope",
-            )
-            .detail("only staff (X-Dovetail-Scope: staff) may rebuild the index"));
-        }
-        let report = index.rebuild().await.map_err(|error| problem(&error))?;
-        tracing::info!(?report, "search index rebuilt");
-        Ok::<_, Problem>(axum::Json(report))
-    };
-    match answer.await {
-        Ok(report) => report.into_response(),
-        Err(problem) => problem.into_response(),
+/// A 403 unless `headers` name the staff scope.
+fn staff_only(headers: &HeaderMap) -> Result<(), Problem> {
+    if scope(headers)? == Scope::Staff {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden-scope",
+            "Outside your scope",
+        )
+        .detail("only staff (X-Dovetail-Scope: staff) may rebuild the index or follow rebuilds"))
     }
+}
+
+fn job_location(id: &str) -> String {
+    format!("/admin/rebuilds/{id}")
+}
+
+/// Starts a rebuild (staff only) while events keep being indexed: 202 with the job and
+/// its `Location`, once the rebuild holds its claim; the same job again for a repeated
+/// `Idempotency-Key`.
+async fn start_rebuild(
+    State(Api { rebuilds, .. }): State<Api>,
+    headers: HeaderMap,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
+) -> Response {
+    if let Err(problem) = staff_only(&headers) {
+        return problem.into_response();
+    }
+    let (job, replayed) = match rebuilds.start(key).await {
+        Ok(Started::New(job)) => (job, false),
+        Ok(Started::Replayed(job)) => (job, true),
+        Err(error @ StartError::Running(_)) => {
+            return Problem::conflict("rebuild-under-way", error.to_string()).into_response();
+        }
+        Err(StartError::Refused(error)) => return problem(&error).into_response(),
+    };
+    let mut response = (StatusCode::ACCEPTED, axum::Json(&job)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&job_location(&job.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// One rebuild job of this instance (staff only).
+async fn rebuild_job(
+    State(Api { rebuilds, .. }): State<Api>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(problem) = staff_only(&headers) {
+        return problem.into_response();
+    }
+    match rebuilds.get(&id) {
+        Some(job) => axum::Json(job).into_response(),
+        None => Problem::not_found(format!(
+            "no rebuild {id:?} on this instance: each instance keeps the last {} rebuilds it \
+             ran (GET /admin/rebuilds lists them); ask the instance that answered the POST",
+            crate::rebuild::KEPT_JOBS
+        ))
+        .into_response(),
+    }
+}
+
+/// The rebuild jobs this instance remembers, newest first (staff only).
+async fn list_rebuilds(State(Api { rebuilds, .. }): State<Api>, headers: HeaderMap) -> Response {
+    if let Err(problem) = staff_only(&headers) {
+        return problem.into_response();
+    }
+    axum::Json(serde_json::json!({ "items": rebuilds.list() })).into_response()
 }

@@ -35,6 +35,7 @@ pub mod consumer;
 pub mod document;
 pub mod http;
 pub mod index;
+pub mod rebuild;
 
 use std::net::SocketAddr;
 
@@ -63,6 +64,7 @@ pub type SearchIdempotency = IdempotencyLayer<SqliteIdempotencyStore>;
 /// The search service, bound and wired, not yet running.
 pub struct Application {
     http: ServiceHttp,
+    rebuilds: rebuild::RebuildJobs,
     index: AnyIndex,
     sources: Vec<EventSource>,
     in_flight: usize,
@@ -143,6 +145,7 @@ impl Application {
         let index = open_index(&config.index).await?;
         let idempotency = open_idempotency(&config.idempotency_path())?;
         let sources = event_sources(&config, transport).await?;
+        let rebuilds = rebuild::RebuildJobs::new(index.clone());
         let readiness =
             Readiness::default().check_with("index", index.clone(), |index| async move {
                 index.ping().await
@@ -150,17 +153,23 @@ impl Application {
         let http = ServiceHttp::bind(
             SERVICE,
             config.listen,
-            http::router(index.clone()),
+            http::router(index.clone(), rebuilds.clone()),
             readiness,
         )
         .await?;
         Ok(Self {
             http,
+            rebuilds,
             index,
             sources,
             in_flight: config.consumer_in_flight.max(1),
             idempotency,
         })
+    }
+
+    /// This instance's rebuild jobs (the API's `/admin/rebuilds` runs them).
+    pub fn rebuilds(&self) -> &rebuild::RebuildJobs {
+        &self.rebuilds
     }
 
     /// Where the API listens.

@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{IndexError, RebuildReport, SearchIndex, SearchQuery, SearchResults, UpsertOutcome};
+use super::{
+    IndexError, RebuildProgress, RebuildReport, SearchIndex, SearchQuery, SearchResults,
+    UpsertOutcome,
+};
 use crate::document::IndexedDocument;
 
 /// The most documents one batch writes.
@@ -132,7 +135,7 @@ impl<I: SearchIndex + Clone + 'static> SearchIndex for Batching<I> {
         self.index.ping().await
     }
 
-    async fn rebuild(&self) -> Result<RebuildReport, IndexError> {
-        self.index.rebuild().await
+    async fn rebuild(&self, progress: &RebuildProgress) -> Result<RebuildReport, IndexError> {
+        self.index.rebuild(progress).await
     }
 }

@@ -12,6 +12,8 @@
 //! the document back.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use time::Date;
 
@@ -145,8 +147,95 @@ pub struct RebuildReport {
     pub from: String,
     /// The one searched now.
     pub to: String,
-    /// The documents and tombstones copied (live writes during the rebuild not counted).
+    /// The documents and tombstones copied from the old index (live writes during the
+    /// rebuild not counted; OpenSearch's second copy of late writes counted again).
     pub documents: u64,
+    /// Of those, the documents built again from their source event with the current code
+    /// (the others, tombstones and documents without a source event, copied as stored).
+    pub rederived: u64,
+}
+
+/// The steps of a rebuild, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RebuildPhase {
+    /// Claiming the rebuild (one at a time, across every instance) and creating the new
+    /// index.
+    Starting,
+    /// Waiting until every instance writes to both indices (OpenSearch).
+    WaitingForWriters,
+    /// Copying the old index into the new one by version, documents re-derived.
+    Copying,
+    /// Switching searches and writes to the new index in one step.
+    Switching,
+    /// Closing the old index to writes and copying what reached it around the switch
+    /// (OpenSearch).
+    CopyingLateWrites,
+    /// Deleting the old index.
+    DroppingOld,
+}
+
+/// How far a rebuild is: the rebuild reports into it, whoever started it watches it.
+/// Clones share one state.
+#[derive(Debug, Clone)]
+pub struct RebuildProgress {
+    phase: Arc<tokio::sync::watch::Sender<RebuildPhase>>,
+    copied: Arc<AtomicU64>,
+}
+
+impl Default for RebuildProgress {
+    fn default() -> Self {
+        Self {
+            phase: Arc::new(tokio::sync::watch::Sender::new(RebuildPhase::Starting)),
+            copied: Arc::default(),
+        }
+    }
+}
+
+impl RebuildProgress {
+    /// The step the rebuild is at.
+    pub fn phase(&self) -> RebuildPhase {
+        *self.phase.borrow()
+    }
+
+    /// Documents copied so far.
+    pub fn documents_copied(&self) -> u64 {
+        self.copied.load(Ordering::Relaxed)
+    }
+
+    /// Returns once the rebuild is past [`RebuildPhase::Starting`]: it holds the claim
+    /// and the new index exists. Never returns for a rebuild that fails before; race it
+    /// with the rebuild itself.
+    pub async fn claimed(&self) {
+        let mut phases = self.phase.subscribe();
+        let _ = phases
+            .wait_for(|phase| *phase != RebuildPhase::Starting)
+            .await;
+    }
+
+    pub(crate) fn enter(&self, phase: RebuildPhase) {
+        tracing::info!(?phase, "rebuild");
+        self.phase.send_replace(phase);
+    }
+
+    pub(crate) fn copied(&self, documents: u64) {
+        self.copied.fetch_add(documents, Ordering::Relaxed);
+    }
+}
+
+/// Builds each document of `batch` again from its source event
+/// ([`IndexedDocument::rederived`]); how many were.
+pub(crate) fn rederive(batch: Vec<IndexedDocument>) -> (Vec<IndexedDocument>, u64) {
+    let mut rederived = 0;
+    let batch = batch
+        .into_iter()
+        .map(|document| {
+            let (document, fresh) = document.rederived();
+            rederived += u64::from(fresh);
+            document
+        })
+        .collect();
+    (batch, rederived)
 }
 
 /// Why an index operation failed.
@@ -273,17 +362,30 @@ pub trait SearchIndex: Send + Sync {
     fn refresh(&self) -> impl Future<Output = Result<(), IndexError>> + Send;
 
     /// Re-indexes everything into a new index and switches searches and writes to it
-    /// atomically, while writes go on: from the moment the new index exists every write
-    /// goes to both, then the old index's documents are copied in by version (a copy
-    /// never overwrites a newer live write), then the switch (an alias swap on
-    /// OpenSearch, the `CURRENT` generation file on tantivy) waits for the writes in
-    /// flight and happens in one step. No document is lost or moves back to an older
-    /// version across it. The old index is deleted.
+    /// atomically, while writes go on, reporting its steps into `progress`.
+    ///
+    /// Every document is built again from the source event it holds, with the current
+    /// code and mapping ([`IndexedDocument::rederived`]); tombstones and documents
+    /// without a source event are copied as stored. From the moment the new index exists
+    /// every write goes to both (on OpenSearch, every instance's: each looks for a
+    /// rebuild under way at least every `opensearch::REBUILD_DISCOVERY`,
+    /// and the rebuild waits that long before copying); the copy is by version, so it
+    /// never overwrites a newer live write; the switch (an alias swap on OpenSearch, the
+    /// `CURRENT` generation file on tantivy) happens in one step. No document is lost or
+    /// moves back to an older version across it. The old index is deleted.
+    ///
+    /// One rebuild at a time: on OpenSearch across every instance (the new index's
+    /// rebuild alias is the claim; a claim whose instance stopped heartbeating is taken
+    /// over).
     ///
     /// # Errors
     /// [`IndexError::Conflict`] while another rebuild runs; [`IndexError::Unavailable`]
-    /// when the index fails (searches and writes stay on the old index).
-    fn rebuild(&self) -> impl Future<Output = Result<RebuildReport, IndexError>> + Send;
+    /// when the index fails (before the switch, searches and writes stay on the old index
+    /// and the new one is removed).
+    fn rebuild(
+        &self,
+        progress: &RebuildProgress,
+    ) -> impl Future<Output = Result<RebuildReport, IndexError>> + Send;
 
     /// Whether the index answers (for `/readyz`).
     ///
@@ -361,7 +463,7 @@ impl SearchIndex for AnyIndex {
         delegate!(self, index => index.ping().await)
     }
 
-    async fn rebuild(&self) -> Result<RebuildReport, IndexError> {
-        delegate!(self, index => index.rebuild().await)
+    async fn rebuild(&self, progress: &RebuildProgress) -> Result<RebuildReport, IndexError> {
+        delegate!(self, index => index.rebuild(progress).await)
     }
 }

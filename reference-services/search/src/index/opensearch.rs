@@ -9,7 +9,24 @@
 //! back; a tombstone is never forgotten. Searches filter tombstones out.
 //!
 //! The service reads and writes the alias (by default `dovetail-search`); the first start
-//! creates the index `<alias>-000001` behind it.
+//! creates the index `<alias>-000001` behind it. Writes name the alias with
+//! `require_alias`, so a missing alias is an error, never a new index made on the fly.
+//!
+//! # Rebuild across instances
+//!
+//! A rebuild creates the next index (`<alias>-000002`) behind a second alias,
+//! `<alias>-rebuild`: that alias is the claim (one rebuild at a time across every
+//! instance) and the signal. Every instance looks for it at least every
+//! [`REBUILD_DISCOVERY`] and, while it exists, writes each batch to both aliases; the
+//! rebuild waits twice that long, so every instance writes to both, before it copies the
+//! old index into the new one by version (each document built again from its source
+//! event). Then one `_aliases` call moves the alias to the new index and removes the
+//! rebuild alias; the old index is closed to writes with `_block/write`, which waits for
+//! the writes in flight (a later one fails and is retried by its consumer, reaching the
+//! new index), and copied once more by version for anything that reached it only (a write
+//! slower than the discovery interval); then it is deleted. The rebuilding instance
+//! heartbeats into the new index's `_meta`; a claim silent for [`ABANDONED_AFTER`] is
+//! taken over by the next rebuild, which deletes the half-built index.
 //!
 //! Freshness: after a write, one probe (a tombstone `probe:<instance>`, never searchable)
 //! is indexed with `refresh=wait_for`; when it returns, a refresh has made every document
@@ -18,22 +35,22 @@
 //! next one, so a busy service adds about one request per refresh interval.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opensearch::http::StatusCode;
 use opensearch::http::transport::Transport;
 use opensearch::indices::{
-    IndicesCreateParts, IndicesDeleteParts, IndicesExistsAliasParts, IndicesGetAliasParts,
-    IndicesRefreshParts,
+    IndicesAddBlockParts, IndicesCreateParts, IndicesDeleteParts, IndicesExistsAliasParts,
+    IndicesGetAliasParts, IndicesGetMappingParts, IndicesPutMappingParts, IndicesRefreshParts,
 };
 use opensearch::params::{Refresh, VersionType};
 use opensearch::{BulkOperation, BulkParts, GetParts, IndexParts, OpenSearch, SearchParts};
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, RwLock};
+use tokio::sync::Mutex;
 
 use super::{
-    IndexError, RebuildReport, SearchHit, SearchIndex, SearchQuery, SearchResults, SortOrder,
-    UpsertOutcome,
+    IndexError, RebuildPhase, RebuildProgress, RebuildReport, SearchHit, SearchIndex, SearchQuery,
+    SearchResults, SortOrder, UpsertOutcome,
 };
 use crate::document::{IndexedDocument, SearchDocument};
 
@@ -55,10 +72,22 @@ pub struct OpenSearchIndex {
     client: OpenSearch,
     settings: OpenSearchSettings,
     alias: String,
-    /// The index a rebuild writes, which every write goes to as well meanwhile.
-    shadow: Arc<RwLock<Option<String>>>,
+    /// `<alias>-rebuild`: names the new index while a rebuild runs.
+    rebuild_alias: String,
+    /// This instance, as its rebuild claims and freshness probes name it.
+    instance: String,
+    /// Whether a rebuild runs (so writes go to both aliases), as last looked up.
+    rebuild_seen: Arc<Mutex<RebuildSeen>>,
+    /// This instance's rebuild, if it runs one.
     rebuilding: Arc<Mutex<()>>,
     freshness: Arc<std::sync::Mutex<Freshness>>,
+}
+
+/// What an instance last found out about a rebuild under way, and when.
+#[derive(Debug, Default)]
+struct RebuildSeen {
+    under_way: bool,
+    checked_at: Option<Instant>,
 }
 
 /// Documents written but not yet known to be searchable, and whether a probe runs.
@@ -69,9 +98,75 @@ struct Freshness {
     probe_id: String,
 }
 
-/// How long a rebuild waits after the alias switch before its second copy, for writes
-/// other instances sent to the old index before they saw the switch.
-pub const REBUILD_GRACE: Duration = Duration::from_secs(2);
+/// How often, at most, an instance looks for a rebuild under way (`<alias>-rebuild`)
+/// before a write; a rebuild waits twice this long before it copies.
+pub const REBUILD_DISCOVERY: Duration = Duration::from_secs(1);
+
+/// How often a rebuilding instance writes its heartbeat into the new index's `_meta`.
+pub const REBUILD_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// How long a rebuild's claim stays without a heartbeat before the next rebuild takes it
+/// over (its instance stopped).
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(60);
+
+/// The suffix of the alias that names a rebuild's new index.
+pub const REBUILD_ALIAS_SUFFIX: &str = "-rebuild";
+
+/// Where a bulk write goes.
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    /// An alias, which must exist (`require_alias`).
+    Alias(&'a str),
+    /// A concrete index (a rebuild's copy).
+    Index(&'a str),
+}
+
+/// Why a bulk write failed.
+#[derive(Debug)]
+enum BulkError {
+    /// The alias written does not exist (a rebuild's alias, once the rebuild ended).
+    NoSuchAlias,
+    /// Anything else.
+    Index(IndexError),
+}
+
+impl From<IndexError> for BulkError {
+    fn from(error: IndexError) -> Self {
+        Self::Index(error)
+    }
+}
+
+impl From<BulkError> for IndexError {
+    fn from(error: BulkError) -> Self {
+        match error {
+            BulkError::NoSuchAlias => {
+                Self::Unavailable("the alias the service writes does not exist".into())
+            }
+            BulkError::Index(error) => error,
+        }
+    }
+}
+
+fn unix_millis(at: time::OffsetDateTime) -> u64 {
+    u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+/// What to do about a rebuild claim found in place.
+fn claim_is_live(heartbeat_ms: Option<u64>, now_ms: u64) -> bool {
+    heartbeat_ms.is_some_and(|beat| {
+        now_ms.saturating_sub(beat) < u64::try_from(ABANDONED_AFTER.as_millis()).unwrap_or(u64::MAX)
+    })
+}
+
+/// The index after `current` behind `alias`: `<alias>-000002` after `<alias>-000001`.
+fn next_index(alias: &str, current: &str) -> String {
+    let number = current
+        .rsplit('-')
+        .next()
+        .and_then(|number| number.parse::<u64>().ok())
+        .unwrap_or(0);
+    format!("{alias}-{:06}", number + 1)
+}
 
 fn unavailable(what: &str) -> impl Fn(opensearch::Error) -> IndexError + '_ {
     move |error| IndexError::Unavailable(format!("OpenSearch: {what}: {error}"))
@@ -91,6 +186,8 @@ pub fn mapping() -> Value {
             "text": { "type": "text" },
             "date": { "type": "date", "format": "yyyy-MM-dd" },
             "version": { "type": "long" },
+            // The event the document was built from: kept for rebuilds, never searched.
+            "source_event": { "type": "object", "enabled": false },
             "lineage": {
                 "properties": {
                     "source": { "type": "keyword" },
@@ -153,35 +250,47 @@ impl OpenSearchIndex {
             .send()
             .await
             .map_err(unavailable("cannot ask whether the alias exists"))?;
+        let instance = format!(
+            "{}-{}",
+            std::process::id(),
+            time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+        );
         let index = Self {
             client,
             settings: settings.clone(),
             alias: settings.alias.clone(),
-            shadow: Arc::default(),
+            rebuild_alias: format!("{}{REBUILD_ALIAS_SUFFIX}", settings.alias),
+            rebuild_seen: Arc::default(),
             rebuilding: Arc::default(),
             freshness: Arc::new(std::sync::Mutex::new(Freshness {
-                probe_id: format!(
-                    "probe:{}-{}",
-                    std::process::id(),
-                    time::OffsetDateTime::now_utc().unix_timestamp_nanos()
-                ),
+                probe_id: format!("probe:{instance}"),
                 ..Freshness::default()
             })),
+            instance,
         };
         if exists.status_code() == StatusCode::NOT_FOUND {
-            index
-                .create(&format!("{}-000001", index.alias), true)
-                .await?;
+            let first = format!("{}-000001", index.alias);
+            // Another instance starting at the same time may have made it: fine.
+            index.create(&first, &index.alias, None).await?;
         } else if !exists.status_code().is_success() {
             return Err(failure(exists, "cannot ask whether the alias exists").await);
         }
         Ok(index)
     }
 
-    /// Creates the index `name` with the mapping and settings, behind the alias when
-    /// `aliased`. An index that exists already (another instance made it) is fine.
-    async fn create(&self, name: &str, aliased: bool) -> Result<(), IndexError> {
-        let mut body = json!({
+    /// Creates the index `name` with the mapping and settings, behind `alias`, with
+    /// `meta` as its mapping's `_meta`. `Ok(false)` when it exists already.
+    async fn create(
+        &self,
+        name: &str,
+        alias: &str,
+        meta: Option<Value>,
+    ) -> Result<bool, IndexError> {
+        let mut mappings = mapping();
+        if let Some(meta) = meta {
+            mappings["_meta"] = meta;
+        }
+        let body = json!({
             "settings": {
                 "index": {
                     "number_of_shards": 1,
@@ -189,11 +298,9 @@ impl OpenSearchIndex {
                     "refresh_interval": self.settings.refresh_interval,
                 }
             },
-            "mappings": mapping(),
+            "mappings": mappings,
+            "aliases": { alias: {} },
         });
-        if aliased {
-            body["aliases"] = json!({ self.alias.clone(): {} });
-        }
         let created = self
             .client
             .indices()
@@ -203,15 +310,17 @@ impl OpenSearchIndex {
             .await
             .map_err(unavailable("cannot create the index"))?;
         let status = created.status_code();
-        if !status.is_success() {
-            let text = created.text().await.unwrap_or_default();
-            if !text.contains("resource_already_exists_exception") {
-                return Err(IndexError::Unavailable(format!(
-                    "OpenSearch refused to create the index {name}: {status}: {text}"
-                )));
-            }
+        if status.is_success() {
+            return Ok(true);
         }
-        Ok(())
+        let text = created.text().await.unwrap_or_default();
+        if text.contains("resource_already_exists_exception") {
+            Ok(false)
+        } else {
+            Err(IndexError::Unavailable(format!(
+                "OpenSearch refused to create the index {name}: {status}: {text}"
+            )))
+        }
     }
 
     /// The index behind the alias.
@@ -220,21 +329,9 @@ impl OpenSearchIndex {
     /// [`IndexError::Unavailable`] when the node does not answer or the alias names no
     /// single index.
     pub async fn current_index(&self) -> Result<String, IndexError> {
-        let body = json_answer(
-            self.client
-                .indices()
-                .get_alias(IndicesGetAliasParts::Name(&[&self.alias]))
-                .send()
-                .await,
-            "cannot read the alias",
-        )
-        .await?;
-        let indices: Vec<&String> = body
-            .as_object()
-            .map(|map| map.keys().collect())
-            .unwrap_or_default();
+        let indices = self.indices_behind(&self.alias).await?;
         match indices.as_slice() {
-            [index] => Ok((*index).clone()),
+            [index] => Ok(index.clone()),
             other => Err(IndexError::Unavailable(format!(
                 "the alias {} names {} indices ({other:?}); it must name exactly one: fix it \
                  with POST _aliases",
@@ -242,6 +339,26 @@ impl OpenSearchIndex {
                 other.len()
             ))),
         }
+    }
+
+    /// The indices `alias` names (none when it does not exist).
+    async fn indices_behind(&self, alias: &str) -> Result<Vec<String>, IndexError> {
+        let sent = self
+            .client
+            .indices()
+            .get_alias(IndicesGetAliasParts::Name(&[alias]))
+            .send()
+            .await;
+        if let Ok(response) = &sent
+            && response.status_code() == StatusCode::NOT_FOUND
+        {
+            return Ok(Vec::new());
+        }
+        let body = json_answer(sent, "cannot read an alias").await?;
+        Ok(body
+            .as_object()
+            .map(|map| map.keys().cloned().collect())
+            .unwrap_or_default())
     }
 
     async fn refresh_index(&self, index: &str) -> Result<(), IndexError> {
@@ -259,13 +376,19 @@ impl OpenSearchIndex {
         }
     }
 
-    /// Copies every document and tombstone of `from` into `to` by version: pages of
-    /// `from` in id order, written with their external versions (a copy older than a live
-    /// write is a 409, and stays out). `_reindex` would do the same server-side, but it is
-    /// a module some distributions leave out.
-    async fn copy(&self, from: &str, to: &str) -> Result<u64, IndexError> {
+    /// Copies every document and tombstone of `from` into `to` by version, each document
+    /// built again from its source event: pages of `from` in id order, written with their
+    /// external versions (a copy older than a live write is a 409, and stays out).
+    /// `_reindex` could copy server-side, but not re-derive, and it is a module some
+    /// distributions leave out. How many were copied, and of them re-derived.
+    async fn copy(
+        &self,
+        from: &str,
+        to: &str,
+        progress: &RebuildProgress,
+    ) -> Result<(u64, u64), IndexError> {
         self.refresh_index(from).await?;
-        let mut copied = 0;
+        let (mut copied, mut rederived) = (0, 0);
         let mut after: Option<Value> = None;
         loop {
             let mut body = json!({
@@ -287,7 +410,7 @@ impl OpenSearchIndex {
             .await?;
             let hits = body["hits"]["hits"].as_array().cloned().unwrap_or_default();
             let Some(last) = hits.last() else {
-                return Ok(copied);
+                return Ok((copied, rederived));
             };
             after = Some(last["sort"].clone());
             let documents = hits
@@ -297,30 +420,181 @@ impl OpenSearchIndex {
                         .map_err(|error| IndexError::Corrupt(format!("{from}: {error}")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            self.bulk(to, &documents).await?;
+            let (documents, fresh) = super::rederive(documents);
+            self.bulk(Target::Index(to), &documents).await?;
             copied += documents.len() as u64;
+            rederived += fresh;
+            progress.copied(documents.len() as u64);
         }
     }
 
-    async fn switch(&self, from: &str, to: &str) -> Result<(), IndexError> {
+    /// Whether a rebuild runs: looked up at most every [`REBUILD_DISCOVERY`].
+    async fn rebuild_under_way(&self) -> Result<bool, IndexError> {
+        let mut seen = self.rebuild_seen.lock().await;
+        if let Some(checked_at) = seen.checked_at
+            && checked_at.elapsed() < REBUILD_DISCOVERY
+        {
+            return Ok(seen.under_way);
+        }
         let response = self
             .client
             .indices()
-            .update_aliases()
-            .body(json!({
-                "actions": [
-                    { "remove": { "index": from, "alias": self.alias } },
-                    { "add": { "index": to, "alias": self.alias } }
-                ]
-            }))
+            .exists_alias(IndicesExistsAliasParts::Name(&[&self.rebuild_alias]))
             .send()
             .await
-            .map_err(unavailable("cannot switch the alias"))?;
-        if response.status_code().is_success() {
+            .map_err(unavailable("cannot ask whether a rebuild runs"))?;
+        seen.under_way = match response.status_code() {
+            StatusCode::NOT_FOUND => false,
+            status if status.is_success() => true,
+            _ => return Err(failure(response, "cannot ask whether a rebuild runs").await),
+        };
+        seen.checked_at = Some(Instant::now());
+        Ok(seen.under_way)
+    }
+
+    /// Records what this instance knows of a rebuild without looking it up.
+    async fn note_rebuild(&self, under_way: bool) {
+        let mut seen = self.rebuild_seen.lock().await;
+        seen.under_way = under_way;
+        seen.checked_at = Some(Instant::now());
+    }
+
+    /// The `_meta` that claims a rebuild for this instance, heartbeat now.
+    fn claim_meta(&self, from: &str) -> Value {
+        json!({
+            "rebuild": {
+                "instance": self.instance,
+                "from": from,
+                "heartbeat_ms": unix_millis(time::OffsetDateTime::now_utc()),
+            }
+        })
+    }
+
+    /// The last heartbeat of the rebuild into `index`, from its `_meta`.
+    async fn heartbeat_of(&self, index: &str) -> Result<(Option<u64>, String), IndexError> {
+        let body = json_answer(
+            self.client
+                .indices()
+                .get_mapping(IndicesGetMappingParts::Index(&[index]))
+                .send()
+                .await,
+            "cannot read a rebuild's claim",
+        )
+        .await?;
+        let claim = &body[index]["mappings"]["_meta"]["rebuild"];
+        Ok((
+            claim["heartbeat_ms"].as_u64(),
+            claim["instance"]
+                .as_str()
+                .unwrap_or("an unknown instance")
+                .to_owned(),
+        ))
+    }
+
+    /// Claims the rebuild from `from` into `to` for this instance: creates `to` behind
+    /// the rebuild alias. A live claim of another instance is a conflict; one whose
+    /// heartbeat stopped [`ABANDONED_AFTER`] ago is taken over (its index deleted).
+    async fn claim(&self, from: &str, to: &str) -> Result<(), IndexError> {
+        for running in self.indices_behind(&self.rebuild_alias).await? {
+            let (heartbeat, instance) = self.heartbeat_of(&running).await?;
+            let now = unix_millis(time::OffsetDateTime::now_utc());
+            if claim_is_live(heartbeat, now) {
+                return Err(IndexError::Conflict(format!(
+                    "a rebuild into {running} by instance {instance} is under way (last \
+                     heartbeat {} s ago); wait for it to finish",
+                    now.saturating_sub(heartbeat.unwrap_or(now)) / 1000
+                )));
+            }
+            tracing::warn!(
+                index = %running,
+                %instance,
+                "taking over a rebuild whose instance stopped: deleting its half-built index"
+            );
+            self.drop_index(&running).await?;
+        }
+        if self
+            .create(to, &self.rebuild_alias, Some(self.claim_meta(from)))
+            .await?
+        {
+            return Ok(());
+        }
+        // `to` exists: another instance's claim made a moment ago, or what a failed
+        // rebuild left behind no alias.
+        let claimed = self.indices_behind(&self.rebuild_alias).await?;
+        let live = self.indices_behind(&self.alias).await?;
+        if claimed.iter().chain(&live).any(|index| index == to) {
+            return Err(IndexError::Conflict(format!(
+                "another instance has just started a rebuild into {to}; wait for it to finish"
+            )));
+        }
+        self.drop_index(to).await?;
+        if self
+            .create(to, &self.rebuild_alias, Some(self.claim_meta(from)))
+            .await?
+        {
             Ok(())
         } else {
-            Err(failure(response, "cannot switch the alias").await)
+            Err(IndexError::Conflict(format!(
+                "another instance has just started a rebuild into {to}; wait for it to finish"
+            )))
         }
+    }
+
+    /// Writes this instance's heartbeat into `to`'s `_meta` every [`REBUILD_HEARTBEAT`]
+    /// until the returned guard is dropped.
+    fn heartbeat(&self, from: &str, to: &str) -> AbortOnDrop {
+        let (index, from, to) = (self.clone(), from.to_owned(), to.to_owned());
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REBUILD_HEARTBEAT).await;
+                let sent = index
+                    .client
+                    .indices()
+                    .put_mapping(IndicesPutMappingParts::Index(&[&to]))
+                    .body(json!({ "_meta": index.claim_meta(&from) }))
+                    .send()
+                    .await;
+                if let Err(error) = json_answer(sent, "cannot write the rebuild's heartbeat").await
+                {
+                    tracing::warn!(%error, "rebuild heartbeat");
+                }
+            }
+        }))
+    }
+
+    /// Moves the alias from `from` to `to` and removes the rebuild alias, in one step.
+    async fn switch(&self, from: &str, to: &str) -> Result<(), IndexError> {
+        json_answer(
+            self.client
+                .indices()
+                .update_aliases()
+                .body(json!({
+                    "actions": [
+                        { "remove": { "index": from, "alias": self.alias } },
+                        { "add": { "index": to, "alias": self.alias } },
+                        { "remove": { "index": to, "alias": self.rebuild_alias } }
+                    ]
+                }))
+                .send()
+                .await,
+            "cannot switch the alias",
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Closes `index` to writes, once the writes in flight are done (`_block/write`).
+    async fn close_to_writes(&self, index: &str) -> Result<(), IndexError> {
+        json_answer(
+            self.client
+                .indices()
+                .add_block(IndicesAddBlockParts::IndexBlock(&[index], "write"))
+                .send()
+                .await,
+            "cannot close the old index to writes",
+        )
+        .await
+        .map(drop)
     }
 
     async fn drop_index(&self, index: &str) -> Result<(), IndexError> {
@@ -330,47 +604,77 @@ impl OpenSearchIndex {
             .delete(IndicesDeleteParts::Index(&[index]))
             .send()
             .await
-            .map_err(unavailable("cannot delete the old index"))?;
+            .map_err(unavailable("cannot delete an index"))?;
         if response.status_code().is_success() || response.status_code() == StatusCode::NOT_FOUND {
             Ok(())
         } else {
-            Err(failure(response, "cannot delete the old index").await)
+            Err(failure(response, "cannot delete an index").await)
         }
     }
 
-    async fn rebuild_into(&self, from: &str, to: &str) -> Result<u64, IndexError> {
-        self.create(to, false).await?;
-        // From here on every write of this instance goes to both indices.
-        *self.shadow.write().await = Some(to.to_owned());
-        let copied = self.copy(from, to).await?;
-        {
-            // Waits for this instance's writes in flight; none starts until the switch.
-            let mut shadow = self.shadow.write().await;
-            self.switch(from, to).await?;
-            *shadow = None;
-        }
-        // Other instances write the old index until they see the switch.
-        tokio::time::sleep(REBUILD_GRACE).await;
-        self.copy(from, to).await?;
+    /// The rebuild's steps after the claim; see the module documentation.
+    async fn rebuild_into(
+        &self,
+        from: &str,
+        to: &str,
+        progress: &RebuildProgress,
+    ) -> Result<RebuildReport, IndexError> {
+        progress.enter(RebuildPhase::WaitingForWriters);
+        tokio::time::sleep(2 * REBUILD_DISCOVERY).await;
+        progress.enter(RebuildPhase::Copying);
+        let (mut documents, mut rederived) = self.copy(from, to, progress).await?;
+        progress.enter(RebuildPhase::Switching);
+        self.switch(from, to).await?;
+        self.note_rebuild(false).await;
+        progress.enter(RebuildPhase::CopyingLateWrites);
+        let mut attempt = 0;
+        let (late, late_rederived) = loop {
+            let closed_and_copied = async {
+                self.close_to_writes(from).await?;
+                self.copy(from, to, progress).await
+            };
+            match closed_and_copied.await {
+                Ok(copied) => break copied,
+                Err(error) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::warn!(%error, attempt, "rebuild: closing and copying the old index");
+                    tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+                }
+                Err(error) => {
+                    return Err(IndexError::Unavailable(format!(
+                        "searches and writes use {to} now, but the old index {from} could not \
+                         be closed and copied once more ({error}): it is kept; documents \
+                         written to it only around the switch come back with their next \
+                         event, or copy {from} into {to} by version (version_type external) \
+                         and delete it"
+                    )));
+                }
+            }
+        };
+        documents += late;
+        rederived += late_rederived;
+        progress.enter(RebuildPhase::DroppingOld);
         self.drop_index(from).await?;
-        Ok(copied)
+        Ok(RebuildReport {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            documents,
+            rederived,
+        })
     }
 
-    /// Writes `documents` into `target` (the alias or an index) with their versions.
+    /// Writes `documents` into `target` with their versions.
     async fn bulk(
         &self,
-        target: &str,
+        target: Target<'_>,
         documents: &[IndexedDocument],
-    ) -> Result<Vec<UpsertOutcome>, IndexError> {
+    ) -> Result<Vec<UpsertOutcome>, BulkError> {
         if documents.is_empty() {
             return Ok(Vec::new());
         }
         let mut operations: Vec<BulkOperation<Value>> = Vec::with_capacity(documents.len());
         for document in documents {
-            let id = match document {
-                IndexedDocument::Live(live) => live.id.clone(),
-                IndexedDocument::Deleted(tombstone) => tombstone.id.clone(),
-            };
+            let id = document.id().to_owned();
             let version = i64::try_from(document.version()).map_err(|_| {
                 IndexError::Corrupt(format!(
                     "version {} of {id} is beyond OpenSearch's",
@@ -385,9 +689,14 @@ impl OpenSearchIndex {
                     .into(),
             );
         }
+        let (name, require_alias) = match target {
+            Target::Alias(alias) => (alias, true),
+            Target::Index(index) => (index, false),
+        };
         let body = json_answer(
             self.client
-                .bulk(BulkParts::Index(target))
+                .bulk(BulkParts::Index(name))
+                .require_alias(require_alias)
                 .body(operations)
                 .send()
                 .await,
@@ -400,7 +709,8 @@ impl OpenSearchIndex {
                 "OpenSearch answered {} items for {} documents",
                 items.len(),
                 documents.len()
-            )));
+            ))
+            .into());
         }
         items
             .iter()
@@ -411,10 +721,14 @@ impl OpenSearchIndex {
                     // version_conflict_engine_exception: the index holds this version or a
                     // higher one.
                     Some(409) => Ok(UpsertOutcome::Stale),
+                    Some(404) if result["error"]["type"] == "index_not_found_exception" => {
+                        Err(BulkError::NoSuchAlias)
+                    }
                     _ => Err(IndexError::Unavailable(format!(
                         "OpenSearch refused a document: {}",
                         result["error"]
-                    ))),
+                    ))
+                    .into()),
                 }
             })
             .collect()
@@ -529,11 +843,17 @@ impl SearchIndex for OpenSearchIndex {
         &self,
         documents: Vec<IndexedDocument>,
     ) -> Result<Vec<UpsertOutcome>, IndexError> {
-        // Held across the writes: a rebuild's switch waits for them.
-        let shadow = self.shadow.read().await;
-        let outcomes = self.bulk(&self.alias, &documents).await?;
-        if let Some(shadow) = shadow.as_deref() {
-            self.bulk(shadow, &documents).await?;
+        let both = self.rebuild_under_way().await?;
+        let outcomes = self.bulk(Target::Alias(&self.alias), &documents).await?;
+        if both {
+            match self
+                .bulk(Target::Alias(&self.rebuild_alias), &documents)
+                .await
+            {
+                // The rebuild ended (switched or given up) since this instance looked.
+                Ok(_) | Err(BulkError::NoSuchAlias) => {}
+                Err(BulkError::Index(error)) => return Err(error),
+            }
         }
         self.watch_freshness(
             documents
@@ -548,32 +868,28 @@ impl SearchIndex for OpenSearchIndex {
         Ok(outcomes)
     }
 
-    async fn rebuild(&self) -> Result<RebuildReport, IndexError> {
+    async fn rebuild(&self, progress: &RebuildProgress) -> Result<RebuildReport, IndexError> {
         let _one = self.rebuilding.try_lock().map_err(|_| {
-            IndexError::Conflict("a rebuild is under way already; wait for it to finish".into())
+            IndexError::Conflict(
+                "a rebuild by this instance is under way already; wait for it to finish".into(),
+            )
         })?;
         let from = self.current_index().await?;
-        let number = from
-            .rsplit('-')
-            .next()
-            .and_then(|number| number.parse::<u64>().ok())
-            .unwrap_or(0);
-        let to = format!("{}-{:06}", self.alias, number + 1);
-        match self.rebuild_into(&from, &to).await {
-            Ok(documents) => Ok(RebuildReport {
-                from,
-                to,
-                documents,
-            }),
-            Err(error) => {
-                *self.shadow.write().await = None;
-                // Still behind the alias when the switch failed: keep it.
-                if self.current_index().await.ok().as_deref() != Some(to.as_str()) {
-                    let _ = self.drop_index(&to).await;
-                }
-                Err(error)
+        let to = next_index(&self.alias, &from);
+        self.claim(&from, &to).await?;
+        self.note_rebuild(true).await;
+        let heartbeat = self.heartbeat(&from, &to);
+        let result = self.rebuild_into(&from, &to, progress).await;
+        drop(heartbeat);
+        if result.is_err() && self.current_index().await.ok().as_deref() != Some(to.as_str()) {
+            // Before the switch: searches and writes stay on `from`; the half-built index
+            // goes, and the rebuild alias with it.
+            self.note_rebuild(false).await;
+            if let Err(error) = self.drop_index(&to).await {
+                tracing::warn!(%error, index = %to, "cannot delete a failed rebuild's index; the next rebuild takes it over");
             }
         }
+        result
     }
 
     async fn get(&self, id: &str) -> Result<Option<IndexedDocument>, IndexError> {
@@ -617,6 +933,7 @@ impl SearchIndex for OpenSearchIndex {
         let mut body = json!({
             "size": limit + 1,
             "track_total_hits": false,
+            "_source": { "excludes": [crate::document::SOURCE_EVENT] },
             "query": { "bool": { "filter": filters, "must": must } },
             "sort": sort,
         });
@@ -715,5 +1032,45 @@ impl SearchIndex for OpenSearchIndex {
         } else {
             Err(failure(response, "the node is not healthy").await)
         }
+    }
+}
+
+/// Aborts its task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ABANDONED_AFTER, claim_is_live, next_index};
+
+    #[test]
+    fn the_next_index_counts_up_from_the_current_one() {
+        assert_eq!(next_index("search", "search-000001"), "search-000002");
+        assert_eq!(next_index("search", "search-000099"), "search-000100");
+        // An index not made by the service (restored by hand): start the count.
+        assert_eq!(next_index("search", "restored"), "search-000001");
+    }
+
+    #[test]
+    fn a_claim_is_live_until_its_heartbeat_is_older_than_the_limit() {
+        let limit = u64::try_from(ABANDONED_AFTER.as_millis()).unwrap_or(u64::MAX);
+        let now = 10 * limit;
+        assert!(claim_is_live(Some(now), now));
+        assert!(claim_is_live(Some(now - limit + 1), now));
+        assert!(!claim_is_live(Some(now - limit), now));
+        assert!(
+            !claim_is_live(None, now),
+            "a claim without a heartbeat is abandoned"
+        );
+        assert!(
+            claim_is_live(Some(now + 5), now),
+            "a clock a little ahead is live"
+        );
     }
 }

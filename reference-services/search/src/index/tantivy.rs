@@ -27,8 +27,8 @@ use tantivy::{
 };
 
 use super::{
-    IndexError, RebuildReport, SearchHit, SearchIndex, SearchQuery, SearchResults, SortOrder,
-    UpsertOutcome,
+    IndexError, RebuildPhase, RebuildProgress, RebuildReport, SearchHit, SearchIndex, SearchQuery,
+    SearchResults, SortOrder, UpsertOutcome,
 };
 use crate::document::IndexedDocument;
 
@@ -143,6 +143,25 @@ fn write_pointer(base: &Path, generation: u32) -> Result<(), IndexError> {
     )))
 }
 
+/// Removes the generation directories of `base` other than `live`: left by a rebuild that
+/// stopped before its switch, or an old generation a crash kept.
+fn remove_other_generations(base: &Path, live: u32) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("gen-") && name != generation_name(live) {
+            if let Err(error) = std::fs::remove_dir_all(entry.path()) {
+                tracing::warn!(generation = name, %error, "cannot remove what a stopped rebuild left");
+            } else {
+                tracing::info!(generation = name, "removed what a stopped rebuild left");
+            }
+        }
+    }
+}
+
 impl TantivyIndex {
     /// Opens the index in `dir`, creating the directory and the index when missing.
     ///
@@ -179,6 +198,9 @@ impl TantivyIndex {
             }
         };
         let current = Inner::open(&dir.join(generation_name(generation)))?;
+        // This process holds the live generation's writer lock, so no other one uses the
+        // directory: any other generation is what a stopped rebuild left.
+        remove_other_generations(dir, generation);
         Ok(Self::with(Some(dir.to_owned()), current, generation))
     }
 
@@ -246,7 +268,7 @@ impl Shared {
         Ok(outcomes)
     }
 
-    fn rebuild(&self) -> Result<RebuildReport, IndexError> {
+    fn rebuild(&self, progress: &RebuildProgress) -> Result<RebuildReport, IndexError> {
         let _one = self.rebuilding.try_lock().map_err(|_| {
             IndexError::Conflict("a rebuild is under way already; wait for it to finish".into())
         })?;
@@ -266,13 +288,19 @@ impl Shared {
         });
         // From here on every write goes to both; the writes before are committed.
         self.state.write().map_err(|_| poisoned())?.shadow = Some(Arc::clone(&new));
-        let copied = match current.copy_into(&new) {
+        progress.enter(RebuildPhase::Copying);
+        let (copied, rederived) = match current.copy_into(&new, progress) {
             Ok(copied) => copied,
             Err(error) => {
                 self.state.write().map_err(|_| poisoned())?.shadow = None;
+                drop(new);
+                if let Some(base) = &self.base {
+                    let _ = std::fs::remove_dir_all(base.join(generation_name(generation)));
+                }
                 return Err(error);
             }
         };
+        progress.enter(RebuildPhase::Switching);
         let old = {
             let mut state = self.state.write().map_err(|_| poisoned())?;
             state.shadow = None;
@@ -283,6 +311,7 @@ impl Shared {
             std::mem::replace(&mut state.current, new)
         };
         drop((old, current));
+        progress.enter(RebuildPhase::DroppingOld);
         if let Some(base) = &self.base {
             // Searches in flight may still read it: Unix keeps the files until they finish.
             let _ = std::fs::remove_dir_all(base.join(generation_name(old_generation)));
@@ -291,6 +320,7 @@ impl Shared {
             from: generation_name(old_generation),
             to: generation_name(generation),
             documents: copied,
+            rederived,
         })
     }
 }
@@ -361,26 +391,38 @@ impl Inner {
         })
     }
 
-    /// Writes every document and tombstone of this index into `target`, by version.
-    fn copy_into(&self, target: &Self) -> Result<u64, IndexError> {
+    /// Writes every document and tombstone of this index into `target` by version,
+    /// documents built again from their source events; how many were copied, and of them
+    /// re-derived.
+    fn copy_into(
+        &self,
+        target: &Self,
+        progress: &RebuildProgress,
+    ) -> Result<(u64, u64), IndexError> {
+        const PAGE: usize = 500;
         let searcher = self.reader.searcher();
-        let mut batch = Vec::with_capacity(500);
-        let mut copied = 0;
+        let mut batch = Vec::with_capacity(PAGE);
+        let (mut copied, mut rederived) = (0, 0);
+        let mut flush = |batch: &mut Vec<IndexedDocument>| -> Result<(), IndexError> {
+            let (documents, fresh) = super::rederive(std::mem::take(batch));
+            target.write(&documents)?;
+            copied += documents.len() as u64;
+            rederived += fresh;
+            progress.copied(documents.len() as u64);
+            Ok(())
+        };
         for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
             let ordinal = u32::try_from(ordinal)
                 .map_err(|_| IndexError::Corrupt("more segments than tantivy addresses".into()))?;
             for doc in segment.doc_ids_alive() {
                 batch.push(self.read(&searcher, DocAddress::new(ordinal, doc))?);
-                if batch.len() == 500 {
-                    target.write(&batch)?;
-                    copied += 500;
-                    batch.clear();
+                if batch.len() == PAGE {
+                    flush(&mut batch)?;
                 }
             }
         }
-        copied += batch.len() as u64;
-        target.write(&batch)?;
-        Ok(copied)
+        flush(&mut batch)?;
+        Ok((copied, rederived))
     }
 
     fn held(&self, searcher: &Searcher, id: &str) -> Result<Option<IndexedDocument>, IndexError> {
@@ -691,7 +733,8 @@ impl SearchIndex for TantivyIndex {
         .await
     }
 
-    async fn rebuild(&self) -> Result<RebuildReport, IndexError> {
-        self.blocking(Shared::rebuild).await
+    async fn rebuild(&self, progress: &RebuildProgress) -> Result<RebuildReport, IndexError> {
+        let progress = progress.clone();
+        self.blocking(move |shared| shared.rebuild(&progress)).await
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderMap, Method, Request, StatusCode};
 use dovetail_contracts::claim::{ClaimApproved, ClaimFiled, ClaimReviewStarted, ClaimStatus};
 use dovetail_contracts::policy::{PolicyCancelled, PolicyDrafted, PolicyIssued, PolicyStatus};
 use dovetail_events::bus::EmbeddedBus;
@@ -80,7 +80,21 @@ impl Service {
     }
 
     async fn get(&self, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, String, Value) {
-        let mut request = Request::get(uri);
+        let (status, headers, body) = self.send(Method::GET, uri, headers).await;
+        let content_type = headers
+            .get("content-type")
+            .map(|value| value.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, content_type, body)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -91,15 +105,11 @@ impl Service {
             .await
             .unwrap();
         let status = response.status();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .map(|value| value.to_str().unwrap().to_owned())
-            .unwrap_or_default();
+        let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, content_type, body)
+        (status, headers, body)
     }
 
     /// Searches as staff until `done` holds of the items, for at most ten seconds.
@@ -634,7 +644,8 @@ async fn the_openapi_document_covers_every_route_and_the_operations_endpoints_an
     assert_eq!(
         documented,
         [
-            "/admin/rebuild",
+            "/admin/rebuilds",
+            "/admin/rebuilds/{id}",
             "/healthz",
             "/metrics",
             "/openapi.json",
@@ -668,33 +679,107 @@ async fn the_openapi_document_covers_every_route_and_the_operations_endpoints_an
     assert_eq!(status, StatusCode::OK, "{ready}");
     assert_eq!(ready["checks"]["index"], "ok");
 
-    // Only staff may rebuild; a rebuild answers what it did.
-    let rebuild = |headers: &'static [(&'static str, &'static str)]| {
-        let router = service.router.clone();
-        async move {
-            let mut request = Request::post("/admin/rebuild");
-            for (name, value) in headers {
-                request = request.header(*name, *value);
-            }
-            let response = router
-                .oneshot(request.body(Body::empty()).unwrap())
-                .await
-                .unwrap();
-            let status = response.status();
-            let bytes = response.into_body().collect().await.unwrap().to_bytes();
-            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_is_a_job_that_staff_start_and_follow() {
+    let service = Service::start().await;
+    let policy = policy_snapshot("pol-r", "alice", "home", 2, PolicyStatus::Active);
+    service
+        .publish(
+            dovetail_contracts::policy::TOPIC,
+            "policy-service",
+            ("policy", "pol-r"),
+            2,
+            &PolicyIssued { policy },
+        )
+        .await;
+    service
+        .until("/search?type=policy", |items| items.len() == 1)
+        .await;
+    let staff = [("x-dovetail-scope", "staff")];
+
+    // Only staff start, list or follow rebuilds.
+    for (method, uri) in [
+        (Method::POST, "/admin/rebuilds"),
+        (Method::GET, "/admin/rebuilds"),
+        (Method::GET, "/admin/rebuilds/some-id"),
+    ] {
+        let (status, _, body) = service
+            .send(method.clone(), uri, &[("x-dovetail-customer", "alice")])
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {uri}: {body}");
+        let (status, _, body) = service.send(method.clone(), uri, &[]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}: {body}");
+    }
+    let (status, _, body) = service
+        .send(
+            Method::POST,
+            "/admin/rebuilds",
+            &[staff[0], ("idempotency-key", "not a key")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        service.get("/admin/rebuilds", &staff).await.2["items"],
+        serde_json::json!([])
+    );
+
+    // A start answers at once with the job and where to follow it.
+    let key = [staff[0], ("idempotency-key", "rebuild-1")];
+    let (status, headers, job) = service.send(Method::POST, "/admin/rebuilds", &key).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let location = headers["location"].to_str().unwrap().to_owned();
+    assert_eq!(location, format!("/admin/rebuilds/{id}"));
+    assert!(
+        ["running", "succeeded"].contains(&job["state"].as_str().unwrap()),
+        "{job}"
+    );
+    assert!(job["started_at"].is_string(), "{job}");
+
+    let started = Instant::now();
+    let done = loop {
+        let (status, _, job) = service.get(&location, &staff).await;
+        assert_eq!(status, StatusCode::OK, "{job}");
+        if job["state"] != "running" {
+            break job;
         }
+        assert!(job["phase"].is_string(), "{job}");
+        assert!(started.elapsed() < Duration::from_secs(10), "still {job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(
-        rebuild(&[("x-dovetail-customer", "alice")]).await.0,
-        StatusCode::FORBIDDEN
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["report"]["from"], "gen-000001", "{done}");
+    assert_eq!(done["report"]["to"], "gen-000002", "{done}");
+    assert_eq!(done["report"]["rederived"], 1, "{done}");
+    assert_eq!(done["documents_copied"], 1, "{done}");
+    assert!(done["finished_at"].is_string(), "{done}");
+
+    // The same key answers the same job instead of starting another.
+    let (status, headers, again) = service.send(Method::POST, "/admin/rebuilds", &key).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(again["id"], id.as_str());
+    assert_eq!(headers["idempotent-replayed"], "true");
+    let listed = service.get("/admin/rebuilds", &staff).await.2;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+
+    // An unknown job is a problem saying where jobs are kept.
+    let (status, content_type, body) = service.get("/admin/rebuilds/nope", &staff).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(content_type, "application/problem+json");
+    assert!(
+        body["detail"].as_str().unwrap().contains("instance"),
+        "{body}"
     );
-    assert_eq!(rebuild(&[]).await.0, StatusCode::UNAUTHORIZED);
-    let (status, report) = rebuild(&[("x-dovetail-scope", "staff")]).await;
-    assert_eq!(status, StatusCode::OK, "{report}");
-    assert_eq!(
-        (report["from"].as_str(), report["to"].as_str()),
-        (Some("gen-000001"), Some("gen-000002"))
-    );
+
+    // Searches went on across the switch, and a second rebuild starts from the new one.
+    service
+        .until("/search?type=policy", |items| items.len() == 1)
+        .await;
+    let (status, _, second) = service.send(Method::POST, "/admin/rebuilds", &staff).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{second}");
+    assert_ne!(second["id"], id.as_str());
     service.stop().await;
 }

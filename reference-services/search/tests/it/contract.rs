@@ -7,12 +7,13 @@ use dovetail_contracts::claim::ClaimStatus;
 use dovetail_contracts::policy::PolicyStatus;
 use dovetail_search::document::{IndexedDocument, SearchDocument, Tombstone};
 use dovetail_search::index::{
-    IndexError, Scope, SearchIndex, SearchQuery, SortOrder, UpsertOutcome,
+    IndexError, RebuildPhase, RebuildProgress, Scope, SearchIndex, SearchQuery, SortOrder,
+    UpsertOutcome,
 };
 use proptest::prelude::*;
 use time::macros::date;
 
-use crate::support::{claim, lineage, policy, policy_on};
+use crate::support::{claim, lineage, policy, policy_from_event, policy_on};
 
 /// One `#[tokio::test]` per check of this module, each on the index `$open` makes.
 macro_rules! contract_suite {
@@ -29,6 +30,7 @@ macro_rules! contract_suite {
             concurrent_writers_of_one_document_leave_the_highest_version,
             a_batch_with_several_versions_of_one_document_keeps_the_highest,
             a_rebuild_while_writes_go_on_loses_nothing_and_moves_nothing_back,
+            a_rebuild_builds_each_document_again_from_its_source_event,
         );
     };
     (@tests $open:expr; $($check:ident,)*) => {$(
@@ -522,8 +524,10 @@ pub(crate) async fn a_rebuild_while_writes_go_on_loses_nothing_and_moves_nothing
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let report = index.rebuild().await.unwrap();
+    let progress = RebuildProgress::default();
+    let report = index.rebuild(&progress).await.unwrap();
     rebuilt.store(true, Ordering::SeqCst);
+    assert_eq!(progress.documents_copied(), report.documents);
     assert_ne!(report.from, report.to);
     assert!(report.documents >= 30, "{report:?}");
     writer.await.unwrap();
@@ -548,9 +552,66 @@ pub(crate) async fn a_rebuild_while_writes_go_on_loses_nothing_and_moves_nothing
     let late = policy("pol-29", "cust-1", 1, PolicyStatus::Active);
     assert_eq!(index.upsert(late).await.unwrap(), UpsertOutcome::Stale);
     // And the index can be rebuilt again.
-    let again = index.rebuild().await.unwrap();
+    let again = index.rebuild(&RebuildProgress::default()).await.unwrap();
     assert_eq!(again.from, report.to);
     assert_eq!(ids(index, &query).await.len(), 29);
+}
+
+pub(crate) async fn a_rebuild_builds_each_document_again_from_its_source_event<I: SearchIndex>(
+    index: &I,
+) {
+    // A document an older version of the service wrote: less text, no product line.
+    let current = policy_from_event("pol-old", "cust-1", 3);
+    let mut older = current.clone();
+    older.text = "pol-old".into();
+    older.product_line = None;
+    // One written without its source event, and a tombstone: copied as they are.
+    let bare = policy("pol-bare", "cust-1", 2, PolicyStatus::Active);
+    let tombstone = Tombstone {
+        id: "policy:pol-gone".into(),
+        version: 4,
+        lineage: lineage("policy-service", "policy.erased", 4),
+    };
+    index
+        .upsert_batch(vec![
+            IndexedDocument::Live(older.clone()),
+            IndexedDocument::Live(bare.clone()),
+            IndexedDocument::Deleted(tombstone.clone()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        held(index, "policy:pol-old").await,
+        Some(IndexedDocument::Live(older)),
+        "the source event is stored with the document"
+    );
+    let mut query = staff();
+    query.text = Some("home".into());
+    assert_eq!(ids(index, &query).await, ["policy:pol-bare"]);
+
+    let progress = RebuildProgress::default();
+    let report = index.rebuild(&progress).await.unwrap();
+    assert!(report.rederived >= 1, "{report:?}");
+    assert!(report.documents >= 3, "{report:?}");
+    assert_eq!(progress.documents_copied(), report.documents);
+    assert_eq!(progress.phase(), RebuildPhase::DroppingOld);
+
+    assert_eq!(
+        held(index, "policy:pol-old").await,
+        Some(IndexedDocument::Live(current)),
+        "built again from its event by the current code, at the same version"
+    );
+    assert_eq!(
+        held(index, "policy:pol-bare").await,
+        Some(IndexedDocument::Live(bare))
+    );
+    assert_eq!(
+        held(index, "policy:pol-gone").await,
+        Some(IndexedDocument::Deleted(tombstone))
+    );
+    let mut found = ids(index, &query).await;
+    found.sort();
+    assert_eq!(found, ["policy:pol-bare", "policy:pol-old"]);
 }
 
 /// One write of the proptest streams: a version of one of a few aggregates, or a deletion.

@@ -98,3 +98,21 @@ pub(crate) fn claim(
         lineage("claim-service", "claim.filed", version),
     )
 }
+
+/// The document the event `policy.updated` of policy `id` at `version` leaves, holding
+/// that event as its source.
+pub(crate) fn policy_from_event(id: &str, customer: &str, version: u64) -> SearchDocument {
+    use dovetail_contracts::policy::PolicyUpdated;
+    use dovetail_events::envelope::{AggregateRef, Envelope, EventMetadata, Sequence, Source};
+
+    let policy = policy_snapshot(id, customer, "home", version, PolicyStatus::Active);
+    let envelope = Envelope::new(
+        Source::parse("policy-service").unwrap(),
+        AggregateRef::parse("policy", id).unwrap(),
+        Sequence::new(version).unwrap(),
+        &PolicyUpdated { policy },
+        EventMetadata::default(),
+    )
+    .unwrap();
+    SearchDocument::from_envelope(&envelope).unwrap()
+}

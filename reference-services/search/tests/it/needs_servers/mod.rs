@@ -6,3 +6,4 @@
 #[cfg(feature = "aws")]
 mod aws_end_to_end;
 mod opensearch;
+mod opensearch_rebuild;

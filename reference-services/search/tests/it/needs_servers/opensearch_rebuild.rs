@@ -1,0 +1,275 @@
+//! Rebuilds on OpenSearch with several instances on one alias: one rebuild at a time
+//! across them, the other instances write to both indices while it runs (so a reader on
+//! any instance never sees a document move back), a claim left by a stopped instance is
+//! taken over, and the rebuild jobs of the API refuse a second start.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use dovetail_contracts::policy::PolicyStatus;
+use dovetail_search::index::opensearch::{OpenSearchSettings, REBUILD_ALIAS_SUFFIX};
+use dovetail_search::index::{
+    AnyIndex, IndexError, OpenSearchIndex, RebuildProgress, SearchIndex, UpsertOutcome,
+};
+use dovetail_search::rebuild::{RebuildJobs, StartError, Started};
+use serde_json::{Value, json};
+
+use crate::support::policy;
+
+/// Two instances of the service's index on one fresh alias.
+async fn two_instances(prefix: &str) -> (OpenSearchIndex, OpenSearchIndex, String) {
+    let fixture = dovetail_testkit::opensearch().await;
+    let settings = OpenSearchSettings {
+        alias: fixture.fresh_index_name(prefix),
+        refresh_interval: "1s".into(),
+        replicas: 0,
+    };
+    let first = OpenSearchIndex::open(fixture.client().clone(), &settings)
+        .await
+        .unwrap();
+    let second = OpenSearchIndex::open(fixture.client().clone(), &settings)
+        .await
+        .unwrap();
+    (first, second, settings.alias)
+}
+
+async fn aliases_of(alias: &str) -> Value {
+    dovetail_testkit::opensearch()
+        .await
+        .client()
+        .indices()
+        .get_alias(opensearch::indices::IndicesGetAliasParts::Name(&[
+            &format!("{alias}*"),
+        ]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_one_instance_rebuilds_the_others_write_to_both_and_nothing_moves_back() {
+    let (rebuilder, other, alias) = two_instances("search-two").await;
+    let seed = (0..20)
+        .map(|n| {
+            dovetail_search::document::IndexedDocument::Live(policy(
+                &format!("pol-{n}"),
+                "cust-1",
+                1,
+                PolicyStatus::Active,
+            ))
+        })
+        .collect();
+    other.upsert_batch(seed).await.unwrap();
+
+    // The other instance writes and reads all along: policies 0 to 9 move up a version
+    // each round, each followed by a late older event.
+    let rebuilt = Arc::new(AtomicBool::new(false));
+    let last = Arc::new(AtomicU64::new(1));
+    let writer = {
+        let (index, rebuilt, last) = (other.clone(), Arc::clone(&rebuilt), Arc::clone(&last));
+        tokio::spawn(async move {
+            let (mut version, mut after_switch) = (1, 0);
+            while after_switch < 3 {
+                version += 1;
+                for n in 0..10 {
+                    let id = format!("pol-{n}");
+                    let applied = index
+                        .upsert(policy(&id, "cust-1", version, PolicyStatus::Active))
+                        .await
+                        .unwrap();
+                    assert_eq!(applied, UpsertOutcome::Applied, "{id} v{version}");
+                    index
+                        .upsert(policy(&id, "cust-1", version - 1, PolicyStatus::Draft))
+                        .await
+                        .unwrap();
+                }
+                last.store(version, Ordering::SeqCst);
+                if rebuilt.load(Ordering::SeqCst) {
+                    after_switch += 1;
+                }
+            }
+        })
+    };
+    let reader = {
+        let (index, rebuilt) = (other.clone(), Arc::clone(&rebuilt));
+        tokio::spawn(async move {
+            let (mut seen, mut reads) = ([0u64; 10], 0);
+            while !rebuilt.load(Ordering::SeqCst) || reads < 20 {
+                for (n, seen) in seen.iter_mut().enumerate() {
+                    let held = index
+                        .get(&format!("policy:pol-{n}"))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    assert!(
+                        held.version() >= *seen,
+                        "pol-{n} went back from {seen} to {}",
+                        held.version()
+                    );
+                    *seen = held.version();
+                }
+                reads += 1;
+            }
+        })
+    };
+
+    let rebuilding = {
+        let rebuilder = rebuilder.clone();
+        tokio::spawn(async move { rebuilder.rebuild(&RebuildProgress::default()).await })
+    };
+    // While it runs, neither instance may start another.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused = other
+        .rebuild(&RebuildProgress::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, IndexError::Conflict(message) if message.contains("under way")),
+        "{refused:?}"
+    );
+    let refused = rebuilder
+        .rebuild(&RebuildProgress::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, IndexError::Conflict(_)), "{refused:?}");
+
+    let report = rebuilding.await.unwrap().unwrap();
+    rebuilt.store(true, Ordering::SeqCst);
+    assert_eq!(
+        (report.from.as_str(), report.to.as_str()),
+        (
+            format!("{alias}-000001").as_str(),
+            format!("{alias}-000002").as_str()
+        )
+    );
+    writer.await.unwrap();
+    reader.await.unwrap();
+
+    let last = last.load(Ordering::SeqCst);
+    for n in 0..20 {
+        let expected = if n < 10 { last } else { 1 };
+        for index in [&rebuilder, &other] {
+            let held = index.get(&format!("policy:pol-{n}")).await.unwrap();
+            assert_eq!(held.map(|held| held.version()), Some(expected), "pol-{n}");
+        }
+    }
+    // The alias names the new index alone; the rebuild alias and the old index are gone.
+    let aliases = aliases_of(&alias).await;
+    let indices: Vec<&String> = aliases.as_object().unwrap().keys().collect();
+    assert_eq!(indices, [&format!("{alias}-000002")], "{aliases}");
+    assert_eq!(
+        aliases[format!("{alias}-000002")]["aliases"],
+        json!({ alias.clone(): {} }),
+        "{aliases}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_left_by_a_stopped_instance_is_taken_over_and_a_live_one_is_not() {
+    let (index, _, alias) = two_instances("search-takeover").await;
+    index
+        .upsert(policy("pol-1", "cust-1", 3, PolicyStatus::Active))
+        .await
+        .unwrap();
+    let client = dovetail_testkit::opensearch().await.client().clone();
+    let claim = |heartbeat_ms: u64| {
+        json!({
+            "mappings": {
+                "_meta": { "rebuild": { "instance": "gone-1", "heartbeat_ms": heartbeat_ms } }
+            },
+            "aliases": { format!("{alias}{REBUILD_ALIAS_SUFFIX}"): {} }
+        })
+    };
+    let now_ms =
+        u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap();
+
+    // A claim heartbeating now: refused, naming the instance.
+    let live = format!("{alias}-000007");
+    client
+        .indices()
+        .create(opensearch::indices::IndicesCreateParts::Index(&live))
+        .body(claim(now_ms))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status_code()
+        .unwrap();
+    let refused = index
+        .rebuild(&RebuildProgress::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, IndexError::Conflict(message) if message.contains("gone-1")),
+        "{refused:?}"
+    );
+
+    // The same claim silent for ten minutes: taken over, its half-built index deleted.
+    client
+        .indices()
+        .put_mapping(opensearch::indices::IndicesPutMappingParts::Index(&[&live]))
+        .body(json!({ "_meta": { "rebuild": { "instance": "gone-1", "heartbeat_ms": now_ms - 600_000 } } }))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status_code()
+        .unwrap();
+    let report = index.rebuild(&RebuildProgress::default()).await.unwrap();
+    assert_eq!(report.to, format!("{alias}-000002"));
+    assert_eq!(
+        index
+            .get("policy:pol-1")
+            .await
+            .unwrap()
+            .map(|held| held.version()),
+        Some(3)
+    );
+    let aliases = aliases_of(&alias).await;
+    let indices: Vec<&String> = aliases.as_object().unwrap().keys().collect();
+    assert_eq!(indices, [&format!("{alias}-000002")], "{aliases}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_jobs_answer_once_claimed_and_refuse_a_second_start_anywhere() {
+    let (first, second, _) = two_instances("search-jobs").await;
+    let jobs = RebuildJobs::new(AnyIndex::OpenSearch(first));
+    let other_jobs = RebuildJobs::new(AnyIndex::OpenSearch(second));
+
+    let Started::New(job) = jobs.start(None).await.unwrap() else {
+        panic!("a new job was expected")
+    };
+    assert!(
+        matches!(jobs.start(None).await, Err(StartError::Running(running)) if running.id == job.id)
+    );
+    // The other instance is refused by the claim in the index, and keeps no job.
+    let refused = other_jobs.start(None).await.unwrap_err();
+    assert!(
+        matches!(&refused, StartError::Refused(IndexError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert!(other_jobs.list().is_empty());
+
+    let done = jobs.finished(&job.id).await.unwrap();
+    assert!(
+        matches!(
+            done.state,
+            dovetail_search::rebuild::JobState::Succeeded { .. }
+        ),
+        "{done:?}"
+    );
+    // Once it ended, the other instance may rebuild.
+    let Started::New(next) = other_jobs.start(None).await.unwrap() else {
+        panic!("a new job was expected")
+    };
+    let done = other_jobs.finished(&next.id).await.unwrap();
+    assert!(
+        matches!(
+            done.state,
+            dovetail_search::rebuild::JobState::Succeeded { .. }
+        ),
+        "{done:?}"
+    );
+}
