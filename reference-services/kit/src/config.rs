@@ -120,7 +120,8 @@ pub fn load_from<T: DeserializeOwned>(
         .try_into()
         .map_err(|error: toml::de::Error| ConfigError::Invalid {
             origin,
-            message: error.message().to_owned(),
+            // The message and the field it concerns (`... in `index.backend``), on one line.
+            message: error.to_string().trim().replace('\n', " "),
         })
 }
 
@@ -331,6 +332,7 @@ mod tests {
         let message = error.to_string();
         assert!(matches!(error, ConfigError::Invalid { .. }));
         assert!(message.contains("SVC__PORT"), "{message}");
+        assert!(message.contains("in `port`"), "{message}");
         let env = [("SVC__COLOUR".to_owned(), "red".to_owned())];
         let message = load_from::<Config>(None, "SVC", env)
             .unwrap_err()

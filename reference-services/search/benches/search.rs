@@ -93,7 +93,7 @@ async fn build(url: &str, alias: &str) -> (Application, EmbeddedBus) {
     config.index.opensearch_alias = alias.to_owned();
     config.index.refresh_interval = format!("{}ms", REFRESH_INTERVAL.as_millis());
     config.events.bus_path = dir.join("bus.db");
-    config.idempotency_path = Some(dir.join("idempotency.db"));
+    config.idempotency.path = Some(dir.join("idempotency.db"));
     let bus = EmbeddedBus::open(&config.events.bus_path).unwrap();
     let app = Application::build(config, &Transport::Embedded(bus.clone()))
         .await

@@ -1,6 +1,6 @@
 //! The search service's configuration: defaults, then a TOML file, then variables
 //! `DOVETAIL_SEARCH__<FIELD>[__<SUBFIELD>]` (for example
-//! `DOVETAIL_SEARCH__INDEX__BACKEND=opensearch`).
+//! `DOVETAIL_SEARCH__INDEX__BACKEND=opensearch`, or `DOVETAIL_SEARCH__IDEMPOTENCY__BACKEND=dynamodb`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +19,10 @@ pub const CLAIM_EVENTS_SUBSCRIPTION: &str = "search-service-claim-events";
 /// See [`POLICY_EVENTS_SUBSCRIPTION`].
 pub const EVENTS_QUEUE: &str = "search-service-events";
 
+/// The DynamoDB table of the idempotent consumer's records, after `events.aws_name_prefix`
+/// (default table `dovetail-search-service-idempotency`).
+pub const IDEMPOTENCY_TABLE: &str = "search-service-idempotency";
+
 /// Everything the search service can be told.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -32,19 +36,38 @@ pub struct SearchConfig {
     /// Events handled at once per source (default 256): the handlers in flight share one
     /// batching writer, so this bounds the size of a batch.
     pub consumer_in_flight: usize,
-    /// The SQLite file of the idempotent consumer's records (default: `idempotency.db` in
-    /// `index.tantivy_path`, i.e. `data/search/idempotency.db`); created when missing, on
-    /// every backend.
-    pub idempotency_path: Option<PathBuf>,
+    /// Where the idempotent consumer keeps its records (default: the SQLite file
+    /// `idempotency.db` in `index.tantivy_path`).
+    pub idempotency: IdempotencyStoreConfig,
 }
 
 impl SearchConfig {
-    /// Where the idempotent consumer keeps its records: `idempotency_path`, or
-    /// `idempotency.db` in the tantivy directory.
+    /// The SQLite file of the idempotent consumer's records (backend `sqlite`):
+    /// `idempotency.path`, or `idempotency.db` in the tantivy directory.
     pub fn idempotency_path(&self) -> PathBuf {
-        self.idempotency_path
+        self.idempotency
+            .path
             .clone()
             .unwrap_or_else(|| self.index.tantivy_path.join("idempotency.db"))
+    }
+
+    /// The DynamoDB table of the idempotent consumer's records (backend `dynamodb`):
+    /// `idempotency.table`, or [`IDEMPOTENCY_TABLE`] after `events.aws_name_prefix`, as
+    /// the service's queue is named.
+    ///
+    /// ```
+    /// use dovetail_search::SearchConfig;
+    ///
+    /// let mut config = SearchConfig::default();
+    /// assert_eq!(config.idempotency_table(), "dovetail-search-service-idempotency");
+    /// config.events.aws_name_prefix = "staging-".to_owned();
+    /// assert_eq!(config.idempotency_table(), "staging-search-service-idempotency");
+    /// ```
+    pub fn idempotency_table(&self) -> String {
+        self.idempotency
+            .table
+            .clone()
+            .unwrap_or_else(|| format!("{}{IDEMPOTENCY_TABLE}", self.events.aws_name_prefix))
     }
 }
 
@@ -55,7 +78,7 @@ impl Default for SearchConfig {
             index: IndexConfig::default(),
             events: EventsConfig::default(),
             consumer_in_flight: 256,
-            idempotency_path: None,
+            idempotency: IdempotencyStoreConfig::default(),
         }
     }
 }
@@ -100,4 +123,31 @@ impl Default for IndexConfig {
             replicas: 0,
         }
     }
+}
+
+/// Where the idempotent consumer's records are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdempotencyBackend {
+    /// A SQLite file: no server, records of this instance only.
+    #[default]
+    Sqlite,
+    /// A DynamoDB table at `AWS_ENDPOINT_URL[_DYNAMODB]` or in AWS, shared by every
+    /// instance (needs `events.backend = aws` and the `aws` feature, on by default).
+    Dynamodb,
+}
+
+/// The idempotent consumer's store: `[idempotency]` in the file,
+/// `DOVETAIL_SEARCH__IDEMPOTENCY__<FIELD>` in the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdempotencyStoreConfig {
+    /// `sqlite` (default) or `dynamodb`.
+    pub backend: IdempotencyBackend,
+    /// The SQLite file (default `idempotency.db` in `index.tantivy_path`), created when
+    /// missing; backend `sqlite` only.
+    pub path: Option<PathBuf>,
+    /// The DynamoDB table (default `<events.aws_name_prefix>search-service-idempotency`),
+    /// created when missing; backend `dynamodb` only.
+    pub table: Option<String>,
 }

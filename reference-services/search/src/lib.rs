@@ -5,8 +5,9 @@
 //! [`SearchDocument`](document::SearchDocument) and writes it to the [`index`] with the
 //! aggregate's sequence as an external version, so duplicates and reordering are
 //! harmless. The consumer runs behind dovetail-events' idempotent consumer
-//! ([`IdempotencyLayer`] over a SQLite file): a redelivered event is answered without
-//! touching the index, and an event id reused with another payload is dead-lettered.
+//! ([`IdempotencyLayer`] over a SQLite file, or a DynamoDB table every instance shares:
+//! [`idempotency`]): a redelivered event is answered without touching the index, and an
+//! event id reused with another payload is dead-lettered.
 //! The index is tantivy in a directory (default, no server) or OpenSearch, chosen by
 //! configuration. The [`http`] API searches within the caller's scope.
 //! [`Application::build`] wires it all from a [`SearchConfig`].
@@ -14,7 +15,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `opensearch` | on | the OpenSearch index (`index.backend = "opensearch"`) |
-//! | `aws` | on | SQS as the events transport (`events.backend = "aws"`) |
+//! | `aws` | on | SQS as the events transport (`events.backend = "aws"`) and DynamoDB for the idempotency records (`idempotency.backend = "dynamodb"`) |
 //!
 //! ```no_run
 //! use dovetail_search::{Application, SearchConfig};
@@ -34,16 +35,18 @@ pub mod config;
 pub mod consumer;
 pub mod document;
 pub mod http;
+pub mod idempotency;
 pub mod index;
 pub mod rebuild;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use dovetail_events::bus::{BusConsumer, BusConsumerConfig, BusSubscription, SubscriptionFilter};
 use dovetail_events::consumer::{Delivery, EnvelopeLayer, HandlerError};
 use dovetail_events::envelope::Envelope;
-use dovetail_events::idempotency::{IdempotencyConfig, IdempotencyLayer, SqliteIdempotencyStore};
+use dovetail_events::idempotency::{DynIdempotencyStore, IdempotencyLayer};
 use dovetail_service_kit::events::{EventSource, Transport};
 use dovetail_service_kit::ops::Readiness;
 use dovetail_service_kit::{Background, ServiceHttp, Shutdown};
@@ -58,8 +61,9 @@ pub const SERVICE: &str = "search-service";
 /// The namespace of the consumer's idempotency keys (the event ids of both sources).
 pub const IDEMPOTENCY_NAMESPACE: &str = "search-service.events";
 
-/// The idempotent consumer's layer: one per service instance, shared by its sources.
-pub type SearchIdempotency = IdempotencyLayer<SqliteIdempotencyStore>;
+/// The idempotent consumer's layer: one per service instance, shared by its sources, over
+/// the store the configuration picked ([`idempotency::open`]).
+pub type SearchIdempotency = IdempotencyLayer<Arc<dyn DynIdempotencyStore>>;
 
 /// The search service, bound and wired, not yet running.
 pub struct Application {
@@ -79,32 +83,6 @@ impl std::fmt::Debug for Application {
             .field("idempotency", &self.idempotency.stats())
             .finish_non_exhaustive()
     }
-}
-
-/// Opens (creating it and its directory when missing) the idempotent consumer's SQLite
-/// file at `path`, and the layer over it.
-///
-/// # Errors
-/// When the directory cannot be created or the file opened.
-pub fn open_idempotency(path: &std::path::Path) -> anyhow::Result<SearchIdempotency> {
-    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|error| {
-            anyhow::anyhow!(
-                "cannot create the directory of the idempotency records {}: {error}",
-                dir.display()
-            )
-        })?;
-    }
-    let store = SqliteIdempotencyStore::open(path).map_err(|error| {
-        anyhow::anyhow!(
-            "cannot open the idempotency records {}: {error}",
-            path.display()
-        )
-    })?;
-    Ok(IdempotencyLayer::new(
-        store,
-        IdempotencyConfig::new(IDEMPOTENCY_NAMESPACE),
-    ))
 }
 
 /// Opens the index `config` names.
@@ -143,7 +121,7 @@ impl Application {
     /// created, or the address bound; the message says which.
     pub async fn build(config: SearchConfig, transport: &Transport) -> anyhow::Result<Self> {
         let index = open_index(&config.index).await?;
-        let idempotency = open_idempotency(&config.idempotency_path())?;
+        let idempotency = idempotency::open(&config, transport).await?;
         let sources = event_sources(&config, transport).await?;
         let rebuilds = rebuild::RebuildJobs::new(index.clone());
         let readiness =

@@ -5,13 +5,15 @@
 //! |---|---|---|
 //! | policy | 8081 | `data/policy.db` |
 //! | claim | 8082 | `data/claim.db` |
-//! | search | 8083 | `data/search/` (a tantivy index) |
+//! | search | 8083 | `data/search/` (a tantivy index, and `idempotency.db`) |
 //! | events | – | `data/bus.db` (the embedded bus) |
 //!
 //! Each service still owns its own database: the stack only saves starting them one by
 //! one. With [`Backends::Aws`] every service keeps its data in its own DynamoDB table and
 //! publishes to SNS topics fanned out to SQS queues at `AWS_ENDPOINT_URL` (or in AWS),
-//! creating what is missing; the search service keeps its tantivy index either way. [`demo`] walks through the system over HTTP.
+//! creating what is missing; the search service keeps its tantivy index either way, and its
+//! idempotency records in the DynamoDB table `dovetail-search-service-idempotency`.
+//! [`demo`] walks through the system over HTTP.
 
 pub mod demo;
 
@@ -148,6 +150,11 @@ pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<R
         ..Default::default()
     };
     search.index.tantivy_path = config.data_dir.join("search");
+    // On AWS the idempotency records go to a DynamoDB table every instance shares.
+    search.idempotency.backend = match config.backends {
+        Backends::Embedded => dovetail_search::config::IdempotencyBackend::Sqlite,
+        Backends::Aws => dovetail_search::config::IdempotencyBackend::Dynamodb,
+    };
     let search = dovetail_search::Application::build(search, &transport)
         .await
         .map_err(|error| error.context("starting the search service"))?;

@@ -1,7 +1,7 @@
 //! The whole system on DynamoDB and SNS/SQS at the emulator: the newcomer's walk-through
 //! succeeds as on the embedded backends, with every table, topic, queue and subscription
-//! created on the way; starting the stack again on the same resources changes nothing and
-//! walks through again.
+//! created on the way (the search service's idempotency records in a table too, no file);
+//! starting the stack again on the same resources changes nothing and walks through again.
 
 use dovetail_service_kit::Shutdown;
 use dovetail_stack::{Backends, StackConfig, demo};
@@ -60,7 +60,7 @@ async fn the_demo_walks_through_on_aws_twice() {
             report.transcript
         );
     }
-    for file in ["policy.db", "claim.db", "bus.db"] {
+    for file in ["policy.db", "claim.db", "bus.db", "search/idempotency.db"] {
         assert!(
             !dir.join(file).exists(),
             "{file}: nothing is kept on disk when the backends are on AWS"

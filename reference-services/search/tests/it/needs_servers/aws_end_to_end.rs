@@ -1,6 +1,7 @@
-//! The search service on SNS/SQS and OpenSearch, end to end: policy and claim events
-//! published to their topics (a claim event twice, an older one late) reach the index
-//! through the service's one queue, at their newest versions.
+//! The search service on SNS/SQS, OpenSearch and DynamoDB (the idempotency records), end
+//! to end: policy and claim events published to their topics (a claim event twice, an
+//! older one late) reach the index through the service's one queue, at their newest
+//! versions.
 
 use std::time::Duration;
 
@@ -8,12 +9,11 @@ use dovetail_contracts::claim::{ClaimApproved, ClaimFiled, ClaimStatus};
 use dovetail_contracts::policy::{PolicyIssued, PolicyStatus};
 use dovetail_events::envelope::{AggregateRef, Envelope, Event, EventMetadata, Sequence, Source};
 use dovetail_events::publish::Publisher;
-use dovetail_search::config::IndexBackend;
+use dovetail_search::config::{IdempotencyBackend, IndexBackend};
 use dovetail_search::document::IndexedDocument;
 use dovetail_search::index::SearchIndex;
 use dovetail_search::{Application, SearchConfig};
 use dovetail_service_kit::Shutdown;
-use dovetail_service_kit::aws::AwsClients;
 use dovetail_service_kit::config::EventsBackend;
 use dovetail_service_kit::events::{EventsPublisher, Transport};
 
@@ -36,8 +36,7 @@ async fn publish(publisher: &EventsPublisher, envelope: &Envelope) {
 
 #[tokio::test]
 async fn policy_and_claim_events_on_sns_reach_the_opensearch_index_at_their_newest_versions() {
-    dovetail_testkit::aws().await;
-    let clients = AwsClients::from_env().unwrap_or_else(|error| panic!("{error}"));
+    let clients = super::clients().await;
     let search = dovetail_testkit::opensearch().await;
     let prefix = format!("{}-", dovetail_testkit::unique_name("search-e2e"));
     let mut config = SearchConfig::default();
@@ -47,8 +46,8 @@ async fn policy_and_claim_events_on_sns_reach_the_opensearch_index_at_their_newe
     config.index.opensearch_alias = search.fresh_index_name("search-e2e");
     config.events.backend = EventsBackend::Aws;
     config.events.aws_name_prefix = prefix;
-    // The idempotency records are a SQLite file on AWS too; keep it out of the crate.
-    config.idempotency_path = Some(crate::support::temp_dir("search-e2e").join("idempotency.db"));
+    // The idempotency records in DynamoDB too, in `<prefix>search-service-idempotency`.
+    config.idempotency.backend = IdempotencyBackend::Dynamodb;
     let policy_topic = config
         .events
         .transport_name(dovetail_contracts::policy::TOPIC);
