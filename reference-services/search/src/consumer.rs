@@ -19,6 +19,8 @@
 //! probe written with `refresh=wait_for` after the document returns (see
 //! [`OpenSearchIndex`](crate::index::OpenSearchIndex)).
 
+use std::time::{Duration, Instant};
+
 use dovetail_events::consumer::HandlerError;
 use dovetail_events::envelope::Envelope;
 use dovetail_events::idempotency::IdempotencyStats;
@@ -50,6 +52,45 @@ pub async fn apply<I: SearchIndex>(
     metrics::counter!("search_events_total", "doc_type" => doc_type, "outcome" => label)
         .increment(1);
     Ok(outcome)
+}
+
+/// How long, by default, a handler waits out an unavailable index before it gives its
+/// event back to the transport: see [`apply_patiently`].
+pub const INDEX_OUTAGE_PATIENCE: Duration = Duration::from_secs(300);
+
+/// [`apply`], retrying in place while the index is unavailable, for up to `patience`
+/// (then the error goes back to the transport, which redelivers the event later).
+///
+/// An outage of the index would otherwise spend the event's deliveries (10 on the
+/// embedded bus, the queue's `maxReceiveCount` on SQS) within minutes and send healthy
+/// events to the dead letters; waiting here holds the event instead (its idempotency
+/// lease and SQS visibility are extended while its handler runs), and the handlers in
+/// flight waiting are the backpressure. Errors that are not retriable return at once.
+///
+/// # Errors
+/// As [`apply`].
+pub async fn apply_patiently<I: SearchIndex>(
+    index: &I,
+    envelope: Envelope,
+    patience: Duration,
+) -> Result<UpsertOutcome, HandlerError> {
+    const FIRST_WAIT: Duration = Duration::from_millis(100);
+    const LONGEST_WAIT: Duration = Duration::from_secs(5);
+    let started = Instant::now();
+    let mut wait = FIRST_WAIT;
+    loop {
+        match apply(index, envelope.clone()).await {
+            Err(error) if error.is_retriable() && started.elapsed() + wait <= patience => {
+                if wait == FIRST_WAIT {
+                    tracing::warn!(event = %envelope.id(), %error, "index unavailable; waiting for it");
+                }
+                metrics::counter!("search_index_unavailable_retries_total").increment(1);
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(LONGEST_WAIT);
+            }
+            outcome => return outcome,
+        }
+    }
 }
 
 /// Publishes the idempotency layer's counters as metrics: duplicates answered (from the

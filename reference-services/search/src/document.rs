@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use dovetail_contracts::ContractError;
 use dovetail_contracts::claim::{
     ClaimApproved, ClaimFiled, ClaimPaid, ClaimRejected, ClaimReviewStarted, ClaimSnapshot,
 };
@@ -250,38 +251,88 @@ impl SearchDocument {
     fn built_from(envelope: &Envelope) -> Result<Self, DocumentError> {
         let lineage = Lineage::of(envelope);
         let event_type = envelope.event_type().as_str();
-        if event_type.starts_with("policy.") {
-            let event = PolicyEvent::from_envelope(envelope)
-                .map_err(|error| DocumentError(error.to_string()))?;
-            return Ok(Self::from_policy(event.snapshot(), lineage));
+        let document = if event_type.starts_with("policy.") {
+            let policy = match PolicyEvent::from_envelope(envelope) {
+                Ok(event) => event.snapshot().clone(),
+                Err(ContractError::UnknownType(_)) => carried::<PolicyCarrier>(envelope)?.policy,
+                Err(error) => return Err(DocumentError(error.to_string())),
+            };
+            Self::from_policy(&policy, lineage)
+        } else if event_type.starts_with("claim.") {
+            Self::from_claim(&claim_snapshot(envelope)?, lineage)
+        } else {
+            return Err(DocumentError(format!(
+                "event type {event_type:?} is neither a policy.* nor a claim.* event: the \
+                 search service's subscriptions should not deliver it; check their filters"
+            )));
+        };
+        // Snapshot and envelope must tell the same story: the version is what orders
+        // writes, so a disagreement would let a wrong one win.
+        let sequence = envelope.sequence().get();
+        if document.version != sequence || document.aggregate_id != envelope.aggregate_id().as_str()
+        {
+            return Err(DocumentError(format!(
+                "{event_type} {}: the envelope names {} at sequence {sequence} but its snapshot \
+                 is {} at version {}; the publisher must send the aggregate's snapshot at the \
+                 event's sequence",
+                envelope.id(),
+                envelope.aggregate_id().as_str(),
+                document.aggregate_id,
+                document.version
+            )));
         }
-        let upcasters = Upcasters::new();
-        let claim = match event_type {
-            ClaimFiled::TYPE => envelope.decode::<ClaimFiled>(&upcasters).map(|e| e.claim),
-            ClaimReviewStarted::TYPE => envelope
-                .decode::<ClaimReviewStarted>(&upcasters)
-                .map(|e| e.claim),
-            ClaimApproved::TYPE => envelope
-                .decode::<ClaimApproved>(&upcasters)
-                .map(|e| e.claim),
-            ClaimRejected::TYPE => envelope
-                .decode::<ClaimRejected>(&upcasters)
-                .map(|e| e.claim),
-            ClaimPaid::TYPE => envelope.decode::<ClaimPaid>(&upcasters).map(|e| e.claim),
-            other => {
-                return Err(DocumentError(format!(
-                    "unknown event type {other:?}: the search service indexes policy.* and \
-                     claim.* events; subscribe with a filter on those"
-                )));
-            }
-        }
-        .map_err(|error| {
-            DocumentError(format!(
-                "the payload of {event_type} does not match its schema: {error}"
-            ))
-        })?;
-        Ok(Self::from_claim(&claim, lineage))
+        Ok(document)
     }
+}
+
+/// The payload of any policy event: the policy's snapshot under `policy`.
+#[derive(Deserialize)]
+struct PolicyCarrier {
+    policy: PolicySnapshot,
+}
+
+/// The payload of any claim event: the claim's snapshot under `claim`.
+#[derive(Deserialize)]
+struct ClaimCarrier {
+    claim: ClaimSnapshot,
+}
+
+/// The snapshot an event of a type this version of the service does not know carries, as
+/// every policy and claim event does (so a new event type is indexed, not dead-lettered).
+fn carried<T: serde::de::DeserializeOwned>(envelope: &Envelope) -> Result<T, DocumentError> {
+    serde_json::from_value(envelope.payload().clone()).map_err(|error| {
+        DocumentError(format!(
+            "{} is an event type this service does not know, and its payload carries no \
+             snapshot it can read ({error}); upgrade the search service",
+            envelope.event_type().as_str()
+        ))
+    })
+}
+
+/// The claim snapshot of a claim event, through its schema's upcasters when the type is
+/// known.
+fn claim_snapshot(envelope: &Envelope) -> Result<ClaimSnapshot, DocumentError> {
+    let upcasters = Upcasters::new();
+    let event_type = envelope.event_type().as_str();
+    let claim = match event_type {
+        ClaimFiled::TYPE => envelope.decode::<ClaimFiled>(&upcasters).map(|e| e.claim),
+        ClaimReviewStarted::TYPE => envelope
+            .decode::<ClaimReviewStarted>(&upcasters)
+            .map(|e| e.claim),
+        ClaimApproved::TYPE => envelope
+            .decode::<ClaimApproved>(&upcasters)
+            .map(|e| e.claim),
+        ClaimRejected::TYPE => envelope
+            .decode::<ClaimRejected>(&upcasters)
+            .map(|e| e.claim),
+        ClaimPaid::TYPE => envelope.decode::<ClaimPaid>(&upcasters).map(|e| e.claim),
+        _ => return carried::<ClaimCarrier>(envelope).map(|carrier| carrier.claim),
+    };
+    claim.map_err(|error| {
+        DocumentError(format!(
+            "the payload of {event_type} does not match its schema: {error}"
+        ))
+    })
 }
 
 /// Why an event cannot become a document: not retriable.
@@ -489,11 +540,77 @@ mod tests {
         let error =
             SearchDocument::from_envelope(&envelope(&Renamed { name: "x".into() })).unwrap_err();
         assert!(error.to_string().contains("claim.renamed"), "{error}");
-        assert!(error.to_string().contains("subscribe"), "{error}");
+        assert!(error.to_string().contains("upgrade"), "{error}");
         assert!(
             DocumentType::parse("invoice")
                 .unwrap_err()
                 .contains("policy")
         );
+    }
+
+    fn paid_claim(version: u64) -> ClaimSnapshot {
+        ClaimSnapshot {
+            claim_id: "clm-1".into(),
+            policy_id: "pol-1".into(),
+            customer_id: "cust-1".into(),
+            incident_date: date!(2026 - 03 - 14),
+            amount: "12.00".parse().unwrap(),
+            description: "Hail".into(),
+            status: ClaimStatus::Paid,
+            rejection_reason: None,
+            version,
+        }
+    }
+
+    #[test]
+    fn an_event_type_added_later_is_indexed_from_the_snapshot_it_carries() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Reopened {
+            claim: ClaimSnapshot,
+        }
+        impl dovetail_events::envelope::Event for Reopened {
+            const TYPE: &'static str = "claim.reopened";
+            const VERSION: u32 = 1;
+        }
+        let document = SearchDocument::from_envelope(&envelope(&Reopened {
+            claim: paid_claim(4),
+        }))
+        .unwrap();
+        assert_eq!((document.id.as_str(), document.version), ("claim:clm-1", 4));
+        assert_eq!(document.lineage.event_type, "claim.reopened");
+    }
+
+    #[test]
+    fn a_snapshot_that_disagrees_with_its_envelope_is_refused() {
+        // The envelope says sequence 4; the snapshot says version 3.
+        let error = SearchDocument::from_envelope(&envelope(&ClaimPaid {
+            claim: paid_claim(3),
+        }))
+        .unwrap_err();
+        assert!(error.to_string().contains("sequence 4"), "{error}");
+        assert!(error.to_string().contains("version 3"), "{error}");
+    }
+
+    #[test]
+    fn a_document_is_built_again_from_its_stored_source_event() {
+        let document = SearchDocument::from_envelope(&envelope(&ClaimPaid {
+            claim: paid_claim(4),
+        }))
+        .unwrap();
+        let mut older = document.clone();
+        older.text = "an older way to build the text".into();
+        let stored = IndexedDocument::Live(older).to_stored_json();
+        assert!(stored[super::SOURCE_EVENT].is_object(), "{stored}");
+        let read = IndexedDocument::from_stored_json(stored).unwrap();
+        assert_eq!(read.rederived(), (IndexedDocument::Live(document), true));
+
+        // Without a source event, or for a tombstone: as it is.
+        let mut bare = SearchDocument::from_envelope(&envelope(&ClaimPaid {
+            claim: paid_claim(4),
+        }))
+        .unwrap();
+        bare.source_event = None;
+        let bare = IndexedDocument::Live(bare);
+        assert_eq!(bare.clone().rederived(), (bare, false));
     }
 }

@@ -259,7 +259,7 @@ pub fn problem(error: &IndexError) -> Problem {
             tracing::warn!(%error, "search index unavailable");
             Problem::unavailable("the search index does not answer; retry in a moment")
         }
-        IndexError::Corrupt(_) => {
+        IndexError::Corrupt(_) | IndexError::Refused(_) => {
             tracing::error!(%error, "search index corrupt");
             Problem::internal(
                 "the search index holds a document it cannot read; operators have the details in the log",

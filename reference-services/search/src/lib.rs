@@ -198,7 +198,12 @@ impl Application {
                 .service(tower::service_fn(move |envelope: Envelope| {
                     let index = index.clone();
                     async move {
-                        consumer::apply(&index, envelope).await?;
+                        consumer::apply_patiently(
+                            &index,
+                            envelope,
+                            consumer::INDEX_OUTAGE_PATIENCE,
+                        )
+                        .await?;
                         Ok::<(), HandlerError>(())
                     }
                 }));

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{
-    IndexError, RebuildProgress, RebuildReport, SearchIndex, SearchQuery, SearchResults,
-    UpsertOutcome,
+    BatchOutcomes, IndexError, RebuildProgress, RebuildReport, SearchIndex, SearchQuery,
+    SearchResults, UpsertOutcome,
 };
 use crate::document::IndexedDocument;
 
@@ -24,6 +24,10 @@ pub const MAX_BATCH: usize = 500;
 pub const PARALLEL_BATCHES: usize = 2;
 
 type Reply = oneshot::Sender<Result<UpsertOutcome, IndexError>>;
+
+fn writer_stopped() -> IndexError {
+    IndexError::Unavailable("the index writer stopped; restart the service".into())
+}
 
 /// `index`, with its writes batched by a task of its own (which ends when the last clone
 /// is dropped).
@@ -72,10 +76,15 @@ impl<I: SearchIndex + Clone + 'static> Batching<I> {
                 metrics::histogram!("search_index_batch_size").record(documents.len() as f64);
                 let writer = writer.clone();
                 tokio::spawn(async move {
-                    match writer.upsert_batch(documents).await {
+                    let count = documents.len();
+                    let outcomes = writer
+                        .upsert_batch(documents)
+                        .await
+                        .and_then(|outcomes| super::one_each(outcomes, count));
+                    match outcomes {
                         Ok(outcomes) => {
                             for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                                let _ = reply.send(Ok(outcome));
+                                let _ = reply.send(outcome);
                             }
                         }
                         Err(error) => {
@@ -101,20 +110,18 @@ impl<I: SearchIndex + Clone + 'static> SearchIndex for Batching<I> {
     async fn upsert_batch(
         &self,
         documents: Vec<IndexedDocument>,
-    ) -> Result<Vec<UpsertOutcome>, IndexError> {
+    ) -> Result<BatchOutcomes, IndexError> {
         let mut replies = Vec::with_capacity(documents.len());
         for document in documents {
             let (reply, outcome) = oneshot::channel();
-            self.queue.send((document, reply)).map_err(|_| {
-                IndexError::Unavailable("the index writer stopped; restart the service".into())
-            })?;
+            self.queue
+                .send((document, reply))
+                .map_err(|_| writer_stopped())?;
             replies.push(outcome);
         }
         let mut outcomes = Vec::with_capacity(replies.len());
         for reply in replies {
-            outcomes.push(reply.await.map_err(|_| {
-                IndexError::Unavailable("the index writer stopped; restart the service".into())
-            })??);
+            outcomes.push(reply.await.map_err(|_| writer_stopped())?);
         }
         Ok(outcomes)
     }

@@ -29,6 +29,10 @@ pub use self::batch::Batching;
 pub use self::opensearch::OpenSearchIndex;
 pub use self::tantivy::TantivyIndex;
 
+/// The outcome of each document of a batch, in the batch's order: one document the index
+/// refuses does not fail the others.
+pub type BatchOutcomes = Vec<Result<UpsertOutcome, IndexError>>;
+
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpsertOutcome {
@@ -48,14 +52,24 @@ pub enum Scope {
 }
 
 /// The order of results.
+///
+/// Ties go in a fixed order of the ids, which differs by backend: by id on OpenSearch,
+/// by a stable hash of the id on tantivy. Pages continue after the previous page's last
+/// position ([`SearchQuery::after`]): while nothing is written, every document comes
+/// once. By date, a document that did not change keeps its position, so it is never
+/// repeated or skipped whatever else is written; by relevance, scores depend on
+/// statistics of the whole index (how many documents hold a word, how long they are),
+/// so a write between two pages can move unchanged documents across the position, and
+/// one may come twice or not at all.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SortOrder {
-    /// Best match first (all documents score alike without a text query), ties by id.
+    /// Best match first (all documents score alike without a text query), ties in the
+    /// backend's order of ids.
     #[default]
     Relevance,
-    /// By [`SearchDocument::date`], oldest first, ties by id.
+    /// By [`SearchDocument::date`], oldest first, ties in the backend's order of ids.
     DateAscending,
-    /// By [`SearchDocument::date`], newest first, ties by id.
+    /// By [`SearchDocument::date`], newest first, ties in the backend's order of ids.
     DateDescending,
 }
 
@@ -266,12 +280,22 @@ pub enum IndexError {
     /// A 409: wait for the other to finish.
     #[error("{0}")]
     Conflict(String),
-    /// The index holds something this service did not write.
+    /// The index holds something this service cannot read.
     ///
     /// ### Handling
-    /// Not retriable: rebuild the index from the events.
+    /// Not retriable. A document written by an older version of the service is read
+    /// again by a rebuild (which builds it again from its source event); anything else
+    /// was not written by this service: remove it.
     #[error("the search index holds an unreadable document: {0}")]
     Corrupt(String),
+    /// The index refused one document for good (a mapping conflict, a document too
+    /// large): writing it again would fail again.
+    ///
+    /// ### Handling
+    /// Not retriable: the consumer sends the event to the dead letters with this reason;
+    /// the other documents of its batch are written.
+    #[error("the search index refused a document: {0}")]
+    Refused(String),
 }
 
 /// The port: what the search service asks of an index. Both backends pass the contract
@@ -291,31 +315,34 @@ pub enum IndexError {
 /// # }
 /// ```
 pub trait SearchIndex: Send + Sync {
-    /// Writes `documents` where each is newer than what is held; the outcomes in the same
-    /// order. Atomic per document against concurrent writers: of two writes of one id,
-    /// the higher version stays whatever the order they arrive in.
+    /// Writes `documents` where each is newer than what is held; the outcome of each, in
+    /// the same order (exactly one per document). Atomic per document against concurrent
+    /// writers: of two writes of one id, the higher version stays whatever the order they
+    /// arrive in. A document the index refuses ([`IndexError::Refused`]) or cannot check
+    /// ([`IndexError::Corrupt`]) fails alone.
     ///
     /// # Errors
-    /// [`IndexError::Unavailable`] when the index failed; some of the documents may be
-    /// written (writing them again is harmless).
+    /// [`IndexError::Unavailable`] when the index failed as a whole; some of the documents
+    /// may be written (writing them again is harmless).
     fn upsert_batch(
         &self,
         documents: Vec<IndexedDocument>,
-    ) -> impl Future<Output = Result<Vec<UpsertOutcome>, IndexError>> + Send;
+    ) -> impl Future<Output = Result<BatchOutcomes, IndexError>> + Send;
 
     /// Writes one document unless the index holds its version or a higher one.
     ///
     /// # Errors
-    /// [`IndexError::Unavailable`] when the index failed.
+    /// [`IndexError::Unavailable`] when the index failed; [`IndexError::Refused`] or
+    /// [`IndexError::Corrupt`] for this document.
     fn upsert(
         &self,
         document: SearchDocument,
     ) -> impl Future<Output = Result<UpsertOutcome, IndexError>> + Send {
         async move {
-            let outcomes = self
-                .upsert_batch(vec![IndexedDocument::Live(document)])
-                .await?;
-            Ok(outcomes.first().copied().unwrap_or(UpsertOutcome::Stale))
+            only(
+                self.upsert_batch(vec![IndexedDocument::Live(document)])
+                    .await?,
+            )
         }
     }
 
@@ -323,16 +350,16 @@ pub trait SearchIndex: Send + Sync {
     /// holds that version or a higher one.
     ///
     /// # Errors
-    /// [`IndexError::Unavailable`] when the index failed.
+    /// As [`upsert`](Self::upsert).
     fn delete(
         &self,
         tombstone: Tombstone,
     ) -> impl Future<Output = Result<UpsertOutcome, IndexError>> + Send {
         async move {
-            let outcomes = self
-                .upsert_batch(vec![IndexedDocument::Deleted(tombstone)])
-                .await?;
-            Ok(outcomes.first().copied().unwrap_or(UpsertOutcome::Stale))
+            only(
+                self.upsert_batch(vec![IndexedDocument::Deleted(tombstone)])
+                    .await?,
+            )
         }
     }
 
@@ -394,25 +421,77 @@ pub trait SearchIndex: Send + Sync {
     fn ping(&self) -> impl Future<Output = Result<(), IndexError>> + Send;
 }
 
-/// Records `search_freshness_seconds{doc_type}`, the time from each applied document's
-/// event (`lineage.occurred_at`) to `searchable_at`, when searches first see it. Each
-/// backend calls it where it knows that moment.
-pub(crate) fn record_freshness<'a>(
-    applied: impl IntoIterator<Item = &'a IndexedDocument>,
-    searchable_at: time::OffsetDateTime,
-) {
-    for document in applied {
-        let IndexedDocument::Live(live) = document else {
-            continue;
+/// The one outcome of a batch of one document.
+fn only(outcomes: BatchOutcomes) -> Result<UpsertOutcome, IndexError> {
+    let count = outcomes.len();
+    let mut outcomes = outcomes.into_iter();
+    match (outcomes.next(), count) {
+        (Some(outcome), 1) => outcome,
+        _ => Err(IndexError::Unavailable(format!(
+            "the index answered {count} outcomes for one document"
+        ))),
+    }
+}
+
+/// Checks that a backend answered one outcome per document.
+///
+/// # Errors
+/// [`IndexError::Unavailable`] saying how many it answered.
+pub(crate) fn one_each<T>(outcomes: Vec<T>, documents: usize) -> Result<Vec<T>, IndexError> {
+    if outcomes.len() == documents {
+        Ok(outcomes)
+    } else {
+        Err(IndexError::Unavailable(format!(
+            "the index answered {} outcomes for {documents} documents",
+            outcomes.len()
+        )))
+    }
+}
+
+/// An applied document, as the freshness metric needs it: its type and when its event
+/// occurred.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Written {
+    doc_type: DocumentType,
+    occurred_at: time::OffsetDateTime,
+}
+
+impl Written {
+    /// The freshness facts of `document` when its write was applied (tombstones and
+    /// stale writes have none).
+    pub(crate) fn of(
+        document: &IndexedDocument,
+        outcome: &Result<UpsertOutcome, IndexError>,
+    ) -> Option<Self> {
+        let (IndexedDocument::Live(live), Ok(UpsertOutcome::Applied)) = (document, outcome) else {
+            return None;
         };
-        let Ok(occurred_at) = time::OffsetDateTime::parse(
+        let occurred_at = time::OffsetDateTime::parse(
             &live.lineage.occurred_at,
             &time::format_description::well_known::Rfc3339,
-        ) else {
-            continue;
-        };
+        )
+        .ok()?;
+        Some(Self {
+            doc_type: live.doc_type,
+            occurred_at,
+        })
+    }
+}
+
+/// Records `search_freshness_seconds{doc_type}`, the time from each applied document's
+/// event to `searchable_at`, when searches first see it. Each backend calls it where it
+/// knows that moment.
+pub(crate) fn record_freshness(
+    written: impl IntoIterator<Item = Written>,
+    searchable_at: time::OffsetDateTime,
+) {
+    for Written {
+        doc_type,
+        occurred_at,
+    } in written
+    {
         let seconds = (searchable_at - occurred_at).as_seconds_f64().max(0.0);
-        metrics::histogram!("search_freshness_seconds", "doc_type" => live.doc_type.as_str())
+        metrics::histogram!("search_freshness_seconds", "doc_type" => doc_type.as_str())
             .record(seconds);
     }
 }
@@ -443,7 +522,7 @@ impl SearchIndex for AnyIndex {
     async fn upsert_batch(
         &self,
         documents: Vec<IndexedDocument>,
-    ) -> Result<Vec<UpsertOutcome>, IndexError> {
+    ) -> Result<BatchOutcomes, IndexError> {
         delegate!(self, index => index.upsert_batch(documents).await)
     }
 

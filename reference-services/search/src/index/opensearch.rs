@@ -49,8 +49,8 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::{
-    IndexError, RebuildPhase, RebuildProgress, RebuildReport, SearchHit, SearchIndex, SearchQuery,
-    SearchResults, SortOrder, UpsertOutcome,
+    BatchOutcomes, IndexError, RebuildPhase, RebuildProgress, RebuildReport, SearchHit,
+    SearchIndex, SearchQuery, SearchResults, SortOrder, UpsertOutcome, Written,
 };
 use crate::document::{IndexedDocument, SearchDocument};
 
@@ -93,10 +93,16 @@ struct RebuildSeen {
 /// Documents written but not yet known to be searchable, and whether a probe runs.
 #[derive(Debug, Default)]
 struct Freshness {
-    pending: Vec<IndexedDocument>,
+    pending: Vec<Written>,
     probing: bool,
     probe_id: String,
 }
+
+/// The most applied documents waiting for a freshness probe; more are not measured.
+const MAX_AWAITING_PROBE: usize = 10_000;
+
+/// How long a freshness probe waits for a refresh before it gives up.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often, at most, an instance looks for a rebuild under way (`<alias>-rebuild`)
 /// before a write; a rebuild waits twice this long before it copies.
@@ -421,7 +427,9 @@ impl OpenSearchIndex {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let (documents, fresh) = super::rederive(documents);
-            self.bulk(Target::Index(to), &documents).await?;
+            for outcome in self.bulk(Target::Index(to), &documents).await? {
+                outcome?;
+            }
             copied += documents.len() as u64;
             rederived += fresh;
             progress.copied(documents.len() as u64);
@@ -663,12 +671,12 @@ impl OpenSearchIndex {
         })
     }
 
-    /// Writes `documents` into `target` with their versions.
+    /// Writes `documents` into `target` with their versions; the outcome of each.
     async fn bulk(
         &self,
         target: Target<'_>,
         documents: &[IndexedDocument],
-    ) -> Result<Vec<UpsertOutcome>, BulkError> {
+    ) -> Result<BatchOutcomes, BulkError> {
         if documents.is_empty() {
             return Ok(Vec::new());
         }
@@ -704,42 +712,28 @@ impl OpenSearchIndex {
         )
         .await?;
         let items = body["items"].as_array().cloned().unwrap_or_default();
-        if items.len() != documents.len() {
-            return Err(IndexError::Unavailable(format!(
-                "OpenSearch answered {} items for {} documents",
-                items.len(),
-                documents.len()
-            ))
-            .into());
-        }
-        items
+        let items = super::one_each(items, documents.len())?;
+        if items
             .iter()
-            .map(|item| {
-                let result = &item["index"];
-                match result["status"].as_u64() {
-                    Some(200 | 201) => Ok(UpsertOutcome::Applied),
-                    // version_conflict_engine_exception: the index holds this version or a
-                    // higher one.
-                    Some(409) => Ok(UpsertOutcome::Stale),
-                    Some(404) if result["error"]["type"] == "index_not_found_exception" => {
-                        Err(BulkError::NoSuchAlias)
-                    }
-                    _ => Err(IndexError::Unavailable(format!(
-                        "OpenSearch refused a document: {}",
-                        result["error"]
-                    ))
-                    .into()),
-                }
-            })
-            .collect()
+            .any(|item| item["index"]["error"]["type"] == "index_not_found_exception")
+        {
+            return Err(BulkError::NoSuchAlias);
+        }
+        Ok(items
+            .iter()
+            .map(|item| item_outcome(&item["index"]))
+            .collect())
     }
 
     /// Queues `applied` for the next freshness probe, starting one when none runs.
-    fn watch_freshness(&self, applied: impl Iterator<Item = IndexedDocument>) {
+    fn watch_freshness(&self, applied: impl Iterator<Item = Written>) {
         let Ok(mut freshness) = self.freshness.lock() else {
             return;
         };
-        freshness.pending.extend(applied);
+        // A sample is enough for a histogram: while probes do not come back (a refresh
+        // interval of -1, a node in trouble), memory stays bounded.
+        let room = MAX_AWAITING_PROBE.saturating_sub(freshness.pending.len());
+        freshness.pending.extend(applied.take(room));
         if freshness.pending.is_empty() || freshness.probing {
             return;
         }
@@ -780,21 +774,28 @@ impl OpenSearchIndex {
                         .unwrap_or_default(),
                 },
             });
-            let sent = self
-                .client
-                .index(IndexParts::IndexId(&self.alias, &probe_id))
-                .refresh(Refresh::WaitFor)
-                .body(probe.to_stored_json())
-                .send()
-                .await;
+            let sent = tokio::time::timeout(
+                PROBE_TIMEOUT,
+                self.client
+                    .index(IndexParts::IndexId(&self.alias, &probe_id))
+                    .require_alias(true)
+                    .refresh(Refresh::WaitFor)
+                    .body(probe.to_stored_json())
+                    .send(),
+            )
+            .await;
             match sent {
-                Ok(response) if response.status_code().is_success() => {
-                    super::record_freshness(&batch, time::OffsetDateTime::now_utc());
+                Ok(Ok(response)) if response.status_code().is_success() => {
+                    super::record_freshness(batch, time::OffsetDateTime::now_utc());
                 }
-                Ok(response) => {
+                Ok(Ok(response)) => {
                     tracing::warn!(status = %response.status_code(), "freshness probe refused");
                 }
-                Err(error) => tracing::warn!(%error, "freshness probe failed"),
+                Ok(Err(error)) => tracing::warn!(%error, "freshness probe failed"),
+                Err(_) => tracing::warn!(
+                    timeout = ?PROBE_TIMEOUT,
+                    "a freshness probe waited too long for a refresh; is refresh_interval -1?"
+                ),
             }
         }
     }
@@ -842,28 +843,33 @@ impl SearchIndex for OpenSearchIndex {
     async fn upsert_batch(
         &self,
         documents: Vec<IndexedDocument>,
-    ) -> Result<Vec<UpsertOutcome>, IndexError> {
+    ) -> Result<BatchOutcomes, IndexError> {
         let both = self.rebuild_under_way().await?;
-        let outcomes = self.bulk(Target::Alias(&self.alias), &documents).await?;
+        let mut outcomes = self.bulk(Target::Alias(&self.alias), &documents).await?;
         if both {
             match self
                 .bulk(Target::Alias(&self.rebuild_alias), &documents)
                 .await
             {
+                // A document the new index did not take is not done: its event comes
+                // again (a stale write on the old index then, applied on the new).
+                Ok(rebuild_outcomes) => {
+                    for (outcome, rebuild_outcome) in outcomes.iter_mut().zip(rebuild_outcomes) {
+                        if let (Ok(_), Err(error)) = (&outcome, rebuild_outcome) {
+                            *outcome = Err(error);
+                        }
+                    }
+                }
                 // The rebuild ended (switched or given up) since this instance looked.
-                Ok(_) | Err(BulkError::NoSuchAlias) => {}
+                Err(BulkError::NoSuchAlias) => self.note_rebuild(false).await,
                 Err(BulkError::Index(error)) => return Err(error),
             }
         }
         self.watch_freshness(
             documents
-                .into_iter()
+                .iter()
                 .zip(&outcomes)
-                .filter(|(document, outcome)| {
-                    **outcome == UpsertOutcome::Applied
-                        && matches!(document, IndexedDocument::Live(_))
-                })
-                .map(|(document, _)| document),
+                .filter_map(|(document, outcome)| Written::of(document, outcome)),
         );
         Ok(outcomes)
     }
@@ -899,16 +905,21 @@ impl SearchIndex for OpenSearchIndex {
             .send()
             .await
             .map_err(unavailable("cannot read a document"))?;
-        if response.status_code() == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !response.status_code().is_success() {
+        let status = response.status_code();
+        if status != StatusCode::NOT_FOUND && !status.is_success() {
             return Err(failure(response, "cannot read a document").await);
         }
         let body: Value = response
             .json()
             .await
             .map_err(unavailable("cannot read a document"))?;
+        if body["error"]["type"] == "index_not_found_exception" {
+            // Not "no such document": the alias itself is gone.
+            return Err(IndexError::Unavailable(format!(
+                "the alias {} names no index: {}",
+                self.alias, body["error"]["reason"]
+            )));
+        }
         if body["found"] != Value::Bool(true) {
             return Ok(None);
         }
@@ -960,6 +971,20 @@ impl SearchIndex for OpenSearchIndex {
                 return Err(bad());
             }
             body["search_after"] = position;
+        }
+        // A word of 40 bytes or more (split at anything but a letter or digit) is one
+        // tantivy's tokenizer drops, from documents and queries: it never matches there.
+        // It matches nothing here either, so that both backends answer a query alike
+        // rather than this one finding words the other cannot.
+        const LONGEST_WORD_BYTES: usize = 39;
+        if text.is_some_and(|text| {
+            text.split(|c: char| !c.is_alphanumeric())
+                .any(|word| word.len() > LONGEST_WORD_BYTES)
+        }) {
+            return Ok(SearchResults {
+                hits: Vec::new(),
+                next: None,
+            });
         }
         let body = json_answer(
             self.client
@@ -1032,6 +1057,26 @@ impl SearchIndex for OpenSearchIndex {
         } else {
             Err(failure(response, "the node is not healthy").await)
         }
+    }
+}
+
+/// What one item of a `_bulk` answer says of its document.
+fn item_outcome(result: &Value) -> Result<UpsertOutcome, IndexError> {
+    let status = result["status"].as_u64().unwrap_or(0);
+    match status {
+        200 | 201 => Ok(UpsertOutcome::Applied),
+        // version_conflict_engine_exception: the index holds this version or a higher one.
+        409 => Ok(UpsertOutcome::Stale),
+        // Overloaded, a shard not ready, an index closed to writes during a rebuild: the
+        // same write later will do.
+        403 | 429 | 500.. => Err(IndexError::Unavailable(format!(
+            "OpenSearch could not write a document now ({status}): {}",
+            result["error"]
+        ))),
+        _ => Err(IndexError::Refused(format!(
+            "OpenSearch refused {} ({status}): {}",
+            result["_id"], result["error"]
+        ))),
     }
 }
 

@@ -2,16 +2,22 @@
 //! `data/search/`), no server.
 //!
 //! tantivy has no external versions, so this backend keeps them itself: every write takes
-//! the one writer's lock, reads the version held under each id from the committed index,
+//! the one writer's lock, reads the version held under each id from the committed index
+//! (a fast field: no stored document is read to check it),
 //! writes only the newer documents (delete the id's term, add the document), commits and
 //! reloads the reader before letting go of the lock. The check and the write are atomic
 //! with respect to every other writer of the process; tantivy's lock file keeps other
 //! processes out of the directory. A committed write is searchable when the call returns.
+//!
+//! An index written with another schema (an older version of the service) is moved into a
+//! new generation with the current one when it is opened: each document is built again
+//! from its source event, as a rebuild does.
 
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -27,8 +33,8 @@ use tantivy::{
 };
 
 use super::{
-    IndexError, RebuildPhase, RebuildProgress, RebuildReport, SearchHit, SearchIndex, SearchQuery,
-    SearchResults, SortOrder, UpsertOutcome,
+    BatchOutcomes, IndexError, RebuildPhase, RebuildProgress, RebuildReport, SearchHit,
+    SearchIndex, SearchQuery, SearchResults, SortOrder, UpsertOutcome, Written,
 };
 use crate::document::IndexedDocument;
 
@@ -45,8 +51,12 @@ struct Fields {
     text: Field,
     date: Field,
     tiebreak: Field,
+    version: Field,
     stored: Field,
 }
+
+/// The name of the field holding each document's stored JSON, in every schema so far.
+const STORED_FIELD: &str = "stored";
 
 fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
@@ -59,7 +69,8 @@ fn schema() -> (Schema, Fields) {
         text: builder.add_text_field("text", TEXT | STORED),
         date: builder.add_i64_field("date", INDEXED | FAST),
         tiebreak: builder.add_u64_field("tiebreak", FAST),
-        stored: builder.add_text_field("stored", STORED),
+        version: builder.add_u64_field("version", FAST),
+        stored: builder.add_text_field(STORED_FIELD, STORED),
     };
     (builder.build(), fields)
 }
@@ -103,6 +114,9 @@ struct State {
 struct Inner {
     index: Index,
     reader: IndexReader,
+    /// Set when a commit could not be reloaded: the reader is behind the index, so the
+    /// next write reloads it before it checks any version against it.
+    reader_behind: AtomicBool,
     writer: Mutex<IndexWriter<TantivyDocument>>,
     fields: Fields,
 }
@@ -166,9 +180,9 @@ impl TantivyIndex {
     /// Opens the index in `dir`, creating the directory and the index when missing.
     ///
     /// # Errors
-    /// [`IndexError::Unavailable`] when the directory cannot be created or opened, holds
-    /// an index of another schema (move it away and rebuild from the events), or another
-    /// process has it open (tantivy's lock: one writer per directory).
+    /// [`IndexError::Unavailable`] when the directory cannot be created or opened, or
+    /// another process has it open (tantivy's lock: one writer per directory);
+    /// [`IndexError::Corrupt`] when it holds an index this service did not write.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
         std::fs::create_dir_all(dir).map_err(io_error(format!(
             "cannot create the index directory {}",
@@ -197,7 +211,12 @@ impl TantivyIndex {
                 ));
             }
         };
-        let current = Inner::open(&dir.join(generation_name(generation)))?;
+        let live = open_index(&dir.join(generation_name(generation)))?;
+        let (current, generation) = if live.schema() == schema().0 {
+            (Inner::from_index(live)?, generation)
+        } else {
+            migrate(dir, &live, generation)?
+        };
         // This process holds the live generation's writer lock, so no other one uses the
         // directory: any other generation is what a stopped rebuild left.
         remove_other_generations(dir, generation);
@@ -249,21 +268,26 @@ impl Shared {
         ))
     }
 
-    fn write(&self, documents: &[IndexedDocument]) -> Result<Vec<UpsertOutcome>, IndexError> {
+    fn write(&self, documents: &[IndexedDocument]) -> Result<BatchOutcomes, IndexError> {
         // Held across the write: a rebuild's switch waits for the writes in flight.
         let state = self.state.read().map_err(|_| poisoned())?;
-        let outcomes = state.current.write(documents)?;
+        let mut outcomes = state.current.write(documents)?;
         // Committed and reloaded: searchable now.
         super::record_freshness(
             documents
                 .iter()
                 .zip(&outcomes)
-                .filter(|(_, outcome)| **outcome == UpsertOutcome::Applied)
-                .map(|(document, _)| document),
+                .filter_map(|(document, outcome)| Written::of(document, outcome)),
             time::OffsetDateTime::now_utc(),
         );
         if let Some(shadow) = &state.shadow {
-            shadow.write(documents)?;
+            // A document the new generation did not take is not done: its event comes
+            // again.
+            for (outcome, shadow_outcome) in outcomes.iter_mut().zip(shadow.write(documents)?) {
+                if let (Ok(_), Err(error)) = (&outcome, shadow_outcome) {
+                    *outcome = Err(error);
+                }
+            }
         }
         Ok(outcomes)
     }
@@ -342,27 +366,127 @@ fn tiebreak_of(id: &str) -> u64 {
     hash
 }
 
-impl Inner {
-    fn open(dir: &Path) -> Result<Self, IndexError> {
-        std::fs::create_dir_all(dir).map_err(io_error(format!(
-            "cannot create the index directory {}",
+/// Opens the index in `dir` whatever its schema, or creates one with the current schema.
+fn open_index(dir: &Path) -> Result<Index, IndexError> {
+    std::fs::create_dir_all(dir).map_err(io_error(format!(
+        "cannot create the index directory {}",
+        dir.display()
+    )))?;
+    let cannot_open = |error: &dyn std::fmt::Display| {
+        IndexError::Unavailable(format!(
+            "cannot open the tantivy index in {}: {error}",
             dir.display()
-        )))?;
-        let directory = MmapDirectory::open(dir).map_err(|error| {
-            IndexError::Unavailable(format!(
-                "cannot open the index directory {}: {error}",
+        ))
+    };
+    let directory = MmapDirectory::open(dir).map_err(|error| cannot_open(&error))?;
+    let exists = Index::exists(&directory).map_err(|error| cannot_open(&error))?;
+    let opened = if exists {
+        Index::open(directory)
+    } else {
+        Index::create(directory, schema().0, tantivy::IndexSettings::default())
+    };
+    opened.map_err(|error| cannot_open(&error))
+}
+
+/// Moves `old`, the live generation `generation` of `base` written with another schema,
+/// into generation `generation + 1` with the current one, each document built again from
+/// its source event, and names it in `CURRENT`.
+fn migrate(base: &Path, old: &Index, generation: u32) -> Result<(Inner, u32), IndexError> {
+    let old_dir = base.join(generation_name(generation));
+    let stored = old.schema().get_field(STORED_FIELD).map_err(|_| {
+        IndexError::Corrupt(format!(
+            "{} holds a tantivy index this service did not write (no `{STORED_FIELD}` field); \
+             move it away and replay the events",
+            old_dir.display()
+        ))
+    })?;
+    // Holds the old generation's lock: no other process may use it meanwhile.
+    let _lock: IndexWriter<TantivyDocument> = old
+        .writer_with_num_threads(1, WRITER_MEMORY)
+        .map_err(unavailable(
+            "cannot lock the index to migrate it (is another process using this index directory?)",
+        ))?;
+    let searcher = old
+        .reader()
+        .map_err(unavailable("cannot read the index to migrate"))?
+        .searcher();
+    let next = generation + 1;
+    let next_dir = base.join(generation_name(next));
+    let _ = std::fs::remove_dir_all(&next_dir);
+    let new = Inner::open(&next_dir)?;
+    let (mut documents, mut rederived) = (0, 0);
+    for_each_page(&searcher, stored, |page| {
+        let (page, fresh) = super::rederive(page);
+        for outcome in new.write(&page)? {
+            outcome?;
+        }
+        documents += page.len();
+        rederived += fresh;
+        Ok(())
+    })?;
+    write_pointer(base, next)?;
+    tracing::info!(
+        from = %old_dir.display(),
+        documents,
+        rederived,
+        "moved the search index to the current schema"
+    );
+    Ok((new, next))
+}
+
+/// Reads the stored JSON of the document at `address`.
+fn read_stored(
+    searcher: &Searcher,
+    stored: Field,
+    address: DocAddress,
+) -> Result<IndexedDocument, IndexError> {
+    let document: TantivyDocument = searcher
+        .doc(address)
+        .map_err(unavailable("cannot read a stored document"))?;
+    let json = document
+        .get_first(stored)
+        .and_then(|value| value.as_str())
+        .ok_or_else(|| IndexError::Corrupt("a document without its stored JSON".into()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|error| IndexError::Corrupt(error.to_string()))?;
+    IndexedDocument::from_stored_json(value).map_err(|error| IndexError::Corrupt(error.to_string()))
+}
+
+/// Calls `each` with every document and tombstone `searcher` sees, 500 at a time.
+fn for_each_page(
+    searcher: &Searcher,
+    stored: Field,
+    mut each: impl FnMut(Vec<IndexedDocument>) -> Result<(), IndexError>,
+) -> Result<(), IndexError> {
+    const PAGE: usize = 500;
+    let mut page = Vec::with_capacity(PAGE);
+    for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
+        let ordinal = u32::try_from(ordinal)
+            .map_err(|_| IndexError::Corrupt("more segments than tantivy addresses".into()))?;
+        for doc in segment.doc_ids_alive() {
+            page.push(read_stored(
+                searcher,
+                stored,
+                DocAddress::new(ordinal, doc),
+            )?);
+            if page.len() == PAGE {
+                each(std::mem::take(&mut page))?;
+            }
+        }
+    }
+    if page.is_empty() { Ok(()) } else { each(page) }
+}
+
+impl Inner {
+    /// Opens or creates the index in `dir`, which must have the current schema.
+    fn open(dir: &Path) -> Result<Self, IndexError> {
+        let index = open_index(dir)?;
+        if index.schema() != schema().0 {
+            return Err(IndexError::Corrupt(format!(
+                "{} holds an index of another schema; remove it",
                 dir.display()
-            ))
-        })?;
-        let (schema, _) = schema();
-        let index = Index::open_or_create(directory, schema).map_err(|error| {
-            IndexError::Unavailable(format!(
-                "cannot open the tantivy index in {}: {error}; if it was written by another \
-                 version of the search service, move the directory away and let the service \
-                 rebuild it from the events",
-                dir.display()
-            ))
-        })?;
+            )));
+        }
         Self::from_index(index)
     }
 
@@ -386,6 +510,7 @@ impl Inner {
         Ok(Self {
             index,
             reader,
+            reader_behind: AtomicBool::new(false),
             writer: Mutex::new(writer),
             fields,
         })
@@ -399,29 +524,17 @@ impl Inner {
         target: &Self,
         progress: &RebuildProgress,
     ) -> Result<(u64, u64), IndexError> {
-        const PAGE: usize = 500;
-        let searcher = self.reader.searcher();
-        let mut batch = Vec::with_capacity(PAGE);
         let (mut copied, mut rederived) = (0, 0);
-        let mut flush = |batch: &mut Vec<IndexedDocument>| -> Result<(), IndexError> {
-            let (documents, fresh) = super::rederive(std::mem::take(batch));
-            target.write(&documents)?;
-            copied += documents.len() as u64;
-            rederived += fresh;
-            progress.copied(documents.len() as u64);
-            Ok(())
-        };
-        for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
-            let ordinal = u32::try_from(ordinal)
-                .map_err(|_| IndexError::Corrupt("more segments than tantivy addresses".into()))?;
-            for doc in segment.doc_ids_alive() {
-                batch.push(self.read(&searcher, DocAddress::new(ordinal, doc))?);
-                if batch.len() == PAGE {
-                    flush(&mut batch)?;
-                }
+        for_each_page(&self.reader.searcher(), self.fields.stored, |page| {
+            let (page, fresh) = super::rederive(page);
+            for outcome in target.write(&page)? {
+                outcome?;
             }
-        }
-        flush(&mut batch)?;
+            copied += page.len() as u64;
+            rederived += fresh;
+            progress.copied(page.len() as u64);
+            Ok(())
+        })?;
         Ok((copied, rederived))
     }
 
@@ -444,17 +557,30 @@ impl Inner {
         searcher: &Searcher,
         address: DocAddress,
     ) -> Result<IndexedDocument, IndexError> {
-        let document: TantivyDocument = searcher
-            .doc(address)
-            .map_err(unavailable("cannot read a stored document"))?;
-        let stored = document
-            .get_first(self.fields.stored)
-            .and_then(|value| value.as_str())
-            .ok_or_else(|| IndexError::Corrupt("a document without its stored JSON".into()))?;
-        let value: serde_json::Value =
-            serde_json::from_str(stored).map_err(|error| IndexError::Corrupt(error.to_string()))?;
-        IndexedDocument::from_stored_json(value)
-            .map_err(|error| IndexError::Corrupt(error.to_string()))
+        read_stored(searcher, self.fields.stored, address)
+    }
+
+    /// The version held under `id`, from the fast field: no stored document is read.
+    fn held_version(&self, searcher: &Searcher, id: &str) -> Result<Option<u64>, IndexError> {
+        let query = TermQuery::new(
+            Term::from_field_text(self.fields.id, id),
+            IndexRecordOption::Basic,
+        );
+        let found = searcher
+            .search(&query, &TopDocs::with_limit(1).order_by_score())
+            .map_err(unavailable("cannot look a document up"))?;
+        let Some((_, address)) = found.first() else {
+            return Ok(None);
+        };
+        let versions = searcher
+            .segment_reader(address.segment_ord)
+            .fast_fields()
+            .u64("version")
+            .map_err(unavailable("cannot read the versions"))?;
+        versions
+            .first(address.doc_id)
+            .map(Some)
+            .ok_or_else(|| IndexError::Corrupt(format!("{id} is held without a version")))
     }
 
     fn tantivy_document(&self, indexed: &IndexedDocument) -> TantivyDocument {
@@ -479,37 +605,47 @@ impl Inner {
                 document.add_u64(fields.tiebreak, tiebreak_of(&tombstone.id));
             }
         }
+        document.add_u64(fields.version, indexed.version());
         document.add_text(fields.stored, stored);
         document
     }
 
-    fn write(&self, documents: &[IndexedDocument]) -> Result<Vec<UpsertOutcome>, IndexError> {
+    fn write(&self, documents: &[IndexedDocument]) -> Result<BatchOutcomes, IndexError> {
         let mut writer = self.writer.lock().map_err(|_| {
             IndexError::Unavailable("a writer panicked; restart the service".into())
         })?;
+        if self.reader_behind.load(Ordering::Acquire) {
+            self.reader.reload().map_err(unavailable(
+                "cannot reload the reader, so the versions held cannot be checked",
+            ))?;
+            self.reader_behind.store(false, Ordering::Release);
+        }
         let searcher = self.reader.searcher();
         // Versions written by this batch, not committed yet.
-        let mut pending: HashMap<String, u64> = HashMap::new();
+        let mut pending: HashMap<&str, u64> = HashMap::new();
         let mut outcomes = Vec::with_capacity(documents.len());
         for document in documents {
-            let id = match document {
-                IndexedDocument::Live(live) => live.id.as_str(),
-                IndexedDocument::Deleted(tombstone) => tombstone.id.as_str(),
-            };
+            let id = document.id();
             let held = match pending.get(id) {
                 Some(version) => Some(*version),
-                None => self.held(&searcher, id)?.map(|held| held.version()),
+                None => match self.held_version(&searcher, id) {
+                    Ok(held) => held,
+                    Err(error) => {
+                        outcomes.push(Err(error));
+                        continue;
+                    }
+                },
             };
             if held.is_some_and(|held| held >= document.version()) {
-                outcomes.push(UpsertOutcome::Stale);
+                outcomes.push(Ok(UpsertOutcome::Stale));
                 continue;
             }
             writer.delete_term(Term::from_field_text(self.fields.id, id));
             writer
                 .add_document(self.tantivy_document(document))
                 .map_err(unavailable("cannot add a document"))?;
-            pending.insert(id.to_owned(), document.version());
-            outcomes.push(UpsertOutcome::Applied);
+            pending.insert(id, document.version());
+            outcomes.push(Ok(UpsertOutcome::Applied));
         }
         if !pending.is_empty() {
             if let Err(error) = writer.commit() {
@@ -517,9 +653,13 @@ impl Inner {
                 let _ = writer.rollback();
                 return Err(unavailable("cannot commit")(error));
             }
-            self.reader
-                .reload()
-                .map_err(unavailable("cannot reload the reader"))?;
+            if let Err(error) = self.reader.reload() {
+                // Committed, but not visible to the next version check: it reloads first.
+                self.reader_behind.store(true, Ordering::Release);
+                return Err(unavailable("cannot reload the reader after a commit")(
+                    error,
+                ));
+            }
         }
         Ok(outcomes)
     }
@@ -532,6 +672,8 @@ impl Inner {
     }
 
     fn query(&self, query: &SearchQuery) -> Result<(Box<dyn Query>, bool), IndexError> {
+        use tantivy::tokenizer::{TokenStream as _, Tokenizer as _};
+
         let fields = self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> =
             vec![(Occur::Must, self.term(fields.deleted, "false"))];
@@ -561,15 +703,32 @@ impl Inner {
                 )),
             ));
         }
-        let mut has_text = false;
-        if let Some(text) = &query.text {
-            let mut tokenizer = self
-                .index
-                .tokenizer_for_field(fields.text)
-                .map_err(unavailable("no tokenizer for the text field"))?;
-            let mut stream = tokenizer.token_stream(text);
-            while let Some(token) = stream.next() {
-                has_text = true;
+        // Blank text is no text query, as on OpenSearch.
+        let text = query.text.as_deref().filter(|text| !text.trim().is_empty());
+        let Some(text) = text else {
+            clauses.push((Occur::Must, Box::new(AllQuery)));
+            return Ok((Box::new(BooleanQuery::new(clauses)), false));
+        };
+        let mut tokenizer = self
+            .index
+            .tokenizer_for_field(fields.text)
+            .map_err(unavailable("no tokenizer for the text field"))?;
+        // Every word must match. Each word (split as the text field's tokenizer splits:
+        // at anything but a letter or digit) goes through that tokenizer on its own, so a
+        // word it drops is seen: the default tokenizer drops words of 40 bytes or more,
+        // from documents too, so such a word can never match and the query matches
+        // nothing (as OpenSearch answers it), rather than the other words alone or, with
+        // no other word, everything in scope.
+        let mut words = tantivy::tokenizer::SimpleTokenizer::default();
+        let mut words = words.token_stream(text);
+        let mut terms = 0;
+        let mut unmatchable = false;
+        while let Some(word) = words.next() {
+            let mut tokens = tokenizer.token_stream(&word.text);
+            let mut indexed = false;
+            while let Some(token) = tokens.next() {
+                indexed = true;
+                terms += 1;
                 clauses.push((
                     Occur::Must,
                     Box::new(TermQuery::new(
@@ -578,11 +737,12 @@ impl Inner {
                     )),
                 ));
             }
+            unmatchable |= !indexed;
         }
-        if !has_text {
-            clauses.push((Occur::Must, Box::new(AllQuery)));
+        if unmatchable || terms == 0 {
+            return Ok((Box::new(tantivy::query::EmptyQuery), false));
         }
-        Ok((Box::new(BooleanQuery::new(clauses)), has_text))
+        Ok((Box::new(BooleanQuery::new(clauses)), true))
     }
 
     fn search(&self, query: &SearchQuery) -> Result<SearchResults, IndexError> {
@@ -697,7 +857,7 @@ impl SearchIndex for TantivyIndex {
     async fn upsert_batch(
         &self,
         documents: Vec<IndexedDocument>,
-    ) -> Result<Vec<UpsertOutcome>, IndexError> {
+    ) -> Result<BatchOutcomes, IndexError> {
         self.blocking(move |shared| shared.write(&documents)).await
     }
 
@@ -722,15 +882,22 @@ impl SearchIndex for TantivyIndex {
     }
 
     async fn ping(&self) -> Result<(), IndexError> {
-        self.blocking(|shared| {
-            shared
-                .current()?
-                .writer
-                .lock()
-                .map(|_| ())
-                .map_err(|_| poisoned())
-        })
-        .await
+        use std::sync::TryLockError;
+
+        // Never waits for a commit or a rebuild's switch: a lock held means the index is
+        // at work, which is healthy; only a poisoned one (a writer panicked) is not.
+        let current = match self.shared.state.try_read() {
+            Ok(state) => Arc::clone(&state.current),
+            Err(TryLockError::WouldBlock) => return Ok(()),
+            Err(TryLockError::Poisoned(_)) => return Err(poisoned()),
+        };
+        match current.writer.try_lock() {
+            Ok(_) | Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Poisoned(_)) => return Err(poisoned()),
+        }
+        // The last committed state can be searched (an atomic load, no I/O).
+        let _searcher = current.reader.searcher();
+        Ok(())
     }
 
     async fn rebuild(&self, progress: &RebuildProgress) -> Result<RebuildReport, IndexError> {

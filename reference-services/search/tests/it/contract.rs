@@ -434,8 +434,8 @@ pub(crate) async fn a_batch_with_several_versions_of_one_document_keeps_the_high
         .await
         .unwrap();
     assert_eq!(outcomes.len(), 5);
-    assert_eq!(outcomes[1], UpsertOutcome::Applied);
-    assert_eq!(&outcomes[2..], [UpsertOutcome::Stale; 3]);
+    assert_eq!(outcomes[1], Ok(UpsertOutcome::Applied));
+    assert_eq!(&outcomes[2..], [const { Ok(UpsertOutcome::Stale) }; 3]);
     assert_eq!(
         held(index, "policy:pol-1").await.map(|held| held.version()),
         Some(5)
@@ -765,7 +765,7 @@ pub(crate) async fn same_contents<I: SearchIndex>(
     for write in ordered {
         assert_eq!(
             in_order.upsert_batch(vec![write.indexed()]).await.unwrap(),
-            [UpsertOutcome::Applied]
+            [Ok(UpsertOutcome::Applied)]
         );
     }
     for batch in delivered.chunks(3) {

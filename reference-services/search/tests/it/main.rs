@@ -12,6 +12,7 @@
 #[macro_use]
 mod contract;
 mod api;
+mod consumer;
 mod idempotency_config;
 #[cfg(feature = "opensearch")]
 mod needs_servers;

@@ -74,3 +74,50 @@ proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn an_index_of_an_older_schema_is_moved_to_the_current_one_when_opened() {
+    use tantivy::schema::{STORED, STRING, Schema};
+
+    // What an older version of the service left: another schema, a document whose text
+    // was built another way, with its source event.
+    let dir = temp_dir("search-migrate");
+    let old_dir = dir.join("gen-000001");
+    std::fs::create_dir_all(&old_dir).unwrap();
+    std::fs::write(dir.join("CURRENT"), "gen-000001").unwrap();
+    let mut builder = Schema::builder();
+    let id = builder.add_text_field("id", STRING);
+    let stored = builder.add_text_field("stored", STORED);
+    let old = tantivy::Index::create_in_dir(&old_dir, builder.build()).unwrap();
+    let current = crate::support::policy_from_event("pol-1", "cust-1", 3);
+    let mut older = current.clone();
+    older.text = "pol-1".into();
+    let mut writer: tantivy::IndexWriter = old.writer_with_num_threads(1, 15_000_000).unwrap();
+    let mut document = tantivy::TantivyDocument::default();
+    document.add_text(id, "policy:pol-1");
+    document.add_text(
+        stored,
+        IndexedDocument::Live(older).to_stored_json().to_string(),
+    );
+    writer.add_document(document).unwrap();
+    writer.commit().unwrap();
+    drop((writer, old));
+
+    let index = TantivyIndex::open(&dir).unwrap();
+    assert_eq!(
+        index.get("policy:pol-1").await.unwrap(),
+        Some(IndexedDocument::Live(current)),
+        "built again from its event with the current code"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("CURRENT")).unwrap(),
+        "gen-000002"
+    );
+    assert!(!old_dir.exists(), "the old generation is removed");
+    // Versions hold in the new generation.
+    let stale = policy("pol-1", "cust-1", 2, PolicyStatus::Active);
+    assert_eq!(
+        index.upsert(stale).await.unwrap(),
+        dovetail_search::index::UpsertOutcome::Stale
+    );
+}
