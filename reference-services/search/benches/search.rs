@@ -1,9 +1,13 @@
 //! The search service's benchmark on OpenSearch (not a timed test): event to searchable
-//! latency against the refresh interval, and indexing throughput against `_bulk` of the
-//! same documents sent straight to OpenSearch, in the same run.
+//! latency against the refresh interval; indexing throughput against `_bulk` of the same
+//! documents sent straight to OpenSearch, in the same run; and the SQS event path (SNS to
+//! the service's queue, its consumer, the idempotency records, the batching writer,
+//! OpenSearch) against an SQS consumer whose handler does nothing, over the same number of
+//! messages in the same run.
 //!
-//! Run with the servers up: `cargo xtask servers`, then
-//! `DOVETAIL_OPENSEARCH_URL=... cargo bench -p dovetail-search --bench search`.
+//! Run with the servers up (`cargo xtask servers > /tmp/servers.log &`), in one shell:
+//! `eval "$(grep ^export /tmp/servers.log)"; cargo bench -p dovetail-search --bench search`.
+//! Arguments choose parts: `-- latency`, `-- throughput`, `-- sqs` (default: all).
 
 #![allow(
     clippy::print_stdout,
@@ -18,17 +22,20 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
+use aws_sdk_sqs::types::QueueAttributeName;
 use dovetail_contracts::policy::{PolicyIssued, PolicySnapshot, PolicyStatus};
 use dovetail_events::bus::EmbeddedBus;
 use dovetail_events::envelope::{AggregateRef, Envelope, EventMetadata, Sequence, Source};
 use dovetail_events::publish::Publisher;
-use dovetail_search::config::IndexBackend;
+use dovetail_search::config::{IdempotencyBackend, IndexBackend};
 use dovetail_search::document::{IndexedDocument, Lineage, SearchDocument};
 use dovetail_search::index::opensearch::OpenSearchSettings;
 use dovetail_search::index::{Batching, OpenSearchIndex, Scope, SearchIndex, SearchQuery};
 use dovetail_search::{Application, SearchConfig};
 use dovetail_service_kit::Shutdown;
-use dovetail_service_kit::events::Transport;
+use dovetail_service_kit::aws::{AwsClients, ConsumerQueue, TypeFilter};
+use dovetail_service_kit::config::EventsBackend;
+use dovetail_service_kit::events::{EventSource, Transport};
 use opensearch::http::request::JsonBody;
 use opensearch::{BulkParts, CountParts};
 use serde_json::{Value, json};
@@ -37,6 +44,12 @@ use time::macros::date;
 const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 const LATENCY_EVENTS: usize = 100;
 const THROUGHPUT_DOCUMENTS: usize = 20_000;
+/// Events per round of the SQS measure.
+const SQS_EVENTS: usize = 5_000;
+/// Rounds of the SQS measure; it prints their medians.
+const SQS_ROUNDS: usize = 5;
+/// Handlers in flight, as the service's default `consumer_in_flight`.
+const IN_FLIGHT: usize = 256;
 
 fn snapshot(run: &str, n: usize) -> PolicySnapshot {
     PolicySnapshot {
@@ -384,6 +397,293 @@ async fn bus_alone(bus: &EmbeddedBus) -> f64 {
     rate
 }
 
+/// The SQS event path: [`SQS_EVENTS`] policy events published to SNS and waiting on a
+/// queue, consumed by an SQS consumer whose handler does nothing (the ceiling of the path)
+/// and by the search service with its idempotency records in DynamoDB (as on AWS) and in
+/// SQLite, [`SQS_ROUNDS`] rounds of each, interleaved; medians.
+async fn sqs_throughput(url: &str, clients: &AwsClients) {
+    let mut alone = Vec::new();
+    let mut records_alone = Vec::new();
+    let mut dynamodb = Vec::new();
+    let mut sqlite = Vec::new();
+    let mut publishing = Vec::new();
+    for round in 0..SQS_ROUNDS {
+        let (rate, published) = sqs_alone(clients, round).await;
+        alone.push(rate);
+        publishing.push(published);
+        records_alone.push(dynamodb_records_alone(clients).await);
+        let (rate, published) =
+            sqs_service(url, clients, IdempotencyBackend::Dynamodb, round).await;
+        dynamodb.push(rate);
+        publishing.push(published);
+        let (rate, published) = sqs_service(url, clients, IdempotencyBackend::Sqlite, round).await;
+        sqlite.push(rate);
+        publishing.push(published);
+    }
+    let alone_median = median(&alone);
+    println!(
+        "SQS event path, {SQS_EVENTS} policy events waiting on the queue (published to SNS), \
+         {IN_FLIGHT} in flight, median of {SQS_ROUNDS} rounds [each round]:"
+    );
+    println!(
+        "  SQS consumer, handler that does nothing: {alone_median:.0}/s {}",
+        rounds(&alone)
+    );
+    println!(
+        "  the DynamoDB idempotency records alone (claim and complete per key, {IN_FLIGHT} at \
+         once, no SQS): {:.0}/s {}",
+        median(&records_alone),
+        rounds(&records_alone)
+    );
+    for (records, rates) in [("DynamoDB", &dynamodb), ("SQLite", &sqlite)] {
+        let rate = median(rates);
+        println!(
+            "  the search service (SQS consumer, idempotency records in {records}, batching \
+             writer, OpenSearch): {rate:.0}/s {}, ratio {:.2}",
+            rounds(rates),
+            rate / alone_median
+        );
+    }
+    println!(
+        "  (publishing them to SNS: {:.0}/s, median)",
+        median(&publishing)
+    );
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+fn rounds(values: &[f64]) -> String {
+    let each: Vec<String> = values.iter().map(|value| format!("{value:.0}")).collect();
+    format!("[{}]", each.join(", "))
+}
+
+/// Publishes [`SQS_EVENTS`] policy events of `run` to `topic` (eight `PublishBatch` calls
+/// at a time), then waits until the queue `queue` holds them all; answers the publishing
+/// rate.
+async fn publish_to_sns(clients: &AwsClients, topic: &str, queue: &str, run: &str) -> f64 {
+    let publisher = std::sync::Arc::new(clients.publisher(topic).await.unwrap());
+    let envelopes: Vec<Envelope> = (0..SQS_EVENTS)
+        .map(|n| envelope(&snapshot(run, n)))
+        .collect();
+    let started = Instant::now();
+    let tasks: Vec<_> = envelopes
+        .chunks(SQS_EVENTS.div_ceil(8))
+        .map(|chunk| {
+            let (publisher, chunk) = (std::sync::Arc::clone(&publisher), chunk.to_vec());
+            tokio::spawn(async move {
+                for result in publisher.publish_batch(&chunk).await {
+                    result.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let published = SQS_EVENTS as f64 / started.elapsed().as_secs_f64();
+    let queue_url = clients
+        .sqs()
+        .get_queue_url()
+        .queue_name(queue)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let waiting = Instant::now();
+    loop {
+        let attributes = clients
+            .sqs()
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .unwrap();
+        let depth: usize = attributes
+            .attributes()
+            .and_then(|attributes| attributes.get(&QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|depth| depth.parse().ok())
+            .unwrap_or(0);
+        if depth >= SQS_EVENTS {
+            return published;
+        }
+        assert!(
+            waiting.elapsed() < Duration::from_secs(120),
+            "only {depth} of {SQS_EVENTS} messages reached {queue}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An SQS consumer with the service's queue settings and concurrency, whose handler does
+/// nothing, over [`SQS_EVENTS`] messages: (rate, publishing rate).
+async fn sqs_alone(clients: &AwsClients, round: usize) -> (f64, f64) {
+    use dovetail_events::consumer::{Delivery, HandlerError};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let prefix = format!("{}-", dovetail_testkit::unique_name("bench-sqs-alone"));
+    let topic = format!("{prefix}{}", dovetail_contracts::policy::TOPIC);
+    let queue = format!("{prefix}queue");
+    let source = clients
+        .consumer_source(
+            &ConsumerQueue::new(&queue)
+                .subscribe(&topic, TypeFilter::Prefixes(vec!["policy.".to_owned()])),
+        )
+        .await
+        .unwrap();
+    let published = publish_to_sns(clients, &topic, &queue, &format!("alone-{round}")).await;
+    let EventSource::Sqs { client, mut config } = source else {
+        panic!("an AWS source is an SQS queue");
+    };
+    config.max_in_flight = IN_FLIGHT;
+    let handled = std::sync::Arc::new(AtomicUsize::new(0));
+    let stop = Shutdown::new();
+    let started = Instant::now();
+    let consumer = {
+        let handled = std::sync::Arc::clone(&handled);
+        tokio::spawn(EventSource::Sqs { client, config }.run(
+            tower::service_fn(move |_: Delivery| {
+                handled.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<(), HandlerError>(()) }
+            }),
+            stop.clone(),
+        ))
+    };
+    while handled.load(Ordering::SeqCst) < SQS_EVENTS {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "only {} handled",
+            handled.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rate = SQS_EVENTS as f64 / started.elapsed().as_secs_f64();
+    stop.cancel();
+    consumer.await.unwrap().unwrap();
+    (rate, published)
+}
+
+/// What the idempotency layer asks of the DynamoDB records for each new event (a claim,
+/// then the completion: two conditional writes), for [`SQS_EVENTS`] keys, [`IN_FLIGHT`]
+/// at once, in a fresh table: keys per second.
+async fn dynamodb_records_alone(clients: &AwsClients) -> f64 {
+    use dovetail_events::idempotency::{
+        Fingerprint, IdempotencyKey, IdempotencyStore, LeaseOwner, StoredOutcome,
+    };
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let table = dovetail_testkit::unique_name("bench-records");
+    let store = std::sync::Arc::new(
+        dovetail_search::idempotency::open_dynamodb(clients, &table)
+            .await
+            .unwrap(),
+    );
+    let next = std::sync::Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..IN_FLIGHT)
+        .map(|_| {
+            let (store, next) = (std::sync::Arc::clone(&store), std::sync::Arc::clone(&next));
+            tokio::spawn(async move {
+                let owner = LeaseOwner::random();
+                loop {
+                    let n = next.fetch_add(1, Ordering::SeqCst);
+                    if n >= SQS_EVENTS {
+                        break;
+                    }
+                    let key = IdempotencyKey::new(format!("evt-{n}")).unwrap();
+                    let claim = store
+                        .try_claim(
+                            &key,
+                            &Fingerprint::of(key.as_str().as_bytes()),
+                            &owner,
+                            Duration::from_secs(30),
+                        )
+                        .await
+                        .unwrap();
+                    let lease = claim.lease().expect("a fresh key is claimed");
+                    store
+                        .complete(
+                            lease,
+                            StoredOutcome::from(""),
+                            Duration::from_secs(14 * 24 * 3600),
+                        )
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    SQS_EVENTS as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The search service on SQS and OpenSearch, its idempotency records in `records`, over
+/// [`SQS_EVENTS`] events waiting on its queue, until its idempotency layer recorded every
+/// one processed (each written to OpenSearch first): (rate, publishing rate).
+async fn sqs_service(
+    url: &str,
+    clients: &AwsClients,
+    records: IdempotencyBackend,
+    round: usize,
+) -> (f64, f64) {
+    let name = dovetail_testkit::unique_name("bench-sqs");
+    let mut config = SearchConfig::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.index.backend = IndexBackend::Opensearch;
+    config.index.opensearch_url = url.to_owned();
+    config.index.opensearch_alias = name.clone();
+    config.index.refresh_interval = format!("{}ms", REFRESH_INTERVAL.as_millis());
+    config.index.tantivy_path = std::env::temp_dir().join(&name);
+    config.events.backend = EventsBackend::Aws;
+    config.events.aws_name_prefix = format!("{name}-");
+    config.idempotency.backend = records;
+    let app = Application::build(config.clone(), &Transport::Aws(clients.clone()))
+        .await
+        .unwrap();
+    let published = publish_to_sns(
+        clients,
+        &config
+            .events
+            .transport_name(dovetail_contracts::policy::TOPIC),
+        &config
+            .events
+            .transport_name(dovetail_search::config::EVENTS_QUEUE),
+        &format!("service-{round}"),
+    )
+    .await;
+    let dovetail_search::index::AnyIndex::OpenSearch(index) = app.index().clone() else {
+        panic!("configured for OpenSearch");
+    };
+    let idempotency = app.idempotency().clone();
+    let shutdown = Shutdown::new();
+    let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let started = Instant::now();
+    while idempotency.stats().processed() < SQS_EVENTS as u64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "only {} processed: {:?}",
+            idempotency.stats().processed(),
+            idempotency.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rate = SQS_EVENTS as f64 / started.elapsed().as_secs_f64();
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    let client = OpenSearchIndex::client(url).unwrap();
+    assert_eq!(count(&client, index.alias()).await, SQS_EVENTS as u64);
+    let _ = std::fs::remove_dir_all(&config.index.tantivy_path);
+    (rate, published)
+}
+
 fn main() {
     let Ok(url) = std::env::var("DOVETAIL_OPENSEARCH_URL") else {
         eprintln!(
@@ -392,12 +692,35 @@ fn main() {
         );
         std::process::exit(2);
     };
+    // `cargo bench` passes `--bench`; other arguments name the parts to run.
+    let parts: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
+    let wants = |part: &str| parts.is_empty() || parts.iter().any(|wanted| wanted == part);
+    let aws = wants("sqs").then(|| {
+        AwsClients::from_env().unwrap_or_else(|error| {
+            eprintln!(
+                "the SQS part of the search benchmark needs the AWS emulator: start the servers \
+                 with `cargo xtask servers` and export its variables ({error}); or run only \
+                 `-- latency throughput`"
+            );
+            std::process::exit(2);
+        })
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        event_to_searchable(&url).await;
-        throughput(&url).await;
+        if wants("latency") {
+            event_to_searchable(&url).await;
+        }
+        if wants("throughput") {
+            throughput(&url).await;
+        }
+        if let Some(clients) = aws {
+            sqs_throughput(&url, &clients).await;
+        }
     });
 }
