@@ -36,6 +36,10 @@ pub struct SearchConfig {
     /// Events handled at once per source (default 256): the handlers in flight share one
     /// batching writer, so this bounds the size of a batch.
     pub consumer_in_flight: usize,
+    /// How long a handler waits out an unavailable index, retrying in place, before it
+    /// gives its event back to the transport (default 300 s); see
+    /// [`apply_patiently`](crate::consumer::apply_patiently).
+    pub index_outage_patience_secs: u64,
     /// Where the idempotent consumer keeps its records (default: the SQLite file
     /// `idempotency.db` in `index.tantivy_path`).
     pub idempotency: IdempotencyStoreConfig,
@@ -78,6 +82,7 @@ impl Default for SearchConfig {
             index: IndexConfig::default(),
             events: EventsConfig::default(),
             consumer_in_flight: 256,
+            index_outage_patience_secs: crate::consumer::INDEX_OUTAGE_PATIENCE.as_secs(),
             idempotency: IdempotencyStoreConfig::default(),
         }
     }

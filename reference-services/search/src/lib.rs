@@ -72,6 +72,7 @@ pub struct Application {
     index: AnyIndex,
     sources: Vec<EventSource>,
     in_flight: usize,
+    outage_patience: std::time::Duration,
     idempotency: SearchIdempotency,
 }
 
@@ -141,6 +142,7 @@ impl Application {
             index,
             sources,
             in_flight: config.consumer_in_flight.max(1),
+            outage_patience: std::time::Duration::from_secs(config.index_outage_patience_secs),
             idempotency,
         })
     }
@@ -183,6 +185,7 @@ impl Application {
         for source in self.sources {
             let index = batching.clone();
             let idempotency = self.idempotency.clone();
+            let patience = self.outage_patience;
             // Duplicates stop at the idempotency layer; the version check behind it stays
             // as the defence in depth (records expire, other instances have their own).
             let handler = tower::ServiceBuilder::new()
@@ -198,12 +201,7 @@ impl Application {
                 .service(tower::service_fn(move |envelope: Envelope| {
                     let index = index.clone();
                     async move {
-                        consumer::apply_patiently(
-                            &index,
-                            envelope,
-                            consumer::INDEX_OUTAGE_PATIENCE,
-                        )
-                        .await?;
+                        consumer::apply_patiently(&index, envelope, patience).await?;
                         Ok::<(), HandlerError>(())
                     }
                 }));
