@@ -13,7 +13,15 @@
 //! - `X-Dovetail-Scope: staff`: staff, who see every customer's documents and may filter
 //!   by `customer_id`.
 //!
-//! Neither header: 401. Both, or another scope: 400.
+//! Neither header: 401. Both, or another scope: 400. Every answer of `/search` and
+//! `/admin` depends on these headers: it says so (`Vary`) and is not to be stored by a
+//! shared cache (`Cache-Control: private, no-store`).
+//!
+//! # Cursors
+//!
+//! A `next_cursor` holds the index's position after the page's last hit and a fingerprint
+//! of the search it belongs to (scope, `q`, filters and order, not `limit`): passed with
+//! other parameters it is a 400 naming `cursor`, never a page of another order.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -40,6 +48,8 @@ pub const SCOPE_HEADER: &str = "x-dovetail-scope";
 pub const MAX_LIMIT: usize = 100;
 /// Longest `q`, in characters.
 pub const MAX_QUERY_CHARS: usize = 200;
+/// Longest customer id, in characters (header and parameter alike).
+pub const MAX_CUSTOMER_ID_CHARS: usize = 128;
 
 const POLICY_STATUSES: &[&str] = &["draft", "active", "cancelled", "expired"];
 const CLAIM_STATUSES: &[&str] = &["submitted", "under_review", "approved", "rejected", "paid"];
@@ -53,10 +63,16 @@ struct Api {
 
 /// The routes of the API over `index`, with rebuilds run by `rebuilds`.
 pub fn router(index: AnyIndex, rebuilds: RebuildJobs) -> Router {
-    Router::new()
+    // Their answers depend on the scope headers, problems included.
+    let scoped = Router::new()
         .route("/search", get(search))
         .route("/admin/rebuilds", get(list_rebuilds).post(start_rebuild))
         .route("/admin/rebuilds/{id}", get(rebuild_job))
+        // Before the layer, so that a 405 carries the headers too.
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::map_response(private_to_the_scope));
+    Router::new()
+        .merge(scoped)
         .route(
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
@@ -64,6 +80,22 @@ pub fn router(index: AnyIndex, rebuilds: RebuildJobs) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(Api { index, rebuilds })
+}
+
+/// Marks an answer as depending on the scope headers: `Vary` names them, and
+/// `Cache-Control: private, no-store` keeps shared caches (and browsers' disks) from
+/// handing one caller's results to another.
+async fn private_to_the_scope(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.append(
+        header::VARY,
+        HeaderValue::from_static("X-Dovetail-Customer, X-Dovetail-Scope"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    response
 }
 
 /// The query string of `GET /search`, as sent.
@@ -116,12 +148,11 @@ pub fn scope(headers: &HeaderMap) -> Result<Scope, Problem> {
             .transpose()
     };
     match (read(CUSTOMER_HEADER)?, read(SCOPE_HEADER)?) {
-        (Some(customer), None) if !customer.is_empty() && customer.len() <= 128 => {
-            Ok(Scope::Customer(customer))
-        }
-        (Some(_), None) => Err(Problem::bad_request(
-            "header X-Dovetail-Customer must be a customer id of 1 to 128 characters",
-        )),
+        (Some(customer), None) if customer_id_fits(&customer) => Ok(Scope::Customer(customer)),
+        (Some(_), None) => Err(Problem::bad_request(format!(
+            "header X-Dovetail-Customer must be a customer id of 1 to {MAX_CUSTOMER_ID_CHARS} \
+             characters"
+        ))),
         (None, Some(scope)) if scope == "staff" => Ok(Scope::Staff),
         (None, Some(scope)) => Err(Problem::bad_request(format!(
             "header X-Dovetail-Scope: {scope:?} is no scope; the only one is `staff` \
@@ -142,24 +173,116 @@ pub fn scope(headers: &HeaderMap) -> Result<Scope, Problem> {
     }
 }
 
+/// Whether `id` (trimmed already) is a customer id: 1 to [`MAX_CUSTOMER_ID_CHARS`]
+/// characters, counted as OpenAPI's `maxLength` counts them.
+fn customer_id_fits(id: &str) -> bool {
+    !id.is_empty() && id.chars().count() <= MAX_CUSTOMER_ID_CHARS
+}
+
+/// A day as `YYYY-MM-DD`, of a year from 1 to 9999. `time`'s `[year]` alone would also
+/// read a sign (`-0001`, `+2026`), which OpenSearch's `yyyy-MM-dd` then refuses.
 fn date(field: &str, text: Option<String>) -> Result<Option<Date>, Problem> {
     text.map(|text| {
-        let format = time::macros::format_description!("[year]-[month]-[day]");
-        Date::parse(&text, &format).map_err(|_| {
+        let wrong = || {
             bad(
                 field,
-                format!("{text:?} is not a date; use YYYY-MM-DD, such as 2026-01-31"),
+                format!(
+                    "{text:?} is not a date; use YYYY-MM-DD with a year from 0001 to 9999, \
+                     such as 2026-01-31"
+                ),
             )
-        })
+        };
+        let shaped = text.len() == 10
+            && text.bytes().enumerate().all(|(at, byte)| match at {
+                4 | 7 => byte == b'-',
+                _ => byte.is_ascii_digit(),
+            });
+        if !shaped {
+            return Err(wrong());
+        }
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        Date::parse(&text, &format)
+            .ok()
+            .filter(|date| (1..=9999).contains(&date.year()))
+            .ok_or_else(wrong)
     })
     .transpose()
+}
+
+/// A stable 64-bit hash (FNV-1a), the same on every instance, run and platform.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The fingerprint of what `query` asks, which its cursors carry: the scope, the words,
+/// the filters and the order (not `limit`, which may change from page to page). Sixteen
+/// hexadecimal digits.
+fn fingerprint(query: &SearchQuery) -> String {
+    let scope = match &query.scope {
+        Scope::Customer(customer) => format!("customer:{customer}"),
+        Scope::Staff => "staff".to_owned(),
+    };
+    let sort = match query.sort {
+        SortOrder::Relevance => "relevance",
+        SortOrder::DateAscending => "date",
+        SortOrder::DateDescending => "-date",
+    };
+    let asked = serde_json::json!([
+        scope,
+        sort,
+        query.text,
+        query.doc_type.map(DocumentType::as_str),
+        query.status,
+        query.customer_id,
+        query.date_from.map(|date| date.to_string()),
+        query.date_to.map(|date| date.to_string()),
+    ]);
+    format!("{:016x}", fnv1a(asked.to_string().as_bytes()))
+}
+
+/// The `next_cursor` of a page of `query` whose index position is `position`.
+fn cursor_token(query: &SearchQuery, position: &str) -> String {
+    Cursor::after(format!("{}:{position}", fingerprint(query))).token()
+}
+
+/// The index position a cursor of `query` holds.
+///
+/// # Errors
+/// A 400 naming `cursor` when the token is not one this service gave out, or was given
+/// out for another search.
+fn cursor_position(query: &SearchQuery, token: &str) -> Result<String, Problem> {
+    let foreign = || {
+        bad(
+            "cursor",
+            "is not one this service gave out; pass the `next_cursor` of the previous page \
+             unchanged, or leave it out to start at the beginning",
+        )
+    };
+    let cursor = Cursor::parse(token).map_err(|_| foreign())?;
+    let (fingerprint_given, position) = cursor
+        .last_key()
+        .split_once(':')
+        .filter(|(given, _)| {
+            given.len() == 16 && given.bytes().all(|byte| byte.is_ascii_hexdigit())
+        })
+        .ok_or_else(foreign)?;
+    if fingerprint_given != fingerprint(query) {
+        return Err(bad(
+            "cursor",
+            "this cursor belongs to another search (other words, filters, order or scope); \
+             start again without it",
+        ));
+    }
+    Ok(position.to_owned())
 }
 
 /// Reads and checks the parameters into a query of `scope`.
 fn query(scope: Scope, params: SearchParams) -> Result<SearchQuery, Problem> {
     let mut query = SearchQuery::new(scope);
-    if let Some(q) = params.q {
-        let q = q.trim().to_owned();
+    // An empty `q`, as an HTML form sends it, is no text query.
+    if let Some(q) = params.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         if q.chars().count() > MAX_QUERY_CHARS {
             return Err(bad("q", format!("at most {MAX_QUERY_CHARS} characters")));
         }
@@ -169,7 +292,7 @@ fn query(scope: Scope, params: SearchParams) -> Result<SearchQuery, Problem> {
                 "has no word to search for; send words (letters or digits), or leave `q` out to list",
             ));
         }
-        query.text = Some(q);
+        query.text = Some(q.to_owned());
     }
     query.doc_type = params
         .doc_type
@@ -197,10 +320,15 @@ fn query(scope: Scope, params: SearchParams) -> Result<SearchQuery, Problem> {
         query.status = Some(status);
     }
     if let Some(customer) = params.customer_id {
-        if customer.is_empty() || customer.len() > 128 {
-            return Err(bad("customer_id", "must be 1 to 128 characters"));
+        // Trimmed as the header is.
+        let customer = customer.trim();
+        if !customer_id_fits(customer) {
+            return Err(bad(
+                "customer_id",
+                format!("must be 1 to {MAX_CUSTOMER_ID_CHARS} characters"),
+            ));
         }
-        query.customer_id = Some(customer);
+        query.customer_id = Some(customer.to_owned());
     }
     query.date_from = date("date_from", params.date_from)?;
     query.date_to = date("date_to", params.date_to)?;
@@ -235,9 +363,9 @@ fn query(scope: Scope, params: SearchParams) -> Result<SearchQuery, Problem> {
                 )
             })?;
     }
-    if let Some(cursor) = params.cursor {
-        let cursor = Cursor::parse(&cursor)?;
-        query.after = Some(cursor.last_key().to_owned());
+    // Last: the cursor is checked against everything else the query asks.
+    if let Some(token) = params.cursor {
+        query.after = Some(cursor_position(&query, &token)?);
     }
     Ok(query)
 }
@@ -290,7 +418,7 @@ async fn search(
                     highlights: hit.highlights,
                 })
                 .collect::<Vec<_>>(),
-            next_cursor: results.next.map(|next| Cursor::after(next).token()),
+            next_cursor: results.next.map(|next| cursor_token(&query, &next)),
         };
         Ok::<_, Problem>(axum::Json(page))
     };

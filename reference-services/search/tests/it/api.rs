@@ -130,6 +130,33 @@ impl Service {
         }
     }
 
+    /// Waits until the consumer processed `events` distinct events and nothing is left
+    /// on its subscriptions (duplicates acknowledged too), for at most ten seconds.
+    async fn until_handled(&self, events: u64) {
+        use dovetail_search::config::{CLAIM_EVENTS_SUBSCRIPTION, POLICY_EVENTS_SUBSCRIPTION};
+
+        let started = Instant::now();
+        loop {
+            let stats = self.idempotency.stats();
+            let mut pending = 0;
+            for subscription in [POLICY_EVENTS_SUBSCRIPTION, CLAIM_EVENTS_SUBSCRIPTION] {
+                pending += self.bus.backlog(subscription).await.unwrap().pending;
+            }
+            assert!(
+                stats.processed() <= events,
+                "more events processed than published: {stats:?}"
+            );
+            if stats.processed() == events && pending == 0 {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "not every event was handled: {pending} pending, {stats:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn stop(self) {
         self.shutdown.cancel();
         self.running.await.unwrap().unwrap();
@@ -247,14 +274,17 @@ async fn events_out_of_order_and_twice_end_as_the_newest_documents_with_their_li
         )
         .await;
 
-    // Wait for every event to be handled (the stale ones are counted too), then check.
+    // Version 3 came first: wait for it, then for every event to be handled (the six
+    // processed, the stale ones too; the cancellation's second publication, unless the
+    // bus merged it with the first one still queued, answered as a duplicate), then
+    // check nothing moved back.
     let items = service
         .until("/search?limit=10", |items| {
             version_of(items, "policy:pol-1") == Some(3)
                 && version_of(items, "claim:clm-1") == Some(3)
         })
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    service.until_handled(6).await;
     let items_later = service.until("/search?limit=10", |_| true).await;
     assert_eq!(items, items_later, "a late event moved a document back");
     let policy = items
@@ -609,6 +639,37 @@ async fn every_bad_parameter_or_scope_is_a_problem_that_names_it() {
         ),
         ("/search?colour=red", &staff, StatusCode::BAD_REQUEST, None),
         ("/nowhere", &staff, StatusCode::NOT_FOUND, None),
+        // Years OpenSearch's yyyy-MM-dd cannot take: a sign, five digits, the year 0.
+        (
+            "/search?date_from=-0001-01-01",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            Some("date_from"),
+        ),
+        (
+            "/search?date_from=%2B2026-01-01",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            Some("date_from"),
+        ),
+        (
+            "/search?date_to=10000-01-01",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            Some("date_to"),
+        ),
+        (
+            "/search?date_from=0000-12-31",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            Some("date_from"),
+        ),
+        (
+            "/search?customer_id=%20%20",
+            &staff,
+            StatusCode::BAD_REQUEST,
+            Some("customer_id"),
+        ),
     ];
     for (uri, headers, status, field) in cases {
         let (got, content_type, body) = service.get(uri, headers).await;
@@ -626,6 +687,225 @@ async fn every_bad_parameter_or_scope_is_a_problem_that_names_it() {
     }
     let long = format!("/search?q={}", "a".repeat(201));
     assert_eq!(service.get(&long, &staff).await.0, StatusCode::BAD_REQUEST);
+    // A customer id is counted in characters, as OpenAPI's maxLength counts: 128 `é`
+    // (256 bytes) fit, 129 do not.
+    let fits = format!("/search?customer_id={}", "%C3%A9".repeat(128));
+    let (status, _, body) = service.get(&fits, &staff).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let too_long = format!("/search?customer_id={}", "%C3%A9".repeat(129));
+    let (status, _, body) = service.get(&too_long, &staff).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["errors"][0]["field"], "customer_id", "{body}");
+    service.stop().await;
+}
+
+/// Publishes policy `id` of `customer`, version 1, active.
+async fn issue(service: &Service, id: &str, customer: &str) {
+    let snapshot = policy_snapshot(id, customer, "home", 1, PolicyStatus::Active);
+    service
+        .publish(
+            "policy-events",
+            "policy-service",
+            ("policy", id),
+            1,
+            &PolicyIssued { policy: snapshot },
+        )
+        .await;
+}
+
+fn ids_of(body: &Value) -> Vec<String> {
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_only_continues_the_search_it_came_from() {
+    let service = Service::start().await;
+    for n in 0..5 {
+        issue(&service, &format!("pol-{n}"), "alice").await;
+    }
+    issue(&service, "pol-bob", "bob").await;
+    service
+        .until("/search?limit=100", |items| items.len() == 6)
+        .await;
+    let alice = [("x-dovetail-customer", "alice")];
+    let (status, _, first) = service.get("/search?sort=relevance&limit=2", &alice).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+
+    // The same cursor under another order, other words, filters or scope: a 400 naming it.
+    for (uri, headers) in [
+        (
+            format!("/search?sort=-date&limit=2&cursor={cursor}"),
+            &alice,
+        ),
+        (format!("/search?sort=date&limit=2&cursor={cursor}"), &alice),
+        (format!("/search?limit=2&cursor={cursor}"), &alice),
+        (
+            format!("/search?sort=relevance&q=home&limit=2&cursor={cursor}"),
+            &alice,
+        ),
+        (
+            format!("/search?sort=relevance&type=policy&limit=2&cursor={cursor}"),
+            &alice,
+        ),
+        (
+            format!("/search?sort=relevance&status=active&limit=2&cursor={cursor}"),
+            &alice,
+        ),
+        (
+            format!("/search?sort=relevance&date_from=2026-01-01&limit=2&cursor={cursor}"),
+            &alice,
+        ),
+        (
+            format!("/search?sort=relevance&customer_id=alice&limit=2&cursor={cursor}"),
+            &alice,
+        ),
+        (
+            format!("/search?sort=relevance&limit=2&cursor={cursor}"),
+            &[("x-dovetail-scope", "staff")],
+        ),
+        (
+            format!("/search?sort=relevance&limit=2&cursor={cursor}"),
+            &[("x-dovetail-customer", "bob")],
+        ),
+    ] {
+        let (status, content_type, body) = service.get(&uri, headers).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert_eq!(content_type, "application/problem+json", "{uri}");
+        assert_eq!(body["errors"][0]["field"], "cursor", "{uri}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains("another search"),
+            "{uri}: {body}"
+        );
+    }
+
+    // Unchanged, it is the next page; `limit` may change from page to page.
+    let mut seen = ids_of(&first);
+    let mut uri = format!("/search?sort=relevance&limit=2&cursor={cursor}");
+    loop {
+        let (status, _, page) = service.get(&uri, &alice).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {page}");
+        seen.extend(ids_of(&page));
+        match page["next_cursor"].as_str() {
+            Some(next) => uri = format!("/search?sort=relevance&limit=3&cursor={next}"),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "policy:pol-0",
+            "policy:pol-1",
+            "policy:pol-2",
+            "policy:pol-3",
+            "policy:pol-4"
+        ]
+    );
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_q_lists_a_padded_customer_id_filters_and_scoped_answers_are_private() {
+    let service = Service::start().await;
+    issue(&service, "pol-a", "alice").await;
+    issue(&service, "pol-b", "bob").await;
+    service
+        .until("/search?limit=100", |items| items.len() == 2)
+        .await;
+    let staff = [("x-dovetail-scope", "staff")];
+
+    // `q=` as an HTML form sends it: no text query, the same list as without `q`.
+    let (status, _, listed) = service.get("/search", &staff).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    for uri in ["/search?q=", "/search?q=%20%20"] {
+        let (status, _, body) = service.get(uri, &staff).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        assert_eq!(body, listed, "{uri}");
+    }
+
+    // `customer_id` is trimmed as the header is.
+    let (status, _, body) = service.get("/search?customer_id=%20bob%20", &staff).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ids_of(&body), ["policy:pol-b"]);
+    let (status, _, body) = service
+        .get(
+            "/search?customer_id=alice%20",
+            &[("x-dovetail-customer", " alice ")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ids_of(&body), ["policy:pol-a"]);
+
+    // Answers that depend on the scope headers say so, and are not for shared caches:
+    // results, problems and the admin routes alike.
+    for (method, uri, headers, expected) in [
+        (Method::GET, "/search", &staff[..], StatusCode::OK),
+        (
+            Method::GET,
+            "/search",
+            &[("x-dovetail-customer", "alice")][..],
+            StatusCode::OK,
+        ),
+        (
+            Method::GET,
+            "/search?limit=0",
+            &staff[..],
+            StatusCode::BAD_REQUEST,
+        ),
+        (Method::GET, "/search", &[][..], StatusCode::UNAUTHORIZED),
+        (
+            Method::GET,
+            "/search?customer_id=bob",
+            &[("x-dovetail-customer", "alice")][..],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Method::POST,
+            "/search",
+            &staff[..],
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (Method::GET, "/admin/rebuilds", &staff[..], StatusCode::OK),
+        (
+            Method::GET,
+            "/admin/rebuilds",
+            &[("x-dovetail-customer", "alice")][..],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Method::GET,
+            "/admin/rebuilds/nope",
+            &staff[..],
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let (status, headers, body) = service.send(method.clone(), uri, headers).await;
+        assert_eq!(status, expected, "{method} {uri}: {body}");
+        let vary: Vec<&str> = headers
+            .get_all("vary")
+            .iter()
+            .map(|value| value.to_str().unwrap())
+            .collect();
+        let vary = vary.join(", ").to_ascii_lowercase();
+        assert!(
+            vary.contains("x-dovetail-customer") && vary.contains("x-dovetail-scope"),
+            "{method} {uri}: Vary: {vary}"
+        );
+        let cache_control = headers
+            .get("cache-control")
+            .map(|value| value.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        assert!(
+            cache_control.contains("private") && cache_control.contains("no-store"),
+            "{method} {uri}: Cache-Control: {cache_control}"
+        );
+    }
     service.stop().await;
 }
 

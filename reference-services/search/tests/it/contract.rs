@@ -26,7 +26,9 @@ macro_rules! contract_suite {
             a_customer_only_ever_sees_their_own_documents,
             filters_narrow_by_type_status_customer_and_dates,
             pages_follow_the_sort_and_cover_every_document_once,
+            pages_by_relevance_with_differing_scores_cover_every_document_once,
             full_text_finds_every_word_and_highlights_it,
+            a_word_longer_than_the_index_keeps_matches_nothing,
             concurrent_writers_of_one_document_leave_the_highest_version,
             a_batch_with_several_versions_of_one_document_keeps_the_highest,
             a_rebuild_while_writes_go_on_loses_nothing_and_moves_nothing_back,
@@ -318,6 +320,71 @@ pub(crate) async fn pages_follow_the_sort_and_cover_every_document_once<I: Searc
     ));
 }
 
+pub(crate) async fn pages_by_relevance_with_differing_scores_cover_every_document_once<
+    I: SearchIndex,
+>(
+    index: &I,
+) {
+    // Scores differ with how often `water` occurs and how long the text is; documents of
+    // the same shape tie.
+    for n in 0..14usize {
+        let description = format!("{}{}", "water ".repeat(1 + n % 4), "leak ".repeat(n % 3));
+        index
+            .upsert(claim(
+                &format!("clm-{n:02}"),
+                "cust-1",
+                description.trim_end(),
+                1,
+                ClaimStatus::Submitted,
+            ))
+            .await
+            .unwrap();
+    }
+    index
+        .upsert(claim(
+            "clm-dry",
+            "cust-1",
+            "Stolen bicycle",
+            1,
+            ClaimStatus::Submitted,
+        ))
+        .await
+        .unwrap();
+    index.refresh().await.unwrap();
+    let mut query = SearchQuery::new(Scope::Customer("cust-1".into()));
+    query.text = Some("water".into());
+    query.sort = SortOrder::Relevance;
+    query.limit = 3;
+    let mut seen: Vec<(String, f32)> = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = index.search(&query).await.unwrap();
+        pages += 1;
+        assert!(page.hits.len() <= 3);
+        for hit in page.hits {
+            let score = hit.score.expect("a score with sort=relevance");
+            seen.push((hit.document.id, score));
+        }
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+        assert!(pages < 20, "pagination does not end");
+    }
+    for pair in seen.windows(2) {
+        assert!(pair[0].1 >= pair[1].1, "best first across pages: {seen:?}");
+    }
+    let mut scores: Vec<u32> = seen.iter().map(|(_, score)| score.to_bits()).collect();
+    scores.dedup();
+    assert!(scores.len() >= 3, "the scores should differ: {seen:?}");
+    let mut ids: Vec<&str> = seen.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), seen.len(), "no document twice: {seen:?}");
+    assert_eq!(ids.len(), 14, "every matching document: {seen:?}");
+    assert!(!ids.contains(&"claim:clm-dry"));
+}
+
 pub(crate) async fn full_text_finds_every_word_and_highlights_it<I: SearchIndex>(index: &I) {
     let documents = vec![
         claim(
@@ -366,6 +433,11 @@ pub(crate) async fn full_text_finds_every_word_and_highlights_it<I: SearchIndex>
         !highlight.contains("<script>"),
         "highlights are escaped: {highlight}"
     );
+    // And the escaped text is there (the check above also passes without highlights).
+    assert!(
+        highlight.contains("<em>basement</em>") && highlight.contains("&lt;script"),
+        "highlights are escaped: {highlight}"
+    );
 
     // Ids and product lines are searchable too.
     query.text = Some("pol-9".into());
@@ -374,6 +446,58 @@ pub(crate) async fn full_text_finds_every_word_and_highlights_it<I: SearchIndex>
     assert_eq!(ids(index, &query).await, ["policy:pol-9"]);
     query.text = Some("WATER".into());
     assert_eq!(ids(index, &query).await.len(), 2);
+}
+
+/// The semantics of a word the index cannot hold: tantivy's tokenizer drops words of 40
+/// bytes or more (from documents and queries alike), so such a word never matches; on
+/// both backends a `text` with such a word matches nothing, whatever its other words.
+pub(crate) async fn a_word_longer_than_the_index_keeps_matches_nothing<I: SearchIndex>(index: &I) {
+    // 44 bytes; 17 CJK characters without a space (51 bytes); 39 bytes, the longest kept.
+    const LONG: &str = "Rindfleischetikettierungsüberwachungsgesetz";
+    const CJK: &str = "火災保険金請求書類確認手続完了報告";
+    let longest_kept = "k".repeat(39);
+    for (id, description) in [
+        ("clm-1", format!("Water damage under the {LONG}")),
+        ("clm-2", format!("Water in the basement {CJK}")),
+        ("clm-3", format!("Water and {longest_kept}")),
+        ("clm-4", "Stolen bicycle".to_owned()),
+    ] {
+        index
+            .upsert(claim(id, "cust-1", &description, 1, ClaimStatus::Submitted))
+            .await
+            .unwrap();
+    }
+    let mut query = SearchQuery::new(Scope::Customer("cust-1".into()));
+    query.text = Some("water".into());
+    let mut found = ids(index, &query).await;
+    found.sort();
+    assert_eq!(found, ["claim:clm-1", "claim:clm-2", "claim:clm-3"]);
+    for text in [
+        LONG.to_owned(),
+        CJK.to_owned(),
+        format!("water {LONG}"),
+        format!("{LONG} water"),
+        format!("water {CJK}"),
+    ] {
+        for sort in [SortOrder::Relevance, SortOrder::DateDescending] {
+            query.sort = sort;
+            query.text = Some(text.clone());
+            assert!(
+                ids(index, &query).await.is_empty(),
+                "{text:?} ({sort:?}) matches nothing"
+            );
+        }
+    }
+    query.sort = SortOrder::Relevance;
+    query.text = Some(longest_kept.to_uppercase());
+    assert_eq!(ids(index, &query).await, ["claim:clm-3"]);
+    query.text = Some(format!("water {longest_kept}"));
+    assert_eq!(ids(index, &query).await, ["claim:clm-3"]);
+    // Text without any word matches nothing; blank text is no text query.
+    query.text = Some("!!".into());
+    assert!(ids(index, &query).await.is_empty());
+    query.text = Some("  ".into());
+    assert_eq!(ids(index, &query).await.len(), 4);
 }
 
 pub(crate) async fn concurrent_writers_of_one_document_leave_the_highest_version<
