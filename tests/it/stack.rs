@@ -27,39 +27,7 @@ async fn the_demo_walks_from_policy_to_paid_claim_and_a_cancelled_policy_refuses
     )
     .await
     .unwrap();
-    // The search service indexed the walk-through from the events: the paid claim and the
-    // cancelled policy, each at its newest version.
-    let search = format!("http://{}/search?limit=100", stack.search);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let found: serde_json::Value = reqwest::Client::new()
-            .get(&search)
-            .header("x-dovetail-scope", "staff")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let status = |id: String| {
-            found["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|item| item["id"] == id)
-                .map(|item| item["status"].clone())
-        };
-        let claim = status(format!("claim:{}", report.claim_id));
-        let policy = status(format!("policy:{}", report.policy_id));
-        if claim == Some("paid".into()) && policy == Some("cancelled".into()) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the search service has claim {claim:?} and policy {policy:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    assert_walk_through_is_searchable(stack.search, &report).await;
     stack.stop().await.unwrap();
 
     assert!(report.policy_id.starts_with("pol-") && report.claim_id.starts_with("clm-"));
@@ -90,4 +58,43 @@ async fn the_demo_walks_from_policy_to_paid_claim_and_a_cancelled_policy_refuses
         );
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The search service indexed the walk-through from the events: the paid claim and the
+/// cancelled policy, each at its newest version (within ten seconds).
+pub(crate) async fn assert_walk_through_is_searchable(
+    search: std::net::SocketAddr,
+    report: &dovetail_stack::demo::DemoReport,
+) {
+    let search = format!("http://{search}/search?limit=100");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let found: serde_json::Value = reqwest::Client::new()
+            .get(&search)
+            .header("x-dovetail-scope", "staff")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let status = |id: String| {
+            found["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|item| item["id"] == id)
+                .map(|item| item["status"].clone())
+        };
+        let claim = status(format!("claim:{}", report.claim_id));
+        let policy = status(format!("policy:{}", report.policy_id));
+        if claim == Some("paid".into()) && policy == Some("cancelled".into()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the search service has claim {claim:?} and policy {policy:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -11,8 +11,10 @@
 //! Each service still owns its own database: the stack only saves starting them one by
 //! one. With [`Backends::Aws`] every service keeps its data in its own DynamoDB table and
 //! publishes to SNS topics fanned out to SQS queues at `AWS_ENDPOINT_URL` (or in AWS),
-//! creating what is missing; the search service keeps its tantivy index either way, and its
-//! idempotency records in the DynamoDB table `dovetail-search-service-idempotency`.
+//! creating what is missing, and the search service its idempotency records in the DynamoDB
+//! table `dovetail-search-service-idempotency`. The search index is the tantivy directory
+//! unless [`StackConfig::opensearch_url`] names an OpenSearch node (the alias and its index
+//! are created when missing); the two choices are independent.
 //! [`demo`] walks through the system over HTTP.
 
 pub mod demo;
@@ -59,6 +61,12 @@ pub struct StackConfig {
     pub search_port: u16,
     /// How often relays poll for commits of other processes, in milliseconds.
     pub relay_poll_interval_ms: u64,
+    /// The search service's index: its tantivy directory under `data_dir` (`None`, the
+    /// default), or the OpenSearch node at this URL, behind the alias
+    /// [`search_alias`](Self::search_alias).
+    pub opensearch_url: Option<String>,
+    /// The OpenSearch alias of the search index (default `dovetail-search`).
+    pub search_alias: String,
 }
 
 impl Default for StackConfig {
@@ -71,6 +79,8 @@ impl Default for StackConfig {
             claim_port: CLAIM_PORT,
             search_port: SEARCH_PORT,
             relay_poll_interval_ms: 1000,
+            opensearch_url: None,
+            search_alias: "dovetail-search".to_owned(),
         }
     }
 }
@@ -150,6 +160,14 @@ pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<R
         ..Default::default()
     };
     search.index.tantivy_path = config.data_dir.join("search");
+    if let Some(url) = &config.opensearch_url {
+        search.index.backend = dovetail_search::config::IndexBackend::Opensearch;
+        search.index.opensearch_url.clone_from(url);
+        search
+            .index
+            .opensearch_alias
+            .clone_from(&config.search_alias);
+    }
     // On AWS the idempotency records go to a DynamoDB table every instance shares.
     search.idempotency.backend = match config.backends {
         Backends::Embedded => dovetail_search::config::IdempotencyBackend::Sqlite,

@@ -2,7 +2,7 @@
 //! them (`demo`).
 //!
 //! ```text
-//! dovetail-stack [run] [--aws] [--data-dir <dir>]
+//! dovetail-stack [run] [--aws] [--opensearch <url>] [--data-dir <dir>]
 //! dovetail-stack demo [--policy-url <url>] [--claim-url <url>]
 //! ```
 
@@ -15,10 +15,11 @@ use dovetail_service_kit::{Shutdown, cli, shutdown_on_signal};
 use dovetail_stack::{Backends, CLAIM_PORT, POLICY_PORT, StackConfig};
 
 const USAGE: &str = "usage:
-  dovetail-stack [run] [--aws] [--data-dir <dir>]
+  dovetail-stack [run] [--aws] [--opensearch <url>] [--data-dir <dir>]
       every reference service on fixed ports (policy 8081, claim 8082, search 8083), embedded backends
       under ./data; --aws moves every service to DynamoDB and SNS/SQS at AWS_ENDPOINT_URL
-      (or real AWS), creating what is missing
+      (or real AWS), creating what is missing; --opensearch moves the search index to the
+      OpenSearch node at <url> (such as http://127.0.0.1:9200)
   dovetail-stack demo [--policy-url <url>] [--claim-url <url>]
       walks through the system against a running stack (or starts one in a temporary
       directory when none answers)";
@@ -49,6 +50,15 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--aws" => config.backends = Backends::Aws,
+            "--opensearch" => {
+                config.opensearch_url = Some(
+                    args.next()
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("--opensearch needs the node's URL\n{USAGE}")
+                        })?
+                        .clone(),
+                );
+            }
             "--data-dir" => {
                 config.data_dir = PathBuf::from(
                     args.next()
@@ -77,8 +87,12 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
         "  claim service   http://{}  (API: /openapi.json)",
         stack.claim
     );
+    let index = config.opensearch_url.as_ref().map_or_else(
+        || format!("tantivy in {}/search", config.data_dir.display()),
+        |url| format!("OpenSearch at {url}, alias {}", config.search_alias),
+    );
     println!(
-        "  search service  http://{}  (API: /openapi.json)",
+        "  search service  http://{}  (API: /openapi.json; index: {index})",
         stack.search
     );
     println!("Try the walk-through in another terminal: cargo xtask stack demo");

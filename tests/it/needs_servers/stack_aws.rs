@@ -1,7 +1,8 @@
-//! The whole system on DynamoDB and SNS/SQS at the emulator: the newcomer's walk-through
-//! succeeds as on the embedded backends, with every table, topic, queue and subscription
-//! created on the way (the search service's idempotency records in a table too, no file);
-//! starting the stack again on the same resources changes nothing and walks through again.
+//! The whole system on DynamoDB and SNS/SQS at the emulator, and the search index on
+//! OpenSearch: the newcomer's walk-through succeeds as on the embedded backends and ends
+//! searchable, with every table, topic, queue, subscription and index created on the way
+//! (the search service's idempotency records in a table too, no file); starting the stack
+//! again on the same resources changes nothing and walks through again.
 
 use dovetail_service_kit::Shutdown;
 use dovetail_stack::{Backends, StackConfig, demo};
@@ -18,6 +19,7 @@ async fn walk_through(config: &StackConfig) -> demo::DemoReport {
     )
     .await
     .unwrap();
+    crate::stack::assert_walk_through_is_searchable(stack.search, &report).await;
     stack.stop().await.unwrap();
     report
 }
@@ -26,6 +28,7 @@ async fn walk_through(config: &StackConfig) -> demo::DemoReport {
 async fn the_demo_walks_through_on_aws_twice() {
     // The testkit checks that the emulator answers and says how to start it otherwise.
     dovetail_testkit::aws().await;
+    let opensearch = dovetail_testkit::opensearch().await;
     let dir = std::env::temp_dir().join(format!(
         "dovetail-system-aws-{}",
         uuid::Uuid::new_v4().simple()
@@ -37,6 +40,8 @@ async fn the_demo_walks_through_on_aws_twice() {
         claim_port: 0,
         search_port: 0,
         relay_poll_interval_ms: 200,
+        opensearch_url: Some(opensearch.url().to_string()),
+        search_alias: opensearch.fresh_index_name("stack-search"),
         ..StackConfig::default()
     };
     for _ in 0..2 {
@@ -60,7 +65,7 @@ async fn the_demo_walks_through_on_aws_twice() {
             report.transcript
         );
     }
-    for file in ["policy.db", "claim.db", "bus.db", "search/idempotency.db"] {
+    for file in ["policy.db", "claim.db", "bus.db", "search"] {
         assert!(
             !dir.join(file).exists(),
             "{file}: nothing is kept on disk when the backends are on AWS"
