@@ -17,7 +17,8 @@
 //! A rebuild creates the next index (`<alias>-000002`) behind a second alias,
 //! `<alias>-rebuild`: that alias is the claim (one rebuild at a time across every
 //! instance) and the signal. Every instance looks for it at least every
-//! [`REBUILD_DISCOVERY`] and, while it exists, writes each batch to both aliases; the
+//! [`REBUILD_DISCOVERY`] and, while it exists, writes each batch to both aliases (the new
+//! index first, so a version read from the old one is already in the new); the
 //! rebuild waits twice that long, so every instance writes to both, before it copies the
 //! old index into the new one by version (each document built again from its source
 //! event). Then one `_aliases` call moves the alias to the new index and removes the
@@ -844,25 +845,36 @@ impl SearchIndex for OpenSearchIndex {
         &self,
         documents: Vec<IndexedDocument>,
     ) -> Result<BatchOutcomes, IndexError> {
-        let both = self.rebuild_under_way().await?;
-        let mut outcomes = self.bulk(Target::Alias(&self.alias), &documents).await?;
-        if both {
+        // During a rebuild the new index is written first: a reader of the old one who
+        // saw a version can then never find an older one in the new index after the
+        // switch, even when the switch falls between the two writes.
+        let mut rebuild_outcomes = None;
+        if self.rebuild_under_way().await? {
             match self
                 .bulk(Target::Alias(&self.rebuild_alias), &documents)
                 .await
             {
-                // A document the new index did not take is not done: its event comes
-                // again (a stale write on the old index then, applied on the new).
-                Ok(rebuild_outcomes) => {
-                    for (outcome, rebuild_outcome) in outcomes.iter_mut().zip(rebuild_outcomes) {
-                        if let (Ok(_), Err(error)) = (&outcome, rebuild_outcome) {
-                            *outcome = Err(error);
-                        }
-                    }
-                }
+                Ok(outcomes) => rebuild_outcomes = Some(outcomes),
                 // The rebuild ended (switched or given up) since this instance looked.
                 Err(BulkError::NoSuchAlias) => self.note_rebuild(false).await,
                 Err(BulkError::Index(error)) => return Err(error),
+            }
+        }
+        let mut outcomes = self.bulk(Target::Alias(&self.alias), &documents).await?;
+        // A document the new index did not take is not done: its event comes again (a
+        // stale write on the old index then, applied on the new). One the new index took
+        // is applied even when the alias had moved to it by the second write, which then
+        // found it there.
+        for (outcome, rebuild_outcome) in outcomes
+            .iter_mut()
+            .zip(rebuild_outcomes.into_iter().flatten())
+        {
+            match (&outcome, rebuild_outcome) {
+                (Ok(_), Err(error)) => *outcome = Err(error),
+                (Ok(UpsertOutcome::Stale), Ok(UpsertOutcome::Applied)) => {
+                    *outcome = Ok(UpsertOutcome::Applied);
+                }
+                _ => {}
             }
         }
         self.watch_freshness(
