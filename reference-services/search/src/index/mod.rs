@@ -78,7 +78,9 @@ pub enum SortOrder {
 pub struct SearchQuery {
     /// Who asks: enforced inside the backend's query.
     pub scope: Scope,
-    /// Words every result must contain (in its text), if any.
+    /// Words every result must contain (in its text), if any. A word of 40 bytes or more
+    /// is one no document can hold (tantivy drops such words when it indexes), so a text
+    /// with one matches nothing, on both backends; blank text is no text query.
     pub text: Option<String>,
     /// Only this type.
     pub doc_type: Option<DocumentType>,
