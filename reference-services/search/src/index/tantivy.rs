@@ -538,7 +538,8 @@ impl Inner {
         Ok((copied, rederived))
     }
 
-    fn held(&self, searcher: &Searcher, id: &str) -> Result<Option<IndexedDocument>, IndexError> {
+    /// Where the document (or tombstone) under `id` is, if anywhere.
+    fn address_of(&self, searcher: &Searcher, id: &str) -> Result<Option<DocAddress>, IndexError> {
         let query = TermQuery::new(
             Term::from_field_text(self.fields.id, id),
             IndexRecordOption::Basic,
@@ -546,10 +547,13 @@ impl Inner {
         let found = searcher
             .search(&query, &TopDocs::with_limit(1).order_by_score())
             .map_err(unavailable("cannot look a document up"))?;
-        match found.first() {
-            Some((_, address)) => self.read(searcher, *address).map(Some),
-            None => Ok(None),
-        }
+        Ok(found.first().map(|(_, address)| *address))
+    }
+
+    fn held(&self, searcher: &Searcher, id: &str) -> Result<Option<IndexedDocument>, IndexError> {
+        self.address_of(searcher, id)?
+            .map(|address| self.read(searcher, address))
+            .transpose()
     }
 
     fn read(
@@ -562,14 +566,7 @@ impl Inner {
 
     /// The version held under `id`, from the fast field: no stored document is read.
     fn held_version(&self, searcher: &Searcher, id: &str) -> Result<Option<u64>, IndexError> {
-        let query = TermQuery::new(
-            Term::from_field_text(self.fields.id, id),
-            IndexRecordOption::Basic,
-        );
-        let found = searcher
-            .search(&query, &TopDocs::with_limit(1).order_by_score())
-            .map_err(unavailable("cannot look a document up"))?;
-        let Some((_, address)) = found.first() else {
+        let Some(address) = self.address_of(searcher, id)? else {
             return Ok(None);
         };
         let versions = searcher

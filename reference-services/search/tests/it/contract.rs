@@ -571,9 +571,6 @@ pub(crate) async fn a_rebuild_while_writes_go_on_loses_nothing_and_moves_nothing
 >(
     index: &I,
 ) {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
     // Before: 30 policies at version 1, one of them deleted.
     let seed: Vec<IndexedDocument> = (0..30)
         .map(|n| {
@@ -593,71 +590,19 @@ pub(crate) async fn a_rebuild_while_writes_go_on_loses_nothing_and_moves_nothing
     };
     index.delete(tombstone.clone()).await.unwrap();
 
-    // Writers: policies 0 to 9 move up a version each round, with a late older event
-    // each time; they go on until three rounds after the switch.
-    let rebuilt = Arc::new(AtomicBool::new(false));
-    let last = Arc::new(AtomicU64::new(1));
-    let writer = {
-        let (index, rebuilt, last) = (index.clone(), Arc::clone(&rebuilt), Arc::clone(&last));
-        tokio::spawn(async move {
-            let mut after_switch = 0;
-            let mut version = 1;
-            while after_switch < 3 {
-                version += 1;
-                for n in 0..10 {
-                    let id = format!("pol-{n}");
-                    let outcome = index
-                        .upsert(policy(&id, "cust-1", version, PolicyStatus::Active))
-                        .await
-                        .unwrap();
-                    assert_eq!(outcome, UpsertOutcome::Applied, "{id} v{version}");
-                    index
-                        .upsert(policy(&id, "cust-1", version - 1, PolicyStatus::Draft))
-                        .await
-                        .unwrap();
-                }
-                last.store(version, Ordering::SeqCst);
-                if rebuilt.load(Ordering::SeqCst) {
-                    after_switch += 1;
-                }
-            }
-        })
-    };
-    // A reader: the versions it sees never go down, across the switch too.
-    let reader = {
-        let (index, rebuilt) = (index.clone(), Arc::clone(&rebuilt));
-        tokio::spawn(async move {
-            let mut seen = [0u64; 10];
-            let mut reads = 0;
-            while !rebuilt.load(Ordering::SeqCst) || reads < 50 {
-                for (n, seen) in seen.iter_mut().enumerate() {
-                    let held = index
-                        .get(&format!("policy:pol-{n}"))
-                        .await
-                        .unwrap()
-                        .unwrap();
-                    assert!(
-                        held.version() >= *seen,
-                        "pol-{n} went back from {seen} to {}",
-                        held.version()
-                    );
-                    *seen = held.version();
-                }
-                reads += 1;
-            }
-        })
-    };
+    let load = RebuildLoad::default();
+    let (writer, reader) = (load.writer(index), load.reader(index, 50));
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let progress = RebuildProgress::default();
     let report = index.rebuild(&progress).await.unwrap();
-    rebuilt.store(true, Ordering::SeqCst);
+    load.switched();
     assert_eq!(progress.documents_copied(), report.documents);
     assert_ne!(report.from, report.to);
     assert!(report.documents >= 30, "{report:?}");
     writer.await.unwrap();
     reader.await.unwrap();
 
-    let last = last.load(Ordering::SeqCst);
+    let last = load.last_version();
     for n in 0..29 {
         let expected = if n < 10 { last } else { 1 };
         let held = index.get(&format!("policy:pol-{n}")).await.unwrap();
@@ -736,6 +681,91 @@ pub(crate) async fn a_rebuild_builds_each_document_again_from_its_source_event<I
     let mut found = ids(index, &query).await;
     found.sort();
     assert_eq!(found, ["policy:pol-bare", "policy:pol-old"]);
+}
+
+/// Writes and reads around a rebuild, as the live service would: [`writer`](Self::writer)
+/// moves policies 0 to 9 up a version each round, each followed by a late older event,
+/// until three rounds after [`switched`](Self::switched); [`reader`](Self::reader) checks
+/// that the versions it reads never go down, across the switch too.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RebuildLoad {
+    rebuilt: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    last: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RebuildLoad {
+    /// Starts the writer on `index`.
+    pub(crate) fn writer<I: SearchIndex + Clone + 'static>(
+        &self,
+        index: &I,
+    ) -> tokio::task::JoinHandle<()> {
+        use std::sync::atomic::Ordering;
+        let (index, load) = (index.clone(), self.clone());
+        tokio::spawn(async move {
+            let (mut version, mut after_switch) = (1, 0);
+            while after_switch < 3 {
+                version += 1;
+                for n in 0..10 {
+                    let id = format!("pol-{n}");
+                    let outcome = index
+                        .upsert(policy(&id, "cust-1", version, PolicyStatus::Active))
+                        .await
+                        .unwrap();
+                    assert_eq!(outcome, UpsertOutcome::Applied, "{id} v{version}");
+                    index
+                        .upsert(policy(&id, "cust-1", version - 1, PolicyStatus::Draft))
+                        .await
+                        .unwrap();
+                }
+                load.last.store(version, Ordering::SeqCst);
+                if load.rebuilt.load(Ordering::SeqCst) {
+                    after_switch += 1;
+                }
+            }
+        })
+    }
+
+    /// Starts the reader on `index`; it reads `after_switch` more rounds once switched.
+    pub(crate) fn reader<I: SearchIndex + Clone + 'static>(
+        &self,
+        index: &I,
+        after_switch: usize,
+    ) -> tokio::task::JoinHandle<()> {
+        use std::sync::atomic::Ordering;
+        let (index, load) = (index.clone(), self.clone());
+        tokio::spawn(async move {
+            let (mut seen, mut reads) = ([0u64; 10], 0);
+            while !load.rebuilt.load(Ordering::SeqCst) || reads < after_switch {
+                for (n, seen) in seen.iter_mut().enumerate() {
+                    let held = index
+                        .get(&format!("policy:pol-{n}"))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    assert!(
+                        held.version() >= *seen,
+                        "pol-{n} went back from {seen} to {}",
+                        held.version()
+                    );
+                    *seen = held.version();
+                }
+                if load.rebuilt.load(Ordering::SeqCst) {
+                    reads += 1;
+                }
+            }
+        })
+    }
+
+    /// Tells writer and reader the rebuild has switched.
+    pub(crate) fn switched(&self) {
+        self.rebuilt
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The version the writer last moved policies 0 to 9 to.
+    pub(crate) fn last_version(&self) -> u64 {
+        self.last.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// One write of the proptest streams: a version of one of a few aggregates, or a deletion.

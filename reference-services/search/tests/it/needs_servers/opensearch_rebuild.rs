@@ -3,18 +3,15 @@
 //! any instance never sees a document move back), a claim left by a stopped instance is
 //! taken over, and the rebuild jobs of the API refuse a second start.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use dovetail_contracts::policy::PolicyStatus;
 use dovetail_search::index::opensearch::{OpenSearchSettings, REBUILD_ALIAS_SUFFIX};
-use dovetail_search::index::{
-    AnyIndex, IndexError, OpenSearchIndex, RebuildProgress, SearchIndex, UpsertOutcome,
-};
+use dovetail_search::index::{AnyIndex, IndexError, OpenSearchIndex, RebuildProgress, SearchIndex};
 use dovetail_search::rebuild::{RebuildJobs, StartError, Started};
 use serde_json::{Value, json};
 
+use crate::contract::RebuildLoad;
 use crate::support::policy;
 
 /// Two instances of the service's index on one fresh alias.
@@ -65,57 +62,9 @@ async fn while_one_instance_rebuilds_the_others_write_to_both_and_nothing_moves_
         .collect();
     other.upsert_batch(seed).await.unwrap();
 
-    // The other instance writes and reads all along: policies 0 to 9 move up a version
-    // each round, each followed by a late older event.
-    let rebuilt = Arc::new(AtomicBool::new(false));
-    let last = Arc::new(AtomicU64::new(1));
-    let writer = {
-        let (index, rebuilt, last) = (other.clone(), Arc::clone(&rebuilt), Arc::clone(&last));
-        tokio::spawn(async move {
-            let (mut version, mut after_switch) = (1, 0);
-            while after_switch < 3 {
-                version += 1;
-                for n in 0..10 {
-                    let id = format!("pol-{n}");
-                    let applied = index
-                        .upsert(policy(&id, "cust-1", version, PolicyStatus::Active))
-                        .await
-                        .unwrap();
-                    assert_eq!(applied, UpsertOutcome::Applied, "{id} v{version}");
-                    index
-                        .upsert(policy(&id, "cust-1", version - 1, PolicyStatus::Draft))
-                        .await
-                        .unwrap();
-                }
-                last.store(version, Ordering::SeqCst);
-                if rebuilt.load(Ordering::SeqCst) {
-                    after_switch += 1;
-                }
-            }
-        })
-    };
-    let reader = {
-        let (index, rebuilt) = (other.clone(), Arc::clone(&rebuilt));
-        tokio::spawn(async move {
-            let (mut seen, mut reads) = ([0u64; 10], 0);
-            while !rebuilt.load(Ordering::SeqCst) || reads < 20 {
-                for (n, seen) in seen.iter_mut().enumerate() {
-                    let held = index
-                        .get(&format!("policy:pol-{n}"))
-                        .await
-                        .unwrap()
-                        .unwrap();
-                    assert!(
-                        held.version() >= *seen,
-                        "pol-{n} went back from {seen} to {}",
-                        held.version()
-                    );
-                    *seen = held.version();
-                }
-                reads += 1;
-            }
-        })
-    };
+    // The other instance writes and reads all along (see `RebuildLoad`).
+    let load = RebuildLoad::default();
+    let (writer, reader) = (load.writer(&other), load.reader(&other, 20));
 
     let rebuilding = {
         let rebuilder = rebuilder.clone();
@@ -138,7 +87,7 @@ async fn while_one_instance_rebuilds_the_others_write_to_both_and_nothing_moves_
     assert!(matches!(refused, IndexError::Conflict(_)), "{refused:?}");
 
     let report = rebuilding.await.unwrap().unwrap();
-    rebuilt.store(true, Ordering::SeqCst);
+    load.switched();
     assert_eq!(
         (report.from.as_str(), report.to.as_str()),
         (
@@ -149,7 +98,7 @@ async fn while_one_instance_rebuilds_the_others_write_to_both_and_nothing_moves_
     writer.await.unwrap();
     reader.await.unwrap();
 
-    let last = last.load(Ordering::SeqCst);
+    let last = load.last_version();
     for n in 0..20 {
         let expected = if n < 10 { last } else { 1 };
         for index in [&rebuilder, &other] {
