@@ -7,7 +7,8 @@
 //!
 //! Run with the servers up (`cargo xtask servers > /tmp/servers.log &`), in one shell:
 //! `eval "$(grep ^export /tmp/servers.log)"; cargo bench -p dovetail-search --bench search`.
-//! Arguments choose parts: `-- latency`, `-- throughput`, `-- sqs` (default: all).
+//! Arguments choose parts: `-- latency`, `-- throughput`, `-- sqs`, `-- tantivy` (the
+//! batching writer on tantivy, one batch at a time against two) (default: all).
 
 #![allow(
     clippy::print_stdout,
@@ -30,7 +31,9 @@ use dovetail_events::publish::Publisher;
 use dovetail_search::config::{IdempotencyBackend, IndexBackend};
 use dovetail_search::document::{IndexedDocument, Lineage, SearchDocument};
 use dovetail_search::index::opensearch::OpenSearchSettings;
-use dovetail_search::index::{Batching, OpenSearchIndex, Scope, SearchIndex, SearchQuery};
+use dovetail_search::index::{
+    Batching, OpenSearchIndex, Scope, SearchIndex, SearchQuery, TantivyIndex,
+};
 use dovetail_search::{Application, SearchConfig};
 use dovetail_service_kit::Shutdown;
 use dovetail_service_kit::aws::{AwsClients, ConsumerQueue, TypeFilter};
@@ -684,6 +687,77 @@ async fn sqs_service(
     (rate, published)
 }
 
+/// tantivy through the batching writer (256 concurrent writers, as the consumer's handlers
+/// in flight) with one batch at a time against two, and against `upsert_batch` of 500 at
+/// a time from one caller (the baseline): medians of interleaved rounds, each on a fresh
+/// index directory.
+async fn tantivy_throughput() {
+    const ROUNDS: usize = 3;
+    let documents: Vec<SearchDocument> = (0..THROUGHPUT_DOCUMENTS)
+        .map(|n| {
+            let policy = snapshot("tantivy", n);
+            SearchDocument::from_envelope(&envelope(&policy)).unwrap()
+        })
+        .collect();
+    let fresh = |name: &str| {
+        let dir = std::env::temp_dir().join(format!(
+            "dovetail-search-bench-{name}-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        (TantivyIndex::open(&dir).unwrap(), dir)
+    };
+    let (mut direct, mut one, mut two) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let (index, dir) = fresh(&format!("direct-{round}"));
+        let started = Instant::now();
+        for chunk in documents.chunks(500) {
+            let batch = chunk.iter().cloned().map(IndexedDocument::Live).collect();
+            index.upsert_batch(batch).await.unwrap();
+        }
+        direct.push(THROUGHPUT_DOCUMENTS as f64 / started.elapsed().as_secs_f64());
+        drop(index);
+        let _ = std::fs::remove_dir_all(dir);
+        for (parallel, rates) in [(1, &mut one), (2, &mut two)] {
+            let (index, dir) = fresh(&format!("batched-{parallel}-{round}"));
+            let batched = Batching::with_parallel_batches(index, parallel);
+            let work = std::sync::Arc::new(tokio::sync::Mutex::new(documents.clone()));
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..IN_FLIGHT)
+                .map(|_| {
+                    let (batched, work) = (batched.clone(), std::sync::Arc::clone(&work));
+                    tokio::spawn(async move {
+                        loop {
+                            let next = work.lock().await.pop();
+                            let Some(document) = next else { break };
+                            batched.upsert(document).await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            rates.push(THROUGHPUT_DOCUMENTS as f64 / started.elapsed().as_secs_f64());
+            drop(batched);
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    let median = |rates: &mut Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    };
+    let (direct, one, two) = (median(&mut direct), median(&mut one), median(&mut two));
+    println!(
+        "tantivy, {THROUGHPUT_DOCUMENTS} documents, medians of {ROUNDS} rounds: upsert_batch of \
+         500 from one caller {direct:.0}/s; the batching writer with {IN_FLIGHT} writers, one \
+         batch at a time {one:.0}/s (ratio {:.2}), two at a time {two:.0}/s (ratio {:.2})",
+        one / direct,
+        two / direct
+    );
+}
+
 fn main() {
     let Ok(url) = std::env::var("DOVETAIL_OPENSEARCH_URL") else {
         eprintln!(
@@ -718,6 +792,9 @@ fn main() {
         }
         if wants("throughput") {
             throughput(&url).await;
+        }
+        if wants("tantivy") {
+            tantivy_throughput().await;
         }
         if let Some(clients) = aws {
             sqs_throughput(&url, &clients).await;

@@ -181,7 +181,8 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let mut background = Background::default();
         // The handlers in flight share one writer: one `_bulk` or commit per batch.
-        let batching = Batching::new(self.index.clone());
+        let batching =
+            Batching::with_parallel_batches(self.index.clone(), self.index.parallel_batches());
         for source in self.sources {
             let index = batching.clone();
             let idempotency = self.idempotency.clone();

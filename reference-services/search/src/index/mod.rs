@@ -510,6 +510,19 @@ pub enum AnyIndex {
     OpenSearch(OpenSearchIndex),
 }
 
+impl AnyIndex {
+    /// How many batches [`Batching`] should write at once on this backend: one on
+    /// tantivy (its commits are serial; more batches only make them smaller),
+    /// [`batch::PARALLEL_BATCHES`] on OpenSearch.
+    pub fn parallel_batches(&self) -> usize {
+        match self {
+            Self::Tantivy(_) => 1,
+            #[cfg(feature = "opensearch")]
+            Self::OpenSearch(_) => batch::PARALLEL_BATCHES,
+        }
+    }
+}
+
 macro_rules! delegate {
     ($self:ident, $index:ident => $call:expr) => {
         match $self {
