@@ -20,13 +20,9 @@ async fn the_demo_walks_from_policy_to_paid_claim_and_a_cancelled_policy_refuses
         .await
         .unwrap();
     let mut transcript = Vec::new();
-    let report = demo::run(
-        &format!("http://{}", stack.policy),
-        &format!("http://{}", stack.claim),
-        &mut transcript,
-    )
-    .await
-    .unwrap();
+    let report = demo::run(&demo::Services::of(&stack), &mut transcript)
+        .await
+        .unwrap();
     assert_walk_through_is_searchable(stack.search, &report).await;
     stack.stop().await.unwrap();
 
@@ -48,6 +44,12 @@ async fn the_demo_walks_from_policy_to_paid_claim_and_a_cancelled_policy_refuses
         "{}",
         report.cancelled_refusal
     );
+    // The customer finds the paid claim by its words; another customer finds nothing.
+    assert_eq!(
+        report.customer_search,
+        [format!("claim:{} paid", report.claim_id)]
+    );
+    assert_eq!(report.other_customer_hits, 0);
     let printed = String::from_utf8(transcript).unwrap();
     assert_eq!(printed, report.transcript);
     assert!(printed.contains("-> paid"), "{printed}");

@@ -1,6 +1,7 @@
 //! The demo: a newcomer's walk through the system over HTTP — issue a policy, watch the
-//! claim service's replica catch up, file a claim, approve and pay it, and see the rules
-//! refuse what they should — printing each step.
+//! claim service's replica catch up, file a claim, approve and pay it, see the rules
+//! refuse what they should, and find it all in the search service, within the customer's
+//! scope — printing each step.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -22,20 +23,64 @@ pub struct DemoReport {
     pub over_limit_refusal: String,
     /// The refusal of a claim on the cancelled policy.
     pub cancelled_refusal: String,
+    /// What the customer found searching for the claim's words: `id status` of each hit.
+    pub customer_search: Vec<String>,
+    /// How many hits another customer got for the same words (none: the scope).
+    pub other_customer_hits: usize,
     /// The transcript.
     pub transcript: String,
 }
 
-/// Walks through the system at `policy_url` and `claim_url`, writing each step to the
-/// report's transcript and to `out`.
+/// Where the services the demo walks through answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Services {
+    /// The policy service's base URL, such as `http://127.0.0.1:8081`.
+    pub policy: String,
+    /// The claim service's.
+    pub claim: String,
+    /// The search service's.
+    pub search: String,
+}
+
+impl Services {
+    /// The stack's fixed ports on this machine.
+    pub fn local() -> Self {
+        Self::at(
+            &format!("127.0.0.1:{}", crate::POLICY_PORT),
+            &format!("127.0.0.1:{}", crate::CLAIM_PORT),
+            &format!("127.0.0.1:{}", crate::SEARCH_PORT),
+        )
+    }
+
+    /// Those of a stack started in this process.
+    pub fn of(stack: &crate::RunningStack) -> Self {
+        Self::at(
+            &stack.policy.to_string(),
+            &stack.claim.to_string(),
+            &stack.search.to_string(),
+        )
+    }
+
+    fn at(policy: &str, claim: &str, search: &str) -> Self {
+        Self {
+            policy: format!("http://{policy}"),
+            claim: format!("http://{claim}"),
+            search: format!("http://{search}"),
+        }
+    }
+}
+
+/// Walks through the system at `services`, writing each step to the report's transcript
+/// and to `out`.
 ///
 /// # Errors
 /// When a service does not answer as the walk expects; the message says which step.
-pub async fn run(
-    policy_url: &str,
-    claim_url: &str,
-    out: &mut dyn std::io::Write,
-) -> anyhow::Result<DemoReport> {
+pub async fn run(services: &Services, out: &mut dyn std::io::Write) -> anyhow::Result<DemoReport> {
+    let (policy_url, claim_url, search_url) = (
+        services.policy.as_str(),
+        services.claim.as_str(),
+        services.search.as_str(),
+    );
     let http = Client::new();
     let mut report = DemoReport::default();
     let mut say = |text: String, report: &mut DemoReport| {
@@ -49,7 +94,10 @@ pub async fn run(
     let today = time::OffsetDateTime::now_utc().date();
     let incident = today.previous_day().unwrap_or(today);
     say(
-        format!("Dovetail demo: policy service at {policy_url}, claim service at {claim_url}\n"),
+        format!(
+            "Dovetail demo: policy service at {policy_url}, claim service at {claim_url}, \
+             search service at {search_url}\n"
+        ),
         &mut report,
     );
 
@@ -237,7 +285,75 @@ pub async fn run(
         &mut report,
     );
 
-    say("\nEvery change above committed with its event through each service's outbox; see /metrics on either service.".to_owned(), &mut report);
+    say(
+        format!(
+            "8. Search as {customer} for \"burst pipe\": the search service built its index from \
+             the events alone"
+        ),
+        &mut report,
+    );
+    let words = "burst%20pipe";
+    let found = wait_for_search(
+        &http,
+        &format!("{search_url}/search?q={words}"),
+        &customer,
+        |hits| {
+            hits.iter()
+                .any(|hit| hit["id"] == format!("claim:{claim_id}") && hit["status"] == "paid")
+        },
+    )
+    .await?;
+    for hit in &found {
+        let line = format!("{} {}", text(hit, "id"), text(hit, "status"));
+        say(
+            format!(
+                "   GET /search?q=burst pipe (X-Dovetail-Customer: {customer}) -> {line}: {}",
+                hit["highlights"][0].as_str().unwrap_or_default()
+            ),
+            &mut report,
+        );
+        report.customer_search.push(line);
+    }
+    let policies = wait_for_search(
+        &http,
+        &format!("{search_url}/search?type=policy&status=cancelled"),
+        &customer,
+        |hits| {
+            hits.iter()
+                .any(|hit| hit["id"] == format!("policy:{policy_id}"))
+        },
+    )
+    .await?;
+    say(
+        format!(
+            "   GET /search?type=policy&status=cancelled -> {}",
+            policies
+                .iter()
+                .map(|hit| text(hit, "id"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        &mut report,
+    );
+    let stranger = expect(
+        http.get(format!("{search_url}/search?q={words}"))
+            .header("x-dovetail-customer", "cust-someone-else")
+            .send()
+            .await,
+        StatusCode::OK,
+        "searching as another customer",
+    )
+    .await?;
+    report.other_customer_hits = stranger["items"].as_array().map_or(0, Vec::len);
+    say(
+        format!(
+            "   the same search as another customer -> {} hits (the scope is inside the index query)",
+            report.other_customer_hits
+        ),
+        &mut report,
+    );
+
+    say("\nEvery change above committed with its event through each service's outbox; see /metrics on any service.".to_owned(), &mut report);
     Ok(report)
 }
 
@@ -296,6 +412,38 @@ async fn wait_for_replica(
     bail!(
         "the claim service's replica did not reach version {version} of {policy_id} within 30 s; is its consumer running?"
     )
+}
+
+/// Searches `uri` as `customer` until `done` holds of the hits (the index is refreshed
+/// about once a second on OpenSearch), for at most 30 s; the hits.
+async fn wait_for_search(
+    http: &Client,
+    uri: &str,
+    customer: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> anyhow::Result<Vec<Value>> {
+    let started = Instant::now();
+    loop {
+        let page = expect(
+            http.get(uri)
+                .header("x-dovetail-customer", customer)
+                .send()
+                .await,
+            StatusCode::OK,
+            "searching",
+        )
+        .await?;
+        let hits = page["items"].as_array().cloned().unwrap_or_default();
+        if done(&hits) {
+            return Ok(hits);
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "the search service did not show the walk-through within 30 s at {uri}: {page}; is its consumer running?"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn text(body: &Value, field: &str) -> String {

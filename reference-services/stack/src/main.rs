@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! dovetail-stack [run] [--aws] [--opensearch <url>] [--data-dir <dir>]
-//! dovetail-stack demo [--policy-url <url>] [--claim-url <url>]
+//! dovetail-stack demo [--policy-url <url>] [--claim-url <url>] [--search-url <url>]
 //! ```
 
 // A command-line program: its output is what it prints.
@@ -12,7 +12,8 @@
 use std::path::PathBuf;
 
 use dovetail_service_kit::{Shutdown, cli, shutdown_on_signal};
-use dovetail_stack::{Backends, CLAIM_PORT, POLICY_PORT, StackConfig};
+use dovetail_stack::demo::Services;
+use dovetail_stack::{Backends, StackConfig};
 
 const USAGE: &str = "usage:
   dovetail-stack [run] [--aws] [--opensearch <url>] [--data-dir <dir>]
@@ -20,7 +21,7 @@ const USAGE: &str = "usage:
       under ./data; --aws moves every service to DynamoDB and SNS/SQS at AWS_ENDPOINT_URL
       (or real AWS), creating what is missing; --opensearch moves the search index to the
       OpenSearch node at <url> (such as http://127.0.0.1:9200)
-  dovetail-stack demo [--policy-url <url>] [--claim-url <url>]
+  dovetail-stack demo [--policy-url <url>] [--claim-url <url>] [--search-url <url>]
       walks through the system against a running stack (or starts one in a temporary
       directory when none answers)";
 
@@ -101,26 +102,31 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 async fn demo(args: &[String]) -> anyhow::Result<()> {
-    let mut policy_url = format!("http://127.0.0.1:{POLICY_PORT}");
-    let mut claim_url = format!("http://127.0.0.1:{CLAIM_PORT}");
+    let mut services = Services::local();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let value = || anyhow::anyhow!("{arg} needs a URL\n{USAGE}");
         match arg.as_str() {
-            "--policy-url" => policy_url = args.next().ok_or_else(value)?.clone(),
-            "--claim-url" => claim_url = args.next().ok_or_else(value)?.clone(),
+            "--policy-url" => services.policy = args.next().ok_or_else(value)?.clone(),
+            "--claim-url" => services.claim = args.next().ok_or_else(value)?.clone(),
+            "--search-url" => services.search = args.next().ok_or_else(value)?.clone(),
             other => anyhow::bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
-    let running = reqwest::get(format!("{policy_url}/healthz")).await.is_ok()
-        && reqwest::get(format!("{claim_url}/healthz")).await.is_ok();
+    let mut running = true;
+    for url in [&services.policy, &services.claim, &services.search] {
+        running &= reqwest::get(format!("{url}/healthz")).await.is_ok();
+    }
     if running {
-        dovetail_stack::demo::run(&policy_url, &claim_url, &mut std::io::stdout()).await?;
+        dovetail_stack::demo::run(&services, &mut std::io::stdout()).await?;
         return Ok(());
     }
     let dir = std::env::temp_dir().join(format!("dovetail-demo-{}", std::process::id()));
     println!(
-        "No stack answers at {policy_url} and {claim_url}; starting one in {} for the demo.\n",
+        "No stack answers at {}, {} and {}; starting one in {} for the demo.\n",
+        services.policy,
+        services.claim,
+        services.search,
         dir.display()
     );
     let config = StackConfig {
@@ -131,12 +137,7 @@ async fn demo(args: &[String]) -> anyhow::Result<()> {
         ..StackConfig::default()
     };
     let stack = dovetail_stack::start(&config, Shutdown::new()).await?;
-    let result = dovetail_stack::demo::run(
-        &format!("http://{}", stack.policy),
-        &format!("http://{}", stack.claim),
-        &mut std::io::stdout(),
-    )
-    .await;
+    let result = dovetail_stack::demo::run(&Services::of(&stack), &mut std::io::stdout()).await;
     stack.stop().await?;
     let _ = std::fs::remove_dir_all(dir);
     result.map(|_| ())

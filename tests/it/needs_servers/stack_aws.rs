@@ -12,13 +12,9 @@ async fn walk_through(config: &StackConfig) -> demo::DemoReport {
         .await
         .unwrap();
     let mut transcript = Vec::new();
-    let report = demo::run(
-        &format!("http://{}", stack.policy),
-        &format!("http://{}", stack.claim),
-        &mut transcript,
-    )
-    .await
-    .unwrap();
+    let report = demo::run(&demo::Services::of(&stack), &mut transcript)
+        .await
+        .unwrap();
     crate::stack::assert_walk_through_is_searchable(stack.search, &report).await;
     stack.stop().await.unwrap();
     report
