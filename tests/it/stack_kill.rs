@@ -1,7 +1,8 @@
 //! The stack is SIGKILLed again and again while policies are issued and claims filed:
 //! after a last restart every acknowledged write is there, every issued policy reaches the
 //! claim service's replica, and the replica never holds a version the policy service
-//! does not (no event of a write that did not commit was published).
+//! does not (no event of a write that did not commit was published); the search service's
+//! index ends with every policy and claim at its owner's version, never above it.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -16,6 +17,14 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 
 const ROUNDS: usize = 8;
+
+/// Where the stack's services answer.
+#[derive(Debug, Clone)]
+struct Urls {
+    policy: String,
+    claim: String,
+    search: String,
+}
 
 /// What the clients were told succeeded.
 #[derive(Debug, Default)]
@@ -37,7 +46,7 @@ fn stack_child_process() {
         data_dir: dir.into(),
         policy_port: port("DOVETAIL_KILL_POLICY_PORT"),
         claim_port: port("DOVETAIL_KILL_CLAIM_PORT"),
-        search_port: 0,
+        search_port: port("DOVETAIL_KILL_SEARCH_PORT"),
         relay_poll_interval_ms: 100,
         ..StackConfig::default()
     };
@@ -57,11 +66,12 @@ fn stack_child_process() {
 async fn a_stack_killed_mid_flow_loses_nothing_it_acknowledged() {
     let dir = std::env::temp_dir().join(format!("dovetail-kill-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let ports = (free_port(), free_port());
-    let urls = (
-        format!("http://127.0.0.1:{}", ports.0),
-        format!("http://127.0.0.1:{}", ports.1),
-    );
+    let ports = [free_port(), free_port(), free_port()];
+    let urls = Urls {
+        policy: format!("http://127.0.0.1:{}", ports[0]),
+        claim: format!("http://127.0.0.1:{}", ports[1]),
+        search: format!("http://127.0.0.1:{}", ports[2]),
+    };
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -89,16 +99,17 @@ async fn a_stack_killed_mid_flow_loses_nothing_it_acknowledged() {
     let mut child = spawn_stack(&dir, ports);
     wait_healthy(&http, &urls).await;
     let versions = verify(&http, &urls, &acknowledged).await;
+    let indexed = verify_search(&http, &urls, &versions).await;
     let status = child.signal(Signal::SIGTERM);
     assert!(
         status.success(),
         "a SIGTERM drains and exits cleanly: {status}"
     );
     println!(
-        "{ROUNDS} kills: {} issued policies and {} claims acknowledged, all present; {} policies replicated",
+        "{ROUNDS} kills: {} issued policies and {} claims acknowledged, all present; {} policies replicated; {indexed} documents indexed at their owners' versions",
         acknowledged.issued.len(),
         acknowledged.claims.len(),
-        versions.len()
+        versions.policies.len()
     );
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -107,12 +118,12 @@ async fn a_stack_killed_mid_flow_loses_nothing_it_acknowledged() {
 /// one. Returns false once the stack stopped answering.
 async fn work_once(
     http: &reqwest::Client,
-    urls: &(String, String),
+    urls: &Urls,
     name: &str,
     acknowledged: &mut Acknowledged,
 ) -> bool {
     let drafted = http
-        .post(format!("{}/policies", urls.0))
+        .post(format!("{}/policies", urls.policy))
         .header("idempotency-key", name)
         .json(&json!({
             "customer_id": "cust-kill", "product_line": "home", "coverage_limit": "5000.00",
@@ -127,7 +138,7 @@ async fn work_once(
     };
     let id = drafted["policy_id"].as_str().unwrap().to_owned();
     let issued = http
-        .post(format!("{}/policies/{id}/issue", urls.0))
+        .post(format!("{}/policies/{id}/issue", urls.policy))
         .header("if-match", "\"1\"")
         .send()
         .await;
@@ -141,7 +152,7 @@ async fn work_once(
     };
     for _ in 0..50 {
         let filed = http
-            .post(format!("{}/claims", urls.1))
+            .post(format!("{}/claims", urls.claim))
             .header("idempotency-key", format!("claim-{name}"))
             .json(&json!({
                 "policy_id": earlier, "incident_date": "2026-02-01", "amount": "100.00",
@@ -178,17 +189,21 @@ async fn work_once(
     true
 }
 
+/// The versions the owners hold of the acknowledged policies and claims.
+#[derive(Debug, Default)]
+struct Versions {
+    policies: BTreeMap<String, u64>,
+    claims: BTreeMap<String, u64>,
+}
+
 /// Every acknowledged write is there and every issued policy reached the replica at the
-/// policy service's version, never above it. Returns the policies' versions.
-async fn verify(
-    http: &reqwest::Client,
-    urls: &(String, String),
-    acknowledged: &Acknowledged,
-) -> BTreeMap<String, u64> {
+/// policy service's version, never above it. Returns the owners' versions.
+async fn verify(http: &reqwest::Client, urls: &Urls, acknowledged: &Acknowledged) -> Versions {
     let mut versions = BTreeMap::new();
+    let mut claim_versions = BTreeMap::new();
     for id in &acknowledged.issued {
         let policy: Value = http
-            .get(format!("{}/policies/{id}", urls.0))
+            .get(format!("{}/policies/{id}", urls.policy))
             .send()
             .await
             .unwrap()
@@ -203,7 +218,7 @@ async fn verify(
     }
     for (claim, policy) in &acknowledged.claims {
         let response = http
-            .get(format!("{}/claims/{claim}", urls.1))
+            .get(format!("{}/claims/{claim}", urls.claim))
             .send()
             .await
             .unwrap();
@@ -214,12 +229,13 @@ async fn verify(
         );
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["policy_id"].as_str(), Some(policy.as_str()));
+        claim_versions.insert(claim.clone(), body["version"].as_u64().unwrap());
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     for (id, version) in &versions {
         loop {
             let response = http
-                .get(format!("{}/replica/policies/{id}", urls.1))
+                .get(format!("{}/replica/policies/{id}", urls.claim))
                 .send()
                 .await
                 .unwrap();
@@ -244,7 +260,80 @@ async fn verify(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    versions
+    Versions {
+        policies: versions,
+        claims: claim_versions,
+    }
+}
+
+/// The search index ends with every acknowledged policy and claim at its owner's version,
+/// and never holds a version above it. Returns how many documents it checked.
+async fn verify_search(http: &reqwest::Client, urls: &Urls, versions: &Versions) -> usize {
+    let expected: BTreeMap<String, u64> = versions
+        .policies
+        .iter()
+        .map(|(id, version)| (format!("policy:{id}"), *version))
+        .chain(
+            versions
+                .claims
+                .iter()
+                .map(|(id, version)| (format!("claim:{id}"), *version)),
+        )
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let indexed = indexed_versions(http, &urls.search).await;
+        let mut missing = Vec::new();
+        for (id, version) in &expected {
+            match indexed.get(id) {
+                Some(held) => {
+                    assert!(
+                        held <= version,
+                        "the index has version {held} of {id}, its owner {version}"
+                    );
+                    if held < version {
+                        missing.push(format!("{id} at {held} of {version}"));
+                    }
+                }
+                None => missing.push(format!("{id} absent")),
+            }
+        }
+        if missing.is_empty() {
+            return expected.len();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the search index never caught up: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every document of the index (as staff), by id: its version.
+async fn indexed_versions(http: &reqwest::Client, search: &str) -> BTreeMap<String, u64> {
+    let mut indexed = BTreeMap::new();
+    let mut uri = format!("{search}/search?limit=100&sort=date");
+    loop {
+        let page: Value = http
+            .get(&uri)
+            .header("x-dovetail-scope", "staff")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for item in page["items"].as_array().unwrap() {
+            indexed.insert(
+                item["id"].as_str().unwrap().to_owned(),
+                item["version"].as_u64().unwrap(),
+            );
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => uri = format!("{search}/search?limit=100&sort=date&cursor={cursor}"),
+            None => return indexed,
+        }
+    }
 }
 
 /// The stack's process; killed when dropped (a failed assertion must not leave it running).
@@ -264,7 +353,7 @@ impl Drop for StackProcess {
     }
 }
 
-fn spawn_stack(dir: &Path, ports: (u16, u16)) -> StackProcess {
+fn spawn_stack(dir: &Path, ports: [u16; 3]) -> StackProcess {
     let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -274,8 +363,9 @@ fn spawn_stack(dir: &Path, ports: (u16, u16)) -> StackProcess {
             "--test-threads=1",
         ])
         .env("DOVETAIL_KILL_DIR", dir)
-        .env("DOVETAIL_KILL_POLICY_PORT", ports.0.to_string())
-        .env("DOVETAIL_KILL_CLAIM_PORT", ports.1.to_string())
+        .env("DOVETAIL_KILL_POLICY_PORT", ports[0].to_string())
+        .env("DOVETAIL_KILL_CLAIM_PORT", ports[1].to_string())
+        .env("DOVETAIL_KILL_SEARCH_PORT", ports[2].to_string())
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -283,12 +373,15 @@ fn spawn_stack(dir: &Path, ports: (u16, u16)) -> StackProcess {
     StackProcess(child)
 }
 
-async fn wait_healthy(http: &reqwest::Client, urls: &(String, String)) {
+async fn wait_healthy(http: &reqwest::Client, urls: &Urls) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let policy = http.get(format!("{}/readyz", urls.0)).send().await;
-        let claim = http.get(format!("{}/readyz", urls.1)).send().await;
-        if matches!((&policy, &claim), (Ok(p), Ok(c)) if p.status() == 200 && c.status() == 200) {
+        let mut ready = true;
+        for url in [&urls.policy, &urls.claim, &urls.search] {
+            let answer = http.get(format!("{url}/readyz")).send().await;
+            ready &= matches!(answer, Ok(answer) if answer.status() == 200);
+        }
+        if ready {
             return;
         }
         assert!(Instant::now() < deadline, "the stack did not become ready");
