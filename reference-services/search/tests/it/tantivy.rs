@@ -121,3 +121,39 @@ async fn an_index_of_an_older_schema_is_moved_to_the_current_one_when_opened() {
         dovetail_search::index::UpsertOutcome::Stale
     );
 }
+
+#[tokio::test]
+async fn what_a_rebuild_killed_before_its_switch_left_is_removed_at_open() {
+    let dir = temp_dir("search-killed-rebuild");
+    let index = TantivyIndex::open(&dir).unwrap();
+    index
+        .upsert(policy("pol-1", "cust-1", 2, PolicyStatus::Active))
+        .await
+        .unwrap();
+    drop(index);
+    // A rebuild killed while it copied: its half-built generation, never named in CURRENT.
+    let half_built = dir.join("gen-000002");
+    std::fs::create_dir_all(&half_built).unwrap();
+    std::fs::write(half_built.join("meta.json"), "{}").unwrap();
+
+    let index = TantivyIndex::open(&dir).unwrap();
+    assert!(!half_built.exists(), "the half-built generation is removed");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("CURRENT")).unwrap(),
+        "gen-000001"
+    );
+    assert_eq!(
+        index
+            .get("policy:pol-1")
+            .await
+            .unwrap()
+            .map(|held| held.version()),
+        Some(2)
+    );
+    // And the next rebuild uses that generation's name afresh.
+    let report = index
+        .rebuild(&dovetail_search::index::RebuildProgress::default())
+        .await
+        .unwrap();
+    assert_eq!(report.to, "gen-000002");
+}
