@@ -119,55 +119,74 @@ async fn while_one_instance_rebuilds_the_others_write_to_both_and_nothing_moves_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_left_by_a_stopped_instance_is_taken_over_and_a_live_one_is_not() {
-    let (index, _, alias) = two_instances("search-takeover").await;
+    let (index, other, alias) = two_instances("search-takeover").await;
     index
         .upsert(policy("pol-1", "cust-1", 3, PolicyStatus::Active))
         .await
         .unwrap();
     let client = dovetail_testkit::opensearch().await.client().clone();
-    let claim = |heartbeat_ms: u64| {
-        json!({
-            "mappings": {
-                "_meta": { "rebuild": { "instance": "gone-1", "heartbeat_ms": heartbeat_ms } }
-            },
-            "aliases": { format!("{alias}{REBUILD_ALIAS_SUFFIX}"): {} }
-        })
-    };
     let now_ms =
         u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap();
-
-    // A claim heartbeating now: refused, naming the instance.
-    let live = format!("{alias}-000007");
+    // What an instance that stopped mid-rebuild leaves: its claim and its half-built
+    // index behind the rebuild alias (so every instance still writes to both).
+    let half_built = format!("{alias}-000002");
     client
         .indices()
-        .create(opensearch::indices::IndicesCreateParts::Index(&live))
-        .body(claim(now_ms))
+        .create(opensearch::indices::IndicesCreateParts::Index(&half_built))
+        .body(json!({ "aliases": { format!("{alias}{REBUILD_ALIAS_SUFFIX}"): {} } }))
         .send()
         .await
         .unwrap()
         .error_for_status_code()
         .unwrap();
+    let claim = |heartbeat_ms: u64| {
+        json!({
+            "instance": "gone-1",
+            "from": format!("{alias}-000001"),
+            "to": half_built,
+            "heartbeat_ms": heartbeat_ms
+        })
+    };
+    let write_claim = |heartbeat_ms: u64| {
+        let (client, lock) = (client.clone(), format!("{alias}-rebuild-lock"));
+        let body = claim(heartbeat_ms);
+        async move {
+            client
+                .index(opensearch::IndexParts::IndexId(&lock, "claim"))
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .error_for_status_code()
+                .unwrap();
+        }
+    };
+
+    // A claim heartbeating now: refused, naming the instance and its index.
+    write_claim(now_ms).await;
     let refused = index
         .rebuild(&RebuildProgress::default())
         .await
         .unwrap_err();
     assert!(
-        matches!(&refused, IndexError::Conflict(message) if message.contains("gone-1")),
+        matches!(&refused, IndexError::Conflict(message) if message.contains("gone-1") && message.contains(&half_built)),
         "{refused:?}"
     );
 
-    // The same claim silent for ten minutes: taken over, its half-built index deleted.
-    client
-        .indices()
-        .put_mapping(opensearch::indices::IndicesPutMappingParts::Index(&[&live]))
-        .body(json!({ "_meta": { "rebuild": { "instance": "gone-1", "heartbeat_ms": now_ms - 600_000 } } }))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status_code()
-        .unwrap();
-    let report = index.rebuild(&RebuildProgress::default()).await.unwrap();
-    assert_eq!(report.to, format!("{alias}-000002"));
+    // The same claim silent for ten minutes: two instances take it over at once; one
+    // wins and rebuilds, the other is refused (the takeover is fenced).
+    write_claim(now_ms - 600_000).await;
+    let progress = (RebuildProgress::default(), RebuildProgress::default());
+    let (first, second) = tokio::join!(index.rebuild(&progress.0), other.rebuild(&progress.1));
+    let (report, refused) = match (first, second) {
+        (Ok(report), Err(refused)) | (Err(refused), Ok(report)) => (report, refused),
+        other => panic!("exactly one rebuild should win: {other:?}"),
+    };
+    assert!(matches!(refused, IndexError::Conflict(_)), "{refused:?}");
+    assert_eq!(
+        report.to, half_built,
+        "the half-built index was cleared and built again"
+    );
     assert_eq!(
         index
             .get("policy:pol-1")
@@ -178,7 +197,10 @@ async fn a_rebuild_left_by_a_stopped_instance_is_taken_over_and_a_live_one_is_no
     );
     let aliases = aliases_of(&alias).await;
     let indices: Vec<&String> = aliases.as_object().unwrap().keys().collect();
-    assert_eq!(indices, [&format!("{alias}-000002")], "{aliases}");
+    assert_eq!(indices, [&half_built], "{aliases}");
+    // The claim is released: the next rebuild starts at once.
+    let again = index.rebuild(&RebuildProgress::default()).await.unwrap();
+    assert_eq!(again.from, half_built);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,35 +14,49 @@
 //!
 //! # Rebuild across instances
 //!
-//! A rebuild creates the next index (`<alias>-000002`) behind a second alias,
-//! `<alias>-rebuild`: that alias is the claim (one rebuild at a time across every
-//! instance) and the signal. Every instance looks for it at least every
-//! [`REBUILD_DISCOVERY`] and, while it exists, writes each batch to both aliases (the new
-//! index first, so a version read from the old one is already in the new); the
-//! rebuild waits twice that long, so every instance writes to both, before it copies the
-//! old index into the new one by version (each document built again from its source
-//! event). Then one `_aliases` call moves the alias to the new index and removes the
-//! rebuild alias; the old index is closed to writes with `_block/write`, which waits for
-//! the writes in flight (a later one fails and is retried by its consumer, reaching the
-//! new index), and copied once more by version for anything that reached it only (a write
-//! slower than the discovery interval); then it is deleted. The rebuilding instance
-//! heartbeats into the new index's `_meta`; a claim silent for [`ABANDONED_AFTER`] is
-//! taken over by the next rebuild, which deletes the half-built index.
+//! One rebuild at a time across every instance: the claim is a document in
+//! `<alias>-rebuild-lock`, created with `op_type=create` and then written only with the
+//! holder's last sequence number (its heartbeat every [`REBUILD_HEARTBEAT`], the check
+//! right before the switch, its release once the old index is gone); a claim silent for
+//! [`ABANDONED_AFTER`] is taken over with a fenced delete, so of two instances taking it
+//! over one wins (see `claim.rs`).
 //!
-//! Freshness: after a write, one probe (a tombstone `probe:<instance>`, never searchable)
+//! Holding the claim, the rebuild creates the next index (`<alias>-000002`) behind a
+//! second alias, `<alias>-rebuild`: the signal. Every instance looks for it at least
+//! every [`REBUILD_DISCOVERY`] and, while it exists, writes each batch to both aliases
+//! (the new index first, so a version read from the old one is already in the new); the
+//! rebuild waits twice that long, so every instance writes to both, before it copies the
+//! old index into the new one by version, each document built again from its source
+//! event, through the rebuild alias (copies, like every write, name an alias with
+//! `require_alias`: a deleted index can never come back by a write). Then one `_aliases`
+//! call, which fails unless both aliases are where the rebuild left them
+//! (`must_exist`), moves the alias to the new index and removes the rebuild alias; the
+//! old index is closed to writes with `_block/write`, which waits for the writes in
+//! flight (a later one fails and is retried by its consumer, reaching the new index), and
+//! copied once more by version for anything that reached it only (a write slower than the
+//! discovery interval: until this copy reaches it, a reader can see its older version);
+//! then it is deleted and the claim released. A rebuild that fails before its switch
+//! deletes its new index; after the switch, or when it cannot tell, it keeps both and
+//! says so. A takeover deletes what the abandoned rebuild left behind the rebuild alias,
+//! never the live index.
+//!
+//! Freshness: after a write, one probe (a tombstone `probe:freshness`, never searchable)
 //! is indexed with `refresh=wait_for`; when it returns, a refresh has made every document
 //! written before it searchable, and `search_freshness_seconds` records their time from
 //! event to then. One probe runs at a time: the writes made while it waits go with the
 //! next one, so a busy service adds about one request per refresh interval.
 
+mod claim;
+mod rebuild;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opensearch::http::StatusCode;
-use opensearch::http::transport::Transport;
+use opensearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use opensearch::indices::{
-    IndicesAddBlockParts, IndicesCreateParts, IndicesDeleteParts, IndicesExistsAliasParts,
-    IndicesGetAliasParts, IndicesGetMappingParts, IndicesPutMappingParts, IndicesRefreshParts,
+    IndicesCreateParts, IndicesDeleteParts, IndicesExistsAliasParts, IndicesGetAliasParts,
+    IndicesRefreshParts,
 };
 use opensearch::params::{Refresh, VersionType};
 use opensearch::{BulkOperation, BulkParts, GetParts, IndexParts, OpenSearch, SearchParts};
@@ -50,8 +64,8 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::{
-    BatchOutcomes, IndexError, RebuildPhase, RebuildProgress, RebuildReport, SearchHit,
-    SearchIndex, SearchQuery, SearchResults, SortOrder, UpsertOutcome, Written,
+    BatchOutcomes, IndexError, RebuildProgress, RebuildReport, SearchHit, SearchIndex, SearchQuery,
+    SearchResults, SortOrder, UpsertOutcome, Written,
 };
 use crate::document::{IndexedDocument, SearchDocument};
 
@@ -105,6 +119,9 @@ const MAX_AWAITING_PROBE: usize = 10_000;
 /// How long a freshness probe waits for a refresh before it gives up.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a request to OpenSearch may take before the client gives up.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How often, at most, an instance looks for a rebuild under way (`<alias>-rebuild`)
 /// before a write; a rebuild waits twice this long before it copies.
 pub const REBUILD_DISCOVERY: Duration = Duration::from_secs(1);
@@ -119,20 +136,13 @@ pub const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 /// The suffix of the alias that names a rebuild's new index.
 pub const REBUILD_ALIAS_SUFFIX: &str = "-rebuild";
 
-/// Where a bulk write goes.
-#[derive(Debug, Clone, Copy)]
-enum Target<'a> {
-    /// An alias, which must exist (`require_alias`).
-    Alias(&'a str),
-    /// A concrete index (a rebuild's copy).
-    Index(&'a str),
-}
-
 /// Why a bulk write failed.
 #[derive(Debug)]
 enum BulkError {
     /// The alias written does not exist (a rebuild's alias, once the rebuild ended).
     NoSuchAlias,
+    /// The request was larger than the node takes (`http.max_content_length`).
+    TooLarge,
     /// Anything else.
     Index(IndexError),
 }
@@ -149,20 +159,16 @@ impl From<BulkError> for IndexError {
             BulkError::NoSuchAlias => {
                 Self::Unavailable("the alias the service writes does not exist".into())
             }
+            BulkError::TooLarge => Self::Refused(
+                "a document is larger than the node takes (http.max_content_length)".into(),
+            ),
             BulkError::Index(error) => error,
         }
     }
 }
 
-fn unix_millis(at: time::OffsetDateTime) -> u64 {
+pub(super) fn unix_millis(at: time::OffsetDateTime) -> u64 {
     u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
-}
-
-/// What to do about a rebuild claim found in place.
-fn claim_is_live(heartbeat_ms: Option<u64>, now_ms: u64) -> bool {
-    heartbeat_ms.is_some_and(|beat| {
-        now_ms.saturating_sub(beat) < u64::try_from(ABANDONED_AFTER.as_millis()).unwrap_or(u64::MAX)
-    })
 }
 
 /// The index after `current` behind `alias`: `<alias>-000002` after `<alias>-000001`.
@@ -227,17 +233,24 @@ async fn json_answer(
 }
 
 impl OpenSearchIndex {
-    /// A client of the node at `url` (such as `http://127.0.0.1:9200`).
+    /// A client of the node at `url` (such as `http://127.0.0.1:9200`), whose requests
+    /// give up after [`REQUEST_TIMEOUT`] (a hung node must not hold writes, heartbeats or
+    /// the rebuild discovery forever).
     ///
     /// # Errors
     /// [`IndexError::Unavailable`] when `url` is not a URL.
     pub fn client(url: &str) -> Result<OpenSearch, IndexError> {
-        let transport = Transport::single_node(url).map_err(|error| {
+        let bad_url = |error: &dyn std::fmt::Display| {
             IndexError::Unavailable(format!(
                 "cannot make an OpenSearch client for {url:?}: {error}; set \
                  index.opensearch_url to the node's URL"
             ))
-        })?;
+        };
+        let url = opensearch::http::Url::parse(url).map_err(|error| bad_url(&error))?;
+        let transport = TransportBuilder::new(SingleNodeConnectionPool::new(url))
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|error| bad_url(&error))?;
         Ok(OpenSearch::new(transport))
     }
 
@@ -270,34 +283,33 @@ impl OpenSearchIndex {
             rebuild_seen: Arc::default(),
             rebuilding: Arc::default(),
             freshness: Arc::new(std::sync::Mutex::new(Freshness {
-                probe_id: format!("probe:{instance}"),
+                // One probe document for every instance: it is rewritten, never piles up.
+                probe_id: "probe:freshness".to_owned(),
                 ..Freshness::default()
             })),
             instance,
         };
         if exists.status_code() == StatusCode::NOT_FOUND {
             let first = format!("{}-000001", index.alias);
-            // Another instance starting at the same time may have made it: fine.
-            index.create(&first, &index.alias, None).await?;
+            let created = index.create(&first, Some(&index.alias)).await?;
+            // Another instance starting at the same time may have made it (with the
+            // alias: creation is atomic); without the alias it is not the service's.
+            if !created && index.indices_behind(&index.alias).await?.is_empty() {
+                return Err(IndexError::Unavailable(format!(
+                    "the alias {alias} does not exist but the index {first} does: add the alias \
+                     to the index the service should use (POST _aliases), or delete {first}"
+                )));
+            }
         } else if !exists.status_code().is_success() {
             return Err(failure(exists, "cannot ask whether the alias exists").await);
         }
         Ok(index)
     }
 
-    /// Creates the index `name` with the mapping and settings, behind `alias`, with
-    /// `meta` as its mapping's `_meta`. `Ok(false)` when it exists already.
-    async fn create(
-        &self,
-        name: &str,
-        alias: &str,
-        meta: Option<Value>,
-    ) -> Result<bool, IndexError> {
-        let mut mappings = mapping();
-        if let Some(meta) = meta {
-            mappings["_meta"] = meta;
-        }
-        let body = json!({
+    /// Creates the index `name` with the mapping and settings, behind `alias` if any.
+    /// `Ok(false)` when it exists already.
+    async fn create(&self, name: &str, alias: Option<&str>) -> Result<bool, IndexError> {
+        let mut body = json!({
             "settings": {
                 "index": {
                     "number_of_shards": 1,
@@ -305,9 +317,11 @@ impl OpenSearchIndex {
                     "refresh_interval": self.settings.refresh_interval,
                 }
             },
-            "mappings": mappings,
-            "aliases": { alias: {} },
+            "mappings": mapping(),
         });
+        if let Some(alias) = alias {
+            body["aliases"] = json!({ alias: {} });
+        }
         let created = self
             .client
             .indices()
@@ -383,229 +397,6 @@ impl OpenSearchIndex {
         }
     }
 
-    /// Copies every document and tombstone of `from` into `to` by version, each document
-    /// built again from its source event: pages of `from` in id order, written with their
-    /// external versions (a copy older than a live write is a 409, and stays out).
-    /// `_reindex` could copy server-side, but not re-derive, and it is a module some
-    /// distributions leave out. How many were copied, and of them re-derived.
-    async fn copy(
-        &self,
-        from: &str,
-        to: &str,
-        progress: &RebuildProgress,
-    ) -> Result<(u64, u64), IndexError> {
-        self.refresh_index(from).await?;
-        let (mut copied, mut rederived) = (0, 0);
-        let mut after: Option<Value> = None;
-        loop {
-            let mut body = json!({
-                "size": 500,
-                "query": { "match_all": {} },
-                "sort": [{ "id": "asc" }],
-            });
-            if let Some(after) = after.take() {
-                body["search_after"] = after;
-            }
-            let body = json_answer(
-                self.client
-                    .search(SearchParts::Index(&[from]))
-                    .body(body)
-                    .send()
-                    .await,
-                "cannot read the old index",
-            )
-            .await?;
-            let hits = body["hits"]["hits"].as_array().cloned().unwrap_or_default();
-            let Some(last) = hits.last() else {
-                return Ok((copied, rederived));
-            };
-            after = Some(last["sort"].clone());
-            let documents = hits
-                .iter()
-                .map(|hit| {
-                    IndexedDocument::from_stored_json(hit["_source"].clone())
-                        .map_err(|error| IndexError::Corrupt(format!("{from}: {error}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let (documents, fresh) = super::rederive(documents);
-            for outcome in self.bulk(Target::Index(to), &documents).await? {
-                outcome?;
-            }
-            copied += documents.len() as u64;
-            rederived += fresh;
-            progress.copied(documents.len() as u64);
-        }
-    }
-
-    /// Whether a rebuild runs: looked up at most every [`REBUILD_DISCOVERY`].
-    async fn rebuild_under_way(&self) -> Result<bool, IndexError> {
-        let mut seen = self.rebuild_seen.lock().await;
-        if let Some(checked_at) = seen.checked_at
-            && checked_at.elapsed() < REBUILD_DISCOVERY
-        {
-            return Ok(seen.under_way);
-        }
-        let response = self
-            .client
-            .indices()
-            .exists_alias(IndicesExistsAliasParts::Name(&[&self.rebuild_alias]))
-            .send()
-            .await
-            .map_err(unavailable("cannot ask whether a rebuild runs"))?;
-        seen.under_way = match response.status_code() {
-            StatusCode::NOT_FOUND => false,
-            status if status.is_success() => true,
-            _ => return Err(failure(response, "cannot ask whether a rebuild runs").await),
-        };
-        seen.checked_at = Some(Instant::now());
-        Ok(seen.under_way)
-    }
-
-    /// Records what this instance knows of a rebuild without looking it up.
-    async fn note_rebuild(&self, under_way: bool) {
-        let mut seen = self.rebuild_seen.lock().await;
-        seen.under_way = under_way;
-        seen.checked_at = Some(Instant::now());
-    }
-
-    /// The `_meta` that claims a rebuild for this instance, heartbeat now.
-    fn claim_meta(&self, from: &str) -> Value {
-        json!({
-            "rebuild": {
-                "instance": self.instance,
-                "from": from,
-                "heartbeat_ms": unix_millis(time::OffsetDateTime::now_utc()),
-            }
-        })
-    }
-
-    /// The last heartbeat of the rebuild into `index`, from its `_meta`.
-    async fn heartbeat_of(&self, index: &str) -> Result<(Option<u64>, String), IndexError> {
-        let body = json_answer(
-            self.client
-                .indices()
-                .get_mapping(IndicesGetMappingParts::Index(&[index]))
-                .send()
-                .await,
-            "cannot read a rebuild's claim",
-        )
-        .await?;
-        let claim = &body[index]["mappings"]["_meta"]["rebuild"];
-        Ok((
-            claim["heartbeat_ms"].as_u64(),
-            claim["instance"]
-                .as_str()
-                .unwrap_or("an unknown instance")
-                .to_owned(),
-        ))
-    }
-
-    /// Claims the rebuild from `from` into `to` for this instance: creates `to` behind
-    /// the rebuild alias. A live claim of another instance is a conflict; one whose
-    /// heartbeat stopped [`ABANDONED_AFTER`] ago is taken over (its index deleted).
-    async fn claim(&self, from: &str, to: &str) -> Result<(), IndexError> {
-        for running in self.indices_behind(&self.rebuild_alias).await? {
-            let (heartbeat, instance) = self.heartbeat_of(&running).await?;
-            let now = unix_millis(time::OffsetDateTime::now_utc());
-            if claim_is_live(heartbeat, now) {
-                return Err(IndexError::Conflict(format!(
-                    "a rebuild into {running} by instance {instance} is under way (last \
-                     heartbeat {} s ago); wait for it to finish",
-                    now.saturating_sub(heartbeat.unwrap_or(now)) / 1000
-                )));
-            }
-            tracing::warn!(
-                index = %running,
-                %instance,
-                "taking over a rebuild whose instance stopped: deleting its half-built index"
-            );
-            self.drop_index(&running).await?;
-        }
-        if self
-            .create(to, &self.rebuild_alias, Some(self.claim_meta(from)))
-            .await?
-        {
-            return Ok(());
-        }
-        // `to` exists: another instance's claim made a moment ago, or what a failed
-        // rebuild left behind no alias.
-        let claimed = self.indices_behind(&self.rebuild_alias).await?;
-        let live = self.indices_behind(&self.alias).await?;
-        if claimed.iter().chain(&live).any(|index| index == to) {
-            return Err(IndexError::Conflict(format!(
-                "another instance has just started a rebuild into {to}; wait for it to finish"
-            )));
-        }
-        self.drop_index(to).await?;
-        if self
-            .create(to, &self.rebuild_alias, Some(self.claim_meta(from)))
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(IndexError::Conflict(format!(
-                "another instance has just started a rebuild into {to}; wait for it to finish"
-            )))
-        }
-    }
-
-    /// Writes this instance's heartbeat into `to`'s `_meta` every [`REBUILD_HEARTBEAT`]
-    /// until the returned guard is dropped.
-    fn heartbeat(&self, from: &str, to: &str) -> AbortOnDrop {
-        let (index, from, to) = (self.clone(), from.to_owned(), to.to_owned());
-        AbortOnDrop(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(REBUILD_HEARTBEAT).await;
-                let sent = index
-                    .client
-                    .indices()
-                    .put_mapping(IndicesPutMappingParts::Index(&[&to]))
-                    .body(json!({ "_meta": index.claim_meta(&from) }))
-                    .send()
-                    .await;
-                if let Err(error) = json_answer(sent, "cannot write the rebuild's heartbeat").await
-                {
-                    tracing::warn!(%error, "rebuild heartbeat");
-                }
-            }
-        }))
-    }
-
-    /// Moves the alias from `from` to `to` and removes the rebuild alias, in one step.
-    async fn switch(&self, from: &str, to: &str) -> Result<(), IndexError> {
-        json_answer(
-            self.client
-                .indices()
-                .update_aliases()
-                .body(json!({
-                    "actions": [
-                        { "remove": { "index": from, "alias": self.alias } },
-                        { "add": { "index": to, "alias": self.alias } },
-                        { "remove": { "index": to, "alias": self.rebuild_alias } }
-                    ]
-                }))
-                .send()
-                .await,
-            "cannot switch the alias",
-        )
-        .await
-        .map(drop)
-    }
-
-    /// Closes `index` to writes, once the writes in flight are done (`_block/write`).
-    async fn close_to_writes(&self, index: &str) -> Result<(), IndexError> {
-        json_answer(
-            self.client
-                .indices()
-                .add_block(IndicesAddBlockParts::IndexBlock(&[index], "write"))
-                .send()
-                .await,
-            "cannot close the old index to writes",
-        )
-        .await
-        .map(drop)
-    }
-
     async fn drop_index(&self, index: &str) -> Result<(), IndexError> {
         let response = self
             .client
@@ -621,97 +412,93 @@ impl OpenSearchIndex {
         }
     }
 
-    /// The rebuild's steps after the claim; see the module documentation.
-    async fn rebuild_into(
-        &self,
-        from: &str,
-        to: &str,
-        progress: &RebuildProgress,
-    ) -> Result<RebuildReport, IndexError> {
-        progress.enter(RebuildPhase::WaitingForWriters);
-        tokio::time::sleep(2 * REBUILD_DISCOVERY).await;
-        progress.enter(RebuildPhase::Copying);
-        let (mut documents, mut rederived) = self.copy(from, to, progress).await?;
-        progress.enter(RebuildPhase::Switching);
-        self.switch(from, to).await?;
-        self.note_rebuild(false).await;
-        progress.enter(RebuildPhase::CopyingLateWrites);
-        let mut attempt = 0;
-        let (late, late_rederived) = loop {
-            let closed_and_copied = async {
-                self.close_to_writes(from).await?;
-                self.copy(from, to, progress).await
-            };
-            match closed_and_copied.await {
-                Ok(copied) => break copied,
-                Err(error) if attempt < 5 => {
-                    attempt += 1;
-                    tracing::warn!(%error, attempt, "rebuild: closing and copying the old index");
-                    tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
-                }
-                Err(error) => {
-                    return Err(IndexError::Unavailable(format!(
-                        "searches and writes use {to} now, but the old index {from} could not \
-                         be closed and copied once more ({error}): it is kept; documents \
-                         written to it only around the switch come back with their next \
-                         event, or copy {from} into {to} by version (version_type external) \
-                         and delete it"
-                    )));
-                }
-            }
-        };
-        documents += late;
-        rederived += late_rederived;
-        progress.enter(RebuildPhase::DroppingOld);
-        self.drop_index(from).await?;
-        Ok(RebuildReport {
-            from: from.to_owned(),
-            to: to.to_owned(),
-            documents,
-            rederived,
-        })
-    }
-
-    /// Writes `documents` into `target` with their versions; the outcome of each.
+    /// Writes `documents` through `alias` (which must exist: `require_alias`) with their
+    /// versions; the outcome of each. A document OpenSearch cannot take (a version beyond
+    /// its range, a document larger than `http.max_content_length`) is refused alone: a
+    /// request the node finds too large is split until it fits.
     async fn bulk(
         &self,
-        target: Target<'_>,
+        alias: &str,
         documents: &[IndexedDocument],
     ) -> Result<BatchOutcomes, BulkError> {
-        if documents.is_empty() {
-            return Ok(Vec::new());
+        let mut outcomes: Vec<Option<Result<UpsertOutcome, IndexError>>> =
+            vec![None; documents.len()];
+        let mut sendable = Vec::with_capacity(documents.len());
+        for (position, document) in documents.iter().enumerate() {
+            if i64::try_from(document.version()).is_ok() {
+                sendable.push(position);
+            } else {
+                outcomes[position] = Some(Err(IndexError::Refused(format!(
+                    "version {} of {} is beyond what OpenSearch can hold",
+                    document.version(),
+                    document.id()
+                ))));
+            }
         }
-        let mut operations: Vec<BulkOperation<Value>> = Vec::with_capacity(documents.len());
-        for document in documents {
-            let id = document.id().to_owned();
-            let version = i64::try_from(document.version()).map_err(|_| {
-                IndexError::Corrupt(format!(
-                    "version {} of {id} is beyond OpenSearch's",
-                    document.version()
-                ))
-            })?;
-            operations.push(
+        let mut parts = vec![sendable];
+        while let Some(part) = parts.pop() {
+            if part.is_empty() {
+                continue;
+            }
+            let sent: Vec<&IndexedDocument> = part.iter().map(|&at| &documents[at]).collect();
+            match self.bulk_request(alias, &sent).await {
+                Ok(items) => {
+                    for (&at, outcome) in part.iter().zip(items) {
+                        outcomes[at] = Some(outcome);
+                    }
+                }
+                Err(BulkError::TooLarge) if part.len() > 1 => {
+                    let (left, right) = part.split_at(part.len() / 2);
+                    parts.push(left.to_vec());
+                    parts.push(right.to_vec());
+                }
+                Err(BulkError::TooLarge) => {
+                    outcomes[part[0]] = Some(Err(BulkError::TooLarge.into()));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| {
+                    Err(IndexError::Unavailable(
+                        "OpenSearch answered no outcome for a document".into(),
+                    ))
+                })
+            })
+            .collect())
+    }
+
+    /// One `_bulk` request of `documents` through `alias`.
+    async fn bulk_request(
+        &self,
+        alias: &str,
+        documents: &[&IndexedDocument],
+    ) -> Result<BatchOutcomes, BulkError> {
+        let operations: Vec<BulkOperation<Value>> = documents
+            .iter()
+            .map(|document| {
                 BulkOperation::index(document.to_stored_json())
-                    .id(id)
-                    .version(version)
+                    .id(document.id())
+                    .version(i64::try_from(document.version()).unwrap_or(i64::MAX))
                     .version_type(VersionType::External)
-                    .into(),
-            );
+                    .into()
+            })
+            .collect();
+        let sent = self
+            .client
+            .bulk(BulkParts::Index(alias))
+            .require_alias(true)
+            .body(operations)
+            .send()
+            .await;
+        if let Ok(response) = &sent
+            && response.status_code() == StatusCode::PAYLOAD_TOO_LARGE
+        {
+            return Err(BulkError::TooLarge);
         }
-        let (name, require_alias) = match target {
-            Target::Alias(alias) => (alias, true),
-            Target::Index(index) => (index, false),
-        };
-        let body = json_answer(
-            self.client
-                .bulk(BulkParts::Index(name))
-                .require_alias(require_alias)
-                .body(operations)
-                .send()
-                .await,
-            "the bulk write failed",
-        )
-        .await?;
+        let body = json_answer(sent, "the bulk write failed").await?;
         let items = body["items"].as_array().cloned().unwrap_or_default();
         let items = super::one_each(items, documents.len())?;
         if items
@@ -850,17 +637,14 @@ impl SearchIndex for OpenSearchIndex {
         // switch, even when the switch falls between the two writes.
         let mut rebuild_outcomes = None;
         if self.rebuild_under_way().await? {
-            match self
-                .bulk(Target::Alias(&self.rebuild_alias), &documents)
-                .await
-            {
+            match self.bulk(&self.rebuild_alias, &documents).await {
                 Ok(outcomes) => rebuild_outcomes = Some(outcomes),
                 // The rebuild ended (switched or given up) since this instance looked.
                 Err(BulkError::NoSuchAlias) => self.note_rebuild(false).await,
-                Err(BulkError::Index(error)) => return Err(error),
+                Err(error) => return Err(error.into()),
             }
         }
-        let mut outcomes = self.bulk(Target::Alias(&self.alias), &documents).await?;
+        let mut outcomes = self.bulk(&self.alias, &documents).await?;
         // A document the new index did not take is not done: its event comes again (a
         // stale write on the old index then, applied on the new). One the new index took
         // is applied even when the alias had moved to it by the second write, which then
@@ -887,27 +671,7 @@ impl SearchIndex for OpenSearchIndex {
     }
 
     async fn rebuild(&self, progress: &RebuildProgress) -> Result<RebuildReport, IndexError> {
-        let _one = self.rebuilding.try_lock().map_err(|_| {
-            IndexError::Conflict(
-                "a rebuild by this instance is under way already; wait for it to finish".into(),
-            )
-        })?;
-        let from = self.current_index().await?;
-        let to = next_index(&self.alias, &from);
-        self.claim(&from, &to).await?;
-        self.note_rebuild(true).await;
-        let heartbeat = self.heartbeat(&from, &to);
-        let result = self.rebuild_into(&from, &to, progress).await;
-        drop(heartbeat);
-        if result.is_err() && self.current_index().await.ok().as_deref() != Some(to.as_str()) {
-            // Before the switch: searches and writes stay on `from`; the half-built index
-            // goes, and the rebuild alias with it.
-            self.note_rebuild(false).await;
-            if let Err(error) = self.drop_index(&to).await {
-                tracing::warn!(%error, index = %to, "cannot delete a failed rebuild's index; the next rebuild takes it over");
-            }
-        }
-        result
+        self.run_rebuild(progress).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<IndexedDocument>, IndexError> {
@@ -1104,7 +868,7 @@ impl Drop for AbortOnDrop {
 
 #[cfg(test)]
 mod tests {
-    use super::{ABANDONED_AFTER, claim_is_live, next_index};
+    use super::next_index;
 
     #[test]
     fn the_next_index_counts_up_from_the_current_one() {
@@ -1112,22 +876,5 @@ mod tests {
         assert_eq!(next_index("search", "search-000099"), "search-000100");
         // An index not made by the service (restored by hand): start the count.
         assert_eq!(next_index("search", "restored"), "search-000001");
-    }
-
-    #[test]
-    fn a_claim_is_live_until_its_heartbeat_is_older_than_the_limit() {
-        let limit = u64::try_from(ABANDONED_AFTER.as_millis()).unwrap_or(u64::MAX);
-        let now = 10 * limit;
-        assert!(claim_is_live(Some(now), now));
-        assert!(claim_is_live(Some(now - limit + 1), now));
-        assert!(!claim_is_live(Some(now - limit), now));
-        assert!(
-            !claim_is_live(None, now),
-            "a claim without a heartbeat is abandoned"
-        );
-        assert!(
-            claim_is_live(Some(now + 5), now),
-            "a clock a little ahead is live"
-        );
     }
 }
