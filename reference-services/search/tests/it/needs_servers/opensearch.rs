@@ -140,3 +140,39 @@ async fn a_write_is_followed_by_a_freshness_probe_that_records_event_to_searchab
     let ids: Vec<String> = listed.hits.into_iter().map(|hit| hit.document.id).collect();
     assert_eq!(ids, ["policy:pol-fresh"]);
 }
+
+#[tokio::test]
+async fn a_version_beyond_opensearchs_range_is_refused_alone() {
+    use dovetail_contracts::policy::PolicyStatus;
+    use dovetail_search::document::IndexedDocument;
+    use dovetail_search::index::{IndexError, SearchIndex, UpsertOutcome};
+
+    let index = open().await;
+    let mut huge = crate::support::policy("pol-huge", "cust-1", 1, PolicyStatus::Active);
+    huge.version = u64::MAX;
+    let outcomes = index
+        .upsert_batch(vec![
+            IndexedDocument::Live(crate::support::policy(
+                "pol-a",
+                "cust-1",
+                1,
+                PolicyStatus::Active,
+            )),
+            IndexedDocument::Live(huge),
+            IndexedDocument::Live(crate::support::policy(
+                "pol-b",
+                "cust-1",
+                1,
+                PolicyStatus::Active,
+            )),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0], Ok(UpsertOutcome::Applied));
+    assert!(
+        matches!(&outcomes[1], Err(IndexError::Refused(message)) if message.contains("pol-huge")),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[2], Ok(UpsertOutcome::Applied));
+    assert_eq!(index.get("policy:pol-huge").await.unwrap(), None);
+}
