@@ -448,7 +448,15 @@ fn job_location(id: &str) -> String {
 
 /// Starts a rebuild (staff only) while events keep being indexed: 202 with the job and
 /// its `Location`, once the rebuild holds its claim; the same job again for a repeated
-/// `Idempotency-Key`.
+/// `Idempotency-Key`, also once it holds its claim. A rebuild that ends before its claim
+/// leaves no job and answers its problem: 409 when another instance rebuilds, 503 with
+/// `Retry-After` when the index fails.
+///
+/// The keys are this instance's, in memory, with its last [`KEPT_JOBS`] jobs: a retry
+/// that reaches another instance, or comes after a restart, is a new start (a 409 while
+/// the first rebuild runs).
+///
+/// [`KEPT_JOBS`]: crate::rebuild::KEPT_JOBS
 async fn start_rebuild(
     State(Api { rebuilds, .. }): State<Api>,
     headers: HeaderMap,

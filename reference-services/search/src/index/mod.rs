@@ -229,12 +229,15 @@ impl RebuildProgress {
             .await;
     }
 
-    pub(crate) fn enter(&self, phase: RebuildPhase) {
+    /// Reports that the rebuild is at `phase` (a [`SearchIndex`] implementation calls it;
+    /// leaving [`RebuildPhase::Starting`] says the rebuild holds its claim).
+    pub fn enter(&self, phase: RebuildPhase) {
         tracing::info!(?phase, "rebuild");
         self.phase.send_replace(phase);
     }
 
-    pub(crate) fn copied(&self, documents: u64) {
+    /// Reports `documents` more copied (a [`SearchIndex`] implementation calls it).
+    pub fn copied(&self, documents: u64) {
         self.copied.fetch_add(documents, Ordering::Relaxed);
     }
 }

@@ -1,7 +1,8 @@
 //! The search service's tests: one contract suite that every index backend passes
 //! (tantivy here, OpenSearch in `needs_servers`), streams of shuffled and duplicated
 //! events ending in the ordered stream's index, the service over HTTP fed by the
-//! embedded bus, and the settings of its idempotency records.
+//! embedded bus, the settings of its idempotency records, and rebuild jobs over an index
+//! whose rebuild fails, panics or waits as told.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,5 +17,6 @@ mod consumer;
 mod idempotency_config;
 #[cfg(feature = "opensearch")]
 mod needs_servers;
+mod rebuild_jobs;
 mod support;
 mod tantivy;
