@@ -1,7 +1,7 @@
 //! [`SearchDocument`]: what the index holds of a policy or a claim, built from the
 //! snapshot an event carries, with the lineage of that event and the event itself, so a
 //! rebuild can build the document again with the code of the day
-//! ([`IndexedDocument::rederived`]).
+//! ([`IndexedDocument::for_rebuild`]).
 
 use std::sync::Arc;
 
@@ -151,10 +151,47 @@ pub struct SearchDocument {
     pub lineage: Lineage,
     /// That event, whole: the index stores it beside the document (never searched, never
     /// in an API answer) so that a rebuild builds the document again from it with the
-    /// current code ([`IndexedDocument::rederived`]). `None` for a document built
+    /// current code ([`IndexedDocument::for_rebuild`]). `None` for a document built
     /// without an event.
     #[serde(skip)]
-    pub source_event: Option<Arc<Envelope>>,
+    pub source_event: Option<SourceEvent>,
+}
+
+/// The event a document was built from, as the index holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceEvent {
+    /// An envelope this version of the service reads.
+    Envelope(Arc<Envelope>),
+    /// Stored JSON this version does not read as an envelope (written by a later version,
+    /// say): kept as it is, so that it is stored again unchanged (a rebuild copies it) and
+    /// a version that reads it can build the document from it.
+    Unreadable(Arc<serde_json::Value>),
+}
+
+impl SourceEvent {
+    /// Reads stored JSON: an envelope when it is one, as it is otherwise.
+    pub fn from_stored_json(stored: serde_json::Value) -> Self {
+        match serde_json::from_value::<Envelope>(stored.clone()) {
+            Ok(envelope) => Self::Envelope(Arc::new(envelope)),
+            Err(_) => Self::Unreadable(Arc::new(stored)),
+        }
+    }
+
+    /// The JSON the index stores.
+    pub fn to_stored_json(&self) -> serde_json::Value {
+        match self {
+            Self::Envelope(envelope) => serde_json::to_value(envelope.as_ref()).unwrap_or_default(),
+            Self::Unreadable(stored) => stored.as_ref().clone(),
+        }
+    }
+
+    /// The envelope, when this version reads it.
+    pub fn envelope(&self) -> Option<&Arc<Envelope>> {
+        match self {
+            Self::Envelope(envelope) => Some(envelope),
+            Self::Unreadable(_) => None,
+        }
+    }
 }
 
 fn date_text(date: Date) -> String {
@@ -244,7 +281,14 @@ impl SearchDocument {
     /// queue (the message says which).
     pub fn from_envelope(envelope: &Envelope) -> Result<Self, DocumentError> {
         let mut document = Self::built_from(envelope)?;
-        document.source_event = Some(Arc::new(envelope.clone()));
+        document.source_event = Some(SourceEvent::Envelope(Arc::new(envelope.clone())));
+        Ok(document)
+    }
+
+    /// [`from_envelope`](Self::from_envelope) of an envelope held already.
+    fn rebuilt_from(envelope: &Arc<Envelope>) -> Result<Self, DocumentError> {
+        let mut document = Self::built_from(envelope)?;
+        document.source_event = Some(SourceEvent::Envelope(Arc::clone(envelope)));
         Ok(document)
     }
 
@@ -393,56 +437,117 @@ impl IndexedDocument {
                 serde_json::Value::Bool(matches!(self, Self::Deleted(_))),
             );
             if let Self::Live(SearchDocument {
-                source_event: Some(envelope),
+                source_event: Some(source),
                 ..
             }) = self
             {
-                map.insert(
-                    SOURCE_EVENT.into(),
-                    serde_json::to_value(envelope.as_ref()).unwrap_or_default(),
-                );
+                map.insert(SOURCE_EVENT.into(), source.to_stored_json());
             }
         }
         value
     }
 
-    /// Reads what [`to_stored_json`](Self::to_stored_json) wrote. A source event that no
-    /// longer reads as an envelope is left out (the document stays readable; a rebuild
-    /// then copies it as it is).
+    /// Reads what [`to_stored_json`](Self::to_stored_json) wrote, for searches and
+    /// lookups. A source event that no longer reads as an envelope is kept as it is
+    /// ([`SourceEvent::Unreadable`]). A rebuild reads with
+    /// [`for_rebuild`](Self::for_rebuild) instead, which does not need the stored
+    /// document to be readable.
     ///
     /// # Errors
-    /// When the JSON is neither; the index was written by something else.
+    /// When the JSON is neither; the index was written by something else, or by a version
+    /// of the service whose documents this one cannot read (a rebuild fixes those that
+    /// hold their source event).
     pub fn from_stored_json(mut value: serde_json::Value) -> Result<Self, serde_json::Error> {
         let source = value
             .as_object_mut()
             .and_then(|map| map.remove(SOURCE_EVENT));
-        if value.get("deleted") == Some(&serde_json::Value::Bool(true)) {
+        if is_tombstone(&value) {
             return serde_json::from_value(value).map(Self::Deleted);
         }
         let mut document: SearchDocument = serde_json::from_value(value)?;
-        document.source_event = source.and_then(|source| {
-            serde_json::from_value::<Envelope>(source)
-                .map_err(|error| {
-                    tracing::warn!(id = %document.id, %error, "a stored source event is unreadable");
-                })
-                .ok()
-                .map(Arc::new)
-        });
+        document.source_event = source.map(SourceEvent::from_stored_json);
         Ok(Self::Live(document))
     }
 
-    /// This document as the current code builds it from its source event, for a rebuild:
-    /// `(document, true)`. A tombstone, a document without a source event, or one whose
-    /// event the current code refuses stays as it is: `(document, false)`. Either way
+    /// Reads what [`to_stored_json`](Self::to_stored_json) wrote for a rebuild: a
+    /// document is built again from its source event with the current code first,
+    /// `(document, true)`, so a document stored in a shape the current code no longer
+    /// reads (a field added since, say) is rebuilt rather than failing the rebuild. When
+    /// the event does not build it (no source event, one that no longer reads as an
+    /// envelope, or that builds another id or version), the stored document is read
+    /// instead, keeping its source event as it was (unreadable ones too, as raw JSON, so
+    /// a later version may read them): `(document, false)`; so is a tombstone. Either way
     /// the version is the one held, so a copy by version stays a copy by version.
+    ///
+    /// ```
+    /// use dovetail_search::document::IndexedDocument;
+    ///
+    /// # fn demo(held: IndexedDocument) -> Result<(), serde_json::Error> {
+    /// let (copy, _rederived) = IndexedDocument::for_rebuild(held.to_stored_json())?;
+    /// assert_eq!(copy.version(), held.version());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// When the document is not built again and its stored JSON does not read either.
+    pub fn for_rebuild(mut stored: serde_json::Value) -> Result<(Self, bool), serde_json::Error> {
+        if is_tombstone(&stored) {
+            return Self::from_stored_json(stored).map(|tombstone| (tombstone, false));
+        }
+        let source = stored
+            .as_object_mut()
+            .and_then(|map| map.remove(SOURCE_EVENT))
+            .map(SourceEvent::from_stored_json);
+        let id = stored.get("id").and_then(serde_json::Value::as_str);
+        let version = stored.get("version").and_then(serde_json::Value::as_u64);
+        match &source {
+            Some(SourceEvent::Envelope(envelope)) => match SearchDocument::rebuilt_from(envelope) {
+                Ok(rebuilt)
+                    if Some(rebuilt.id.as_str()) == id && Some(rebuilt.version) == version =>
+                {
+                    return Ok((Self::Live(rebuilt), true));
+                }
+                Ok(rebuilt) => tracing::warn!(
+                    id,
+                    rebuilt = %rebuilt.id,
+                    "a source event now builds another document; copied as stored"
+                ),
+                Err(error) => tracing::warn!(
+                    id,
+                    %error,
+                    "a source event no longer builds a document; copied as stored"
+                ),
+            },
+            Some(SourceEvent::Unreadable(_)) => tracing::warn!(
+                id,
+                "a stored source event no longer reads as an envelope; copied as stored, \
+                 the event with it"
+            ),
+            None => {}
+        }
+        let mut document: SearchDocument = serde_json::from_value(stored)?;
+        document.source_event = source;
+        Ok((Self::Live(document), false))
+    }
+
+    /// This document as the current code builds it from its source event:
+    /// `(document, true)`. A tombstone, a document without a source event, or one whose
+    /// event the current code refuses or no longer reads stays as it is:
+    /// `(document, false)`. Either way the version is the one held, so a copy by version
+    /// stays a copy by version.
     pub fn rederived(self) -> (Self, bool) {
         let Self::Live(document) = &self else {
             return (self, false);
         };
-        let Some(envelope) = &document.source_event else {
+        let Some(source) = &document.source_event else {
             return (self, false);
         };
-        match SearchDocument::from_envelope(envelope) {
+        let Some(envelope) = source.envelope() else {
+            tracing::warn!(id = %document.id, "a stored source event no longer reads as an envelope; kept as stored");
+            return (self, false);
+        };
+        match SearchDocument::rebuilt_from(envelope) {
             Ok(rebuilt) if rebuilt.id == document.id && rebuilt.version == document.version => {
                 (Self::Live(rebuilt), true)
             }
@@ -462,6 +567,11 @@ impl IndexedDocument {
     }
 }
 
+/// Whether stored JSON is a tombstone's.
+fn is_tombstone(stored: &serde_json::Value) -> bool {
+    stored.get("deleted") == Some(&serde_json::Value::Bool(true))
+}
+
 /// Where the stored JSON keeps a document's source event.
 pub const SOURCE_EVENT: &str = "source_event";
 
@@ -473,7 +583,7 @@ mod tests {
     use dovetail_events::envelope::{AggregateRef, Envelope, EventMetadata, Sequence, Source};
     use time::macros::date;
 
-    use super::{DocumentType, IndexedDocument, SearchDocument, Tombstone};
+    use super::{DocumentType, IndexedDocument, SearchDocument, SourceEvent, Tombstone};
 
     fn envelope<E: dovetail_events::envelope::Event>(event: &E) -> Envelope {
         Envelope::new(
@@ -611,6 +721,97 @@ mod tests {
         .unwrap();
         bare.source_event = None;
         let bare = IndexedDocument::Live(bare);
-        assert_eq!(bare.clone().rederived(), (bare, false));
+        assert_eq!(bare.clone().rederived(), (bare.clone(), false));
+        assert_eq!(
+            IndexedDocument::for_rebuild(bare.to_stored_json()).unwrap(),
+            (bare, false)
+        );
+        let tombstone = IndexedDocument::Deleted(Tombstone {
+            id: "claim:clm-1".into(),
+            version: 5,
+            lineage: document_lineage(),
+        });
+        assert_eq!(
+            IndexedDocument::for_rebuild(tombstone.to_stored_json()).unwrap(),
+            (tombstone, false)
+        );
+    }
+
+    fn document_lineage() -> super::Lineage {
+        SearchDocument::from_envelope(&envelope(&ClaimPaid {
+            claim: paid_claim(4),
+        }))
+        .unwrap()
+        .lineage
+    }
+
+    #[test]
+    fn a_rebuild_builds_from_its_event_a_stored_document_the_current_code_cannot_read() {
+        let document = SearchDocument::from_envelope(&envelope(&ClaimPaid {
+            claim: paid_claim(4),
+        }))
+        .unwrap();
+        // As an older version stored it, without a field the current code requires.
+        let mut stored = IndexedDocument::Live(document.clone()).to_stored_json();
+        let map = stored.as_object_mut().unwrap();
+        map.remove("date");
+        map.insert("text".into(), "an older text".into());
+        assert!(IndexedDocument::from_stored_json(stored.clone()).is_err());
+
+        assert_eq!(
+            IndexedDocument::for_rebuild(stored).unwrap(),
+            (IndexedDocument::Live(document), true)
+        );
+    }
+
+    #[test]
+    fn a_source_event_that_no_longer_reads_goes_through_a_rebuild_unchanged() {
+        let document = SearchDocument::from_envelope(&envelope(&ClaimPaid {
+            claim: paid_claim(4),
+        }))
+        .unwrap();
+        // What a later version might store: no envelope this version reads.
+        let later = serde_json::json!({ "envelope_version": 2, "body": { "claim": "clm-1" } });
+        let mut stored = IndexedDocument::Live(document.clone()).to_stored_json();
+        stored[super::SOURCE_EVENT] = later.clone();
+
+        let (copy, rederived) = IndexedDocument::for_rebuild(stored.clone()).unwrap();
+        assert!(!rederived);
+        let IndexedDocument::Live(copied) = &copy else {
+            panic!("{copy:?}");
+        };
+        assert_eq!(
+            copied.source_event,
+            Some(SourceEvent::Unreadable(std::sync::Arc::new(later.clone())))
+        );
+        assert_eq!(
+            copy.to_stored_json(),
+            stored,
+            "stored again as it was, the event with it"
+        );
+        // Read for a search and rederived, it is kept as well.
+        let read = IndexedDocument::from_stored_json(stored.clone()).unwrap();
+        assert_eq!(read.clone().rederived(), (read.clone(), false));
+        assert_eq!(read.to_stored_json(), stored);
+
+        // With neither the event nor the stored document readable, the rebuild says so.
+        stored.as_object_mut().unwrap().remove("date");
+        assert!(IndexedDocument::for_rebuild(stored).is_err());
+    }
+
+    #[test]
+    fn an_event_that_builds_another_version_leaves_the_stored_document_and_its_event() {
+        let document = SearchDocument::from_envelope(&envelope(&ClaimPaid {
+            claim: paid_claim(4),
+        }))
+        .unwrap();
+        let mut stored = IndexedDocument::Live(document.clone()).to_stored_json();
+        stored["version"] = 5.into();
+        let mut expected = document;
+        expected.version = 5;
+        assert_eq!(
+            IndexedDocument::for_rebuild(stored).unwrap(),
+            (IndexedDocument::Live(expected), false)
+        );
     }
 }

@@ -6,8 +6,11 @@
 //! (a fast field: no stored document is read to check it),
 //! writes only the newer documents (delete the id's term, add the document), commits and
 //! reloads the reader before letting go of the lock. The check and the write are atomic
-//! with respect to every other writer of the process; tantivy's lock file keeps other
-//! processes out of the directory. A committed write is searchable when the call returns.
+//! with respect to every other writer of the process. One process at a time uses the
+//! directory: a [`TantivyIndex`] holds an exclusive lock on its `LOCK` file from before it
+//! reads which generation is live until it is dropped, so no other process reads,
+//! switches or removes generations meanwhile (tantivy's own lock covers one generation
+//! only). A committed write is searchable when the call returns.
 //!
 //! An index written with another schema (an older version of the service) is moved into a
 //! new generation with the current one when it is opened: each document is built again
@@ -79,7 +82,9 @@ fn schema() -> (Schema, Fields) {
 ///
 /// The index lives in a generation directory under the directory it is opened with
 /// (`gen-000001`, ...); the file `CURRENT` names the live one. [`rebuild`] writes a new
-/// generation and switches `CURRENT` atomically.
+/// generation and switches `CURRENT` atomically. The index holds a lock on the file
+/// `LOCK` there while it is open: a second open of the directory, from this process or
+/// another, is refused until it is dropped.
 ///
 /// [`rebuild`]: SearchIndex::rebuild
 ///
@@ -100,6 +105,9 @@ pub struct TantivyIndex {
 struct Shared {
     /// The directory of the generations; `None` in memory.
     base: Option<PathBuf>,
+    /// The locked `LOCK` file of `base`, held for the life of the index: no other process
+    /// reads `CURRENT`, switches it or removes a generation meanwhile.
+    _lock: Option<std::fs::File>,
     state: RwLock<State>,
     rebuilding: Mutex<()>,
 }
@@ -135,6 +143,9 @@ fn unavailable(what: &str) -> impl Fn(tantivy::TantivyError) -> IndexError + '_ 
 
 const POINTER: &str = "CURRENT";
 
+/// The file of the base directory whose lock a [`TantivyIndex`] holds while it is open.
+const LOCK: &str = "LOCK";
+
 fn generation_name(generation: u32) -> String {
     format!("gen-{generation:06}")
 }
@@ -143,7 +154,41 @@ fn io_error(what: String) -> impl FnOnce(std::io::Error) -> IndexError {
     move |error| IndexError::Unavailable(format!("{what}: {error}"))
 }
 
-/// Names `generation` in `base/CURRENT`, atomically (a new file renamed over the old).
+/// Takes the lock of the base directory `dir` (its `LOCK` file, created when missing),
+/// held as long as the file returned is open.
+///
+/// # Errors
+/// [`IndexError::Unavailable`] naming the directory when another process (or another
+/// open index of this one) holds it, or when the file cannot be opened or locked.
+fn lock_directory(dir: &Path) -> Result<std::fs::File, IndexError> {
+    let path = dir.join(LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_error(format!(
+            "cannot open the lock file {}",
+            path.display()
+        )))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(IndexError::Unavailable(format!(
+            "the index directory {} is in use by another process (it holds {}): one process \
+             at a time opens a directory; stop the other one, or give this one a directory of \
+             its own (index.tantivy_path)",
+            dir.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(io_error(format!("cannot lock {}", path.display()))(error))
+        }
+    }
+}
+
+/// Names `generation` in `base/CURRENT`, atomically (a new file, synced, renamed over the
+/// old): on `Ok` the switch is made, on `Err` it is not. It survives a power loss once
+/// `base` is synced ([`sync_directory`]).
 fn write_pointer(base: &Path, generation: u32) -> Result<(), IndexError> {
     let temporary = base.join(format!("{POINTER}.tmp"));
     let what = format!("cannot write {}", temporary.display());
@@ -155,6 +200,58 @@ fn write_pointer(base: &Path, generation: u32) -> Result<(), IndexError> {
         "cannot switch {} to the new generation",
         base.join(POINTER).display()
     )))
+}
+
+/// [`write_pointer`], then [`sync_directory`].
+fn switch_pointer(base: &Path, generation: u32) -> Result<(), IndexError> {
+    write_pointer(base, generation)?;
+    sync_directory(base)
+}
+
+/// Syncs the directory `dir` itself, so that a rename in it survives a power loss.
+#[cfg(unix)]
+fn sync_directory(dir: &Path) -> Result<(), IndexError> {
+    std::fs::File::open(dir)
+        .and_then(|directory| directory.sync_all())
+        .map_err(io_error(format!(
+            "cannot sync the directory {}",
+            dir.display()
+        )))
+}
+
+/// Directories cannot be opened to be synced here: the rename is as durable as the file
+/// system makes it.
+#[cfg(not(unix))]
+fn sync_directory(_dir: &Path) -> Result<(), IndexError> {
+    Ok(())
+}
+
+/// The generation directories of `base`, sorted (for messages).
+fn generations_in(base: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(base)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| name.starts_with("gen-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Whether `dir` holds a tantivy index.
+fn holds_index(dir: &Path) -> Result<bool, IndexError> {
+    if !dir.is_dir() {
+        return Ok(false);
+    }
+    let cannot_open = |error: &dyn std::fmt::Display| {
+        IndexError::Unavailable(format!(
+            "cannot open the tantivy index in {}: {error}",
+            dir.display()
+        ))
+    };
+    let directory = MmapDirectory::open(dir).map_err(|error| cannot_open(&error))?;
+    Index::exists(&directory).map_err(|error| cannot_open(&error))
 }
 
 /// Removes the generation directories of `base` other than `live`: left by a rebuild that
@@ -177,50 +274,86 @@ fn remove_other_generations(base: &Path, live: u32) {
 }
 
 impl TantivyIndex {
-    /// Opens the index in `dir`, creating the directory and the index when missing.
+    /// Opens the index in `dir`, creating the directory and the index when missing, and
+    /// holds the directory's lock until the index is dropped.
     ///
     /// # Errors
     /// [`IndexError::Unavailable`] when the directory cannot be created or opened, or
-    /// another process has it open (tantivy's lock: one writer per directory);
-    /// [`IndexError::Corrupt`] when it holds an index this service did not write.
+    /// another process has it open (the lock on its `LOCK` file: one process per
+    /// directory); [`IndexError::Corrupt`] when it holds an index this service did not
+    /// write, or `CURRENT` names a generation that is not there (nothing is removed then;
+    /// the message says what to do).
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
         std::fs::create_dir_all(dir).map_err(io_error(format!(
             "cannot create the index directory {}",
             dir.display()
         )))?;
+        // Before CURRENT is read: from here until the index is dropped, no other process
+        // switches or removes a generation.
+        let lock = lock_directory(dir)?;
         let pointer = dir.join(POINTER);
-        let generation = match std::fs::read_to_string(&pointer) {
-            Ok(text) => text
-                .trim()
-                .strip_prefix("gen-")
-                .and_then(|number| number.parse::<u32>().ok())
-                .ok_or_else(|| {
-                    IndexError::Corrupt(format!(
-                        "{} holds {text:?}, not a generation such as gen-000001; name the \
-                         live generation directory there",
-                        pointer.display()
-                    ))
-                })?,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                write_pointer(dir, 1)?;
-                1
-            }
+        let named = match std::fs::read_to_string(&pointer) {
+            Ok(text) => Some(
+                text.trim()
+                    .strip_prefix("gen-")
+                    .and_then(|number| number.parse::<u32>().ok())
+                    .ok_or_else(|| {
+                        IndexError::Corrupt(format!(
+                            "{} holds {text:?}, not a generation such as gen-000001; name the \
+                             live generation directory there",
+                            pointer.display()
+                        ))
+                    })?,
+            ),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
             Err(error) => {
                 return Err(io_error(format!("cannot read {}", pointer.display()))(
                     error,
                 ));
             }
         };
-        let live = open_index(&dir.join(generation_name(generation)))?;
+        let generation = named.unwrap_or(1);
+        let live_dir = dir.join(generation_name(generation));
+        if named.is_some() && !holds_index(&live_dir)? {
+            // Creating an empty index there would lose the documents, and removing the
+            // other generations might remove the one that holds them.
+            let present = generations_in(dir);
+            return Err(IndexError::Corrupt(format!(
+                "{} names {}, but {} does not exist or holds no index (moved or removed by \
+                 hand?); nothing was changed. Put it back, or write the name of the \
+                 generation that holds the index into {} (the generations there: {}); with \
+                 none, remove {} to start an empty index and replay the events",
+                pointer.display(),
+                generation_name(generation),
+                live_dir.display(),
+                pointer.display(),
+                if present.is_empty() {
+                    "none".to_owned()
+                } else {
+                    present.join(", ")
+                },
+                pointer.display(),
+            )));
+        }
+        let live = open_index(&live_dir)?;
+        if named.is_none() {
+            // A new index: CURRENT names its generation once that exists, never before.
+            switch_pointer(dir, generation)?;
+        }
         let (current, generation) = if live.schema() == schema().0 {
             (Inner::from_index(live)?, generation)
         } else {
             migrate(dir, &live, generation)?
         };
-        // This process holds the live generation's writer lock, so no other one uses the
-        // directory: any other generation is what a stopped rebuild left.
+        // This process holds the directory's lock, so no other one uses it: any other
+        // generation is what a stopped rebuild left, or an old one a crash kept.
         remove_other_generations(dir, generation);
-        Ok(Self::with(Some(dir.to_owned()), current, generation))
+        Ok(Self::with(
+            Some(dir.to_owned()),
+            Some(lock),
+            current,
+            generation,
+        ))
     }
 
     /// An index in memory (tests, examples).
@@ -228,13 +361,19 @@ impl TantivyIndex {
     /// # Errors
     /// [`IndexError::Unavailable`] when tantivy cannot start a writer.
     pub fn open_in_ram() -> Result<Self, IndexError> {
-        Ok(Self::with(None, Inner::in_ram()?, 1))
+        Ok(Self::with(None, None, Inner::in_ram()?, 1))
     }
 
-    fn with(base: Option<PathBuf>, current: Inner, generation: u32) -> Self {
+    fn with(
+        base: Option<PathBuf>,
+        lock: Option<std::fs::File>,
+        current: Inner,
+        generation: u32,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 base,
+                _lock: lock,
                 state: RwLock::new(State {
                     current: Arc::new(current),
                     generation,
@@ -313,7 +452,8 @@ impl Shared {
         // From here on every write goes to both; the writes before are committed.
         self.state.write().map_err(|_| poisoned())?.shadow = Some(Arc::clone(&new));
         progress.enter(RebuildPhase::Copying);
-        let (copied, rederived) = match current.copy_into(&new, progress) {
+        let origin = generation_name(old_generation);
+        let (copied, rederived) = match current.copy_into(&new, &origin, progress) {
             Ok(copied) => copied,
             Err(error) => {
                 self.state.write().map_err(|_| poisoned())?.shadow = None;
@@ -335,10 +475,26 @@ impl Shared {
             std::mem::replace(&mut state.current, new)
         };
         drop((old, current));
+        // Switched: CURRENT names the new generation. Until the directory is synced, a
+        // power loss may bring the old name back, so the old generation stays until then.
+        let durable = self.base.as_deref().is_none_or(|base| {
+            sync_directory(base)
+                .map_err(|error| {
+                    tracing::warn!(
+                        %error,
+                        kept = %origin,
+                        "the switch may not survive a power loss; the old generation is \
+                         kept until the next open removes whichever CURRENT does not name"
+                    );
+                })
+                .is_ok()
+        });
         progress.enter(RebuildPhase::DroppingOld);
-        if let Some(base) = &self.base {
+        if let Some(base) = &self.base
+            && durable
+        {
             // Searches in flight may still read it: Unix keeps the files until they finish.
-            let _ = std::fs::remove_dir_all(base.join(generation_name(old_generation)));
+            let _ = std::fs::remove_dir_all(base.join(&origin));
         }
         Ok(RebuildReport {
             from: generation_name(old_generation),
@@ -414,9 +570,10 @@ fn migrate(base: &Path, old: &Index, generation: u32) -> Result<(Inner, u32), In
     let next_dir = base.join(generation_name(next));
     let _ = std::fs::remove_dir_all(&next_dir);
     let new = Inner::open(&next_dir)?;
+    let origin = old_dir.display().to_string();
     let (mut documents, mut rederived) = (0, 0);
     for_each_page(&searcher, stored, |page| {
-        let (page, fresh) = super::rederive(page);
+        let (page, fresh) = super::rederive_stored(page, &origin)?;
         for outcome in new.write(&page)? {
             outcome?;
         }
@@ -424,7 +581,7 @@ fn migrate(base: &Path, old: &Index, generation: u32) -> Result<(Inner, u32), In
         rederived += fresh;
         Ok(())
     })?;
-    write_pointer(base, next)?;
+    switch_pointer(base, next)?;
     tracing::info!(
         from = %old_dir.display(),
         documents,
@@ -434,12 +591,12 @@ fn migrate(base: &Path, old: &Index, generation: u32) -> Result<(Inner, u32), In
     Ok((new, next))
 }
 
-/// Reads the stored JSON of the document at `address`.
-fn read_stored(
+/// The stored JSON of the document at `address`.
+fn stored_json(
     searcher: &Searcher,
     stored: Field,
     address: DocAddress,
-) -> Result<IndexedDocument, IndexError> {
+) -> Result<serde_json::Value, IndexError> {
     let document: TantivyDocument = searcher
         .doc(address)
         .map_err(unavailable("cannot read a stored document"))?;
@@ -447,16 +604,25 @@ fn read_stored(
         .get_first(stored)
         .and_then(|value| value.as_str())
         .ok_or_else(|| IndexError::Corrupt("a document without its stored JSON".into()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(json).map_err(|error| IndexError::Corrupt(error.to_string()))?;
-    IndexedDocument::from_stored_json(value).map_err(|error| IndexError::Corrupt(error.to_string()))
+    serde_json::from_str(json).map_err(|error| IndexError::Corrupt(error.to_string()))
 }
 
-/// Calls `each` with every document and tombstone `searcher` sees, 500 at a time.
+/// Reads the stored JSON of the document at `address`.
+fn read_stored(
+    searcher: &Searcher,
+    stored: Field,
+    address: DocAddress,
+) -> Result<IndexedDocument, IndexError> {
+    IndexedDocument::from_stored_json(stored_json(searcher, stored, address)?)
+        .map_err(|error| IndexError::Corrupt(error.to_string()))
+}
+
+/// Calls `each` with the stored JSON of every document and tombstone `searcher` sees,
+/// 500 at a time (read for a rebuild with [`super::rederive_stored`]).
 fn for_each_page(
     searcher: &Searcher,
     stored: Field,
-    mut each: impl FnMut(Vec<IndexedDocument>) -> Result<(), IndexError>,
+    mut each: impl FnMut(Vec<serde_json::Value>) -> Result<(), IndexError>,
 ) -> Result<(), IndexError> {
     const PAGE: usize = 500;
     let mut page = Vec::with_capacity(PAGE);
@@ -464,7 +630,7 @@ fn for_each_page(
         let ordinal = u32::try_from(ordinal)
             .map_err(|_| IndexError::Corrupt("more segments than tantivy addresses".into()))?;
         for doc in segment.doc_ids_alive() {
-            page.push(read_stored(
+            page.push(stored_json(
                 searcher,
                 stored,
                 DocAddress::new(ordinal, doc),
@@ -516,17 +682,18 @@ impl Inner {
         })
     }
 
-    /// Writes every document and tombstone of this index into `target` by version,
-    /// documents built again from their source events; how many were copied, and of them
-    /// re-derived.
+    /// Writes every document and tombstone of this index (`origin` in messages) into
+    /// `target` by version, documents built again from their source events; how many
+    /// were copied, and of them re-derived.
     fn copy_into(
         &self,
         target: &Self,
+        origin: &str,
         progress: &RebuildProgress,
     ) -> Result<(u64, u64), IndexError> {
         let (mut copied, mut rederived) = (0, 0);
         for_each_page(&self.reader.searcher(), self.fields.stored, |page| {
-            let (page, fresh) = super::rederive(page);
+            let (page, fresh) = super::rederive_stored(page, origin)?;
             for outcome in target.write(&page)? {
                 outcome?;
             }
@@ -638,9 +805,12 @@ impl Inner {
                 continue;
             }
             writer.delete_term(Term::from_field_text(self.fields.id, id));
-            writer
-                .add_document(self.tantivy_document(document))
-                .map_err(unavailable("cannot add a document"))?;
+            if let Err(error) = writer.add_document(self.tantivy_document(document)) {
+                // Nothing of the batch is kept: its operations queued so far would
+                // otherwise be committed by the next batch, unchecked.
+                let _ = writer.rollback();
+                return Err(unavailable("cannot add a document")(error));
+            }
             pending.insert(id, document.version());
             outcomes.push(Ok(UpsertOutcome::Applied));
         }

@@ -1,5 +1,7 @@
 //! The contract suite and the reordering proptest on tantivy, each test in a directory
-//! of its own; and what survives a reopen.
+//! of its own; what survives a reopen; and what an open refuses (a directory another
+//! process holds, a `CURRENT` naming a generation that is not there) without removing
+//! anything.
 
 use dovetail_contracts::policy::PolicyStatus;
 use dovetail_search::document::IndexedDocument;
@@ -36,6 +38,10 @@ async fn documents_and_versions_survive_a_reopen_and_a_second_writer_is_refused(
         .unwrap();
     let error = TantivyIndex::open(&dir).unwrap_err();
     assert!(error.to_string().contains("another process"), "{error}");
+    assert!(
+        error.to_string().contains(&dir.display().to_string()),
+        "names the directory: {error}"
+    );
     drop(index);
     let index = TantivyIndex::open(&dir).unwrap();
     assert_eq!(
@@ -100,6 +106,16 @@ async fn an_index_of_an_older_schema_is_moved_to_the_current_one_when_opened() {
         IndexedDocument::Live(older).to_stored_json().to_string(),
     );
     writer.add_document(document).unwrap();
+    // One stored without a field the current code requires (as if that field came after
+    // it was written): its event builds it again.
+    let unreadable = crate::support::policy_from_event("pol-2", "cust-1", 4);
+    let mut json = IndexedDocument::Live(unreadable.clone()).to_stored_json();
+    json.as_object_mut().unwrap().remove("policy_id");
+    assert!(IndexedDocument::from_stored_json(json.clone()).is_err());
+    let mut document = tantivy::TantivyDocument::default();
+    document.add_text(id, "policy:pol-2");
+    document.add_text(stored, json.to_string());
+    writer.add_document(document).unwrap();
     writer.commit().unwrap();
     drop((writer, old));
 
@@ -108,6 +124,11 @@ async fn an_index_of_an_older_schema_is_moved_to_the_current_one_when_opened() {
         index.get("policy:pol-1").await.unwrap(),
         Some(IndexedDocument::Live(current)),
         "built again from its event with the current code"
+    );
+    assert_eq!(
+        index.get("policy:pol-2").await.unwrap(),
+        Some(IndexedDocument::Live(unreadable)),
+        "built again from its event, though its stored form no longer reads"
     );
     assert_eq!(
         std::fs::read_to_string(dir.join("CURRENT")).unwrap(),
@@ -156,4 +177,78 @@ async fn what_a_rebuild_killed_before_its_switch_left_is_removed_at_open() {
         .await
         .unwrap();
     assert_eq!(report.to, "gen-000002");
+}
+
+#[tokio::test]
+async fn a_second_open_is_refused_before_it_reads_current_so_it_removes_nothing() {
+    let dir = temp_dir("search-overlap");
+    let first = TantivyIndex::open(&dir).unwrap();
+    first
+        .upsert(policy("pol-1", "cust-1", 1, PolicyStatus::Active))
+        .await
+        .unwrap();
+    // The first process's rebuild has written its new generation and is about to switch
+    // to it: another process opening the directory now must not take it for what a
+    // stopped rebuild left.
+    let in_flight = dir.join("gen-000002");
+    std::fs::create_dir_all(&in_flight).unwrap();
+    std::fs::write(in_flight.join("meta.json"), "{}").unwrap();
+    let error = TantivyIndex::open(&dir).unwrap_err();
+    assert!(
+        matches!(error, dovetail_search::index::IndexError::Unavailable(_)),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("LOCK"), "{error}");
+    assert!(in_flight.exists(), "the other generation is left alone");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("CURRENT")).unwrap(),
+        "gen-000001"
+    );
+    drop(first);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn current_naming_a_generation_that_is_not_there_is_refused_and_nothing_is_removed() {
+    let dir = temp_dir("search-missing-generation");
+    let index = TantivyIndex::open(&dir).unwrap();
+    index
+        .upsert(policy("pol-1", "cust-1", 3, PolicyStatus::Active))
+        .await
+        .unwrap();
+    drop(index);
+    // CURRENT names a generation someone moved away.
+    std::fs::write(dir.join("CURRENT"), "gen-000007").unwrap();
+
+    let error = TantivyIndex::open(&dir).unwrap_err();
+    assert!(
+        matches!(error, dovetail_search::index::IndexError::Corrupt(_)),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("gen-000007"), "{message}");
+    assert!(
+        message.contains("gen-000001"),
+        "lists what is there: {message}"
+    );
+    assert!(dir.join("gen-000001").exists(), "nothing is removed");
+    assert!(!dir.join("gen-000007").exists(), "no empty index is made");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("CURRENT")).unwrap(),
+        "gen-000007"
+    );
+
+    // Named again, the generation opens with its documents.
+    std::fs::write(dir.join("CURRENT"), "gen-000001").unwrap();
+    let index = TantivyIndex::open(&dir).unwrap();
+    assert_eq!(
+        index
+            .get("policy:pol-1")
+            .await
+            .unwrap()
+            .map(|held| held.version()),
+        Some(3)
+    );
+    drop(index);
+    std::fs::remove_dir_all(&dir).ok();
 }
