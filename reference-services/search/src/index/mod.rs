@@ -269,25 +269,6 @@ pub(crate) fn rederive_stored(
     Ok((documents, rederived))
 }
 
-/// Builds each document of `batch` again from its source event
-/// ([`IndexedDocument::rederived`]); how many were. Reads the stored document before its
-/// source event, so a document the current code cannot read fails the batch: a rebuild
-/// reads with [`rederive_stored`] instead (this one stays until the OpenSearch copy moves
-/// to it).
-#[cfg_attr(not(feature = "opensearch"), allow(dead_code))]
-pub(crate) fn rederive(batch: Vec<IndexedDocument>) -> (Vec<IndexedDocument>, u64) {
-    let mut rederived = 0;
-    let batch = batch
-        .into_iter()
-        .map(|document| {
-            let (document, fresh) = document.rederived();
-            rederived += u64::from(fresh);
-            document
-        })
-        .collect();
-    (batch, rederived)
-}
-
 /// Why an index operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

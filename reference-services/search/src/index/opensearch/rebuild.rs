@@ -16,7 +16,6 @@ use super::{
     AbortOnDrop, OpenSearchIndex, REBUILD_DISCOVERY, REBUILD_HEARTBEAT, failure, json_answer,
     next_index, unavailable, unix_millis,
 };
-use crate::document::IndexedDocument;
 use crate::index::{IndexError, RebuildPhase, RebuildProgress, RebuildReport};
 
 /// How many times the steps after the switch are tried before the rebuild gives up (the
@@ -259,14 +258,10 @@ impl OpenSearchIndex {
                 return Ok((copied, rederived));
             };
             after = Some(last["sort"].clone());
-            let documents = hits
-                .iter()
-                .map(|hit| {
-                    IndexedDocument::from_stored_json(hit["_source"].clone())
-                        .map_err(|error| IndexError::Corrupt(format!("{from}: {error}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let (documents, fresh) = crate::index::rederive(documents);
+            // Built from the source event first: a document the current code can no
+            // longer read as stored is still rebuilt.
+            let (documents, fresh) =
+                crate::index::rederive_stored(hits.iter().map(|hit| hit["_source"].clone()), from)?;
             for outcome in self.bulk(alias, &documents).await? {
                 outcome?;
             }
