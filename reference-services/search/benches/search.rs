@@ -269,25 +269,7 @@ async fn throughput(url: &str) {
             .await
             .unwrap(),
         );
-        let started = Instant::now();
-        // A shared stack of work for the writers.
-        let work = std::sync::Arc::new(tokio::sync::Mutex::new(documents.clone()));
-        let tasks: Vec<_> = (0..writers)
-            .map(|_| {
-                let (batched, work) = (batched.clone(), std::sync::Arc::clone(&work));
-                tokio::spawn(async move {
-                    loop {
-                        let next = work.lock().await.pop();
-                        let Some(document) = next else { break };
-                        batched.upsert(document).await.unwrap();
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        let batched_elapsed = started.elapsed();
+        let batched_elapsed = write_concurrently(&batched, &documents, writers).await;
         assert_eq!(
             count(&client, batched.inner().alias()).await,
             THROUGHPUT_DOCUMENTS as u64
@@ -687,6 +669,33 @@ async fn sqs_service(
     (rate, published)
 }
 
+/// Writes `documents` through `batched` from `writers` concurrent tasks sharing one
+/// stack of work, as the consumer's handlers in flight do; how long it took.
+async fn write_concurrently<I: SearchIndex + Clone + 'static>(
+    batched: &Batching<I>,
+    documents: &[SearchDocument],
+    writers: usize,
+) -> Duration {
+    let work = std::sync::Arc::new(tokio::sync::Mutex::new(documents.to_vec()));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|_| {
+            let (batched, work) = (batched.clone(), std::sync::Arc::clone(&work));
+            tokio::spawn(async move {
+                loop {
+                    let next = work.lock().await.pop();
+                    let Some(document) = next else { break };
+                    batched.upsert(document).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    started.elapsed()
+}
+
 /// tantivy through the batching writer (256 concurrent writers, as the consumer's handlers
 /// in flight) with one batch at a time against two, and against `upsert_batch` of 500 at
 /// a time from one caller (the baseline): medians of interleaved rounds, each on a fresh
@@ -722,24 +731,8 @@ async fn tantivy_throughput() {
         for (parallel, rates) in [(1, &mut one), (2, &mut two)] {
             let (index, dir) = fresh(&format!("batched-{parallel}-{round}"));
             let batched = Batching::with_parallel_batches(index, parallel);
-            let work = std::sync::Arc::new(tokio::sync::Mutex::new(documents.clone()));
-            let started = Instant::now();
-            let tasks: Vec<_> = (0..IN_FLIGHT)
-                .map(|_| {
-                    let (batched, work) = (batched.clone(), std::sync::Arc::clone(&work));
-                    tokio::spawn(async move {
-                        loop {
-                            let next = work.lock().await.pop();
-                            let Some(document) = next else { break };
-                            batched.upsert(document).await.unwrap();
-                        }
-                    })
-                })
-                .collect();
-            for task in tasks {
-                task.await.unwrap();
-            }
-            rates.push(THROUGHPUT_DOCUMENTS as f64 / started.elapsed().as_secs_f64());
+            let elapsed = write_concurrently(&batched, &documents, IN_FLIGHT).await;
+            rates.push(THROUGHPUT_DOCUMENTS as f64 / elapsed.as_secs_f64());
             drop(batched);
             let _ = std::fs::remove_dir_all(dir);
         }

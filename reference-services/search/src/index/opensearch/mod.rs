@@ -383,18 +383,16 @@ impl OpenSearchIndex {
     }
 
     async fn refresh_index(&self, index: &str) -> Result<(), IndexError> {
-        let response = self
-            .client
-            .indices()
-            .refresh(IndicesRefreshParts::Index(&[index]))
-            .send()
-            .await
-            .map_err(unavailable("cannot refresh"))?;
-        if response.status_code().is_success() {
-            Ok(())
-        } else {
-            Err(failure(response, "cannot refresh").await)
-        }
+        json_answer(
+            self.client
+                .indices()
+                .refresh(IndicesRefreshParts::Index(&[index]))
+                .send()
+                .await,
+            "cannot refresh",
+        )
+        .await
+        .map(drop)
     }
 
     async fn drop_index(&self, index: &str) -> Result<(), IndexError> {
