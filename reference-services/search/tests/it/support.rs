@@ -116,3 +116,11 @@ pub(crate) fn policy_from_event(id: &str, customer: &str, version: u64) -> Searc
     .unwrap();
     SearchDocument::from_envelope(&envelope).unwrap()
 }
+
+/// The version `index` holds under `id`, if any.
+pub(crate) async fn held_version<I: dovetail_search::index::SearchIndex>(
+    index: &I,
+    id: &str,
+) -> Option<u64> {
+    index.get(id).await.unwrap().map(|held| held.version())
+}

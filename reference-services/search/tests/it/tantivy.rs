@@ -45,11 +45,7 @@ async fn documents_and_versions_survive_a_reopen_and_a_second_writer_is_refused(
     drop(index);
     let index = TantivyIndex::open(&dir).unwrap();
     assert_eq!(
-        index
-            .get("policy:pol-1")
-            .await
-            .unwrap()
-            .map(|held| held.version()),
+        crate::support::held_version(&index, "policy:pol-1").await,
         Some(3)
     );
     let stale = index
@@ -164,11 +160,7 @@ async fn what_a_rebuild_killed_before_its_switch_left_is_removed_at_open() {
         "gen-000001"
     );
     assert_eq!(
-        index
-            .get("policy:pol-1")
-            .await
-            .unwrap()
-            .map(|held| held.version()),
+        crate::support::held_version(&index, "policy:pol-1").await,
         Some(2)
     );
     // And the next rebuild uses that generation's name afresh.
@@ -242,11 +234,7 @@ async fn current_naming_a_generation_that_is_not_there_is_refused_and_nothing_is
     std::fs::write(dir.join("CURRENT"), "gen-000001").unwrap();
     let index = TantivyIndex::open(&dir).unwrap();
     assert_eq!(
-        index
-            .get("policy:pol-1")
-            .await
-            .unwrap()
-            .map(|held| held.version()),
+        crate::support::held_version(&index, "policy:pol-1").await,
         Some(3)
     );
     drop(index);

@@ -47,11 +47,7 @@ async fn opening_an_existing_alias_again_keeps_its_documents() {
         .await
         .unwrap();
     assert_eq!(
-        again
-            .get("policy:pol-1")
-            .await
-            .unwrap()
-            .map(|held| held.version()),
+        crate::support::held_version(&again, "policy:pol-1").await,
         Some(2)
     );
 }

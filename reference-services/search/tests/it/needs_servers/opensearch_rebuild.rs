@@ -188,11 +188,7 @@ async fn a_rebuild_left_by_a_stopped_instance_is_taken_over_and_a_live_one_is_no
         "the half-built index was cleared and built again"
     );
     assert_eq!(
-        index
-            .get("policy:pol-1")
-            .await
-            .unwrap()
-            .map(|held| held.version()),
+        crate::support::held_version(&index, "policy:pol-1").await,
         Some(3)
     );
     let aliases = aliases_of(&alias).await;
