@@ -4,15 +4,33 @@
 
 use std::net::SocketAddr;
 
+use dovetail_events::transport::{Subscription, TypeFilter};
 use dovetail_service_kit::config::{EventsConfig, RelayTuning, StorageConfig};
 use serde::Deserialize;
 
 /// The prefix of the service's environment variables.
 pub const ENV_PREFIX: &str = "DOVETAIL_CLAIM";
 
+/// The consumer name of the claim service's subscription: the stem of its resources.
+pub const CONSUMER: &str = "claim-service";
+
 /// The subscription (embedded bus) or queue (SQS) through which the claim service
-/// receives policy events.
+/// receives policy events, as [`policy_events`] names it.
 pub const POLICY_EVENTS_SUBSCRIPTION: &str = "claim-service-policy-events";
+
+/// What the claim service reads: the policy events that feed its replica.
+///
+/// ```
+/// use dovetail_claim::config::{POLICY_EVENTS_SUBSCRIPTION, policy_events};
+///
+/// assert_eq!(policy_events().queue_name(), POLICY_EVENTS_SUBSCRIPTION);
+/// ```
+pub fn policy_events() -> Subscription {
+    Subscription::new(CONSUMER).to_topic(
+        dovetail_contracts::policy::TOPIC,
+        TypeFilter::prefixes(["policy."]),
+    )
+}
 
 /// Everything the claim service can be told.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -30,7 +30,6 @@ pub mod store;
 use std::net::SocketAddr;
 
 use axum::Router;
-use dovetail_events::bus::{BusSubscription, SubscriptionFilter};
 use dovetail_events::consumer::{EnvelopeLayer, HandlerError};
 use dovetail_events::envelope::{Envelope, Source};
 use dovetail_service_kit::events::{EventSource, OutboxRelay, Transport};
@@ -68,14 +67,9 @@ impl Application {
     /// address bound; the message says which.
     pub async fn build(config: ClaimConfig, transport: &Transport) -> anyhow::Result<Self> {
         let source = Source::parse(SERVICE)?;
-        let topic = config
-            .events
-            .transport_name(dovetail_contracts::claim::TOPIC);
-        let publisher = transport
-            .publisher(&topic)
-            .await
-            .map_err(anyhow::Error::msg)?;
-        let policy_events = policy_events(&config, transport).await?;
+        let events = transport.events(&config.events);
+        let publisher = events.publisher(dovetail_contracts::claim::TOPIC).await?;
+        let policy_events = events.subscribe(&config::policy_events()).await?;
         let opened = ClaimStore::open(&config.storage, transport, source).await?;
         let store = opened.store;
         let readiness =
@@ -128,50 +122,15 @@ impl Application {
                 }
             }));
         let policy_events = self.policy_events;
-        let background = Background::default()
-            .relay(self.relay)
-            .consumer(policy_events.name().to_owned(), move |stop| async move {
-                policy_events.run(handler, stop).await.map(|_| ())
-            });
+        let background = Background::default().relay(self.relay).consumer(
+            policy_events.name().to_owned(),
+            move |stop| async move {
+                policy_events
+                    .run(handler, async move { stop.cancelled().await })
+                    .await
+                    .map(|_| ())
+            },
+        );
         self.http.run_until_stopped(background, shutdown).await
-    }
-}
-
-/// The source of policy events: a subscription of the embedded bus, or an SQS queue
-/// subscribed to the policy topic (both created when missing).
-async fn policy_events(config: &ClaimConfig, transport: &Transport) -> anyhow::Result<EventSource> {
-    let topic = config
-        .events
-        .transport_name(dovetail_contracts::policy::TOPIC);
-    let subscription = config
-        .events
-        .transport_name(config::POLICY_EVENTS_SUBSCRIPTION);
-    match transport {
-        Transport::Embedded(bus) => {
-            bus.create_topic(&topic).await?;
-            bus.subscribe(BusSubscription {
-                name: subscription.clone(),
-                topic,
-                filter: SubscriptionFilter::from_json(&serde_json::json!({
-                    "type": [{ "prefix": "policy." }]
-                }))?,
-                max_receives: 10,
-            })
-            .await?;
-            Ok(EventSource::Bus {
-                bus: bus.clone(),
-                subscription,
-            })
-        }
-        #[cfg(feature = "aws")]
-        Transport::Aws(clients) => clients
-            .subscribed_queue(&topic, &subscription, &["policy."])
-            .await
-            .map_err(anyhow::Error::msg),
-        #[cfg(not(feature = "aws"))]
-        #[allow(unreachable_patterns)]
-        _ => anyhow::bail!(
-            "events.backend = aws needs the `aws` feature of dovetail-claim (built without it)"
-        ),
     }
 }

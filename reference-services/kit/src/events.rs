@@ -1,39 +1,20 @@
-//! How a service reaches its events transport, whichever it was configured with: the
-//! embedded bus (default) or SNS topics fanned out to SQS queues (feature `aws`).
+//! What a process was configured with for its events ([`Transport`]: the embedded bus, or
+//! AWS clients with feature `aws`), and a service's outbox relay over its store.
 //!
-//! [`EventsPublisher`] is what a service's relay publishes through; [`EventSource`] is
-//! what its consumers read from; [`run_relay`] and [`EventSource::run`] run them until
-//! the service shuts down.
+//! Publishing and subscribing are dovetail-events' [`Transport`](dovetail_events::transport::Transport),
+//! which [`Transport::events`] hands out with the service's name prefix; [`run_relay`] runs
+//! a relay until the service shuts down.
 
-use dovetail_events::bus::{BusConsumer, BusConsumerConfig, BusPublisher, EmbeddedBus};
-use dovetail_events::consumer::{ConsumerReport, Delivery, HandlerError};
-use dovetail_events::envelope::Envelope;
-use dovetail_events::publish::{PublishResult, Publisher};
+use dovetail_events::bus::EmbeddedBus;
+pub use dovetail_events::transport::{EventSource, Subscription, TypeFilter};
 use dovetail_outbox::OutboxStore;
 use dovetail_outbox::relay::{Relay, RelayConfig, RelayReport};
-use tower::Service;
 
 use crate::Shutdown;
+use crate::config::EventsConfig;
 
-/// The publisher of a service's events.
-#[derive(Debug, Clone)]
-pub enum EventsPublisher {
-    /// To a topic of the embedded bus.
-    Bus(BusPublisher),
-    /// To an SNS topic.
-    #[cfg(feature = "aws")]
-    Sns(dovetail_events::publish::SnsPublisher),
-}
-
-impl Publisher for EventsPublisher {
-    async fn publish_batch(&self, envelopes: &[Envelope]) -> Vec<PublishResult> {
-        match self {
-            Self::Bus(publisher) => publisher.publish_batch(envelopes).await,
-            #[cfg(feature = "aws")]
-            Self::Sns(publisher) => publisher.publish_batch(envelopes).await,
-        }
-    }
-}
+/// The publisher of a service's events: dovetail-events' publisher of its topic.
+pub type EventsPublisher = dovetail_events::transport::TopicPublisher;
 
 /// The outbox store a service's relay reads, on whichever backend the service keeps its
 /// data in.
@@ -100,67 +81,6 @@ where
     Ok(report)
 }
 
-/// Where a consumer reads events from.
-#[derive(Debug, Clone)]
-pub enum EventSource {
-    /// A subscription of the embedded bus.
-    Bus {
-        /// The bus.
-        bus: EmbeddedBus,
-        /// The subscription's name.
-        subscription: String,
-    },
-    /// An SQS queue subscribed to SNS topics.
-    #[cfg(feature = "aws")]
-    Sqs {
-        /// The client.
-        client: aws_sdk_sqs::Client,
-        /// The consumer's configuration (queue URL, DLQ, concurrency).
-        config: Box<dovetail_events::consumer::sqs::SqsConsumerConfig>,
-    },
-}
-
-impl EventSource {
-    /// The subscription or queue name, for logs.
-    pub fn name(&self) -> &str {
-        match self {
-            Self::Bus { subscription, .. } => subscription,
-            #[cfg(feature = "aws")]
-            Self::Sqs { config, .. } => config.queue_name(),
-        }
-    }
-
-    /// Runs `handler` over the source's deliveries until `shutdown`, then drains.
-    ///
-    /// # Errors
-    /// When the consumer cannot start (the subscription or queue does not exist).
-    pub async fn run<H>(self, handler: H, shutdown: Shutdown) -> Result<ConsumerReport, String>
-    where
-        H: Service<Delivery, Response = (), Error = HandlerError> + Clone + Send + 'static,
-        H::Future: Send + 'static,
-    {
-        let stopped = async move { shutdown.cancelled().await };
-        let name = self.name().to_owned();
-        let report = match self {
-            Self::Bus { bus, subscription } => {
-                BusConsumer::new(bus, BusConsumerConfig::new(subscription))
-                    .run(handler, stopped)
-                    .await
-                    .map_err(|error| error.to_string())?
-            }
-            #[cfg(feature = "aws")]
-            Self::Sqs { client, config } => {
-                dovetail_events::consumer::sqs::SqsConsumer::new(client, *config)
-                    .run(handler, stopped)
-                    .await
-                    .map_err(|error| error.to_string())?
-            }
-        };
-        tracing::info!(consumer = %name, ?report, "consumer stopped");
-        Ok(report)
-    }
-}
-
 /// The events transport a process was configured with, shared by its services.
 #[derive(Debug, Clone)]
 pub enum Transport {
@@ -172,20 +92,14 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// The publisher to the topic `topic`, creating the topic when missing.
-    ///
-    /// # Errors
-    /// When the topic cannot be created.
-    pub async fn publisher(&self, topic: &str) -> Result<EventsPublisher, String> {
+    /// The events transport of a service configured with `events`: the embedded bus, or
+    /// SNS/SQS with `events.aws_name_prefix` before every topic and queue name.
+    #[cfg_attr(not(feature = "aws"), allow(unused_variables))]
+    pub fn events(&self, events: &EventsConfig) -> dovetail_events::transport::Transport {
         match self {
-            Self::Embedded(bus) => {
-                bus.create_topic(topic).await.map_err(|error| {
-                    format!("creating topic {topic} on the embedded bus: {error}")
-                })?;
-                Ok(EventsPublisher::Bus(bus.publisher(topic)))
-            }
+            Self::Embedded(bus) => dovetail_events::transport::Transport::embedded(bus.clone()),
             #[cfg(feature = "aws")]
-            Self::Aws(clients) => clients.publisher(topic).await,
+            Self::Aws(clients) => clients.transport(&events.aws_name_prefix),
         }
     }
 

@@ -6,6 +6,7 @@ use std::pin::Pin;
 
 use anyhow::Context;
 use axum::Router;
+use dovetail_events::transport::TransportError;
 use tokio::net::TcpListener;
 
 use crate::events::OutboxRelay;
@@ -13,7 +14,7 @@ use crate::ops::Readiness;
 use crate::{Shutdown, serve};
 
 /// A consumer of the service, as a future that runs until the shutdown it was given.
-pub type ConsumerTask = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+pub type ConsumerTask = Pin<Box<dyn Future<Output = Result<(), TransportError>> + Send>>;
 
 /// What a service runs besides answering requests: its outbox relay and its consumers.
 ///
@@ -63,7 +64,7 @@ impl Background {
     pub fn consumer<F, Fut>(mut self, name: impl Into<String>, start: F) -> Self
     where
         F: FnOnce(Shutdown) -> Fut,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
+        Fut: Future<Output = Result<(), TransportError>> + Send + 'static,
     {
         let task = start(self.consumer_stop.clone());
         self.consumers.push((name.into(), Box::pin(task)));
@@ -109,7 +110,9 @@ pub async fn run_until_stopped(
     for (name, consumer) in consumers {
         match consumer.await {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => failures.push(format!("consumer {name}: {error}")),
+            Ok(Err(error)) => {
+                failures.push(format!("consumer {name}: {:#}", anyhow::Error::from(error)));
+            }
             Err(panic) => failures.push(format!("consumer {name} panicked: {panic}")),
         }
     }

@@ -61,13 +61,10 @@ impl Application {
     /// message says which.
     pub async fn build(config: PolicyConfig, transport: &Transport) -> anyhow::Result<Self> {
         let source = Source::parse(SERVICE)?;
-        let topic = config
-            .events
-            .transport_name(dovetail_contracts::policy::TOPIC);
         let publisher = transport
-            .publisher(&topic)
-            .await
-            .map_err(anyhow::Error::msg)?;
+            .events(&config.events)
+            .publisher(dovetail_contracts::policy::TOPIC)
+            .await?;
         let opened = PolicyStore::open(&config.storage, transport, source).await?;
         let readiness =
             Readiness::default().check_with("database", opened.store.clone(), |store| async move {

@@ -28,6 +28,7 @@ use dovetail_contracts::policy::{PolicyIssued, PolicySnapshot, PolicyStatus};
 use dovetail_events::bus::EmbeddedBus;
 use dovetail_events::envelope::{AggregateRef, Envelope, EventMetadata, Sequence, Source};
 use dovetail_events::publish::Publisher;
+use dovetail_events::transport::{Subscription, TypeFilter};
 use dovetail_search::config::{IdempotencyBackend, IndexBackend};
 use dovetail_search::document::{IndexedDocument, Lineage, SearchDocument};
 use dovetail_search::index::opensearch::OpenSearchSettings;
@@ -36,9 +37,9 @@ use dovetail_search::index::{
 };
 use dovetail_search::{Application, SearchConfig};
 use dovetail_service_kit::Shutdown;
-use dovetail_service_kit::aws::{AwsClients, ConsumerQueue, TypeFilter};
+use dovetail_service_kit::aws::AwsClients;
 use dovetail_service_kit::config::EventsBackend;
-use dovetail_service_kit::events::{EventSource, Transport};
+use dovetail_service_kit::events::Transport;
 use opensearch::http::request::JsonBody;
 use opensearch::{BulkParts, CountParts};
 use serde_json::{Value, json};
@@ -450,7 +451,7 @@ fn rounds(values: &[f64]) -> String {
 /// at a time), then waits until the queue `queue` holds them all; answers the publishing
 /// rate.
 async fn publish_to_sns(clients: &AwsClients, topic: &str, queue: &str, run: &str) -> f64 {
-    let publisher = std::sync::Arc::new(clients.publisher(topic).await.unwrap());
+    let publisher = std::sync::Arc::new(clients.transport("").publisher(topic).await.unwrap());
     let envelopes: Vec<Envelope> = (0..SQS_EVENTS)
         .map(|n| envelope(&snapshot(run, n)))
         .collect();
@@ -514,30 +515,31 @@ async fn sqs_alone(clients: &AwsClients, round: usize) -> (f64, f64) {
 
     let prefix = format!("{}-", dovetail_testkit::unique_name("bench-sqs-alone"));
     let topic = format!("{prefix}{}", dovetail_contracts::policy::TOPIC);
-    let queue = format!("{prefix}queue");
-    let source = clients
-        .consumer_source(
-            &ConsumerQueue::new(&queue)
-                .subscribe(&topic, TypeFilter::Prefixes(vec!["policy.".to_owned()])),
+    let subscription = Subscription::new("alone")
+        .to_topic(
+            dovetail_contracts::policy::TOPIC,
+            TypeFilter::prefixes(["policy."]),
         )
+        .with_max_in_flight(IN_FLIGHT);
+    let queue = format!("{prefix}{}", subscription.queue_name());
+    let source = clients
+        .transport(&prefix)
+        .subscribe(&subscription)
         .await
         .unwrap();
     let published = publish_to_sns(clients, &topic, &queue, &format!("alone-{round}")).await;
-    let EventSource::Sqs { client, mut config } = source else {
-        panic!("an AWS source is an SQS queue");
-    };
-    config.max_in_flight = IN_FLIGHT;
     let handled = std::sync::Arc::new(AtomicUsize::new(0));
     let stop = Shutdown::new();
     let started = Instant::now();
     let consumer = {
         let handled = std::sync::Arc::clone(&handled);
-        tokio::spawn(EventSource::Sqs { client, config }.run(
+        let stopped = stop.clone();
+        tokio::spawn(source.run(
             tower::service_fn(move |_: Delivery| {
                 handled.fetch_add(1, Ordering::SeqCst);
                 async { Ok::<(), HandlerError>(()) }
             }),
-            stop.clone(),
+            async move { stopped.cancelled().await },
         ))
     };
     while handled.load(Ordering::SeqCst) < SQS_EVENTS {

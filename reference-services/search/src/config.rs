@@ -5,19 +5,47 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use dovetail_events::transport::{Subscription, TypeFilter};
 use dovetail_service_kit::config::EventsConfig;
 use serde::Deserialize;
 
 /// The prefix of the service's environment variables.
 pub const ENV_PREFIX: &str = "DOVETAIL_SEARCH";
 
+/// The consumer name of the search service's subscription: the stem of its resources.
+pub const CONSUMER: &str = "search-service";
+
 /// The subscriptions (embedded bus) through which the search service receives policy and
-/// claim events, and the queue (SQS) subscribed to both topics.
+/// claim events, and the queue (SQS) subscribed to both topics, as
+/// [`event_subscription`] names them.
 pub const POLICY_EVENTS_SUBSCRIPTION: &str = "search-service-policy-events";
 /// See [`POLICY_EVENTS_SUBSCRIPTION`].
 pub const CLAIM_EVENTS_SUBSCRIPTION: &str = "search-service-claim-events";
 /// See [`POLICY_EVENTS_SUBSCRIPTION`].
 pub const EVENTS_QUEUE: &str = "search-service-events";
+
+/// What the search service reads: policy events and claim events, filtered by type, with
+/// up to `in_flight` handlers at once.
+///
+/// ```
+/// use dovetail_search::config::{EVENTS_QUEUE, CLAIM_EVENTS_SUBSCRIPTION, event_subscription};
+///
+/// let subscription = event_subscription(256);
+/// assert_eq!(subscription.queue_name(), EVENTS_QUEUE);
+/// assert_eq!(subscription.bus_subscription_name("claim-events"), CLAIM_EVENTS_SUBSCRIPTION);
+/// ```
+pub fn event_subscription(in_flight: usize) -> Subscription {
+    Subscription::new(CONSUMER)
+        .to_topic(
+            dovetail_contracts::policy::TOPIC,
+            TypeFilter::prefixes(["policy."]),
+        )
+        .to_topic(
+            dovetail_contracts::claim::TOPIC,
+            TypeFilter::prefixes(["claim."]),
+        )
+        .with_max_in_flight(in_flight)
+}
 
 /// The DynamoDB table of the idempotent consumer's records, after `events.aws_name_prefix`
 /// (default table `dovetail-search-service-idempotency`).

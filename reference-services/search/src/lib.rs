@@ -43,8 +43,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use dovetail_events::bus::{BusConsumer, BusConsumerConfig, BusSubscription, SubscriptionFilter};
-use dovetail_events::consumer::{Delivery, EnvelopeLayer, HandlerError};
+use dovetail_events::consumer::{EnvelopeLayer, HandlerError};
 use dovetail_events::envelope::Envelope;
 use dovetail_events::idempotency::{DynIdempotencyStore, IdempotencyLayer};
 use dovetail_service_kit::events::{EventSource, Transport};
@@ -71,7 +70,6 @@ pub struct Application {
     rebuilds: rebuild::RebuildJobs,
     index: AnyIndex,
     sources: Vec<EventSource>,
-    in_flight: usize,
     outage_patience: std::time::Duration,
     idempotency: SearchIdempotency,
 }
@@ -123,7 +121,12 @@ impl Application {
     pub async fn build(config: SearchConfig, transport: &Transport) -> anyhow::Result<Self> {
         let index = open_index(&config.index).await?;
         let idempotency = idempotency::open(&config, transport).await?;
-        let sources = event_sources(&config, transport).await?;
+        let sources = vec![
+            transport
+                .events(&config.events)
+                .subscribe(&config::event_subscription(config.consumer_in_flight))
+                .await?,
+        ];
         let rebuilds = rebuild::RebuildJobs::new(index.clone());
         let readiness =
             Readiness::default().check_with("index", index.clone(), |index| async move {
@@ -141,7 +144,6 @@ impl Application {
             rebuilds,
             index,
             sources,
-            in_flight: config.consumer_in_flight.max(1),
             outage_patience: std::time::Duration::from_secs(config.index_outage_patience_secs),
             idempotency,
         })
@@ -206,110 +208,13 @@ impl Application {
                         Ok::<(), HandlerError>(())
                     }
                 }));
-            let in_flight = self.in_flight;
-            background = background.consumer(source.name().to_owned(), move |stop| {
-                consume(source, handler, stop, in_flight)
+            background = background.consumer(source.name().to_owned(), move |stop| async move {
+                source
+                    .run(handler, async move { stop.cancelled().await })
+                    .await
+                    .map(|_| ())
             });
         }
         self.http.run_until_stopped(background, shutdown).await
-    }
-}
-
-/// Runs `handler` over `source` with up to `in_flight` events at once, until `stop`.
-async fn consume<H>(
-    source: EventSource,
-    handler: H,
-    stop: Shutdown,
-    in_flight: usize,
-) -> Result<(), String>
-where
-    H: tower::Service<Delivery, Response = (), Error = HandlerError> + Clone + Send + 'static,
-    H::Future: Send + 'static,
-{
-    match source {
-        EventSource::Bus { bus, subscription } => {
-            let mut config = BusConsumerConfig::new(subscription);
-            config.max_in_flight = in_flight;
-            let report = BusConsumer::new(bus, config)
-                .run(handler, async move { stop.cancelled().await })
-                .await
-                .map_err(|error| error.to_string())?;
-            tracing::info!(?report, "consumer stopped");
-            Ok(())
-        }
-        #[cfg(feature = "aws")]
-        EventSource::Sqs { client, mut config } => {
-            config.max_in_flight = in_flight;
-            EventSource::Sqs { client, config }
-                .run(handler, stop)
-                .await
-                .map(|_| ())
-        }
-    }
-}
-
-/// The sources of policy and claim events: two subscriptions of the embedded bus, or one
-/// SQS queue subscribed to both topics (all created when missing).
-async fn event_sources(
-    config: &SearchConfig,
-    transport: &Transport,
-) -> anyhow::Result<Vec<EventSource>> {
-    let topics = [
-        (
-            dovetail_contracts::policy::TOPIC,
-            config::POLICY_EVENTS_SUBSCRIPTION,
-            "policy.",
-        ),
-        (
-            dovetail_contracts::claim::TOPIC,
-            config::CLAIM_EVENTS_SUBSCRIPTION,
-            "claim.",
-        ),
-    ];
-    match transport {
-        Transport::Embedded(bus) => {
-            let mut sources = Vec::with_capacity(topics.len());
-            for (topic, subscription, prefix) in topics {
-                let topic = config.events.transport_name(topic);
-                let subscription = config.events.transport_name(subscription);
-                bus.create_topic(&topic).await?;
-                bus.subscribe(BusSubscription {
-                    name: subscription.clone(),
-                    topic,
-                    filter: SubscriptionFilter::from_json(&serde_json::json!({
-                        "type": [{ "prefix": prefix }]
-                    }))?,
-                    max_receives: 10,
-                })
-                .await?;
-                sources.push(EventSource::Bus {
-                    bus: bus.clone(),
-                    subscription,
-                });
-            }
-            Ok(sources)
-        }
-        #[cfg(feature = "aws")]
-        Transport::Aws(clients) => {
-            use dovetail_service_kit::aws::{ConsumerQueue, TypeFilter};
-            let mut spec = ConsumerQueue::new(config.events.transport_name(config::EVENTS_QUEUE));
-            for (topic, _, prefix) in topics {
-                spec = spec.subscribe(
-                    config.events.transport_name(topic),
-                    TypeFilter::Prefixes(vec![prefix.to_owned()]),
-                );
-            }
-            Ok(vec![
-                clients
-                    .consumer_source(&spec)
-                    .await
-                    .map_err(anyhow::Error::msg)?,
-            ])
-        }
-        #[cfg(not(feature = "aws"))]
-        #[allow(unreachable_patterns)]
-        _ => anyhow::bail!(
-            "events.backend = aws needs the `aws` feature of dovetail-search (built without it)"
-        ),
     }
 }

@@ -11,10 +11,11 @@ use dovetail_contracts::policy::{
 };
 use dovetail_events::envelope::{AggregateRef, Envelope, Event, EventMetadata, Sequence, Source};
 use dovetail_events::publish::Publisher;
+use dovetail_events::transport::{Subscription, TypeFilter};
 use dovetail_service_kit::Shutdown;
-use dovetail_service_kit::aws::{AwsClients, ConsumerQueue, TypeFilter};
+use dovetail_service_kit::aws::AwsClients;
 use dovetail_service_kit::config::{EventsBackend, StorageBackend};
-use dovetail_service_kit::events::{EventSource, EventsPublisher, Transport};
+use dovetail_service_kit::events::{EventsPublisher, Transport};
 use serde_json::Value;
 
 use crate::support::{assert_problem, claim_body, policy};
@@ -92,21 +93,15 @@ async fn policy_events_on_sns_feed_the_replica_and_a_filed_claim_reaches_the_cla
     config.events.backend = EventsBackend::Aws;
     config.events.aws_name_prefix = prefix.clone();
     config.relay.poll_interval_ms = 100;
-    let policy_topic = config
-        .events
-        .transport_name(dovetail_contracts::policy::TOPIC);
-    let claim_topic = config
-        .events
-        .transport_name(dovetail_contracts::claim::TOPIC);
-    let claims = clients
-        .consumer_source(
-            &ConsumerQueue::new(format!("{prefix}claims")).subscribe(&claim_topic, TypeFilter::All),
+    let transport = clients.transport(&prefix);
+    let claims = transport
+        .subscribe(
+            &Subscription::new("claims")
+                .to_topic(dovetail_contracts::claim::TOPIC, TypeFilter::All),
         )
         .await
         .unwrap();
-    let EventSource::Sqs { config: claims, .. } = claims else {
-        panic!("an AWS consumer source must be SQS");
-    };
+    let claims = claims.sqs_consumers()[0].clone();
 
     let app = Application::build(config, &Transport::Aws(clients.clone()))
         .await
@@ -116,7 +111,10 @@ async fn policy_events_on_sns_feed_the_replica_and_a_filed_claim_reaches_the_cla
     let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let http = reqwest::Client::new();
 
-    let policies = clients.publisher(&policy_topic).await.unwrap();
+    let policies = transport
+        .publisher(dovetail_contracts::policy::TOPIC)
+        .await
+        .unwrap();
     let draft = policy("pol-e2e", PolicyStatus::Draft, 1);
     publish(
         &policies,

@@ -8,24 +8,25 @@ use std::time::Duration;
 use aws_sdk_sqs::types::QueueAttributeName;
 use dovetail_events::consumer::{Delivery, HandlerError};
 use dovetail_events::envelope::Envelope;
+use dovetail_events::transport::{EventSource, Subscription, TypeFilter};
 use dovetail_policy::{Application, PolicyConfig};
 use dovetail_service_kit::Shutdown;
-use dovetail_service_kit::aws::{AwsClients, ConsumerQueue, TypeFilter};
+use dovetail_service_kit::aws::AwsClients;
 use dovetail_service_kit::config::{EventsBackend, StorageBackend};
-use dovetail_service_kit::events::{EventSource, Transport};
+use dovetail_service_kit::events::Transport;
 use serde_json::Value;
 
 use crate::support::terms;
 
 /// The queue URL and DLQ URL of an SQS source.
 fn queue_urls(source: &EventSource) -> (String, Option<String>) {
-    match source {
-        EventSource::Sqs { config, .. } => (
-            config.queue_url.clone(),
-            config.dead_letter_queue_url.clone(),
-        ),
-        EventSource::Bus { .. } => panic!("an AWS consumer source must be SQS"),
-    }
+    let [config] = source.sqs_consumers()[..] else {
+        panic!("an AWS consumer source is one SQS queue");
+    };
+    (
+        config.queue_url.clone(),
+        config.dead_letter_queue_url.clone(),
+    )
 }
 
 /// Receives from `queue_url` until `count` messages arrived (deleting them), then waits
@@ -105,23 +106,21 @@ async fn a_policy_issued_over_http_reaches_the_queues_subscribed_to_its_topic() 
     config.events.backend = EventsBackend::Aws;
     config.events.aws_name_prefix = prefix.clone();
     config.relay.poll_interval_ms = 100;
-    let topic = config
-        .events
-        .transport_name(dovetail_contracts::policy::TOPIC);
 
     // Two consumers: everything through the services' SQS consumer, and only issued
     // policies read straight from their queue.
-    let everything = clients
-        .consumer_source(
-            &ConsumerQueue::new(format!("{prefix}all")).subscribe(&topic, TypeFilter::All),
+    let transport = clients.transport(&prefix);
+    let everything = transport
+        .subscribe(
+            &Subscription::new("all").to_topic(dovetail_contracts::policy::TOPIC, TypeFilter::All),
         )
         .await
         .unwrap();
-    let issued_only = clients
-        .consumer_source(
-            &ConsumerQueue::new(format!("{prefix}issued"))
-                .subscribe(&topic, TypeFilter::Types(vec!["policy.issued".to_owned()])),
-        )
+    let issued_only = transport
+        .subscribe(&Subscription::new("issued").to_topic(
+            dovetail_contracts::policy::TOPIC,
+            TypeFilter::types(["policy.issued"]),
+        ))
         .await
         .unwrap();
     let (issued_url, _) = queue_urls(&issued_only);
@@ -129,6 +128,7 @@ async fn a_policy_issued_over_http_reaches_the_queues_subscribed_to_its_topic() 
     let shutdown = Shutdown::new();
     let consumer = {
         let delivered = Arc::clone(&delivered);
+        let stop = shutdown.clone();
         tokio::spawn(everything.run(
             tower::service_fn(move |delivery: Delivery| {
                 let delivered = Arc::clone(&delivered);
@@ -139,7 +139,7 @@ async fn a_policy_issued_over_http_reaches_the_queues_subscribed_to_its_topic() 
                     Ok::<(), HandlerError>(())
                 }
             }),
-            shutdown.clone(),
+            async move { stop.cancelled().await },
         ))
     };
 
@@ -205,11 +205,12 @@ async fn a_policy_issued_over_http_reaches_the_queues_subscribed_to_its_topic() 
 async fn provisioning_a_consumer_twice_changes_nothing_and_a_new_filter_replaces_the_old() {
     let clients = super::clients().await;
     let name = dovetail_testkit::unique_name("provision");
+    // The queue is `<prefix><consumer>-<topic>`: `<name>-queue-topic`.
+    let transport = clients.transport(&format!("{name}-"));
     let topic = format!("{name}-topic");
-    let spec = ConsumerQueue::new(format!("{name}-queue"))
-        .subscribe(&topic, TypeFilter::Types(vec!["policy.issued".to_owned()]));
-    let first = clients.consumer_source(&spec).await.unwrap();
-    let second = clients.consumer_source(&spec).await.unwrap();
+    let spec = Subscription::new("queue").to_topic("topic", TypeFilter::types(["policy.issued"]));
+    let first = transport.subscribe(&spec).await.unwrap();
+    let second = transport.subscribe(&spec).await.unwrap();
     let (queue_url, dead_letter_url) = queue_urls(&first);
     assert_eq!(
         queue_urls(&second),
@@ -217,11 +218,20 @@ async fn provisioning_a_consumer_twice_changes_nothing_and_a_new_filter_replaces
     );
     let dead_letter_url = dead_letter_url.unwrap();
     assert!(
-        dead_letter_url.ends_with(&format!("{name}-queue-dlq")),
+        dead_letter_url.ends_with(&format!("{name}-queue-topic-dlq")),
         "{dead_letter_url}"
     );
 
-    let topic_arn = clients.ensure_topic(&topic).await.unwrap();
+    let topic_arn = clients
+        .sns()
+        .create_topic()
+        .name(&topic)
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_owned();
     let queue_arn = queue_attribute(&clients, &queue_url, QueueAttributeName::QueueArn).await;
     let dead_letter_arn =
         queue_attribute(&clients, &dead_letter_url, QueueAttributeName::QueueArn).await;
@@ -238,9 +248,7 @@ async fn provisioning_a_consumer_twice_changes_nothing_and_a_new_filter_replaces
         queue_attribute(&clients, &queue_url, QueueAttributeName::VisibilityTimeout).await,
         "30"
     );
-    let EventSource::Sqs { config, .. } = &second else {
-        unreachable!("checked above")
-    };
+    let config = second.sqs_consumers()[0];
     assert_eq!(
         (
             config.visibility_timeout,
@@ -269,14 +277,11 @@ async fn provisioning_a_consumer_twice_changes_nothing_and_a_new_filter_replaces
     let filter: Value = serde_json::from_str(&attributes["FilterPolicy"]).unwrap();
     assert_eq!(filter, serde_json::json!({"type": ["policy.issued"]}));
 
-    let wider = ConsumerQueue::new(format!("{name}-queue")).subscribe(
-        &topic,
-        TypeFilter::Types(vec![
-            "policy.issued".to_owned(),
-            "policy.cancelled".to_owned(),
-        ]),
+    let wider = Subscription::new("queue").to_topic(
+        "topic",
+        TypeFilter::types(["policy.issued", "policy.cancelled"]),
     );
-    clients.consumer_source(&wider).await.unwrap();
+    transport.subscribe(&wider).await.unwrap();
     let subscriptions = subscriptions_of(&clients, &topic_arn, &queue_arn).await;
     assert_eq!(subscriptions.len(), 1);
     let attributes = subscription_attributes(&clients, &subscriptions[0]).await;
@@ -287,8 +292,8 @@ async fn provisioning_a_consumer_twice_changes_nothing_and_a_new_filter_replaces
     );
 
     // No filter any more: the policy is removed (SNS takes `{}` for that).
-    let everything = ConsumerQueue::new(format!("{name}-queue")).subscribe(&topic, TypeFilter::All);
-    clients.consumer_source(&everything).await.unwrap();
+    let everything = Subscription::new("queue").to_topic("topic", TypeFilter::All);
+    transport.subscribe(&everything).await.unwrap();
     let subscriptions = subscriptions_of(&clients, &topic_arn, &queue_arn).await;
     assert_eq!(subscriptions.len(), 1);
     let attributes = subscription_attributes(&clients, &subscriptions[0]).await;

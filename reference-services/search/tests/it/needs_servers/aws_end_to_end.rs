@@ -61,8 +61,9 @@ async fn policy_and_claim_events_on_sns_reach_the_opensearch_index_at_their_newe
     let shutdown = Shutdown::new();
     let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
 
-    let policies = clients.publisher(&policy_topic).await.unwrap();
-    let claims = clients.publisher(&claim_topic).await.unwrap();
+    let transport = clients.transport("");
+    let policies = transport.publisher(&policy_topic).await.unwrap();
+    let claims = transport.publisher(&claim_topic).await.unwrap();
     let policy = policy_snapshot("pol-e2e", "cust-e2e", "motor", 2, PolicyStatus::Active);
     publish(
         &policies,

@@ -162,6 +162,7 @@ async fn a_duplicate_delivered_to_a_second_instance_stops_at_the_shared_dynamodb
 
 async fn publish(clients: &AwsClients, topic: &str, envelope: &Envelope) {
     clients
+        .transport("")
         .publisher(topic)
         .await
         .unwrap()
