@@ -5,6 +5,8 @@
 //!   writes and appends events in one database transaction. It stamps each event with its
 //!   aggregate's next sequence under optimistic concurrency on the aggregate's version: a
 //!   lost race is [`OutboxError::Conflict`], and nothing of the transaction is kept.
+//! - Both units of work implement one append port, [`AppendEvents`], so code that turns
+//!   a domain change into events works on either database.
 //! - An **outbox store** ([`OutboxStore`]) is what a relay sees of the committed events:
 //!   the ready ones in commit order, with per-aggregate order, plus leases with fencing
 //!   tokens so that several relay instances can run and a dead one's work is taken over.
@@ -29,6 +31,7 @@
 //! | `dynamodb` | `dynamodb::DynamoDbOutbox`: unit of work and store on DynamoDB; `dynamodb::StreamsRelay`, a relay fed by the table's stream |
 //! | `metrics` | relay metrics through the `metrics` facade |
 
+mod append;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 mod error;
@@ -39,6 +42,7 @@ pub mod relay;
 pub mod sqlite;
 mod store;
 
+pub use append::AppendEvents;
 pub use error::OutboxError;
 pub use memory::MemoryOutboxStore;
 pub use record::{ExpectedVersion, Failure, OutboxBacklog, OutboxRecord, Position};

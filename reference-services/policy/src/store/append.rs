@@ -1,10 +1,8 @@
 //! How a [`PolicyChange`]'s event goes into either backend's unit of work.
 
 use dovetail_contracts::policy::AGGREGATE_TYPE;
-use dovetail_events::envelope::AggregateRef;
-use dovetail_outbox::{ExpectedVersion, OutboxError};
-
-use dovetail_service_kit::store::AppendEvent;
+use dovetail_events::envelope::{AggregateRef, EventMetadata};
+use dovetail_outbox::{AppendEvents, ExpectedVersion, OutboxError};
 
 use crate::domain::PolicyChange;
 
@@ -12,7 +10,7 @@ impl PolicyChange {
     /// Appends this change's event for its policy, expecting the policy at `expected`.
     pub(crate) fn append_to(
         &self,
-        unit: &mut impl AppendEvent,
+        unit: &mut impl AppendEvents,
         expected: ExpectedVersion,
     ) -> Result<(), OutboxError> {
         let policy_id = match self {
@@ -24,10 +22,18 @@ impl PolicyChange {
         let aggregate = AggregateRef::parse(AGGREGATE_TYPE, policy_id)
             .map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
         match self {
-            Self::Drafted(event) => unit.append_event(aggregate, expected, event),
-            Self::Issued(event) => unit.append_event(aggregate, expected, event),
-            Self::Updated(event) => unit.append_event(aggregate, expected, event),
-            Self::Cancelled(event) => unit.append_event(aggregate, expected, event),
+            Self::Drafted(event) => {
+                unit.append_event(aggregate, expected, event, EventMetadata::default())
+            }
+            Self::Issued(event) => {
+                unit.append_event(aggregate, expected, event, EventMetadata::default())
+            }
+            Self::Updated(event) => {
+                unit.append_event(aggregate, expected, event, EventMetadata::default())
+            }
+            Self::Cancelled(event) => {
+                unit.append_event(aggregate, expected, event, EventMetadata::default())
+            }
         }
     }
 }
