@@ -85,10 +85,51 @@ pub enum OutboxError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The database failed (locked, full, unreachable, corrupt).
+    /// The database failed (locked, full, unreachable, corrupt) while doing `operation`.
     ///
     /// ### Handling
-    /// Usually transient: retry the unit of work; a relay retries by itself.
-    #[error("the outbox storage failed: {0}")]
-    Storage(String),
+    /// Usually transient: retry the unit of work; a relay retries by itself. The
+    /// database's own error is the [`source`](std::error::Error::source): print the
+    /// chain (e.g. `anyhow`'s `{:#}`) to see it.
+    #[error("the outbox storage failed: {operation}")]
+    Storage {
+        /// What was being done, such as `fetch_ready` or `opening /data/policy.db`.
+        operation: String,
+        /// The database's error (SDK and driver types are kept opaque).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl OutboxError {
+    /// A [`Storage`](Self::Storage) error: `source` failed while doing `operation`. A
+    /// `String` or `&str` is accepted as the source for failures that carry no error
+    /// value (an answer lacking a field).
+    pub fn storage(
+        operation: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Self::Storage {
+            operation: operation.into(),
+            source: source.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::OutboxError;
+
+    #[test]
+    fn a_storage_error_names_the_operation_and_keeps_its_source() {
+        let error =
+            OutboxError::storage("fetch_ready", std::io::Error::other("database is locked"));
+        assert_eq!(error.to_string(), "the outbox storage failed: fetch_ready");
+        assert_eq!(
+            error.source().map(ToString::to_string).as_deref(),
+            Some("database is locked")
+        );
+    }
 }

@@ -120,7 +120,7 @@ pub async fn run_until_stopped(
     if let Some(relay) = relay {
         match relay.await {
             Ok(Ok(_)) => {}
-            Ok(Err(error)) => failures.push(format!("relay: {error}")),
+            Ok(Err(error)) => failures.push(format!("relay: {:#}", anyhow::Error::from(error))),
             Err(panic) => failures.push(format!("relay panicked: {panic}")),
         }
     }

@@ -166,7 +166,7 @@ impl From<dovetail_outbox::OutboxError> for StoreError {
                 id: aggregate_id,
                 current: Some(actual),
             },
-            other => Self::Backend(other.to_string()),
+            other => Self::Backend(format!("{:#}", anyhow::Error::from(other))),
         }
     }
 }

@@ -270,15 +270,11 @@ impl DynamoDbOutbox {
 
 /// An SDK failure as a storage error naming what was being done, with the whole chain of
 /// causes (the SDK's own error types stay out of the public API).
-fn storage(operation: &str, error: &(dyn std::error::Error + 'static)) -> OutboxError {
-    let mut message = format!("{operation}: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    OutboxError::Storage(message)
+fn storage<E>(operation: &str, error: E) -> OutboxError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    OutboxError::storage(operation, error)
 }
 
 /// `time` as Unix milliseconds; before 1970 as 0.
@@ -348,12 +344,17 @@ mod tests {
     fn storage_errors_carry_the_whole_chain() {
         let inner = std::io::Error::other("connection reset");
         let outer = std::io::Error::other(inner);
-        let OutboxError::Storage(message) = storage("fetch_ready", &outer) else {
-            unreachable!()
-        };
+        let error = storage("fetch_ready", outer);
+        let mut chain = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            chain.push_str(": ");
+            chain.push_str(&cause.to_string());
+            source = cause.source();
+        }
         assert!(
-            message.starts_with("fetch_ready: connection reset"),
-            "{message}"
+            chain.starts_with("the outbox storage failed: fetch_ready: connection reset"),
+            "{chain}"
         );
     }
 }

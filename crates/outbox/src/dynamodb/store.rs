@@ -271,7 +271,7 @@ impl DynamoDbOutboxStore {
                     .set_exclusive_start_key(start)
                     .send()
                     .await
-                    .map_err(|error| storage(operation, &error))?;
+                    .map_err(|error| storage(operation, error))?;
                 items.extend(output.items().iter().cloned().map(|item| (shard, item)));
                 start = output.last_evaluated_key().cloned();
                 if start.as_ref().is_none_or(HashMap::is_empty) {
@@ -288,10 +288,13 @@ impl DynamoDbOutboxStore {
         item: &HashMap<String, AttributeValue>,
     ) -> Result<Stored, OutboxError> {
         let corrupt = |what: &str| {
-            OutboxError::Storage(format!(
-                "reading the outbox: an item in shard {shard} has {what}; it was not written by \
+            OutboxError::storage(
+                "reading the outbox",
+                format!(
+                    "an item in shard {shard} has {what}; it was not written by \
                  this outbox (fix or delete it)"
-            ))
+                ),
+            )
         };
         let sort_key = string_of(item, &self.config.sort_key)
             .ok_or_else(|| corrupt("no sort key"))?
@@ -321,7 +324,7 @@ impl DynamoDbOutboxStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|error| storage("reading the relay lease", &error))?;
+            .map_err(|error| storage("reading the relay lease", error))?;
         Ok(output.item().map(|item| LeaseItem {
             owner: string_of(item, OWNER).map(str::to_owned),
             fencing_token: number_of(item, FENCING_TOKEN).unwrap_or(0),
@@ -339,7 +342,7 @@ impl DynamoDbOutboxStore {
             .expression_attribute_values(":owner", AttributeValue::S(lease.owner.clone()))
             .expression_attribute_values(":fencing_token", number(lease.fencing_token))
             .build()
-            .map_err(|error| storage("building the lease check", &error))?;
+            .map_err(|error| storage("building the lease check", error))?;
         Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 
@@ -372,10 +375,13 @@ impl DynamoDbOutboxStore {
                     break;
                 }
                 if attempt == ATTEMPTS_PER_CALL {
-                    return Err(OutboxError::Storage(format!(
-                        "{operation}: the records kept changing; gave up after \
+                    return Err(OutboxError::storage(
+                        operation,
+                        format!(
+                            "the records kept changing; gave up after \
                          {ATTEMPTS_PER_CALL} attempts (the relay retries)"
-                    )));
+                        ),
+                    ));
                 }
                 let mut actions = vec![self.lease_check(lease)?];
                 actions.extend(chunk.iter().map(|(_, update)| {
@@ -394,7 +400,7 @@ impl DynamoDbOutboxStore {
                 let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
                     error.as_service_error()
                 else {
-                    return Err(storage(operation, &error));
+                    return Err(storage(operation, error));
                 };
                 let failed = |index: usize| {
                     cancelled
@@ -568,7 +574,7 @@ impl OutboxStore for DynamoDbOutboxStore {
                         {
                             false
                         }
-                        Err(error) => return Err(storage(OPERATION, &error)),
+                        Err(error) => return Err(storage(OPERATION, error)),
                     };
                     (current.fencing_token, written)
                 }
@@ -623,7 +629,7 @@ impl OutboxStore for DynamoDbOutboxStore {
                         {
                             false
                         }
-                        Err(error) => return Err(storage(OPERATION, &error)),
+                        Err(error) => return Err(storage(OPERATION, error)),
                     };
                     (fencing_token, written)
                 }
@@ -632,10 +638,13 @@ impl OutboxStore for DynamoDbOutboxStore {
                 return Ok(Some(lease(fencing_token)));
             }
         }
-        Err(OutboxError::Storage(format!(
-            "{OPERATION}: the lease item kept changing; gave up after {ATTEMPTS_PER_CALL} \
+        Err(OutboxError::storage(
+            OPERATION,
+            format!(
+                "the lease item kept changing; gave up after {ATTEMPTS_PER_CALL} \
              attempts (the relay retries)"
-        )))
+            ),
+        ))
     }
 
     async fn release_lease(&self, lease: &RelayLease) -> Result<(), OutboxError> {
@@ -667,7 +676,7 @@ impl OutboxStore for DynamoDbOutboxStore {
             {
                 Ok(())
             }
-            Err(error) => Err(storage("releasing the relay lease", &error)),
+            Err(error) => Err(storage("releasing the relay lease", error)),
         }
     }
 
@@ -701,7 +710,7 @@ impl OutboxStore for DynamoDbOutboxStore {
                 .expression_attribute_values(":published", AttributeValue::S(PUBLISHED.to_owned()))
                 .expression_attribute_values(":expires_at", number(expires_at))
                 .build()
-                .map_err(|error| storage("building a published mark", &error))?;
+                .map_err(|error| storage("building a published mark", error))?;
             targets.push((position, update));
         }
         let done = self
@@ -756,7 +765,7 @@ impl OutboxStore for DynamoDbOutboxStore {
                 )
                 .expression_attribute_values(":pending", AttributeValue::S(PENDING.to_owned()))
                 .build()
-                .map_err(|error| storage("building a failure mark", &error))?;
+                .map_err(|error| storage("building a failure mark", error))?;
             targets.push((position, update));
         }
         self.fenced_updates(lease, targets, "recording failed publishes")
@@ -803,7 +812,7 @@ impl OutboxStore for DynamoDbOutboxStore {
                         error.as_service_error(),
                         Some(UpdateItemError::ConditionalCheckFailedException(_))
                     ) => {}
-                Err(error) => return Err(storage(OPERATION, &error)),
+                Err(error) => return Err(storage(OPERATION, error)),
             }
         }
         Ok(count)

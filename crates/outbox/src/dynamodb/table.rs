@@ -38,11 +38,14 @@ pub(super) async fn create_if_missing(
                 || !has(&config.partition_key, KeyType::Hash)
                 || !has(&config.sort_key, KeyType::Range)
             {
-                return Err(OutboxError::Storage(format!(
-                    "{OPERATION}: the table {table} exists, but its keys are not the partition \
+                return Err(OutboxError::storage(
+                    OPERATION,
+                    format!(
+                        "the table {table} exists, but its keys are not the partition \
                      key `{}` and the sort key `{}`; configure the outbox with the table's keys",
-                    config.partition_key, config.sort_key
-                )));
+                        config.partition_key, config.sort_key
+                    ),
+                ));
             }
         }
         Err(error)
@@ -53,14 +56,14 @@ pub(super) async fn create_if_missing(
         {
             create(client, config).await?;
         }
-        Err(error) => return Err(storage(OPERATION, &error)),
+        Err(error) => return Err(storage(OPERATION, error)),
     }
     wait_until_active(client, table).await?;
     enable_ttl(client, config).await
 }
 
 async fn create(client: &Client, config: &DynamoDbOutboxConfig) -> Result<(), OutboxError> {
-    let built = |error: aws_sdk_dynamodb::error::BuildError| storage(OPERATION, &error);
+    let built = |error: aws_sdk_dynamodb::error::BuildError| storage(OPERATION, error);
     let mut request = client
         .create_table()
         .table_name(&config.table)
@@ -102,7 +105,7 @@ async fn create(client: &Client, config: &DynamoDbOutboxConfig) -> Result<(), Ou
         {
             Ok(())
         }
-        Err(error) => Err(storage(OPERATION, &error)),
+        Err(error) => Err(storage(OPERATION, error)),
     }
 }
 
@@ -114,16 +117,19 @@ async fn wait_until_active(client: &Client, table: &str) -> Result<(), OutboxErr
             .table_name(table)
             .send()
             .await
-            .map_err(|error| storage(OPERATION, &error))?;
+            .map_err(|error| storage(OPERATION, error))?;
         if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(OutboxError::Storage(format!(
-                "{OPERATION}: the table {table} did not become ACTIVE within {} s; check it in \
+            return Err(OutboxError::storage(
+                OPERATION,
+                format!(
+                    "the table {table} did not become ACTIVE within {} s; check it in \
                  the console and start again",
-                ACTIVE_TIMEOUT.as_secs()
-            )));
+                    ACTIVE_TIMEOUT.as_secs()
+                ),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -136,7 +142,7 @@ async fn enable_ttl(client: &Client, config: &DynamoDbOutboxConfig) -> Result<()
         .table_name(&config.table)
         .send()
         .await
-        .map_err(|error| storage(OPERATION, &error))?;
+        .map_err(|error| storage(OPERATION, error))?;
     if let Some(ttl) = described.time_to_live_description() {
         let enabled = matches!(
             ttl.time_to_live_status(),
@@ -145,11 +151,14 @@ async fn enable_ttl(client: &Client, config: &DynamoDbOutboxConfig) -> Result<()
         match ttl.attribute_name() {
             Some(attribute) if enabled && attribute == wanted => return Ok(()),
             Some(attribute) if enabled => {
-                return Err(OutboxError::Storage(format!(
-                    "{OPERATION}: the table {} has TTL enabled on `{attribute}`, not on \
+                return Err(OutboxError::storage(
+                    OPERATION,
+                    format!(
+                        "the table {} has TTL enabled on `{attribute}`, not on \
                      `{wanted}`; configure the outbox's ttl_attribute as `{attribute}`",
-                    config.table
-                )));
+                        config.table
+                    ),
+                ));
             }
             _ => {}
         }
@@ -158,13 +167,13 @@ async fn enable_ttl(client: &Client, config: &DynamoDbOutboxConfig) -> Result<()
         .enabled(true)
         .attribute_name(wanted)
         .build()
-        .map_err(|error| storage(OPERATION, &error))?;
+        .map_err(|error| storage(OPERATION, error))?;
     client
         .update_time_to_live()
         .table_name(&config.table)
         .time_to_live_specification(specification)
         .send()
         .await
-        .map_err(|error| storage(OPERATION, &error))?;
+        .map_err(|error| storage(OPERATION, error))?;
     Ok(())
 }

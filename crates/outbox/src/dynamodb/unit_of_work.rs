@@ -271,11 +271,14 @@ impl DynamoDbUnitOfWork {
                 }
             }
         }
-        Err(OutboxError::Storage(format!(
-            "committing a unit of work: the version of an aggregate appended with \
+        Err(OutboxError::storage(
+            "committing a unit of work",
+            format!(
+                "the version of an aggregate appended with \
              ExpectedVersion::Any kept changing; gave up after {ANY_ATTEMPTS} attempts \
              (retry the unit of work)"
-        )))
+            ),
+        ))
     }
 
     /// Builds the transaction: reads versions where needed, stamps the sequences.
@@ -354,7 +357,7 @@ impl DynamoDbUnitOfWork {
             .expression_attribute_names("#version", VERSION)
             .send()
             .await
-            .map_err(|error| storage("reading an aggregate's version", &error))?;
+            .map_err(|error| storage("reading an aggregate's version", error))?;
         Ok(output
             .item()
             .and_then(|item| number_of(item, VERSION))
@@ -387,7 +390,7 @@ impl DynamoDbUnitOfWork {
         };
         let update = update
             .build()
-            .map_err(|error| storage("building a version update", &error))?;
+            .map_err(|error| storage("building a version update", error))?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
@@ -425,7 +428,7 @@ impl DynamoDbUnitOfWork {
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", &self.config.partition_key)
             .build()
-            .map_err(|error| storage("building an outbox item", &error))?;
+            .map_err(|error| storage("building an outbox item", error))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
@@ -449,8 +452,9 @@ impl DynamoDbUnitOfWork {
                     Err(Sent::Cancelled(cancelled.cancellation_reasons().to_vec()))
                 }
                 Some(TransactWriteItemsError::IdempotentParameterMismatchException(_)) => {
-                    Err(Sent::Failed(OutboxError::Storage(
-                        "committing a unit of work: DynamoDB saw this request token with other \
+                    Err(Sent::Failed(OutboxError::storage(
+                        "committing a unit of work",
+                        "DynamoDB saw this request token with other \
                          items (a bug: the unit of work changed between attempts); begin a new \
                          unit of work"
                             .to_owned(),
@@ -459,7 +463,7 @@ impl DynamoDbUnitOfWork {
                 _ => Err(Sent::Failed(storage(
                     "committing a unit of work (nothing was committed unless a retry of this \
                      commit says so; retry it)",
-                    &error,
+                    error,
                 ))),
             },
         }
@@ -550,11 +554,14 @@ impl DynamoDbUnitOfWork {
                 }
             })
             .collect();
-        OutboxError::Storage(format!(
-            "committing a unit of work: the condition of {} failed, so nothing was committed; \
+        OutboxError::storage(
+            "committing a unit of work",
+            format!(
+                "the condition of {} failed, so nothing was committed; \
              reload what the condition checks and decide again",
-            refused.join(", ")
-        ))
+                refused.join(", ")
+            ),
+        )
     }
 }
 

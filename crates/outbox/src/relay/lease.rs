@@ -177,7 +177,10 @@ mod tests {
         ));
         assert!(!held.lapsed());
 
-        let failed = held.renewed(answer(Err(OutboxError::Storage("down".into()))), &config);
+        let failed = held.renewed(
+            answer(Err(OutboxError::storage("renewing", "down"))),
+            &config,
+        );
         assert!(matches!(failed, Renewal::Failed(_)));
         assert_eq!(held.renew_at, Instant::now() + Duration::from_millis(250));
         tokio::time::advance(Duration::from_secs(3)).await;

@@ -54,13 +54,17 @@ CREATE TABLE IF NOT EXISTS dovetail_outbox_lease (
 /// Maps the errors of SQLite (and of the blocking pool) to [`OutboxError::Storage`],
 /// naming the operation that failed.
 pub(crate) trait OrStorage<T> {
-    /// The value, or [`OutboxError::Storage`] saying `"{operation}: {error}"`.
+    /// The value, or [`OutboxError::Storage`] of `operation` with the error as its
+    /// source.
     fn or_storage(self, operation: &str) -> Result<T, OutboxError>;
 }
 
-impl<T, E: std::fmt::Display> OrStorage<T> for Result<T, E> {
+impl<T, E> OrStorage<T> for Result<T, E>
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+{
     fn or_storage(self, operation: &str) -> Result<T, OutboxError> {
-        self.map_err(|error| OutboxError::Storage(format!("{operation}: {error}")))
+        self.map_err(|error| OutboxError::storage(operation, error))
     }
 }
 
@@ -114,8 +118,9 @@ mod tests {
         let failed: Result<(), &str> = Err("database is locked");
         let error = failed.or_storage("fetch_ready").unwrap_err();
         assert!(matches!(
-            error,
-            OutboxError::Storage(message) if message == "fetch_ready: database is locked"
+            &error,
+            OutboxError::Storage { operation, source }
+                if operation == "fetch_ready" && source.to_string() == "database is locked"
         ));
     }
 }

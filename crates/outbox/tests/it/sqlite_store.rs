@@ -203,8 +203,9 @@ fn opening_a_file_that_cannot_be_created_says_where() {
         .join("nested")
         .join("service.db");
     let error = SqliteOutboxStore::open(&path, "relay").unwrap_err();
-    match error {
-        OutboxError::Storage(message) => {
+    match &error {
+        OutboxError::Storage { .. } => {
+            let message = error.to_string();
             assert!(message.contains(&path.display().to_string()), "{message}");
         }
         other => panic!("expected Storage, got {other:?}"),

@@ -73,7 +73,7 @@ pub(super) async fn load(
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|error| storage(OPERATION, &error))?;
+            .map_err(|error| storage(OPERATION, error))?;
         for item in output.items() {
             let Some(shard_id) = string_of(item, &config.sort_key) else {
                 continue;
@@ -137,7 +137,7 @@ pub(super) async fn save(
         .table_name(&config.table)
         .set_item(Some(item))
         .build()
-        .map_err(|error| storage(OPERATION, &error))?;
+        .map_err(|error| storage(OPERATION, error))?;
     let sent = store
         .client()
         .transact_write_items()
@@ -156,7 +156,7 @@ pub(super) async fn save(
             {
                 Err(store.lease_lost())
             }
-            _ => Err(storage(OPERATION, &error)),
+            _ => Err(storage(OPERATION, error)),
         },
     }
 }
@@ -183,7 +183,7 @@ pub(super) async fn prune(
                     config.key(CHECKPOINT_PARTITION.to_owned(), shard_id.clone()),
                 ))
                 .build()
-                .map_err(|error| storage(OPERATION, &error))?;
+                .map_err(|error| storage(OPERATION, error))?;
             actions.push(TransactWriteItem::builder().delete(delete).build());
         }
         let sent = store
@@ -202,7 +202,7 @@ pub(super) async fn prune(
                 {
                     store.lease_lost()
                 }
-                _ => storage(OPERATION, &error),
+                _ => storage(OPERATION, error),
             });
         }
         deleted += u64::try_from(chunk.len()).unwrap_or(u64::MAX);

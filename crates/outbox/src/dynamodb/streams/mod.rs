@@ -572,7 +572,7 @@ impl<P: Publisher> StreamsRelay<P> {
             .table_name(table)
             .send()
             .await
-            .map_err(|error| storage(OPERATION, &error))?;
+            .map_err(|error| storage(OPERATION, error))?;
         let description = described.table();
         let view = description
             .and_then(|table| table.stream_specification())
@@ -587,10 +587,13 @@ impl<P: Publisher> StreamsRelay<P> {
             {
                 Ok(arn.to_owned())
             }
-            _ => Err(OutboxError::Storage(format!(
-                "{OPERATION}: the table {table} has no stream with new images; enable a \
+            _ => Err(OutboxError::storage(
+                OPERATION,
+                format!(
+                    "the table {table} has no stream with new images; enable a \
                  NEW_IMAGE (or NEW_AND_OLD_IMAGES) stream, as create_table_if_missing does"
-            ))),
+                ),
+            )),
         }
     }
 
@@ -622,7 +625,7 @@ impl<P: Publisher> StreamsRelay<P> {
             match sent {
                 Ok(output) => {
                     return output.shard_iterator().map(str::to_owned).ok_or_else(|| {
-                        OutboxError::Storage(format!("{OPERATION}: the answer has no iterator"))
+                        OutboxError::storage(OPERATION, "the answer has no iterator")
                     });
                 }
                 Err(error)
@@ -638,7 +641,7 @@ impl<P: Publisher> StreamsRelay<P> {
                     );
                     after = None;
                 }
-                Err(error) => return Err(storage(OPERATION, &error)),
+                Err(error) => return Err(storage(OPERATION, error)),
             }
         }
     }
@@ -666,7 +669,7 @@ impl<P: Publisher> StreamsRelay<P> {
             {
                 Ok(None)
             }
-            Err(error) => Err(storage("reading stream records", &error)),
+            Err(error) => Err(storage("reading stream records", error)),
         }
     }
 
@@ -907,10 +910,13 @@ impl<P: Publisher> StreamsRelay<P> {
             while !asked.is_empty() {
                 attempt += 1;
                 if attempt > BATCH_GET_ATTEMPTS {
-                    return Err(OutboxError::Storage(format!(
-                        "{OPERATION}: DynamoDB left keys unprocessed {BATCH_GET_ATTEMPTS} times \
+                    return Err(OutboxError::storage(
+                        OPERATION,
+                        format!(
+                            "DynamoDB left keys unprocessed {BATCH_GET_ATTEMPTS} times \
                          (throttled); the relay retries"
-                    )));
+                        ),
+                    ));
                 }
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(std::mem::take(&mut asked)))
@@ -922,7 +928,7 @@ impl<P: Publisher> StreamsRelay<P> {
                     .expression_attribute_names("#attempts", ATTEMPTS)
                     .expression_attribute_names("#parked", PARKED)
                     .build()
-                    .map_err(|error| storage(OPERATION, &error))?;
+                    .map_err(|error| storage(OPERATION, error))?;
                 let output = self
                     .store
                     .client()
@@ -930,7 +936,7 @@ impl<P: Publisher> StreamsRelay<P> {
                     .request_items(&config.table, request)
                     .send()
                     .await
-                    .map_err(|error| storage(OPERATION, &error))?;
+                    .map_err(|error| storage(OPERATION, error))?;
                 for item in output
                     .responses()
                     .and_then(|responses| responses.get(&config.table))

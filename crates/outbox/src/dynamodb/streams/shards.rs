@@ -27,7 +27,7 @@ pub(super) async fn list(client: &Client, stream_arn: &str) -> Result<Vec<ShardI
             .set_exclusive_start_shard_id(start.take())
             .send()
             .await
-            .map_err(|error| storage("describing the outbox stream", &error))?;
+            .map_err(|error| storage("describing the outbox stream", error))?;
         let Some(description) = described.stream_description() else {
             return Ok(shards);
         };

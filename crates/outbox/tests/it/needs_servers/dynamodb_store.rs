@@ -147,10 +147,14 @@ async fn create_table_if_missing_is_idempotent_and_enables_ttl() {
         .create_table_if_missing()
         .await
         .unwrap_err();
-    assert!(
-        refused.to_string().contains("sort key `range`"),
-        "{refused}"
+    // What is wrong is the error's source; the chain reads as one message.
+    let message = format!(
+        "{refused}: {}",
+        std::error::Error::source(&refused)
+            .map(ToString::to_string)
+            .unwrap_or_default()
     );
+    assert!(message.contains("sort key `range`"), "{message}");
 }
 
 #[tokio::test]

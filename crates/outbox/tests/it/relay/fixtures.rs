@@ -340,8 +340,9 @@ impl<S: OutboxStore> OutboxStore for ObservedStore<S> {
     ) -> Result<Option<RelayLease>, OutboxError> {
         tokio::task::yield_now().await;
         if Controls::get(&self.controls.lease_calls_fail) {
-            return Err(OutboxError::Storage(
-                "injected: the store is unreachable".into(),
+            return Err(OutboxError::storage(
+                "acquiring the lease",
+                "injected: the store is unreachable",
             ));
         }
         let lease = self.inner.acquire_lease(owner, ttl).await;
