@@ -6,7 +6,7 @@ use dovetail_events::envelope::{AggregateRef, Event, EventMetadata};
 use crate::{ExpectedVersion, OutboxError};
 
 /// A unit of work that events can be appended to: the SQLite one
-/// ([`sqlite::UnitOfWork`](crate::sqlite::UnitOfWork)) and the DynamoDB one
+/// ([`sqlite::SqliteUnitOfWork`](crate::sqlite::SqliteUnitOfWork)) and the DynamoDB one
 /// ([`dynamodb::DynamoDbUnitOfWork`](crate::dynamodb::DynamoDbUnitOfWork)). Code that
 /// turns a domain change into events takes `&mut impl AppendEvents` and works on both.
 ///
@@ -51,7 +51,7 @@ pub trait AppendEvents {
 }
 
 #[cfg(feature = "sqlite")]
-impl AppendEvents for crate::sqlite::UnitOfWork<'_> {
+impl AppendEvents for crate::sqlite::SqliteUnitOfWork<'_> {
     fn append_event<E: Event>(
         &mut self,
         aggregate: AggregateRef,

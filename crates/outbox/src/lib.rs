@@ -1,7 +1,7 @@
 //! The transactional outbox: a service's write and the events about it commit together,
 //! and a relay publishes every committed event to the broker, in order per aggregate.
 //!
-//! - A **unit of work** ([`sqlite::UnitOfWork`], feature `sqlite`) runs the service's own
+//! - A **unit of work** ([`sqlite::SqliteUnitOfWork`], feature `sqlite`) runs the service's own
 //!   writes and appends events in one database transaction. It stamps each event with its
 //!   aggregate's next sequence under optimistic concurrency on the aggregate's version: a
 //!   lost race is [`OutboxError::Conflict`], and nothing of the transaction is kept.
@@ -32,6 +32,7 @@
 //! | `metrics` | relay metrics through the `metrics` facade |
 
 mod append;
+mod committed;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 mod error;
@@ -43,6 +44,7 @@ pub mod sqlite;
 mod store;
 
 pub use append::AppendEvents;
+pub use committed::Committed;
 pub use error::OutboxError;
 pub use memory::MemoryOutboxStore;
 pub use record::{ExpectedVersion, Failure, OutboxBacklog, OutboxRecord, Position};

@@ -75,7 +75,7 @@ use tokio::sync::Notify;
 
 pub use store::DynamoDbOutboxStore;
 pub use streams::{StreamsRelay, StreamsRelayConfig, StreamsRelayReport};
-pub use unit_of_work::{Committed, DynamoDbUnitOfWork};
+pub use unit_of_work::DynamoDbUnitOfWork;
 
 use crate::OutboxError;
 

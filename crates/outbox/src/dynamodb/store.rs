@@ -13,11 +13,13 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem,
 use dovetail_events::envelope::{Envelope, EventId};
 
 use super::{
-    ATTEMPTS, COMMITTED_AT, Committed, DynamoDbOutboxConfig, ENVELOPE, FENCING_TOKEN, HELD_UNTIL,
+    ATTEMPTS, COMMITTED_AT, DynamoDbOutboxConfig, ENVELOPE, FENCING_TOKEN, HELD_UNTIL,
     LEASE_PARTITION, OWNER, PARKED, PENDING, PUBLISHED, RETRY_AT, epoch_ms, number, number_of,
     record_sort_key, shard_partition, storage, string_of, time_of,
 };
-use crate::{Failure, OutboxBacklog, OutboxError, OutboxRecord, OutboxStore, Position, RelayLease};
+use crate::{
+    Committed, Failure, OutboxBacklog, OutboxError, OutboxRecord, OutboxStore, Position, RelayLease,
+};
 
 /// How many record updates go in one transaction with the lease check (DynamoDB allows
 /// 100 actions).

@@ -1,5 +1,5 @@
 //! [`DynamoDbUnitOfWork`]: a service's writes and the events about them in one
-//! `TransactWriteItems`, and [`Committed`], what a successful commit reports.
+//! `TransactWriteItems`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use super::{
     RETRY_AT, STATE, VERSION, budget, epoch_ms, number, number_of, record_sort_key,
     shard_partition, storage,
 };
-use crate::{ExpectedVersion, OutboxError};
+use crate::{Committed, ExpectedVersion, OutboxError};
 
 /// How often a commit re-reads the versions of `Any` aggregates when another writer
 /// changed one between the read and the transaction.
@@ -249,7 +249,7 @@ impl DynamoDbUnitOfWork {
             };
             match self.send(&prepared).await {
                 Ok(()) => {
-                    if !prepared.committed.envelopes.is_empty() {
+                    if !prepared.committed.envelopes().is_empty() {
                         self.commits.notify_waiters();
                         self.commits.notify_one();
                     }
@@ -337,10 +337,7 @@ impl DynamoDbUnitOfWork {
         Ok(Prepared {
             actions,
             token,
-            committed: Committed {
-                envelopes,
-                versions: new_versions,
-            },
+            committed: Committed::unnumbered(envelopes, new_versions),
             expectations,
         })
     }
@@ -540,7 +537,7 @@ impl DynamoDbUnitOfWork {
                 } else {
                     let event = prepared
                         .committed
-                        .envelopes
+                        .envelopes()
                         .get(index - first_event)
                         .map(|envelope| envelope.id().to_string())
                         .unwrap_or_default();
@@ -571,70 +568,6 @@ enum Sent {
     Cancelled(Vec<CancellationReason>),
     /// Anything else.
     Failed(OutboxError),
-}
-
-/// What a unit of work committed: the events as they went into the outbox, and the new
-/// version of each aggregate (which a service can return as an `ETag`).
-///
-/// # Example
-/// ```no_run
-/// use dovetail_events::envelope::{AggregateRef, Event, EventMetadata};
-/// use dovetail_outbox::ExpectedVersion;
-/// use dovetail_outbox::dynamodb::DynamoDbOutbox;
-///
-/// #[derive(serde::Serialize, serde::Deserialize)]
-/// struct PolicyRenewed { year: u16 }
-/// impl Event for PolicyRenewed {
-///     const TYPE: &'static str = "policy.renewed";
-///     const VERSION: u32 = 1;
-/// }
-///
-/// # async fn example(outbox: DynamoDbOutbox) -> Result<(), Box<dyn std::error::Error>> {
-/// let policy = AggregateRef::parse("policy", "pol-7")?;
-/// let mut uow = outbox.unit_of_work();
-/// for year in [2025, 2026] {
-///     uow.append(policy.clone(), ExpectedVersion::New, &PolicyRenewed { year }, EventMetadata::default())?;
-/// }
-/// let committed = uow.commit().await?;
-/// let sequences: Vec<u64> = committed.envelopes().iter().map(|e| e.sequence().get()).collect();
-/// assert_eq!(sequences, [1, 2]);
-/// assert_eq!(committed.version(&policy), Some(2));
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Committed {
-    envelopes: Vec<Envelope>,
-    versions: Vec<(AggregateRef, u64)>,
-}
-
-impl Committed {
-    /// The events, in the order they were appended, with their ids and stamped sequences.
-    pub fn envelopes(&self) -> &[Envelope] {
-        &self.envelopes
-    }
-
-    /// The events, owned.
-    pub fn into_envelopes(self) -> Vec<Envelope> {
-        self.envelopes
-    }
-
-    /// The version `aggregate` has now (its last sequence), if the unit of work appended
-    /// to it.
-    pub fn version(&self, aggregate: &AggregateRef) -> Option<u64> {
-        self.versions
-            .iter()
-            .find(|(known, _)| known == aggregate)
-            .map(|&(_, version)| version)
-    }
-
-    /// Every aggregate the unit of work appended to, with its new version, in the order
-    /// of their first event.
-    pub fn versions(&self) -> impl Iterator<Item = (&AggregateRef, u64)> {
-        self.versions
-            .iter()
-            .map(|(aggregate, version)| (aggregate, *version))
-    }
 }
 
 /// The version an expectation requires, `None` for `Any`; `New` is version 0.

@@ -1,4 +1,4 @@
-//! The outbox on SQLite (feature `sqlite`): the [`UnitOfWork`] that commits a service's
+//! The outbox on SQLite (feature `sqlite`): the [`SqliteUnitOfWork`] that commits a service's
 //! writes and its events in one transaction of the service's own connection, and the
 //! [`SqliteOutboxStore`] a relay reads them from.
 //!
@@ -71,7 +71,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::Notify;
 
 pub use store::SqliteOutboxStore;
-pub use unit_of_work::{Committed, UnitOfWork};
+pub use unit_of_work::SqliteUnitOfWork;
 
 use crate::OutboxError;
 use schema::OrStorage;
@@ -99,7 +99,7 @@ impl OutboxConfig {
     }
 }
 
-/// A service's outbox on SQLite: begins [units of work](UnitOfWork) on the service's
+/// A service's outbox on SQLite: begins [units of work](SqliteUnitOfWork) on the service's
 /// connection, and tells the relay in the same process when one commits.
 ///
 /// Make one per service and share it (it is cheap to clone; clones share the commit
@@ -189,11 +189,14 @@ impl SqliteOutbox {
     /// [`OutboxError::Storage`] when the transaction cannot begin (the write lock stayed
     /// taken for the whole busy timeout of `connection`, or a transaction is already open
     /// on it).
-    pub fn begin<'c>(&self, connection: &'c mut Connection) -> Result<UnitOfWork<'c>, OutboxError> {
+    pub fn begin<'c>(
+        &self,
+        connection: &'c mut Connection,
+    ) -> Result<SqliteUnitOfWork<'c>, OutboxError> {
         let transaction = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .or_storage("beginning a unit of work")?;
-        Ok(UnitOfWork::new(
+        Ok(SqliteUnitOfWork::new(
             transaction,
             self.source.clone(),
             Arc::clone(&self.commits),

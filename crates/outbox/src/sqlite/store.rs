@@ -19,7 +19,7 @@ use crate::{Failure, OutboxBacklog, OutboxError, OutboxRecord, OutboxStore, Posi
 /// then; a test checks the plan).
 /// Whether `lease` is the current holder: same owner, same token, not released.
 /// The relay's [`OutboxStore`] on a SQLite outbox: the tables a
-/// [`UnitOfWork`](super::UnitOfWork) writes, read and settled through a connection of its
+/// [`SqliteUnitOfWork`](super::SqliteUnitOfWork) writes, read and settled through a connection of its
 /// own to the same database file.
 ///
 /// Every operation runs on tokio's blocking pool, on one connection behind a mutex. Writes

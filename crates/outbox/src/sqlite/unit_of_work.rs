@@ -1,5 +1,5 @@
-//! [`UnitOfWork`]: a service's writes and the events about them in one SQLite transaction,
-//! and [`Committed`], what a successful commit reports.
+//! [`SqliteUnitOfWork`]: a service's writes and the events about them in one SQLite
+//! transaction.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use tokio::sync::Notify;
 
 use super::schema::{OrStorage, now_ms, to_i64, to_u64};
-use crate::{ExpectedVersion, OutboxError, Position};
+use crate::{Committed, ExpectedVersion, OutboxError};
 
 /// Adds `n` to an aggregate's version whatever it is, creating it at `n`.
 const BUMP_ANY: &str = "
@@ -90,7 +90,7 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 /// ```
 #[derive(Debug)]
 #[must_use = "a unit of work rolls back unless it is committed"]
-pub struct UnitOfWork<'c> {
+pub struct SqliteUnitOfWork<'c> {
     transaction: Transaction<'c>,
     source: Source,
     commits: Arc<Notify>,
@@ -116,7 +116,7 @@ struct Appending {
     own_first: Option<u64>,
 }
 
-impl<'c> UnitOfWork<'c> {
+impl<'c> SqliteUnitOfWork<'c> {
     pub(super) fn new(transaction: Transaction<'c>, source: Source, commits: Arc<Notify>) -> Self {
         Self {
             transaction,
@@ -363,11 +363,7 @@ impl<'c> UnitOfWork<'c> {
             commits.notify_waiters();
             commits.notify_one();
         }
-        Ok(Committed {
-            envelopes,
-            positions,
-            versions,
-        })
+        Ok(Committed::numbered(envelopes, positions, versions))
     }
 
     /// Rolls the business writes and the events back; the same as dropping the unit of
@@ -380,82 +376,6 @@ impl<'c> UnitOfWork<'c> {
         self.transaction
             .rollback()
             .or_storage("rolling a unit of work back")
-    }
-}
-
-/// What a unit of work committed: the events as they went into the outbox, and the new
-/// version of each aggregate (which a service can return as an `ETag`).
-///
-/// # Example
-/// ```
-/// use dovetail_events::envelope::{AggregateRef, Event, EventMetadata, Source};
-/// use dovetail_outbox::ExpectedVersion;
-/// use dovetail_outbox::sqlite::{OutboxConfig, SqliteOutbox};
-///
-/// #[derive(serde::Serialize, serde::Deserialize)]
-/// struct PolicyRenewed { policy_id: String, year: u16 }
-/// impl Event for PolicyRenewed {
-///     const TYPE: &'static str = "policy.renewed";
-///     const VERSION: u32 = 1;
-/// }
-///
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let mut db = rusqlite::Connection::open_in_memory()?;
-/// # SqliteOutbox::create_schema(&db)?;
-/// let outbox = SqliteOutbox::new(OutboxConfig::new(Source::parse("policy-service")?));
-/// let policy = AggregateRef::parse("policy", "pol-7")?;
-/// let mut uow = outbox.begin(&mut db)?;
-/// for year in [2025, 2026] {
-///     let renewed = PolicyRenewed { policy_id: "pol-7".into(), year };
-///     uow.append(policy.clone(), ExpectedVersion::New, &renewed, EventMetadata::default())?;
-/// }
-/// let committed = uow.commit()?;
-///
-/// let sequences: Vec<u64> = committed.envelopes().iter().map(|e| e.sequence().get()).collect();
-/// assert_eq!(sequences, [1, 2]);
-/// let etag = format!("\"{}\"", committed.version(&policy).unwrap_or(0));
-/// assert_eq!(etag, "\"2\"");
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Committed {
-    envelopes: Vec<Envelope>,
-    positions: Vec<Position>,
-    versions: Vec<(AggregateRef, u64)>,
-}
-
-impl Committed {
-    /// The events, in the order they were appended, with their ids and stamped sequences.
-    pub fn envelopes(&self) -> &[Envelope] {
-        &self.envelopes
-    }
-
-    /// The events, owned.
-    pub fn into_envelopes(self) -> Vec<Envelope> {
-        self.envelopes
-    }
-
-    /// Each event's place in the outbox, in the order of [`envelopes`](Self::envelopes).
-    pub fn positions(&self) -> &[Position] {
-        &self.positions
-    }
-
-    /// The version `aggregate` has now (its last sequence), if the unit of work appended
-    /// to it.
-    pub fn version(&self, aggregate: &AggregateRef) -> Option<u64> {
-        self.versions
-            .iter()
-            .find(|(known, _)| known == aggregate)
-            .map(|&(_, version)| version)
-    }
-
-    /// Every aggregate the unit of work appended to, with its new version, in the order
-    /// of their first event.
-    pub fn versions(&self) -> impl Iterator<Item = (&AggregateRef, u64)> {
-        self.versions
-            .iter()
-            .map(|(aggregate, version)| (aggregate, *version))
     }
 }
 

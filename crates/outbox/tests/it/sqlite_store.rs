@@ -27,7 +27,11 @@ fn commit(path: &std::path::Path, policies: &[&str]) -> Vec<Position> {
         )
         .unwrap();
     }
-    uow.commit().unwrap().positions().to_vec()
+    uow.commit()
+        .unwrap()
+        .positions()
+        .expect("SQLite numbers its records")
+        .to_vec()
 }
 
 #[tokio::test]

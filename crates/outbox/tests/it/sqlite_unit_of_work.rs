@@ -6,7 +6,7 @@ use std::thread;
 use std::time::Duration;
 
 use dovetail_events::envelope::{AggregateRef, Event, EventMetadata, Upcasters};
-use dovetail_outbox::sqlite::{OutboxConfig, SqliteOutbox, SqliteOutboxStore, UnitOfWork};
+use dovetail_outbox::sqlite::{OutboxConfig, SqliteOutbox, SqliteOutboxStore, SqliteUnitOfWork};
 use dovetail_outbox::{ExpectedVersion, OutboxError, OutboxStore};
 use rusqlite::{Connection, params};
 
@@ -34,7 +34,7 @@ impl Service {
         }
     }
 
-    fn begin(&mut self) -> UnitOfWork<'_> {
+    fn begin(&mut self) -> SqliteUnitOfWork<'_> {
         self.outbox.begin(&mut self.db).unwrap()
     }
 
@@ -89,13 +89,13 @@ fn open_service_db(path: &std::path::Path) -> Connection {
     db
 }
 
-fn insert_policy(uow: &UnitOfWork<'_>, id: &str) -> rusqlite::Result<usize> {
+fn insert_policy(uow: &SqliteUnitOfWork<'_>, id: &str) -> rusqlite::Result<usize> {
     uow.transaction()
         .execute("INSERT INTO policies VALUES (?1, '100.00')", params![id])
 }
 
 fn append(
-    uow: &mut UnitOfWork<'_>,
+    uow: &mut SqliteUnitOfWork<'_>,
     id: &str,
     expected: ExpectedVersion,
 ) -> Result<(), OutboxError> {
@@ -129,7 +129,7 @@ async fn commit_keeps_the_business_row_and_its_events() {
     let records = service.store.fetch_ready(10).await.unwrap();
     assert_eq!(
         records.iter().map(|r| r.position).collect::<Vec<_>>(),
-        committed.positions()
+        committed.positions().expect("SQLite numbers its records")
     );
     let stored: Vec<_> = records.into_iter().map(|r| r.envelope).collect();
     assert_eq!(stored, committed.envelopes());
@@ -561,7 +561,7 @@ fn versioned_policies(db: &Connection) {
     .unwrap();
 }
 
-fn append_at(uow: &mut UnitOfWork<'_>, id: &str, version: u64) -> Result<(), OutboxError> {
+fn append_at(uow: &mut SqliteUnitOfWork<'_>, id: &str, version: u64) -> Result<(), OutboxError> {
     uow.append_at(
         policy(id),
         version,
@@ -572,7 +572,7 @@ fn append_at(uow: &mut UnitOfWork<'_>, id: &str, version: u64) -> Result<(), Out
 
 /// Raises the service's own version from `from` to `from + events` if it is still `from`
 /// (`from` 0 inserts the row); `false` when another write came first.
-fn raise_own_version(uow: &UnitOfWork<'_>, id: &str, from: u64, events: u64) -> bool {
+fn raise_own_version(uow: &SqliteUnitOfWork<'_>, id: &str, from: u64, events: u64) -> bool {
     let changed = if from == 0 {
         uow.transaction().execute(
             "INSERT INTO versioned_policies VALUES (?1, '100.00', ?2) ON CONFLICT DO NOTHING",

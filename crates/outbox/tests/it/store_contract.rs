@@ -110,7 +110,11 @@ impl Harness for SqliteHarness {
             )
             .unwrap();
         }
-        uow.commit().unwrap().positions().to_vec()
+        uow.commit()
+            .unwrap()
+            .positions()
+            .expect("SQLite numbers its records")
+            .to_vec()
     }
 }
 

@@ -9,7 +9,7 @@ use dovetail_events::envelope::Source;
 use dovetail_events::idempotency::{
     IdempotencyError, IdempotencyKey, MarkOutcome, SqliteIdempotencyStore, StoredOutcome,
 };
-use dovetail_outbox::sqlite::{OutboxConfig, SqliteOutbox, SqliteOutboxStore, UnitOfWork};
+use dovetail_outbox::sqlite::{OutboxConfig, SqliteOutbox, SqliteOutboxStore, SqliteUnitOfWork};
 use rusqlite::Connection;
 
 use super::{IDEMPOTENCY_RETENTION, OpenedStore, RequestRecord, StoreError, WriteOutcome};
@@ -71,7 +71,7 @@ pub fn write(
     connection: &mut Connection,
     outbox: &SqliteOutbox,
     request: Option<&RequestRecord>,
-    apply: impl FnOnce(&mut UnitOfWork<'_>) -> Result<(), StoreError>,
+    apply: impl FnOnce(&mut SqliteUnitOfWork<'_>) -> Result<(), StoreError>,
 ) -> Result<WriteOutcome, StoreError> {
     let mut unit = outbox.begin(connection)?;
     if let Some(request) = request {
@@ -98,7 +98,7 @@ pub fn write(
     Ok(WriteOutcome::Written)
 }
 
-fn mark(unit: &UnitOfWork<'_>, request: &RequestRecord) -> Result<MarkOutcome, StoreError> {
+fn mark(unit: &SqliteUnitOfWork<'_>, request: &RequestRecord) -> Result<MarkOutcome, StoreError> {
     let key = IdempotencyKey::new(&request.key)
         .map_err(|error| StoreError::Backend(error.to_string()))?;
     SqliteIdempotencyStore::mark_processed_in(

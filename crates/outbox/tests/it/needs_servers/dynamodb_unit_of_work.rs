@@ -242,7 +242,7 @@ async fn sequences_continue_across_units_of_work() {
             uow.commit().await.unwrap()
         }
     };
-    let sequences = |committed: &dovetail_outbox::dynamodb::Committed| {
+    let sequences = |committed: &dovetail_outbox::Committed| {
         committed
             .envelopes()
             .iter()
