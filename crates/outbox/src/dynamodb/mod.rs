@@ -75,6 +75,7 @@ use tokio::sync::Notify;
 
 pub use store::DynamoDbOutboxStore;
 pub use streams::{StreamsRelay, StreamsRelayConfig, StreamsRelayReport};
+pub use table::SecondaryIndex;
 pub use unit_of_work::DynamoDbUnitOfWork;
 
 use crate::OutboxError;
@@ -136,6 +137,10 @@ pub struct DynamoDbOutboxConfig {
     pub sort_key: String,
     /// The table's TTL attribute, epoch seconds (default `expires_at`).
     pub ttl_attribute: String,
+    /// The service's own global secondary indexes on the table (default none):
+    /// [`DynamoDbOutbox::create_table_if_missing`] creates them with the table and adds
+    /// those an existing table lacks.
+    pub secondary_indexes: Vec<SecondaryIndex>,
 }
 
 impl DynamoDbOutboxConfig {
@@ -149,7 +154,15 @@ impl DynamoDbOutboxConfig {
             partition_key: "pk".to_owned(),
             sort_key: "sk".to_owned(),
             ttl_attribute: "expires_at".to_owned(),
+            secondary_indexes: Vec::new(),
         }
+    }
+
+    /// This config with the service's global secondary index `index` on the table.
+    #[must_use]
+    pub fn with_secondary_index(mut self, index: SecondaryIndex) -> Self {
+        self.secondary_indexes.push(index);
+        self
     }
 
     /// How many shards there are (at least one).
@@ -255,14 +268,16 @@ impl DynamoDbOutbox {
     }
 
     /// Creates the table unless it exists (partition and sort keys as configured,
-    /// on-demand billing, a stream of new images for the [`StreamsRelay`]), waits until
-    /// it is active, and enables TTL on the TTL attribute. Safe to call on every start,
+    /// on-demand billing, a stream of new images for the [`StreamsRelay`], the
+    /// configured secondary indexes), waits until it is active, adds the secondary
+    /// indexes an existing table lacks and waits until DynamoDB has built them (up to
+    /// 15 minutes), and enables TTL on the TTL attribute. Safe to call on every start,
     /// from several processes at once.
     ///
     /// # Errors
     /// [`OutboxError::Storage`] when DynamoDB refuses, the table exists with other keys,
-    /// it does not become active within a minute, or its TTL is enabled on another
-    /// attribute.
+    /// it does not become active within a minute, an index is not built in time, or its
+    /// TTL is enabled on another attribute.
     pub async fn create_table_if_missing(&self) -> Result<(), OutboxError> {
         table::create_if_missing(&self.client, &self.config).await
     }

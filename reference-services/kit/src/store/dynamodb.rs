@@ -21,14 +21,7 @@ use std::marker::PhantomData;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::create_table::CreateTableError;
-use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex,
-    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType,
-    Put, ScalarAttributeType, StreamSpecification, StreamViewType, TableDescription,
-    TransactWriteItem,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use dovetail_events::envelope::Source;
 use dovetail_events::idempotency::{
     DynamoDbIdempotencyConfig, DynamoDbIdempotencyStore, Fingerprint, IdempotencyKey, StoredOutcome,
@@ -48,20 +41,8 @@ const REQUEST_PREFIX: &str = "request#";
 const REQUEST_SORT_KEY: &str = "request";
 /// The version attribute of versioned items.
 pub const VERSION: &str = "version";
-/// How long [`open_table`] waits for a new secondary index to be built.
-const INDEX_ACTIVE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
-/// A global secondary index of a service's table: string keys, every attribute
-/// projected. Only items that have both attributes appear in it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecondaryIndex {
-    /// The index's name.
-    pub name: String,
-    /// Its partition key, a string attribute.
-    pub partition_key: String,
-    /// Its sort key, a string attribute.
-    pub sort_key: String,
-}
+pub use dovetail_outbox::dynamodb::SecondaryIndex;
 
 /// A service's table and outbox on DynamoDB: the outbox to begin units of work from and
 /// the client for the service's own reads.
@@ -86,11 +67,10 @@ pub async fn open_table(
     source: Source,
     indexes: &[SecondaryIndex],
 ) -> Result<ServiceTable, StoreError> {
-    let config = DynamoDbOutboxConfig::new(table, source);
-    create_if_missing(client, &config, indexes).await?;
+    let mut config = DynamoDbOutboxConfig::new(table, source);
+    config.secondary_indexes = indexes.to_vec();
     let outbox = DynamoDbOutbox::new(client.clone(), config);
     outbox.create_table_if_missing().await?;
-    add_missing_indexes(client, table, indexes).await?;
     let config = outbox.config();
     let requests = DynamoDbIdempotencyStore::new(
         client.clone(),
@@ -757,203 +737,4 @@ fn epoch_ms(time: SystemTime) -> u64 {
             .as_millis(),
     )
     .unwrap_or(u64::MAX)
-}
-
-const OPENING: &str = "opening the service's DynamoDB table";
-
-fn string_attribute(name: &str) -> Result<AttributeDefinition, StoreError> {
-    AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(ScalarAttributeType::S)
-        .build()
-        .map_err(|error| backend(OPENING, &error))
-}
-
-fn key_element(name: &str, key_type: KeyType) -> Result<KeySchemaElement, StoreError> {
-    KeySchemaElement::builder()
-        .attribute_name(name)
-        .key_type(key_type)
-        .build()
-        .map_err(|error| backend(OPENING, &error))
-}
-
-fn index_definition(index: &SecondaryIndex) -> Result<GlobalSecondaryIndex, StoreError> {
-    GlobalSecondaryIndex::builder()
-        .index_name(&index.name)
-        .key_schema(key_element(&index.partition_key, KeyType::Hash)?)
-        .key_schema(key_element(&index.sort_key, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
-        .build()
-        .map_err(|error| backend(OPENING, &error))
-}
-
-/// The attribute definitions the indexes need, each once.
-fn index_attributes(indexes: &[SecondaryIndex]) -> Vec<&str> {
-    let mut names: Vec<&str> = indexes
-        .iter()
-        .flat_map(|index| [index.partition_key.as_str(), index.sort_key.as_str()])
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names
-}
-
-async fn describe(client: &Client, table: &str) -> Result<Option<TableDescription>, StoreError> {
-    match client.describe_table().table_name(table).send().await {
-        Ok(output) => Ok(output.table().cloned()),
-        Err(error)
-            if matches!(
-                error.as_service_error(),
-                Some(DescribeTableError::ResourceNotFoundException(_))
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(error) => Err(backend(&format!("{OPENING} {table}"), &error)),
-    }
-}
-
-/// Creates the table with the outbox's layout and the indexes, unless it exists.
-async fn create_if_missing(
-    client: &Client,
-    config: &DynamoDbOutboxConfig,
-    indexes: &[SecondaryIndex],
-) -> Result<(), StoreError> {
-    if describe(client, &config.table).await?.is_some() {
-        return Ok(());
-    }
-    let mut request = client
-        .create_table()
-        .table_name(&config.table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .stream_specification(
-            StreamSpecification::builder()
-                .stream_enabled(true)
-                .stream_view_type(StreamViewType::NewImage)
-                .build()
-                .map_err(|error| backend(OPENING, &error))?,
-        )
-        .key_schema(key_element(&config.partition_key, KeyType::Hash)?)
-        .key_schema(key_element(&config.sort_key, KeyType::Range)?);
-    let mut attributes = vec![config.partition_key.as_str(), config.sort_key.as_str()];
-    attributes.extend(index_attributes(indexes));
-    attributes.sort_unstable();
-    attributes.dedup();
-    for name in attributes {
-        request = request.attribute_definitions(string_attribute(name)?);
-    }
-    for index in indexes {
-        request = request.global_secondary_indexes(index_definition(index)?);
-    }
-    match request.send().await {
-        Ok(_) => Ok(()),
-        // Another process created it meanwhile.
-        Err(error)
-            if error
-                .as_service_error()
-                .is_some_and(CreateTableError::is_resource_in_use_exception) =>
-        {
-            Ok(())
-        }
-        Err(error) => Err(backend(
-            &format!("{OPENING}: creating {}", config.table),
-            &error,
-        )),
-    }
-}
-
-/// Adds the indexes the table lacks (one at a time: DynamoDB builds one per update) and
-/// waits until every index of `indexes` is active.
-async fn add_missing_indexes(
-    client: &Client,
-    table: &str,
-    indexes: &[SecondaryIndex],
-) -> Result<(), StoreError> {
-    let deadline = tokio::time::Instant::now() + INDEX_ACTIVE_TIMEOUT;
-    let mut announced = false;
-    loop {
-        let description = describe(client, table).await?.ok_or_else(|| {
-            StoreError::Backend(format!("{OPENING}: the table {table} disappeared"))
-        })?;
-        let existing = description.global_secondary_indexes();
-        let status_of = |name: &str| {
-            existing
-                .iter()
-                .find(|index| index.index_name() == Some(name))
-                .map(|index| index.index_status().cloned())
-        };
-        let missing = indexes
-            .iter()
-            .find(|index| status_of(&index.name).is_none());
-        let building = indexes
-            .iter()
-            .any(|index| matches!(status_of(&index.name), Some(status) if status != Some(IndexStatus::Active)));
-        match missing {
-            None if !building => return Ok(()),
-            Some(index) if !building => {
-                tracing::info!(table, index = %index.name, "adding a secondary index; DynamoDB builds it before the service starts");
-                announced = true;
-                let mut request = client
-                    .update_table()
-                    .table_name(table)
-                    .global_secondary_index_updates(
-                        GlobalSecondaryIndexUpdate::builder()
-                            .create(
-                                aws_sdk_dynamodb::types::CreateGlobalSecondaryIndexAction::builder(
-                                )
-                                .index_name(&index.name)
-                                .key_schema(key_element(&index.partition_key, KeyType::Hash)?)
-                                .key_schema(key_element(&index.sort_key, KeyType::Range)?)
-                                .projection(
-                                    Projection::builder()
-                                        .projection_type(ProjectionType::All)
-                                        .build(),
-                                )
-                                .build()
-                                .map_err(|error| backend(OPENING, &error))?,
-                            )
-                            .build(),
-                    );
-                for name in index_attributes(std::slice::from_ref(index)) {
-                    request = request.attribute_definitions(string_attribute(name)?);
-                }
-                if let Err(error) = request.send().await {
-                    // Another process may have added it meanwhile: look again before failing.
-                    let added = describe(client, table).await?.is_some_and(|table| {
-                        table
-                            .global_secondary_indexes()
-                            .iter()
-                            .any(|i| i.index_name() == Some(index.name.as_str()))
-                    });
-                    if !added {
-                        return Err(backend(
-                            &format!("{OPENING}: adding the index {} to {table}", index.name),
-                            &error,
-                        ));
-                    }
-                }
-                continue;
-            }
-            _ => {}
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(StoreError::Backend(format!(
-                "{OPENING}: the secondary indexes of {table} were not built within {} minutes; \
-                 DynamoDB keeps building them: start the service again later",
-                INDEX_ACTIVE_TIMEOUT.as_secs() / 60
-            )));
-        }
-        if !announced {
-            tracing::info!(
-                table,
-                "waiting for DynamoDB to build the table's secondary indexes"
-            );
-            announced = true;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
 }

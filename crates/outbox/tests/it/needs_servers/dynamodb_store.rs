@@ -1,5 +1,5 @@
 //! `DynamoDbOutboxStore` against the AWS emulator: the generic store contract (a fresh
-//! table per test), TTL marks on published records, and a relay draining 50 events of 5
+//! table per test), the table's creation with its secondary indexes, TTL marks on published records, and a relay draining 50 events of 5
 //! aggregates through a `MemoryPublisher` in per-aggregate order.
 
 use std::collections::HashMap;
@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_dynamodb::types::{AttributeValue, StreamViewType};
 use dovetail_events::envelope::EventMetadata;
 use dovetail_events::publish::MemoryPublisher;
-use dovetail_outbox::dynamodb::{DynamoDbOutbox, DynamoDbOutboxConfig, DynamoDbOutboxStore};
+use dovetail_outbox::dynamodb::{
+    DynamoDbOutbox, DynamoDbOutboxConfig, DynamoDbOutboxStore, SecondaryIndex,
+};
 use dovetail_outbox::relay::{Relay, RelayConfig};
 use dovetail_outbox::{ExpectedVersion, OutboxStore, Position};
 use dovetail_testkit::aws::{TableSpec, fresh_table};
@@ -155,6 +157,80 @@ async fn create_table_if_missing_is_idempotent_and_enables_ttl() {
             .unwrap_or_default()
     );
     assert!(message.contains("sort key `range`"), "{message}");
+}
+
+#[tokio::test]
+async fn secondary_indexes_are_created_with_the_table_and_added_to_an_existing_one() {
+    let aws = dovetail_testkit::aws().await;
+    let client = aws.dynamodb();
+    let table = dovetail_testkit::unique_name("outbox-indexed");
+    let by_customer = SecondaryIndex::new("by-customer", "customer_id", "policy_id");
+    let config = DynamoDbOutboxConfig::new(&table, source()).with_secondary_index(by_customer);
+    DynamoDbOutbox::new(client.clone(), config.clone())
+        .create_table_if_missing()
+        .await
+        .unwrap();
+    assert_eq!(index_names(&client, &table).await, ["by-customer"]);
+
+    // A later version of the service wants one more, on an attribute already defined.
+    let by_status = SecondaryIndex::new("by-status", "status", "policy_id");
+    let wider = config.with_secondary_index(by_status);
+    let outbox = DynamoDbOutbox::new(client.clone(), wider);
+    outbox.create_table_if_missing().await.unwrap();
+    outbox.create_table_if_missing().await.unwrap();
+    assert_eq!(
+        index_names(&client, &table).await,
+        ["by-customer", "by-status"]
+    );
+
+    // The index answers queries on the service's own items.
+    client
+        .put_item()
+        .table_name(&table)
+        .item("pk", AttributeValue::S("policy#p-1".into()))
+        .item("sk", AttributeValue::S("policy".into()))
+        .item("status", AttributeValue::S("active".into()))
+        .item("policy_id", AttributeValue::S("p-1".into()))
+        .send()
+        .await
+        .unwrap();
+    let found = client
+        .query()
+        .table_name(&table)
+        .index_name("by-status")
+        .key_condition_expression("#s = :s")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":s", AttributeValue::S("active".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(found.count(), 1);
+}
+
+/// The names of `table`'s global secondary indexes, sorted; each one active.
+async fn index_names(client: &aws_sdk_dynamodb::Client, table: &str) -> Vec<String> {
+    let described = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap();
+    let mut names: Vec<String> = described
+        .table()
+        .unwrap()
+        .global_secondary_indexes()
+        .iter()
+        .map(|index| {
+            assert_eq!(
+                index.index_status(),
+                Some(&aws_sdk_dynamodb::types::IndexStatus::Active),
+                "{index:?}"
+            );
+            index.index_name().unwrap_or_default().to_owned()
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 #[tokio::test]

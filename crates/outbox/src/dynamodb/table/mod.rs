@@ -1,5 +1,7 @@
-//! Creates a service's table for the outbox: keys, on-demand billing, a stream of new
-//! images, TTL; idempotently.
+//! Creates a service's table for the outbox, idempotently: keys, on-demand billing, a
+//! stream of new images, TTL, and the service's secondary indexes.
+
+mod indexes;
 
 use std::time::Duration;
 
@@ -7,9 +9,11 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+    BillingMode, KeyType, StreamSpecification, StreamViewType, TableDescription, TableStatus,
+    TimeToLiveSpecification, TimeToLiveStatus,
 };
+
+pub use indexes::SecondaryIndex;
 
 use super::{DynamoDbOutboxConfig, storage};
 use crate::OutboxError;
@@ -24,46 +28,57 @@ pub(super) async fn create_if_missing(
     config: &DynamoDbOutboxConfig,
 ) -> Result<(), OutboxError> {
     let table = &config.table;
+    match describe(client, table).await? {
+        Some(description) => check_keys(&description, config)?,
+        None => create(client, config).await?,
+    }
+    wait_until_active(client, table).await?;
+    indexes::add_missing(client, table, &config.secondary_indexes).await?;
+    enable_ttl(client, config).await
+}
+
+/// The table's description; `None` when it does not exist.
+async fn describe(client: &Client, table: &str) -> Result<Option<TableDescription>, OutboxError> {
     match client.describe_table().table_name(table).send().await {
-        Ok(output) => {
-            let keys = output
-                .table()
-                .map(aws_sdk_dynamodb::types::TableDescription::key_schema)
-                .unwrap_or_default();
-            let has = |name: &str, key_type: KeyType| {
-                keys.iter()
-                    .any(|key| key.attribute_name() == name && key.key_type() == &key_type)
-            };
-            if keys.len() != 2
-                || !has(&config.partition_key, KeyType::Hash)
-                || !has(&config.sort_key, KeyType::Range)
-            {
-                return Err(OutboxError::storage(
-                    OPERATION,
-                    format!(
-                        "the table {table} exists, but its keys are not the partition \
-                     key `{}` and the sort key `{}`; configure the outbox with the table's keys",
-                        config.partition_key, config.sort_key
-                    ),
-                ));
-            }
-        }
+        Ok(output) => Ok(output.table().cloned()),
         Err(error)
             if matches!(
                 error.as_service_error(),
                 Some(DescribeTableError::ResourceNotFoundException(_))
             ) =>
         {
-            create(client, config).await?;
+            Ok(None)
         }
-        Err(error) => return Err(storage(OPERATION, error)),
+        Err(error) => Err(storage(OPERATION, error)),
     }
-    wait_until_active(client, table).await?;
-    enable_ttl(client, config).await
+}
+
+fn check_keys(
+    description: &TableDescription,
+    config: &DynamoDbOutboxConfig,
+) -> Result<(), OutboxError> {
+    let keys = description.key_schema();
+    let has = |name: &str, key_type: KeyType| {
+        keys.iter()
+            .any(|key| key.attribute_name() == name && key.key_type() == &key_type)
+    };
+    if keys.len() == 2
+        && has(&config.partition_key, KeyType::Hash)
+        && has(&config.sort_key, KeyType::Range)
+    {
+        return Ok(());
+    }
+    Err(OutboxError::storage(
+        OPERATION,
+        format!(
+            "the table {} exists, but its keys are not the partition key `{}` and the sort \
+             key `{}`; configure the outbox with the table's keys",
+            config.table, config.partition_key, config.sort_key
+        ),
+    ))
 }
 
 async fn create(client: &Client, config: &DynamoDbOutboxConfig) -> Result<(), OutboxError> {
-    let built = |error: aws_sdk_dynamodb::error::BuildError| storage(OPERATION, error);
     let mut request = client
         .create_table()
         .table_name(&config.table)
@@ -73,27 +88,16 @@ async fn create(client: &Client, config: &DynamoDbOutboxConfig) -> Result<(), Ou
                 .stream_enabled(true)
                 .stream_view_type(StreamViewType::NewImage)
                 .build()
-                .map_err(built)?,
-        );
-    for (name, key_type) in [
-        (&config.partition_key, KeyType::Hash),
-        (&config.sort_key, KeyType::Range),
-    ] {
-        request = request
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(name)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(built)?,
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(name)
-                    .key_type(key_type)
-                    .build()
-                    .map_err(built)?,
-            );
+                .map_err(|error| storage(OPERATION, error))?,
+        )
+        .key_schema(indexes::key_element(&config.partition_key, KeyType::Hash)?)
+        .key_schema(indexes::key_element(&config.sort_key, KeyType::Range)?);
+    let keys = [config.partition_key.as_str(), config.sort_key.as_str()];
+    for name in indexes::key_attributes(keys, &config.secondary_indexes) {
+        request = request.attribute_definitions(indexes::string_attribute(name)?);
+    }
+    for index in &config.secondary_indexes {
+        request = request.global_secondary_indexes(index.definition()?);
     }
     match request.send().await {
         Ok(_) => Ok(()),
@@ -112,13 +116,10 @@ async fn create(client: &Client, config: &DynamoDbOutboxConfig) -> Result<(), Ou
 async fn wait_until_active(client: &Client, table: &str) -> Result<(), OutboxError> {
     let deadline = tokio::time::Instant::now() + ACTIVE_TIMEOUT;
     loop {
-        let described = client
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|error| storage(OPERATION, error))?;
-        if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+        let status = describe(client, table)
+            .await?
+            .and_then(|description| description.table_status().cloned());
+        if status == Some(TableStatus::Active) {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
