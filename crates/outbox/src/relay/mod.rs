@@ -35,6 +35,7 @@
 //! and backlog gauges; see [`RelayReport`] for the same counts without it.
 
 mod config;
+pub(crate) mod holding;
 pub(crate) mod lease;
 pub(crate) mod outcome;
 pub(crate) mod report;
@@ -52,9 +53,10 @@ use tracing::Instrument as _;
 
 pub use config::RelayConfig;
 pub use report::RelayReport;
-pub(crate) use shutdown::{Shutdown, Waited};
+pub(crate) use shutdown::Shutdown;
 
-use self::lease::{HeldLease, Renewal};
+use self::holding::{Holding, LeaseKeeper};
+use self::lease::HeldLease;
 use self::outcome::{BatchOutcome, Slot};
 use self::report::Meter;
 use crate::{OutboxError, OutboxRecord, OutboxStore, Position};
@@ -114,14 +116,6 @@ pub struct Relay<S, P> {
     store: S,
     publisher: P,
     config: RelayConfig,
-}
-
-/// How a stretch of holding the lease ended.
-enum Holding {
-    /// Shutdown was requested; the lease is still ours, to release.
-    Stopped,
-    /// The lease was taken over or lapsed.
-    Lost,
 }
 
 /// How one batch ended.
@@ -188,29 +182,18 @@ where
         let signal = pin!(shutdown);
         let mut shutdown = Shutdown::new(signal);
         let mut meter = Meter::new(&self.config.name);
-        let mut last_token = None;
         tracing::info!(outbox = %self.config.name, owner = %self.config.owner, "outbox relay started");
-        while let Some(mut held) = self
-            .take_lease(&mut shutdown, &mut meter, &mut last_token)
+        let keeper = self.keeper();
+        let mut last_token = None;
+        while let Some(mut held) = keeper
+            .take(&mut shutdown, &mut meter, &mut last_token)
             .await
         {
-            match self
+            let end = self
                 .publish_while_held(&mut held, &mut shutdown, &mut meter)
-                .await
-            {
-                Holding::Stopped => {
-                    self.release(&held, &mut meter).await;
-                    break;
-                }
-                Holding::Lost => {
-                    meter.lease_lost();
-                    tracing::warn!(
-                        outbox = %self.config.name,
-                        owner = %self.config.owner,
-                        fencing_token = held.lease.fencing_token,
-                        "the outbox lease was lost; standing by"
-                    );
-                }
+                .await;
+            if !keeper.ended(&held, end, &mut meter).await {
+                break;
             }
         }
         let report = meter.report();
@@ -218,45 +201,12 @@ where
         Ok(report)
     }
 
-    /// Takes the lease, standing by while another relay holds it; `None` on shutdown.
-    async fn take_lease<F: Future>(
-        &self,
-        shutdown: &mut Shutdown<'_, F>,
-        meter: &mut Meter,
-        last_token: &mut Option<u64>,
-    ) -> Option<HeldLease> {
-        let mut standing_by = false;
-        loop {
-            if shutdown.requested() {
-                return None;
-            }
-            match lease::ask(&self.store, &self.config)
-                .await
-                .into_held(&self.config)
-            {
-                Ok(Some(held)) => {
-                    let token = held.lease.fencing_token;
-                    if *last_token != Some(token) {
-                        *last_token = Some(token);
-                        meter.lease_taken();
-                        tracing::info!(outbox = %self.config.name, owner = %self.config.owner, fencing_token = token, "took the outbox lease");
-                    }
-                    return Some(held);
-                }
-                Ok(None) if !standing_by => {
-                    standing_by = true;
-                    tracing::debug!(outbox = %self.config.name, owner = %self.config.owner, "another relay holds the outbox lease; standing by");
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    meter.store_error();
-                    tracing::warn!(outbox = %self.config.name, %error, "could not take the outbox lease; trying again");
-                }
-            }
-            let next_try = Instant::now() + self.config.poll_interval;
-            if let Waited::Shutdown = shutdown.wait_until(next_try, None).await {
-                return None;
-            }
+    /// The keeper of this relay's lease.
+    fn keeper(&self) -> LeaseKeeper<'_, S> {
+        LeaseKeeper {
+            store: &self.store,
+            config: &self.config,
+            what: "outbox",
         }
     }
 
@@ -283,11 +233,11 @@ where
                 }
                 return Holding::Stopped;
             }
-            if Instant::now() >= held.renew_at && !self.renew(held, meter).await {
+            if !self.keeper().renew_if_due(held, meter).await {
                 return Holding::Lost;
             }
             if due(backlog_read, busy_every) {
-                self.observe_backlog(meter).await;
+                self.keeper().observe_backlog(meter).await;
                 backlog_read = Some(Instant::now());
             }
             let (fetched, unmarked) = match ahead.take() {
@@ -323,7 +273,7 @@ where
                 continue;
             }
             if due(backlog_read, self.config.poll_interval) {
-                self.observe_backlog(meter).await;
+                self.keeper().observe_backlog(meter).await;
                 backlog_read = Some(Instant::now());
             }
             if let Some(end) = self.rest(held, shutdown, meter, &mut retry_due).await {
@@ -346,40 +296,17 @@ where
         if let Some(due) = *retry_due {
             poll_at = poll_at.min(due);
         }
-        loop {
-            let until = poll_at.min(held.renew_at);
-            match shutdown
-                .wait_until(until, self.config.wake.as_deref())
-                .await
-            {
-                Waited::Shutdown => return Some(Holding::Stopped),
-                Waited::Woken => break,
-                Waited::Deadline if Instant::now() >= poll_at => break,
-                Waited::Deadline => {
-                    if !self.renew(held, meter).await {
-                        return Some(Holding::Lost);
-                    }
-                }
-            }
+        if let Err(end) = self
+            .keeper()
+            .rest(poll_at, self.config.wake.as_deref(), held, shutdown, meter)
+            .await
+        {
+            return Some(end);
         }
         if retry_due.is_some_and(|due| due <= Instant::now()) {
             *retry_due = None;
         }
         None
-    }
-
-    /// Renews the lease; whether it is still ours.
-    async fn renew(&self, held: &mut HeldLease, meter: &mut Meter) -> bool {
-        let answer = lease::ask(&self.store, &self.config).await;
-        match held.renewed(answer, &self.config) {
-            Renewal::Renewed => true,
-            Renewal::Lost => false,
-            Renewal::Failed(error) => {
-                meter.store_error();
-                tracing::warn!(outbox = %self.config.name, %error, "could not renew the outbox lease");
-                !held.lapsed()
-            }
-        }
     }
 
     /// Publishes one batch and marks its records.
@@ -601,33 +528,6 @@ where
         if let Err(error) = self.store.mark_published(&held.lease, unmarked).await {
             meter.store_error();
             tracing::warn!(%error, count = unmarked.len(), "could not mark the last batch published; it will be published again");
-        }
-    }
-
-    /// Gives the lease up so that a standby relay takes over at once.
-    async fn release(&self, held: &HeldLease, meter: &mut Meter) {
-        match self.store.release_lease(&held.lease).await {
-            Ok(()) => {
-                tracing::info!(outbox = %self.config.name, owner = %self.config.owner, "released the outbox lease");
-            }
-            Err(error) => {
-                meter.store_error();
-                tracing::warn!(outbox = %self.config.name, %error, "could not release the outbox lease; it lapses by itself");
-            }
-        }
-    }
-
-    /// Refreshes the backlog gauges (feature `metrics`; without it, nothing is asked).
-    async fn observe_backlog(&self, meter: &mut Meter) {
-        if !cfg!(feature = "metrics") {
-            return;
-        }
-        match self.store.backlog().await {
-            Ok(backlog) => meter.backlog(&backlog),
-            Err(error) => {
-                meter.store_error();
-                tracing::warn!(outbox = %self.config.name, %error, "could not read the outbox backlog");
-            }
         }
     }
 }
