@@ -31,6 +31,8 @@
 //! | `dynamodb` | `dynamodb::DynamoDbOutbox`: unit of work and store on DynamoDB; `dynamodb::StreamsRelay`, a relay fed by the table's stream |
 //! | `metrics` | relay metrics through the `metrics` facade |
 
+#[cfg(any(feature = "sqlite", feature = "dynamodb"))]
+mod any_store;
 mod append;
 mod committed;
 #[cfg(feature = "dynamodb")]
@@ -43,6 +45,8 @@ pub mod relay;
 pub mod sqlite;
 mod store;
 
+#[cfg(any(feature = "sqlite", feature = "dynamodb"))]
+pub use any_store::AnyOutboxStore;
 pub use append::AppendEvents;
 pub use committed::Committed;
 pub use error::OutboxError;

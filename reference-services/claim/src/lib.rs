@@ -85,11 +85,11 @@ impl Application {
         .await?;
         Ok(Self {
             http,
-            relay: OutboxRelay {
-                store: opened.relay_store,
+            relay: OutboxRelay::new(
+                opened.relay_store,
                 publisher,
-                config: config.relay.relay_config(SERVICE, opened.commits),
-            },
+                config.relay.relay_config(SERVICE, opened.commits),
+            ),
             policy_events,
             store,
         })

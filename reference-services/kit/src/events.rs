@@ -1,85 +1,23 @@
 //! What a process was configured with for its events ([`Transport`]: the embedded bus, or
-//! AWS clients with feature `aws`), and a service's outbox relay over its store.
+//! AWS clients with feature `aws`), and the type of a service's outbox relay.
 //!
 //! Publishing and subscribing are dovetail-events' [`Transport`](dovetail_events::transport::Transport),
-//! which [`Transport::events`] hands out with the service's name prefix; [`run_relay`] runs
-//! a relay until the service shuts down.
+//! which [`Transport::events`] hands out with the service's name prefix; the relay is
+//! dovetail-outbox's, over [`AnyOutboxStore`].
 
 use dovetail_events::bus::EmbeddedBus;
 pub use dovetail_events::transport::{EventSource, Subscription, TypeFilter};
-use dovetail_outbox::OutboxStore;
-use dovetail_outbox::relay::{Relay, RelayConfig, RelayReport};
+use dovetail_outbox::AnyOutboxStore;
+use dovetail_outbox::relay::Relay;
 
-use crate::Shutdown;
 use crate::config::EventsConfig;
 
 /// The publisher of a service's events: dovetail-events' publisher of its topic.
 pub type EventsPublisher = dovetail_events::transport::TopicPublisher;
 
-/// The outbox store a service's relay reads, on whichever backend the service keeps its
-/// data in.
-#[derive(Debug, Clone)]
-pub enum RelayStore {
-    /// The service's SQLite file.
-    Sqlite(dovetail_outbox::sqlite::SqliteOutboxStore),
-    /// The service's DynamoDB table.
-    #[cfg(feature = "aws")]
-    DynamoDb(dovetail_outbox::dynamodb::DynamoDbOutboxStore),
-}
-
-/// A service's outbox relay, ready to run: its store, publisher and configuration.
-#[derive(Debug)]
-pub struct OutboxRelay {
-    /// Where the committed events are.
-    pub store: RelayStore,
-    /// Where they go.
-    pub publisher: EventsPublisher,
-    /// How the relay works.
-    pub config: RelayConfig,
-}
-
-impl OutboxRelay {
-    /// Runs the relay until `shutdown`.
-    ///
-    /// # Errors
-    /// When the relay stops on an error it cannot carry on from.
-    pub async fn run(
-        self,
-        shutdown: Shutdown,
-    ) -> Result<RelayReport, dovetail_outbox::OutboxError> {
-        match self.store {
-            RelayStore::Sqlite(store) => {
-                run_relay(store, self.publisher, self.config, shutdown).await
-            }
-            // The DynamoDB relay's future is large (SDK request state): on the heap.
-            #[cfg(feature = "aws")]
-            RelayStore::DynamoDb(store) => {
-                Box::pin(run_relay(store, self.publisher, self.config, shutdown)).await
-            }
-        }
-    }
-}
-
-/// Runs a relay over `store` until `shutdown`, logging its report.
-///
-/// # Errors
-/// When the relay stops on an error it cannot carry on from (its configuration).
-pub async fn run_relay<S>(
-    store: S,
-    publisher: EventsPublisher,
-    config: RelayConfig,
-    shutdown: Shutdown,
-) -> Result<RelayReport, dovetail_outbox::OutboxError>
-where
-    S: OutboxStore + Send + Sync + 'static,
-{
-    let name = config.name.clone();
-    let report = Relay::new(store, publisher, config)
-        .run(async move { shutdown.cancelled().await })
-        .await?;
-    tracing::info!(relay = %name, ?report, "relay stopped");
-    Ok(report)
-}
+/// A service's outbox relay: over the store of whichever backend the service keeps its
+/// data in, publishing to its topic.
+pub type OutboxRelay = Relay<AnyOutboxStore, EventsPublisher>;
 
 /// The events transport a process was configured with, shared by its services.
 #[derive(Debug, Clone)]

@@ -89,9 +89,11 @@ pub async fn run_until_stopped(
 ) -> anyhow::Result<()> {
     let relay_stop = Shutdown::new();
     let consumer_stop = background.consumer_stop;
-    let relay = background
-        .relay
-        .map(|relay| tokio::spawn(relay.run(relay_stop.clone())));
+    let relay = background.relay.map(|relay| {
+        let stop = relay_stop.clone();
+        // On the heap: the DynamoDB relay's future is large (SDK request state).
+        tokio::spawn(Box::pin(relay.run(async move { stop.cancelled().await })))
+    });
     let consumers: Vec<_> = background
         .consumers
         .into_iter()

@@ -12,8 +12,8 @@ use axum::http::StatusCode;
 use dovetail_events::idempotency::Fingerprint;
 use tokio::sync::Notify;
 
-use crate::events::RelayStore;
 use crate::{Problem, RecordedResponse};
+use dovetail_outbox::AnyOutboxStore;
 
 /// How long an `Idempotency-Key` is remembered.
 pub const IDEMPOTENCY_RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -61,7 +61,7 @@ pub struct OpenedStore<S> {
     /// The service's store.
     pub store: S,
     /// The outbox store its relay reads.
-    pub relay_store: RelayStore,
+    pub relay_store: AnyOutboxStore,
     /// Signalled after each commit of this process (the relay's `wake`).
     pub commits: Arc<Notify>,
 }

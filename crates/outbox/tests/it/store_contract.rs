@@ -452,3 +452,37 @@ pub(crate) use store_contract_tests;
 store_contract_tests!(memory, MemoryHarness::new());
 #[cfg(feature = "sqlite")]
 store_contract_tests!(sqlite, SqliteHarness::new());
+#[cfg(feature = "sqlite")]
+store_contract_tests!(any_sqlite, AnyStoreHarness::new(SqliteHarness::new()));
+
+/// Another harness's store seen through `AnyOutboxStore`, which must keep its promises.
+#[cfg(any(feature = "sqlite", feature = "dynamodb"))]
+pub(crate) struct AnyStoreHarness<H> {
+    inner: H,
+    store: dovetail_outbox::AnyOutboxStore,
+}
+
+#[cfg(any(feature = "sqlite", feature = "dynamodb"))]
+impl<H> AnyStoreHarness<H>
+where
+    H: Harness,
+    H::Store: Clone + Into<dovetail_outbox::AnyOutboxStore>,
+{
+    pub(crate) fn new(inner: H) -> Self {
+        let store = inner.store().clone().into();
+        Self { inner, store }
+    }
+}
+
+#[cfg(any(feature = "sqlite", feature = "dynamodb"))]
+impl<H: Harness> Harness for AnyStoreHarness<H> {
+    type Store = dovetail_outbox::AnyOutboxStore;
+
+    fn store(&self) -> &Self::Store {
+        &self.store
+    }
+
+    async fn commit(&self, policies: &[&str]) -> Vec<Position> {
+        self.inner.commit(policies).await
+    }
+}

@@ -14,7 +14,6 @@ use rusqlite::Connection;
 
 use super::{IDEMPOTENCY_RETENTION, OpenedStore, RequestRecord, StoreError, WriteOutcome};
 use crate::RecordedResponse;
-use crate::events::RelayStore;
 
 /// Opens the service's SQLite file at `path`, creating its directory when missing: the
 /// store `open` makes over an outbox of the events of `source` (its commits wake the
@@ -39,7 +38,7 @@ pub fn open_service<S>(
     let relay_store = SqliteOutboxStore::open(path, relay_name)?;
     Ok(OpenedStore {
         store,
-        relay_store: RelayStore::Sqlite(relay_store),
+        relay_store: relay_store.into(),
         commits,
     })
 }

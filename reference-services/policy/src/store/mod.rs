@@ -11,7 +11,6 @@ use dovetail_events::envelope::Source;
 use dovetail_outbox::ExpectedVersion;
 use dovetail_service_kit::config::{StorageBackend, StorageConfig};
 #[cfg(feature = "aws")]
-use dovetail_service_kit::events::RelayStore;
 use dovetail_service_kit::events::Transport;
 pub use dovetail_service_kit::store::{OpenedStore, RequestRecord, StoreError, WriteOutcome};
 
@@ -84,7 +83,7 @@ impl PolicyStore {
                 Ok(OpenedStore {
                     commits: store.commits(),
                     store: Self::DynamoDb(store),
-                    relay_store: RelayStore::DynamoDb(relay_store),
+                    relay_store: relay_store.into(),
                 })
             }
             #[cfg(not(feature = "aws"))]

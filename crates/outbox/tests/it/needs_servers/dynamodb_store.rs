@@ -15,7 +15,7 @@ use dovetail_outbox::relay::{Relay, RelayConfig};
 use dovetail_outbox::{ExpectedVersion, OutboxStore, Position};
 use dovetail_testkit::aws::{TableSpec, fresh_table};
 
-use crate::store_contract::{Harness, store_contract_tests};
+use crate::store_contract::{AnyStoreHarness, Harness, store_contract_tests};
 use crate::support::{changed, policy, source};
 
 /// A fresh table shaped like `create_table_if_missing` makes it, and an outbox on it.
@@ -76,6 +76,10 @@ impl Harness for DynamoDbHarness {
 }
 
 store_contract_tests!(contract, DynamoDbHarness::new().await);
+store_contract_tests!(
+    contract_any,
+    AnyStoreHarness::new(DynamoDbHarness::new().await)
+);
 
 /// Reads every outbox item of the table (any state).
 async fn outbox_items(outbox: &DynamoDbOutbox) -> Vec<HashMap<String, AttributeValue>> {
