@@ -294,22 +294,6 @@ fn endpoints_from(get: &dyn Fn(&str) -> Option<String>) -> Result<AwsEndpoints, 
     })
 }
 
-/// An error with its whole chain of causes (the SDK's `Display` alone says only
-/// "service error").
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

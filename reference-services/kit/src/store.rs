@@ -112,12 +112,30 @@ pub enum StoreError {
         /// The key as the client sent it.
         key: String,
     },
-    /// The database failed; the message says how.
-    #[error("the database failed: {0}")]
-    Backend(String),
+    /// The database failed, or held something unreadable, while doing `operation`.
+    #[error("the database failed {operation}")]
+    Backend {
+        /// What was being done, such as `reading claim clm-1`.
+        operation: String,
+        /// The database's error, or what was wrong with what it held.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 }
 
 impl StoreError {
+    /// The database failed while doing `operation`, with `source` (an error, or a
+    /// message saying what was wrong).
+    pub fn backend(
+        operation: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Self::Backend {
+            operation: operation.into(),
+            source: source.into(),
+        }
+    }
+
     /// The problem a client gets for this error.
     pub fn into_problem(self) -> Problem {
         match self {
@@ -147,8 +165,9 @@ impl StoreError {
                 ),
             )
             .retry_after(1),
-            Self::Backend(message) => {
-                tracing::error!(%message, "store failed");
+            error @ Self::Backend { .. } => {
+                let error = anyhow::Error::from(error);
+                tracing::error!(error = format!("{error:#}"), "store failed");
                 Problem::unavailable("the service's database is not answering; retry in a moment")
             }
         }
@@ -166,13 +185,13 @@ impl From<dovetail_outbox::OutboxError> for StoreError {
                 id: aggregate_id,
                 current: Some(actual),
             },
-            other => Self::Backend(format!("{:#}", anyhow::Error::from(other))),
+            other => Self::backend("writing to the outbox", other),
         }
     }
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
-        Self::Backend(error.to_string())
+        Self::backend("querying SQLite", error)
     }
 }

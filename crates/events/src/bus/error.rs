@@ -1,7 +1,9 @@
 //! Errors of the embedded bus.
 
+use std::sync::Arc;
+
 /// What went wrong in the embedded bus.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum BusError {
     /// The bus's SQLite file could not be read or written (disk full, permissions,
@@ -10,8 +12,14 @@ pub enum BusError {
     /// ### Handling
     /// Retriable when transient (locked, busy); otherwise an operator must fix the file or
     /// the disk. Nothing was half-written: every bus operation is one transaction.
-    #[error("the embedded bus storage failed: {0}")]
-    Storage(String),
+    #[error("the embedded bus storage failed {operation}")]
+    Storage {
+        /// What was being done, such as `opening /data/bus.db`.
+        operation: String,
+        /// SQLite's error, or what was wrong with what it held.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// No topic of this name was created.
     ///
     /// ### Handling
@@ -50,8 +58,22 @@ pub enum BusError {
     },
 }
 
+impl BusError {
+    /// A storage failure while doing `operation`, caused by `source` (an error, or a
+    /// message saying what was wrong).
+    pub(crate) fn storage(
+        operation: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Self::Storage {
+            operation: operation.into(),
+            source: Arc::from(source.into()),
+        }
+    }
+}
+
 impl From<rusqlite::Error> for BusError {
     fn from(error: rusqlite::Error) -> Self {
-        Self::Storage(crate::error_chain(&error))
+        Self::storage("reading or writing the bus's SQLite file", error)
     }
 }

@@ -104,11 +104,7 @@ impl EmbeddedBus {
     /// [`BusError::Storage`] when the file cannot be opened or is not a bus database.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, BusError> {
         let connection = Connection::open(path.as_ref()).map_err(|error| {
-            BusError::Storage(format!(
-                "cannot open {}: {}",
-                path.as_ref().display(),
-                crate::error_chain(&error)
-            ))
+            BusError::storage(format!("opening {}", path.as_ref().display()), error)
         })?;
         Self::with_connection(connection)
     }
@@ -239,7 +235,7 @@ impl EmbeddedBus {
             operation(&mut connection)
         })
         .await
-        .map_err(|error| BusError::Storage(format!("the bus's storage task failed: {error}")))?
+        .map_err(|error| BusError::storage("running the bus's storage task", error))?
     }
 }
 

@@ -148,11 +148,10 @@ pub(crate) fn subscription(
         )
         .optional()?;
     row.map(|(topic, filter, max_receives)| {
-        let json = serde_json::from_str(&filter).map_err(|e| {
-            BusError::Storage(format!("subscription `{name}` has a corrupt filter: {e}"))
-        })?;
-        let filter = SubscriptionFilter::from_json(&json)
-            .map_err(|e| BusError::Storage(format!("subscription `{name}`: {e}")))?;
+        let reading = || format!("reading the filter of subscription `{name}`");
+        let json = serde_json::from_str(&filter).map_err(|e| BusError::storage(reading(), e))?;
+        let filter =
+            SubscriptionFilter::from_json(&json).map_err(|e| BusError::storage(reading(), e))?;
         Ok(SubscriptionRow {
             topic,
             filter,
@@ -209,10 +208,10 @@ pub(crate) fn publish(
         for envelope in envelopes {
             let attributes = envelope.message_attributes();
             let body = String::from_utf8(envelope.to_json_bytes())
-                .map_err(|e| BusError::Storage(format!("an envelope's JSON is not UTF-8: {e}")))?;
+                .map_err(|e| BusError::storage("storing an envelope's JSON", e))?;
             let attributes_json =
                 serde_json::to_string(&attributes.iter().collect::<BTreeMap<&str, &str>>())
-                    .map_err(|e| BusError::Storage(e.to_string()))?;
+                    .map_err(|e| BusError::storage("storing an envelope's attributes", e))?;
             let group = format!(
                 "{}/{}",
                 envelope.aggregate_type().as_str(),

@@ -165,24 +165,19 @@ impl DynamoDbClaimStore {
             .send()
             .await
             .map_err(|error| {
-                backend(
-                    &format!("reading the replica of policy {policy_id}"),
-                    &error,
-                )
+                backend(&format!("reading the replica of policy {policy_id}"), error)
             })?;
         let Some(item) = read.item() else {
             return Ok(None);
         };
-        let unreadable = |what: &str| {
-            StoreError::Backend(format!(
-                "the replica of policy {policy_id} is unreadable: {what}"
-            ))
-        };
-        let json = string_of(item, SNAPSHOT).ok_or_else(|| unreadable("no `snapshot` string"))?;
+        let reading = || format!("reading the replica of policy {policy_id}");
+        let json = string_of(item, SNAPSHOT)
+            .ok_or_else(|| StoreError::backend(reading(), "it has no `snapshot` string"))?;
         Ok(Some(ReplicatedPolicy {
-            policy: serde_json::from_str(json).map_err(|error| unreadable(&error.to_string()))?,
+            policy: serde_json::from_str(json)
+                .map_err(|error| StoreError::backend(reading(), error))?,
             event_id: string_of(item, EVENT_ID)
-                .ok_or_else(|| unreadable("no `event_id` string"))?
+                .ok_or_else(|| StoreError::backend(reading(), "it has no `event_id` string"))?
                 .to_owned(),
             replicated_at_ms: number_of(item, REPLICATED_AT_MS).unwrap_or(0),
         }))
@@ -202,7 +197,7 @@ impl DynamoDbClaimStore {
         policy: PolicySnapshot,
     ) -> Result<ReplicaOutcome, StoreError> {
         let key = IdempotencyKey::new(replica_key(event_id))
-            .map_err(|error| StoreError::Backend(error.to_string()))?;
+            .map_err(|error| StoreError::backend("recording an applied event", error))?;
         for _ in 0..REPLICA_ATTEMPTS {
             match self.table.key_record(&key, &fingerprint).await? {
                 KeyRecord::Free => {}
@@ -257,17 +252,21 @@ impl DynamoDbClaimStore {
                             "applying event {event_id} to the replica of policy {}",
                             policy.policy_id
                         ),
-                        &error,
+                        error,
                     ));
                 }
             }
         }
-        Err(StoreError::Backend(format!(
-            "applying event {event_id} to the replica of policy {}: the replica or the event's \
-             record kept changing; gave up after {REPLICA_ATTEMPTS} attempts (the event will be \
-             delivered again)",
-            policy.policy_id
-        )))
+        Err(StoreError::backend(
+            format!(
+                "applying event {event_id} to the replica of policy {}",
+                policy.policy_id
+            ),
+            format!(
+                "the replica or the event's record kept changing; gave up after \
+                 {REPLICA_ATTEMPTS} attempts (the event will be delivered again)"
+            ),
+        ))
     }
 
     /// See [`ClaimStore::ping`](super::ClaimStore::ping).
@@ -287,10 +286,7 @@ impl DynamoDbClaimStore {
         policy: &PolicySnapshot,
     ) -> Result<TransactWriteItem, StoreError> {
         let json = serde_json::to_string(policy).map_err(|error| {
-            StoreError::Backend(format!(
-                "policy {} does not serialize: {error}",
-                policy.policy_id
-            ))
+            StoreError::backend(format!("serializing policy {}", policy.policy_id), error)
         })?;
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -318,7 +314,7 @@ impl DynamoDbClaimStore {
             .expression_attribute_names("#version", VERSION)
             .expression_attribute_values(":version", AttributeValue::N(policy.version.to_string()))
             .build()
-            .map_err(|error| backend("building the replica's item", &error))?;
+            .map_err(|error| backend("building the replica's item", error))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
@@ -331,7 +327,7 @@ impl DynamoDbClaimStore {
             .expression_attribute_names("#version", VERSION)
             .expression_attribute_values(":version", AttributeValue::N(policy.version.to_string()))
             .build()
-            .map_err(|error| backend("building the replica's check", &error))?;
+            .map_err(|error| backend("building the replica's check", error))?;
         Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 }

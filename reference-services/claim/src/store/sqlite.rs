@@ -71,7 +71,7 @@ impl SqliteClaimStore {
         self.connection.run(move |connection| {
             dovetail_service_kit::store::sqlite::write(connection, &outbox, write.request.as_ref(), |unit| {
                 let snapshot = write.claim.snapshot();
-                let json = serde_json::to_string(snapshot).map_err(|error| StoreError::Backend(error.to_string()))?;
+                let json = serde_json::to_string(snapshot).map_err(|error| StoreError::backend("serializing a claim", error))?;
                 let version = sql_version(snapshot.version);
                 let written = match write.expected {
                     ExpectedVersion::New => unit.transaction().execute(
@@ -160,7 +160,7 @@ impl SqliteClaimStore {
             row.map(|(json, event_id, at)| {
                 Ok(ReplicatedPolicy {
                     policy: serde_json::from_str(&json).map_err(|error| {
-                        StoreError::Backend(format!("a replicated policy is unreadable: {error}"))
+                        StoreError::backend("reading a replicated policy", error)
                     })?,
                     event_id,
                     replicated_at_ms: u64::try_from(at).unwrap_or(0),
@@ -181,7 +181,7 @@ impl SqliteClaimStore {
         self.connection.run(move |connection| {
             let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let key = IdempotencyKey::new(replica_key(event_id))
-                .map_err(|error| StoreError::Backend(error.to_string()))?;
+                .map_err(|error| StoreError::backend("recording an applied event", error))?;
             let marked = SqliteIdempotencyStore::mark_processed_in(
                 &tx,
                 &key,
@@ -193,13 +193,13 @@ impl SqliteClaimStore {
                 IdempotencyError::PayloadMismatch { .. } => StoreError::KeyReused {
                     key: event_id.to_string(),
                 },
-                other => StoreError::Backend(other.to_string()),
+                other => StoreError::backend("recording an applied event", other),
             })?;
             if !matches!(marked, MarkOutcome::Marked) {
                 tx.rollback()?;
                 return Ok(ReplicaOutcome::Duplicate);
             }
-            let json = serde_json::to_string(&policy).map_err(|error| StoreError::Backend(error.to_string()))?;
+            let json = serde_json::to_string(&policy).map_err(|error| StoreError::backend("serializing a replicated policy", error))?;
             let now_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
@@ -232,5 +232,5 @@ impl SqliteClaimStore {
 fn parse_claim(json: &str) -> Result<Claim, StoreError> {
     serde_json::from_str::<ClaimSnapshot>(json)
         .map(Claim::from_snapshot)
-        .map_err(|error| StoreError::Backend(format!("a stored claim is unreadable: {error}")))
+        .map_err(|error| StoreError::backend("reading a stored claim", error))
 }

@@ -33,7 +33,6 @@ use serde::de::DeserializeOwned;
 
 use super::{IDEMPOTENCY_RETENTION, RequestRecord, StoreError, WriteOutcome};
 use crate::RecordedResponse;
-use crate::aws::chain;
 
 /// The partition key prefix of request records.
 const REQUEST_PREFIX: &str = "request#";
@@ -216,12 +215,12 @@ impl ServiceTable {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|error| backend(&format!("reading the record of key {key}"), &error))?;
+            .map_err(|error| backend(&format!("reading the record of key {key}"), error))?;
         let Some(item) = read.item() else {
             return Ok(KeyRecord::Free);
         };
         let record = RecordItem::parse(item).map_err(|reason| {
-            StoreError::Backend(format!("the record of key {key} is unreadable: {reason}"))
+            StoreError::backend(format!("reading the record of key {key}"), reason)
         })?;
         let now = epoch_ms(SystemTime::now());
         Ok(if record.expires_at_ms <= now {
@@ -278,7 +277,7 @@ impl ServiceTable {
             let page = query.send().await.map_err(|error| {
                 backend(
                     &format!("querying the index {} for {:?}", index.index, index.value),
-                    &error,
+                    error,
                 )
             })?;
             items.extend(page.items().iter().cloned());
@@ -317,7 +316,7 @@ impl ServiceTable {
         };
         let put = put
             .build()
-            .map_err(|error| backend("building a versioned item", &error))?;
+            .map_err(|error| backend("building a versioned item", error))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
@@ -340,7 +339,7 @@ impl ServiceTable {
             .expression_attribute_names("#version", VERSION)
             .send()
             .await
-            .map_err(|error| backend("reading an item's version", &error))?;
+            .map_err(|error| backend("reading an item's version", error))?;
         Ok(read.item().and_then(|item| number_of(item, VERSION)))
     }
 
@@ -363,7 +362,7 @@ impl ServiceTable {
         expected: ExpectedVersion,
         written: u64,
     ) -> StoreError {
-        if !matches!(error, StoreError::Backend(_)) {
+        if !matches!(error, StoreError::Backend { .. }) {
             return error;
         }
         let current = match self.version_of(key).await {
@@ -396,7 +395,7 @@ impl ServiceTable {
             .set_key(Some(self.key("ping", "ping")))
             .send()
             .await
-            .map_err(|error| backend(&format!("reading the table {}", self.name()), &error))?;
+            .map_err(|error| backend(&format!("reading the table {}", self.name()), error))?;
         Ok(())
     }
 
@@ -412,9 +411,10 @@ impl ServiceTable {
             KeyRecord::Processed(outcome) => {
                 let response =
                     RecordedResponse::from_bytes(outcome.as_bytes()).map_err(|error| {
-                        StoreError::Backend(format!(
-                            "the recorded response of {key} is unreadable: {error}"
-                        ))
+                        StoreError::backend(
+                            format!("reading the recorded response of {key}"),
+                            error,
+                        )
                     })?;
                 Ok(Some(WriteOutcome::Replayed(response)))
             }
@@ -566,7 +566,7 @@ impl<S: Serialize + DeserializeOwned> SnapshotItems<S> {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|error| backend(&format!("reading {} {id}", self.kind), &error))?;
+            .map_err(|error| backend(&format!("reading {} {id}", self.kind), error))?;
         read.item().map(|item| self.parse(item)).transpose()
     }
 
@@ -605,10 +605,7 @@ impl<S: Serialize + DeserializeOwned> SnapshotItems<S> {
         expected: ExpectedVersion,
     ) -> Result<TransactWriteItem, StoreError> {
         let json = serde_json::to_string(item.snapshot).map_err(|error| {
-            StoreError::Backend(format!(
-                "{} {} does not serialize: {error}",
-                self.kind, item.id
-            ))
+            StoreError::backend(format!("serializing {} {}", self.kind, item.id), error)
         })?;
         let mut attributes = self.key(table, item.id);
         attributes.extend(
@@ -628,15 +625,17 @@ impl<S: Serialize + DeserializeOwned> SnapshotItems<S> {
 
     fn parse(&self, item: &HashMap<String, AttributeValue>) -> Result<S, StoreError> {
         let json = string_of(item, SNAPSHOT).ok_or_else(|| {
-            StoreError::Backend(format!(
-                "the {} item {:?} has no `snapshot` string",
-                self.kind,
-                string_of(item, self.id_attribute).unwrap_or("?")
-            ))
+            StoreError::backend(
+                format!(
+                    "reading the {} item {:?}",
+                    self.kind,
+                    string_of(item, self.id_attribute).unwrap_or("?")
+                ),
+                "it has no `snapshot` string",
+            )
         })?;
-        serde_json::from_str(json).map_err(|error| {
-            StoreError::Backend(format!("a stored {} is unreadable: {error}", self.kind))
-        })
+        serde_json::from_str(json)
+            .map_err(|error| StoreError::backend(format!("reading a stored {}", self.kind), error))
     }
 }
 
@@ -702,16 +701,16 @@ impl RecordItem {
 }
 
 fn request_key(request: &RequestRecord) -> Result<IdempotencyKey, StoreError> {
-    IdempotencyKey::new(&request.key).map_err(|error| {
-        StoreError::Backend(format!(
-            "the request's Idempotency-Key cannot be stored: {error}"
-        ))
-    })
+    IdempotencyKey::new(&request.key)
+        .map_err(|error| StoreError::backend("storing the request's Idempotency-Key", error))
 }
 
 /// A DynamoDB failure as [`StoreError::Backend`], naming what was being done.
-pub fn backend(operation: &str, error: &dyn std::error::Error) -> StoreError {
-    StoreError::Backend(format!("{operation}: {}", chain(error)))
+pub fn backend<E>(operation: &str, error: E) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    StoreError::backend(operation, error)
 }
 
 /// The string attribute `name` of `item`.

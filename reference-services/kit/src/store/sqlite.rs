@@ -49,13 +49,14 @@ pub fn open_service<S>(
 /// # Errors
 /// [`StoreError::Backend`] naming the file when it cannot be opened or set up.
 pub fn open(path: &Path, schema: &str) -> Result<Connection, StoreError> {
-    let failed = |error: &dyn std::fmt::Display| {
-        StoreError::Backend(format!("opening {}: {error}", path.display()))
-    };
-    let connection = Connection::open(path).map_err(|e| failed(&e))?;
-    SqliteOutbox::prepare_connection(&connection).map_err(|e| failed(&e))?;
-    SqliteIdempotencyStore::create_schema(&connection).map_err(|e| failed(&e))?;
-    connection.execute_batch(schema).map_err(|e| failed(&e))?;
+    let opening = || format!("opening {}", path.display());
+    let connection = Connection::open(path).map_err(|e| StoreError::backend(opening(), e))?;
+    SqliteOutbox::prepare_connection(&connection).map_err(|e| StoreError::backend(opening(), e))?;
+    SqliteIdempotencyStore::create_schema(&connection)
+        .map_err(|e| StoreError::backend(opening(), e))?;
+    connection
+        .execute_batch(schema)
+        .map_err(|e| StoreError::backend(opening(), e))?;
     Ok(connection)
 }
 
@@ -78,10 +79,8 @@ pub fn write(
             MarkOutcome::Marked => {}
             MarkOutcome::Duplicate(outcome) => {
                 unit.rollback()?;
-                let response =
-                    RecordedResponse::from_bytes(outcome.as_bytes()).map_err(|error| {
-                        StoreError::Backend(format!("a recorded response is unreadable: {error}"))
-                    })?;
+                let response = RecordedResponse::from_bytes(outcome.as_bytes())
+                    .map_err(|error| StoreError::backend("reading a recorded response", error))?;
                 return Ok(WriteOutcome::Replayed(response));
             }
             _ => {
@@ -99,7 +98,7 @@ pub fn write(
 
 fn mark(unit: &SqliteUnitOfWork<'_>, request: &RequestRecord) -> Result<MarkOutcome, StoreError> {
     let key = IdempotencyKey::new(&request.key)
-        .map_err(|error| StoreError::Backend(error.to_string()))?;
+        .map_err(|error| StoreError::backend("recording an Idempotency-Key", error))?;
     SqliteIdempotencyStore::mark_processed_in(
         unit.transaction(),
         &key,
@@ -111,7 +110,7 @@ fn mark(unit: &SqliteUnitOfWork<'_>, request: &RequestRecord) -> Result<MarkOutc
         IdempotencyError::PayloadMismatch { .. } => StoreError::KeyReused {
             key: request.client_key().to_owned(),
         },
-        other => StoreError::Backend(other.to_string()),
+        other => StoreError::backend("recording an Idempotency-Key", other),
     })
 }
 
@@ -169,6 +168,6 @@ impl SharedConnection {
             work(&mut connection)
         })
         .await
-        .map_err(|error| StoreError::Backend(format!("the database task failed: {error}")))?
+        .map_err(|error| StoreError::backend("running the database task", error))?
     }
 }

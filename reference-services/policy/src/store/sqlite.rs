@@ -49,7 +49,7 @@ impl SqlitePolicyStore {
         self.connection.run(move |connection| {
             dovetail_service_kit::store::sqlite::write(connection, &outbox, write.request.as_ref(), |unit| {
                 let snapshot = write.policy.snapshot();
-                let json = serde_json::to_string(snapshot).map_err(|error| StoreError::Backend(error.to_string()))?;
+                let json = serde_json::to_string(snapshot).map_err(|error| StoreError::backend("serializing a policy", error))?;
                 let version = sql_version(snapshot.version);
                 let written = match write.expected {
                     ExpectedVersion::New => unit.transaction().execute(
@@ -130,5 +130,5 @@ impl SqlitePolicyStore {
 fn parse_snapshot(json: &str) -> Result<Policy, StoreError> {
     serde_json::from_str::<PolicySnapshot>(json)
         .map(Policy::from_snapshot)
-        .map_err(|error| StoreError::Backend(format!("a stored policy is unreadable: {error}")))
+        .map_err(|error| StoreError::backend("reading a stored policy", error))
 }
