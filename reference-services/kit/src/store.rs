@@ -1,10 +1,14 @@
 //! What the services' stores share: the outcome and errors of a write, the request record
-//! of an `Idempotency-Key`, a store [opened](OpenedStore) with its relay's, and (in
-//! [`sqlite`]) the one-transaction write on SQLite.
+//! of an `Idempotency-Key`, a store [opened](OpenedStore) with its relay's on the backend
+//! the configuration names ([`open_store`]), and (in [`sqlite`] and `dynamodb`) the
+//! one-transaction write on each backend.
 
+mod backend;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod sqlite;
+
+pub use backend::{Backend, ServiceStore, open_store};
 
 use std::sync::Arc;
 

@@ -17,7 +17,6 @@
 //! consistently.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -26,17 +25,15 @@ use dovetail_contracts::claim::ClaimSnapshot;
 use dovetail_contracts::policy::PolicySnapshot;
 use dovetail_events::envelope::{EventId, Source};
 use dovetail_events::idempotency::{Fingerprint, IdempotencyKey, StoredOutcome};
-use dovetail_outbox::dynamodb::DynamoDbOutboxStore;
 use dovetail_service_kit::aws::AwsClients;
 use dovetail_service_kit::store::dynamodb::{
     KeyRecord, SNAPSHOT, ServiceTable, SnapshotIndex, SnapshotItem, SnapshotItems, VERSION,
     backend, number_of, open_table, string_of,
 };
-use tokio::sync::Notify;
 
 use super::{
-    ClaimFilter, ClaimWrite, ReplicaOutcome, ReplicatedPolicy, StoreError, WriteOutcome,
-    replica_key,
+    ClaimFilter, ClaimWrite, OpenedStore, ReplicaOutcome, ReplicatedPolicy, StoreError,
+    WriteOutcome, replica_key,
 };
 use crate::domain::Claim;
 
@@ -91,16 +88,10 @@ impl DynamoDbClaimStore {
         clients: &AwsClients,
         table: &str,
         source: Source,
-    ) -> Result<(Self, DynamoDbOutboxStore), StoreError> {
+    ) -> Result<OpenedStore<Self>, StoreError> {
         let indexes = [CLAIMS.index(&POLICY_CLAIMS), CLAIMS.index(&CUSTOMER_CLAIMS)];
         let table = open_table(clients.dynamodb(), table, source, &indexes).await?;
-        let relay_store = table.outbox().store(format!("{}.relay", crate::SERVICE));
-        Ok((Self { table }, relay_store))
-    }
-
-    /// The signal each commit gives the relay in this process.
-    pub fn commits(&self) -> Arc<Notify> {
-        self.table.outbox().commits()
+        Ok(table.opened(crate::SERVICE, |table| Self { table }))
     }
 
     /// See [`ClaimStore::write`](super::ClaimStore::write).

@@ -12,9 +12,10 @@ use dovetail_contracts::policy::PolicySnapshot;
 use dovetail_events::envelope::EventId;
 use dovetail_events::envelope::Source;
 use dovetail_outbox::ExpectedVersion;
-use dovetail_service_kit::config::{StorageBackend, StorageConfig};
-#[cfg(feature = "aws")]
+use dovetail_service_kit::config::StorageConfig;
 use dovetail_service_kit::events::Transport;
+use dovetail_service_kit::on_backend;
+use dovetail_service_kit::store::{Backend, ServiceStore, open_store};
 pub use dovetail_service_kit::store::{OpenedStore, RequestRecord, StoreError, WriteOutcome};
 
 use crate::domain::{Claim, ClaimChange};
@@ -64,24 +65,39 @@ pub enum ReplicaOutcome {
     Duplicate,
 }
 
-/// The claim store the service was configured with.
+/// The claim store the service was configured with: SQLite, or DynamoDB.
 #[derive(Debug, Clone)]
-pub enum ClaimStore {
-    /// A SQLite file.
-    Sqlite(sqlite::SqliteClaimStore),
-    /// A DynamoDB table.
-    #[cfg(feature = "aws")]
-    DynamoDb(dynamodb::DynamoDbClaimStore),
-}
+pub struct ClaimStore(Backend<sqlite::SqliteClaimStore, DynamoDbStore>);
 
-macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            ClaimStore::Sqlite($store) => $call,
-            #[cfg(feature = "aws")]
-            ClaimStore::DynamoDb($store) => $call,
-        }
-    };
+#[cfg(feature = "aws")]
+type DynamoDbStore = dynamodb::DynamoDbClaimStore;
+#[cfg(not(feature = "aws"))]
+type DynamoDbStore = ();
+
+impl ServiceStore for ClaimStore {
+    const NAME: &'static str = "claim";
+    type Sqlite = sqlite::SqliteClaimStore;
+    type DynamoDb = DynamoDbStore;
+
+    fn open_sqlite(
+        path: &std::path::Path,
+        outbox: dovetail_outbox::sqlite::SqliteOutbox,
+    ) -> Result<Self::Sqlite, StoreError> {
+        sqlite::SqliteClaimStore::open(path, outbox)
+    }
+
+    #[cfg(feature = "aws")]
+    async fn open_dynamodb(
+        clients: &dovetail_service_kit::aws::AwsClients,
+        table: &str,
+        source: Source,
+    ) -> Result<OpenedStore<Self::DynamoDb>, StoreError> {
+        dynamodb::DynamoDbClaimStore::open(clients, table, source).await
+    }
+
+    fn from_backend(backend: Backend<Self::Sqlite, Self::DynamoDb>) -> Self {
+        Self(backend)
+    }
 }
 
 impl ClaimStore {
@@ -91,40 +107,12 @@ impl ClaimStore {
     /// # Errors
     /// When the database cannot be opened (the message says why), or DynamoDB is
     /// configured without the AWS transport or without the `aws` feature.
-    #[cfg_attr(not(feature = "aws"), allow(unused_variables))]
     pub async fn open(
         storage: &StorageConfig,
         transport: &Transport,
         source: Source,
     ) -> anyhow::Result<OpenedStore<Self>> {
-        match storage.backend {
-            StorageBackend::Sqlite => {
-                let path = storage.sqlite_path("claim");
-                let opened = dovetail_service_kit::store::sqlite::open_service(
-                    &path,
-                    source,
-                    sqlite::SqliteClaimStore::open,
-                )?;
-                Ok(opened.map(Self::Sqlite))
-            }
-            #[cfg(feature = "aws")]
-            StorageBackend::Dynamodb => {
-                let table = storage.dynamodb_table("claim");
-                let (store, relay_store) =
-                    dynamodb::DynamoDbClaimStore::open(transport.aws_clients()?, &table, source)
-                        .await?;
-                Ok(OpenedStore {
-                    commits: store.commits(),
-                    store: Self::DynamoDb(store),
-                    relay_store: relay_store.into(),
-                })
-            }
-            #[cfg(not(feature = "aws"))]
-            StorageBackend::Dynamodb => anyhow::bail!(
-                "storage.backend = dynamodb needs the `aws` feature of dovetail-claim (built \
-                 without it)"
-            ),
-        }
+        open_store(storage, transport, source).await
     }
 
     /// Commits `write` atomically: state, event and idempotency record, or nothing.
@@ -132,7 +120,7 @@ impl ClaimStore {
     /// # Errors
     /// See [`StoreError`].
     pub async fn write(&self, write: ClaimWrite) -> Result<WriteOutcome, StoreError> {
-        dispatch!(self, store => store.write(write).await)
+        on_backend!(&self.0, store => store.write(write).await)
     }
 
     /// The claim `claim_id`, if it exists.
@@ -140,7 +128,7 @@ impl ClaimStore {
     /// # Errors
     /// [`StoreError::Backend`].
     pub async fn get(&self, claim_id: &str) -> Result<Option<Claim>, StoreError> {
-        dispatch!(self, store => store.get(claim_id).await)
+        on_backend!(&self.0, store => store.get(claim_id).await)
     }
 
     /// Up to `limit` claims matching `filter` in id order (filing order), after the claim
@@ -154,7 +142,7 @@ impl ClaimStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Claim>, StoreError> {
-        dispatch!(self, store => store.list(filter, after, limit).await)
+        on_backend!(&self.0, store => store.list(filter, after, limit).await)
     }
 
     /// The replica's copy of policy `policy_id`, if it has one.
@@ -165,7 +153,7 @@ impl ClaimStore {
         &self,
         policy_id: &str,
     ) -> Result<Option<ReplicatedPolicy>, StoreError> {
-        dispatch!(self, store => store.replicated_policy(policy_id).await)
+        on_backend!(&self.0, store => store.replicated_policy(policy_id).await)
     }
 
     /// Applies the policy snapshot carried by event `event_id` (whose payload has the
@@ -182,7 +170,7 @@ impl ClaimStore {
         fingerprint: dovetail_events::idempotency::Fingerprint,
         policy: PolicySnapshot,
     ) -> Result<ReplicaOutcome, StoreError> {
-        dispatch!(self, store => store.apply_policy(event_id, fingerprint, policy).await)
+        on_backend!(&self.0, store => store.apply_policy(event_id, fingerprint, policy).await)
     }
 
     /// Whether the database answers.
@@ -190,7 +178,7 @@ impl ClaimStore {
     /// # Errors
     /// [`StoreError::Backend`] when it does not.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self, store => store.ping().await)
+        on_backend!(&self.0, store => store.ping().await)
     }
 }
 

@@ -31,7 +31,7 @@ use dovetail_outbox::dynamodb::{DynamoDbOutbox, DynamoDbOutboxConfig, DynamoDbUn
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{IDEMPOTENCY_RETENTION, RequestRecord, StoreError, WriteOutcome};
+use super::{IDEMPOTENCY_RETENTION, OpenedStore, RequestRecord, StoreError, WriteOutcome};
 use crate::RecordedResponse;
 
 /// The partition key prefix of request records.
@@ -86,6 +86,18 @@ pub async fn open_table(
 }
 
 impl ServiceTable {
+    /// The service's store `wrap` makes of this table, opened with the relay's store on
+    /// its outbox (leased as `<service>.relay`) and the signal of its commits.
+    pub fn opened<S>(self, service: &str, wrap: impl FnOnce(Self) -> S) -> OpenedStore<S> {
+        let relay_store = self.outbox.store(format!("{service}.relay"));
+        let commits = self.outbox.commits();
+        OpenedStore {
+            store: wrap(self),
+            relay_store: relay_store.into(),
+            commits,
+        }
+    }
+
     /// The outbox on the table (for units of work, the relay's store and its wake-up).
     pub fn outbox(&self) -> &DynamoDbOutbox {
         &self.outbox

@@ -14,18 +14,14 @@
 //! may be missing from a listing for a moment (usually well under a second), while
 //! [`get`](super::PolicyStore::get) reads strongly consistently.
 
-use std::sync::Arc;
-
 use dovetail_contracts::policy::PolicySnapshot;
 use dovetail_events::envelope::Source;
-use dovetail_outbox::dynamodb::DynamoDbOutboxStore;
 use dovetail_service_kit::aws::AwsClients;
 use dovetail_service_kit::store::dynamodb::{
     ServiceTable, SnapshotIndex, SnapshotItem, SnapshotItems, open_table,
 };
-use tokio::sync::Notify;
 
-use super::{PolicyWrite, StoreError, WriteOutcome};
+use super::{OpenedStore, PolicyWrite, StoreError, WriteOutcome};
 use crate::domain::Policy;
 
 /// The index listing a customer's policies.
@@ -50,7 +46,7 @@ pub struct DynamoDbPolicyStore {
 
 impl DynamoDbPolicyStore {
     /// Opens the table `table` (creating it, its index and its TTL when missing) for the
-    /// events of `source`, and the relay's store on its outbox.
+    /// events of `source`, with the relay's store on its outbox and its commit signal.
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the table cannot be created or has other keys; the
@@ -59,16 +55,10 @@ impl DynamoDbPolicyStore {
         clients: &AwsClients,
         table: &str,
         source: Source,
-    ) -> Result<(Self, DynamoDbOutboxStore), StoreError> {
+    ) -> Result<OpenedStore<Self>, StoreError> {
         let indexes = [POLICIES.index(&CUSTOMER_POLICIES)];
         let table = open_table(clients.dynamodb(), table, source, &indexes).await?;
-        let relay_store = table.outbox().store(format!("{}.relay", crate::SERVICE));
-        Ok((Self { table }, relay_store))
-    }
-
-    /// The signal each commit gives the relay in this process.
-    pub fn commits(&self) -> Arc<Notify> {
-        self.table.outbox().commits()
+        Ok(table.opened(crate::SERVICE, |table| Self { table }))
     }
 
     /// See [`PolicyStore::write`](super::PolicyStore::write).

@@ -9,9 +9,10 @@ pub mod sqlite;
 
 use dovetail_events::envelope::Source;
 use dovetail_outbox::ExpectedVersion;
-use dovetail_service_kit::config::{StorageBackend, StorageConfig};
-#[cfg(feature = "aws")]
+use dovetail_service_kit::config::StorageConfig;
 use dovetail_service_kit::events::Transport;
+use dovetail_service_kit::on_backend;
+use dovetail_service_kit::store::{Backend, ServiceStore, open_store};
 pub use dovetail_service_kit::store::{OpenedStore, RequestRecord, StoreError, WriteOutcome};
 
 use crate::domain::{Policy, PolicyChange};
@@ -31,24 +32,39 @@ pub struct PolicyWrite {
     pub request: Option<RequestRecord>,
 }
 
-/// The policy store the service was configured with.
+/// The policy store the service was configured with: SQLite, or DynamoDB.
 #[derive(Debug, Clone)]
-pub enum PolicyStore {
-    /// A SQLite file.
-    Sqlite(sqlite::SqlitePolicyStore),
-    /// A DynamoDB table.
-    #[cfg(feature = "aws")]
-    DynamoDb(dynamodb::DynamoDbPolicyStore),
-}
+pub struct PolicyStore(Backend<sqlite::SqlitePolicyStore, DynamoDbStore>);
 
-macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            PolicyStore::Sqlite($store) => $call,
-            #[cfg(feature = "aws")]
-            PolicyStore::DynamoDb($store) => $call,
-        }
-    };
+#[cfg(feature = "aws")]
+type DynamoDbStore = dynamodb::DynamoDbPolicyStore;
+#[cfg(not(feature = "aws"))]
+type DynamoDbStore = ();
+
+impl ServiceStore for PolicyStore {
+    const NAME: &'static str = "policy";
+    type Sqlite = sqlite::SqlitePolicyStore;
+    type DynamoDb = DynamoDbStore;
+
+    fn open_sqlite(
+        path: &std::path::Path,
+        outbox: dovetail_outbox::sqlite::SqliteOutbox,
+    ) -> Result<Self::Sqlite, StoreError> {
+        sqlite::SqlitePolicyStore::open(path, outbox)
+    }
+
+    #[cfg(feature = "aws")]
+    async fn open_dynamodb(
+        clients: &dovetail_service_kit::aws::AwsClients,
+        table: &str,
+        source: Source,
+    ) -> Result<OpenedStore<Self::DynamoDb>, StoreError> {
+        dynamodb::DynamoDbPolicyStore::open(clients, table, source).await
+    }
+
+    fn from_backend(backend: Backend<Self::Sqlite, Self::DynamoDb>) -> Self {
+        Self(backend)
+    }
 }
 
 impl PolicyStore {
@@ -58,40 +74,12 @@ impl PolicyStore {
     /// # Errors
     /// When the database cannot be opened (the message says why), or DynamoDB is
     /// configured without the AWS transport or without the `aws` feature.
-    #[cfg_attr(not(feature = "aws"), allow(unused_variables))]
     pub async fn open(
         storage: &StorageConfig,
         transport: &Transport,
         source: Source,
     ) -> anyhow::Result<OpenedStore<Self>> {
-        match storage.backend {
-            StorageBackend::Sqlite => {
-                let path = storage.sqlite_path("policy");
-                let opened = dovetail_service_kit::store::sqlite::open_service(
-                    &path,
-                    source,
-                    sqlite::SqlitePolicyStore::open,
-                )?;
-                Ok(opened.map(Self::Sqlite))
-            }
-            #[cfg(feature = "aws")]
-            StorageBackend::Dynamodb => {
-                let table = storage.dynamodb_table("policy");
-                let (store, relay_store) =
-                    dynamodb::DynamoDbPolicyStore::open(transport.aws_clients()?, &table, source)
-                        .await?;
-                Ok(OpenedStore {
-                    commits: store.commits(),
-                    store: Self::DynamoDb(store),
-                    relay_store: relay_store.into(),
-                })
-            }
-            #[cfg(not(feature = "aws"))]
-            StorageBackend::Dynamodb => anyhow::bail!(
-                "storage.backend = dynamodb needs the `aws` feature of dovetail-policy (built \
-                 without it)"
-            ),
-        }
+        open_store(storage, transport, source).await
     }
 
     /// Commits `write` atomically: state, event and idempotency record, or nothing.
@@ -99,7 +87,7 @@ impl PolicyStore {
     /// # Errors
     /// See [`StoreError`].
     pub async fn write(&self, write: PolicyWrite) -> Result<WriteOutcome, StoreError> {
-        dispatch!(self, store => store.write(write).await)
+        on_backend!(&self.0, store => store.write(write).await)
     }
 
     /// The policy `policy_id`, if it exists.
@@ -107,7 +95,7 @@ impl PolicyStore {
     /// # Errors
     /// [`StoreError::Backend`].
     pub async fn get(&self, policy_id: &str) -> Result<Option<Policy>, StoreError> {
-        dispatch!(self, store => store.get(policy_id).await)
+        on_backend!(&self.0, store => store.get(policy_id).await)
     }
 
     /// Up to `limit` policies of `customer_id` in id order (creation order), after the
@@ -121,7 +109,7 @@ impl PolicyStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Policy>, StoreError> {
-        dispatch!(self, store => store.list_by_customer(customer_id, after, limit).await)
+        on_backend!(&self.0, store => store.list_by_customer(customer_id, after, limit).await)
     }
 
     /// Whether the database answers.
@@ -129,6 +117,6 @@ impl PolicyStore {
     /// # Errors
     /// [`StoreError::Backend`] when it does not.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self, store => store.ping().await)
+        on_backend!(&self.0, store => store.ping().await)
     }
 }

@@ -1,5 +1,6 @@
 //! The policy service over HTTP on embedded backends: the lifecycle and its events, every
-//! bad input's problem, idempotent creation, pagination, operations endpoints, shutdown.
+//! bad input's problem, idempotent creation, pagination, operations endpoints, shutdown;
+//! and its store's promises, one suite on SQLite and on DynamoDB.
 
 #![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
 
@@ -7,4 +8,5 @@ mod api;
 mod bad_input;
 #[cfg(feature = "aws")]
 mod needs_servers;
+mod store_promises;
 mod support;

@@ -1,5 +1,5 @@
 //! The policy service on the AWS backends, against the emulator `cargo xtask servers`
-//! starts (or real AWS): the DynamoDB store with the SQLite store's behaviours, and the
+//! starts (or real AWS): the store's promises on DynamoDB and what only that store does, and the
 //! service end to end from an HTTP request to an SQS queue subscribed to its topic.
 
 mod aws_end_to_end;
