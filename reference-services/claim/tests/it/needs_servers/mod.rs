@@ -1,6 +1,6 @@
 //! The claim service on the AWS backends, against the emulator `cargo xtask servers`
-//! starts (or real AWS): the DynamoDB store with the SQLite store's behaviours (claims,
-//! the policy replica, request and event records), and the service end to end from
+//! starts (or real AWS): the store's promises on DynamoDB (claims, the policy
+//! replica, request and event records), and the service end to end from
 //! policy events on SNS to a filed claim's event on SQS.
 
 mod aws_end_to_end;
