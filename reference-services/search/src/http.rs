@@ -447,8 +447,8 @@ fn job_location(id: &str) -> String {
 }
 
 /// Starts a rebuild (staff only) while events keep being indexed: 202 with the job and
-/// its `Location`, once the rebuild holds its claim; the same job again for a repeated
-/// `Idempotency-Key`, also once it holds its claim. A rebuild that ends before its claim
+/// its `Location`, once the rebuild holds its lease; the same job again for a repeated
+/// `Idempotency-Key`, also once it holds its lease. A rebuild that ends before its lease
 /// leaves no job and answers its problem: 409 when another instance rebuilds, 503 with
 /// `Retry-After` when the index fails.
 ///

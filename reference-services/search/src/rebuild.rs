@@ -1,5 +1,5 @@
 //! Rebuild jobs: [`RebuildJobs::start`] runs [`SearchIndex::rebuild`] in the background
-//! and answers as soon as the rebuild holds its claim; [`RebuildJobs::get`] says how far it
+//! and answers as soon as the rebuild holds its lease; [`RebuildJobs::get`] says how far it
 //! is. The API's `POST /admin/rebuilds` and `GET /admin/rebuilds/{id}` sit on it.
 //!
 //! Jobs are kept in this instance's memory (the last [`KEPT_JOBS`]): the instance that
@@ -50,7 +50,7 @@ impl std::fmt::Display for Failure {
 }
 
 impl Failure {
-    /// The failure as the index error a start answers when it came before the claim.
+    /// The failure as the index error a start answers when it came before the lease.
     fn into_index_error(self) -> IndexError {
         match self {
             Self::Index(error) => error,
@@ -144,7 +144,7 @@ impl Job {
         self.outcome.borrow().is_none()
     }
 
-    /// Whether the rebuild got past [`RebuildPhase::Starting`]: it held its claim.
+    /// Whether the rebuild got past [`RebuildPhase::Starting`]: it held its lease.
     fn claimed(&self) -> bool {
         self.progress.phase() != RebuildPhase::Starting
     }
@@ -223,11 +223,11 @@ pub enum Started {
 /// Why [`RebuildJobs::start`] started nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StartError {
-    /// A job of this instance runs (it holds its claim).
+    /// A job of this instance runs (it holds its lease).
     #[error("rebuild {} is under way; follow it at /admin/rebuilds/{} and start another once it has ended", .0.id, .0.id)]
     Running(JobView),
-    /// The rebuild ended before it held its claim, and left no job (nor its idempotency
-    /// key): the index refused the claim ([`IndexError::Conflict`]: a rebuild of another
+    /// The rebuild ended before it held its lease, and left no job (nor its idempotency
+    /// key): the index refused the lease ([`IndexError::Conflict`]: a rebuild of another
     /// instance runs) or failed ([`IndexError::Unavailable`], also when the task running
     /// the rebuild stopped; retry in a moment).
     #[error("{0}")]
@@ -283,19 +283,19 @@ impl RebuildJobs {
     }
 
     /// Starts a rebuild in the background (on the current tokio runtime) and returns once
-    /// it holds its claim — or has ended after it, when it fails at once. With an
+    /// it holds its lease — or has ended after it, when it fails at once. With an
     /// `idempotency_key`, a job already started with it is answered instead, once it holds
-    /// its claim too: a replay while the first start waits gets the first start's answer.
+    /// its lease too: a replay while the first start waits gets the first start's answer.
     ///
     /// Idempotency keys live in this instance's memory, with its last [`KEPT_JOBS`] jobs:
     /// a retry that reaches another instance, or comes after a restart or after
     /// [`KEPT_JOBS`] newer jobs, is a new start (see the [module](self) docs). A start
-    /// that fails before its claim leaves no job, so its key is not kept either: a retry
+    /// that fails before its lease leaves no job, so its key is not kept either: a retry
     /// with it tries again.
     ///
     /// # Errors
     /// [`StartError::Running`] when a job of this instance runs; [`StartError::Refused`]
-    /// when the rebuild ended before it held its claim (the index refused the claim,
+    /// when the rebuild ended before it held its lease (the index refused the lease,
     /// because another instance rebuilds, or failed), which leaves no job.
     pub async fn start(&self, idempotency_key: Option<String>) -> Result<Started, StartError> {
         loop {
@@ -331,7 +331,7 @@ impl RebuildJobs {
                 Found::Replay => return self.until_claimed(&job).await.map(Started::Replayed),
                 Found::Running => {
                     // One still starting may yet be refused, and then leaves no job to
-                    // follow: answer only once it holds its claim, or start again.
+                    // follow: answer only once it holds its lease, or start again.
                     if self.until_claimed(&job).await.is_ok() && job.running() {
                         return Err(StartError::Running(job.view()));
                     }
@@ -353,7 +353,7 @@ impl RebuildJobs {
         });
     }
 
-    /// Waits until `job` holds its claim or has ended. One that ended before it claimed
+    /// Waits until `job` holds its lease or has ended. One that ended before it held its lease
     /// is forgotten (its idempotency key too) and answers its error; otherwise the job.
     async fn until_claimed(&self, job: &Job) -> Result<JobView, StartError> {
         let mut ended = job.outcome.subscribe();

@@ -219,7 +219,7 @@ impl RebuildProgress {
         self.copied.load(Ordering::Relaxed)
     }
 
-    /// Returns once the rebuild is past [`RebuildPhase::Starting`]: it holds the claim
+    /// Returns once the rebuild is past [`RebuildPhase::Starting`]: it holds the lease
     /// and the new index exists. Never returns for a rebuild that fails before; race it
     /// with the rebuild itself.
     pub async fn claimed(&self) {
@@ -230,7 +230,7 @@ impl RebuildProgress {
     }
 
     /// Reports that the rebuild is at `phase` (a [`SearchIndex`] implementation calls it;
-    /// leaving [`RebuildPhase::Starting`] says the rebuild holds its claim).
+    /// leaving [`RebuildPhase::Starting`] says the rebuild holds its lease).
     pub fn enter(&self, phase: RebuildPhase) {
         tracing::info!(?phase, "rebuild");
         self.phase.send_replace(phase);

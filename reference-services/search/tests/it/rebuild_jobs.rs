@@ -1,5 +1,5 @@
 //! Rebuild jobs over an index whose rebuild does as told (fails, panics or waits before or
-//! after its claim): a start that fails before its claim leaves no job and answers its
+//! after its lease): a start that fails before its lease leaves no job and answers its
 //! problem, a replay waits for the claim with the first start, and a rebuild task that
 //! panics or is cancelled still ends its job.
 
@@ -25,12 +25,12 @@ use tower::ServiceExt;
 enum Step {
     /// Claims and succeeds.
     Succeed,
-    /// Fails with this error before its claim.
+    /// Fails with this error before its lease.
     FailBeforeClaim(IndexError),
     /// Waits until released, still `starting`; then fails with the error, or claims and
     /// succeeds without one.
     WaitBeforeClaim(Arc<Notify>, Option<IndexError>),
-    /// Panics before its claim.
+    /// Panics before its lease.
     PanicBeforeClaim,
     /// Claims, then panics while copying.
     PanicAfterClaim,
@@ -109,10 +109,10 @@ impl SearchIndex for Scripted {
                 progress.enter(RebuildPhase::Copying);
                 Ok(report())
             }
-            Step::PanicBeforeClaim => panic!("the scripted rebuild panics before its claim"),
+            Step::PanicBeforeClaim => panic!("the scripted rebuild panics before its lease"),
             Step::PanicAfterClaim => {
                 progress.enter(RebuildPhase::Copying);
-                panic!("the scripted rebuild panics after its claim")
+                panic!("the scripted rebuild panics after its lease")
             }
             Step::ClaimAndHang => {
                 progress.enter(RebuildPhase::Copying);
@@ -173,7 +173,7 @@ fn started_id(started: &Started) -> &str {
 }
 
 #[tokio::test]
-async fn a_start_that_fails_before_its_claim_leaves_no_job_answers_its_problem_and_keeps_no_key() {
+async fn a_start_that_fails_before_its_lease_leaves_no_job_answers_its_problem_and_keeps_no_key() {
     let jobs = RebuildJobs::new(Scripted::new([
         Step::FailBeforeClaim(IndexError::Unavailable("connection refused".into())),
         Step::FailBeforeClaim(IndexError::Conflict(
@@ -210,7 +210,7 @@ async fn a_start_that_fails_before_its_claim_leaves_no_job_answers_its_problem_a
 }
 
 #[tokio::test]
-async fn a_replay_while_the_first_start_waits_for_its_claim_gets_the_first_starts_answer() {
+async fn a_replay_while_the_first_start_waits_for_its_lease_gets_the_first_starts_answer() {
     // The first start is refused after the replay came: both are refused, no job is left.
     let release = Arc::new(Notify::new());
     let jobs = RebuildJobs::new(Scripted::new([Step::WaitBeforeClaim(
@@ -287,13 +287,13 @@ async fn a_rebuild_task_that_panics_still_ends_its_job() {
     ]));
     let router = api(&jobs);
 
-    // Before its claim: no job, a 503 to retry.
+    // Before its lease: no job, a 503 to retry.
     let (status, headers, problem) = send(&router, Method::POST, "/admin/rebuilds", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
     assert!(headers.contains_key("retry-after"), "{headers:?}");
     assert!(jobs.list().is_empty(), "{:?}", jobs.list());
 
-    // After its claim: the job fails, saying so, and the next start is not refused.
+    // After its lease: the job fails, saying so, and the next start is not refused.
     let started = start(&jobs, None).await.unwrap();
     let done = tokio::time::timeout(Duration::from_secs(10), jobs.finished(started_id(&started)))
         .await

@@ -8,3 +8,5 @@ mod idempotency_redis;
 mod sns_publisher;
 #[cfg(feature = "sqs")]
 mod sqs_consumer;
+#[cfg(all(feature = "sns", feature = "sqs"))]
+mod transport_provisioning;

@@ -14,14 +14,14 @@
 //!
 //! # Rebuild across instances
 //!
-//! One rebuild at a time across every instance: the claim is a document in
+//! One rebuild at a time across every instance: the lease is a document in
 //! `<alias>-rebuild-lock`, created with `op_type=create` and then written only with the
 //! holder's last sequence number (its heartbeat every [`REBUILD_HEARTBEAT`], the check
-//! right before the switch, its release once the old index is gone); a claim silent for
+//! right before the switch, its release once the old index is gone); a lease silent for
 //! [`ABANDONED_AFTER`] is taken over with a fenced delete, so of two instances taking it
-//! over one wins (see `claim.rs`).
+//! over one wins (see `lease.rs`).
 //!
-//! Holding the claim, the rebuild creates the next index (`<alias>-000002`) behind a
+//! Holding the lease, the rebuild creates the next index (`<alias>-000002`) behind a
 //! second alias, `<alias>-rebuild`: the signal. Every instance looks for it at least
 //! every [`REBUILD_DISCOVERY`] and, while it exists, writes each batch to both aliases
 //! (the new index first, so a version read from the old one is already in the new); the
@@ -35,7 +35,7 @@
 //! flight (a later one fails and is retried by its consumer, reaching the new index), and
 //! copied once more by version for anything that reached it only (a write slower than the
 //! discovery interval: until this copy reaches it, a reader can see its older version);
-//! then it is deleted and the claim released. A rebuild that fails before its switch
+//! then it is deleted and the lease released. A rebuild that fails before its switch
 //! deletes its new index; after the switch, or when it cannot tell, it keeps both and
 //! says so. A takeover deletes what the abandoned rebuild left behind the rebuild alias,
 //! never the live index.
@@ -46,7 +46,7 @@
 //! event to then. One probe runs at a time: the writes made while it waits go with the
 //! next one, so a busy service adds about one request per refresh interval.
 
-mod claim;
+mod lease;
 mod rebuild;
 
 use std::sync::Arc;
@@ -89,7 +89,7 @@ pub struct OpenSearchIndex {
     alias: String,
     /// `<alias>-rebuild`: names the new index while a rebuild runs.
     rebuild_alias: String,
-    /// This instance, as its rebuild claims and freshness probes name it.
+    /// This instance, as its rebuild leases and freshness probes name it.
     instance: String,
     /// Whether a rebuild runs (so writes go to both aliases), as last looked up.
     rebuild_seen: Arc<Mutex<RebuildSeen>>,
@@ -129,7 +129,7 @@ pub const REBUILD_DISCOVERY: Duration = Duration::from_secs(1);
 /// How often a rebuilding instance writes its heartbeat into the new index's `_meta`.
 pub const REBUILD_HEARTBEAT: Duration = Duration::from_secs(5);
 
-/// How long a rebuild's claim stays without a heartbeat before the next rebuild takes it
+/// How long a rebuild's lease stays without a heartbeat before the next rebuild takes it
 /// over (its instance stopped).
 pub const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 

@@ -1,5 +1,5 @@
 //! The OpenSearch rebuild, across instances: see "Rebuild across instances" in the
-//! parent module. The claim is `claim.rs`'s `RebuildClaim`; this module
+//! parent module. The lease is `lease.rs`'s `RebuildLease`; this module
 //! holds the steps.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use opensearch::http::StatusCode;
 use opensearch::indices::{IndicesAddBlockParts, IndicesExistsAliasParts};
 use serde_json::{Value, json};
 
-use super::claim::{self, ClaimBody, RebuildClaim};
+use super::lease::{self, LeaseBody, RebuildLease};
 use super::{
     AbortOnDrop, OpenSearchIndex, REBUILD_DISCOVERY, REBUILD_HEARTBEAT, failure, json_answer,
     next_index, unavailable, unix_millis,
@@ -35,45 +35,50 @@ impl OpenSearchIndex {
         })?;
         let from = self.current_index().await?;
         let to = next_index(&self.alias, &from);
-        let claim = Arc::new(self.claim(&from, &to).await?);
-        let result = self.rebuild_under_claim(&claim, &from, &to, progress).await;
+        let lease = Arc::new(self.take_lease(&from, &to).await?);
+        let result = self.rebuild_under_lease(&lease, &from, &to, progress).await;
         if let Err(error) = &result {
             self.clean_up_after(error, &from, &to).await;
         }
         // Held until the old index is gone: no second rebuild meanwhile.
-        claim.release().await;
+        lease.release().await;
         result
     }
 
-    /// Claims the rebuild from `from` into `to` for this instance and creates `to` behind
-    /// the rebuild alias. A live claim of another instance is a conflict; an abandoned one
-    /// is taken over, and what its rebuild left is cleared.
-    async fn claim(&self, from: &str, to: &str) -> Result<RebuildClaim, IndexError> {
-        let lock_index = claim::lock_index(&self.alias);
+    /// Takes the lease of the rebuild from `from` into `to` for this instance and creates
+    /// `to` behind the rebuild alias. A live lease of another instance (an older version's
+    /// `claim` too) is a conflict; an abandoned one is taken over, and what its rebuild
+    /// left is cleared.
+    async fn take_lease(&self, from: &str, to: &str) -> Result<RebuildLease, IndexError> {
+        let lock_index = lease::lock_index(&self.alias);
         self.create(&lock_index, None).await?;
         let now = unix_millis(time::OffsetDateTime::now_utc());
-        if let Some(found) = claim::find(&self.client, &lock_index).await? {
-            if claim::is_live(found.body.heartbeat_ms, now) {
-                return Err(IndexError::Conflict(format!(
-                    "a rebuild into {} by instance {} is under way (last heartbeat {} s ago); \
-                     wait for it to finish",
-                    found.body.to,
-                    found.body.instance,
-                    now.saturating_sub(found.body.heartbeat_ms) / 1000
-                )));
-            }
+        let found = lease::find_all(&self.client, &lock_index).await?;
+        if let Some(live) = found
+            .iter()
+            .find(|found| lease::is_live(found.body.heartbeat_ms, now))
+        {
+            return Err(IndexError::Conflict(format!(
+                "a rebuild into {} by instance {} is under way (last heartbeat {} s ago); \
+                 wait for it to finish",
+                live.body.to,
+                live.body.instance,
+                now.saturating_sub(live.body.heartbeat_ms) / 1000
+            )));
+        }
+        for found in found {
             tracing::warn!(
                 instance = %found.body.instance,
                 index = %found.body.to,
                 "taking over a rebuild whose instance stopped"
             );
-            claim::take_over(&self.client, &lock_index, &found).await?;
+            lease::take_over(&self.client, &lock_index, &found).await?;
             self.clear_abandoned(&found.body).await?;
         }
-        let claim = RebuildClaim::create(
+        let lease = RebuildLease::create(
             &self.client,
             &lock_index,
-            ClaimBody {
+            LeaseBody {
                 instance: self.instance.clone(),
                 from: from.to_owned(),
                 to: to.to_owned(),
@@ -82,15 +87,15 @@ impl OpenSearchIndex {
         )
         .await?;
         if let Err(error) = self.create_target(to).await {
-            claim.release().await;
+            lease.release().await;
             return Err(error);
         }
-        Ok(claim)
+        Ok(lease)
     }
 
     /// Clears what the abandoned rebuild of `body` left: its half-built index (never the
     /// live one), and the rebuild alias with it.
-    async fn clear_abandoned(&self, body: &ClaimBody) -> Result<(), IndexError> {
+    async fn clear_abandoned(&self, body: &LeaseBody) -> Result<(), IndexError> {
         let live = self.indices_behind(&self.alias).await?;
         for index in self.indices_behind(&self.rebuild_alias).await? {
             if live.contains(&index) {
@@ -111,7 +116,7 @@ impl OpenSearchIndex {
         Ok(())
     }
 
-    /// Creates `to` behind the rebuild alias. Holding the claim, no other instance
+    /// Creates `to` behind the rebuild alias. Holding the lease, no other instance
     /// creates indices, so an index of that name is what a failed rebuild left.
     async fn create_target(&self, to: &str) -> Result<(), IndexError> {
         if self.create(to, Some(&self.rebuild_alias)).await? {
@@ -139,27 +144,27 @@ impl OpenSearchIndex {
         }
     }
 
-    /// The steps once claimed; see the parent module's documentation.
-    async fn rebuild_under_claim(
+    /// The steps once the lease is held; see the parent module's documentation.
+    async fn rebuild_under_lease(
         &self,
-        claim: &Arc<RebuildClaim>,
+        lease: &Arc<RebuildLease>,
         from: &str,
         to: &str,
         progress: &RebuildProgress,
     ) -> Result<RebuildReport, IndexError> {
         self.note_rebuild(true).await;
         let lost = Arc::new(AtomicBool::new(false));
-        let _heartbeat = heartbeat(Arc::clone(claim), Arc::clone(&lost));
+        let _heartbeat = heartbeat(Arc::clone(lease), Arc::clone(&lost));
         progress.enter(RebuildPhase::WaitingForWriters);
         tokio::time::sleep(2 * REBUILD_DISCOVERY).await;
         progress.enter(RebuildPhase::Copying);
         let (mut documents, mut rederived) = self.copy(from, &self.rebuild_alias, progress).await?;
         progress.enter(RebuildPhase::Switching);
-        // The last fenced write before the switch: a claim taken over stops here.
+        // The last fenced write before the switch: a lease taken over stops here.
         if lost.load(Ordering::SeqCst) {
             return Err(taken_over());
         }
-        claim.beat().await?;
+        lease.beat().await?;
         self.switch(from, to).await?;
         self.note_rebuild(false).await;
         progress.enter(RebuildPhase::CopyingLateWrites);
@@ -341,21 +346,21 @@ impl OpenSearchIndex {
 
 fn taken_over() -> IndexError {
     IndexError::Conflict(
-        "this instance's rebuild claim was taken over; the rebuild stopped before its switch"
+        "this instance's rebuild lease was taken over; the rebuild stopped before its switch"
             .into(),
     )
 }
 
-/// Writes `claim`'s heartbeat every [`REBUILD_HEARTBEAT`] until dropped; sets `lost` when
-/// the claim was taken over.
-fn heartbeat(claim: Arc<RebuildClaim>, lost: Arc<AtomicBool>) -> AbortOnDrop {
+/// Writes `lease`'s heartbeat every [`REBUILD_HEARTBEAT`] until dropped; sets `lost` when
+/// the lease was taken over.
+fn heartbeat(lease: Arc<RebuildLease>, lost: Arc<AtomicBool>) -> AbortOnDrop {
     AbortOnDrop(tokio::spawn(async move {
         loop {
             tokio::time::sleep(REBUILD_HEARTBEAT).await;
-            match claim.beat().await {
+            match lease.beat().await {
                 Ok(()) => {}
                 Err(IndexError::Conflict(message)) => {
-                    tracing::warn!(%message, "rebuild claim lost");
+                    tracing::warn!(%message, "rebuild lease lost");
                     lost.store(true, Ordering::SeqCst);
                     return;
                 }

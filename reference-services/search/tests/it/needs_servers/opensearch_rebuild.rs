@@ -127,7 +127,7 @@ async fn a_rebuild_left_by_a_stopped_instance_is_taken_over_and_a_live_one_is_no
     let client = dovetail_testkit::opensearch().await.client().clone();
     let now_ms =
         u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap();
-    // What an instance that stopped mid-rebuild leaves: its claim and its half-built
+    // What an instance that stopped mid-rebuild leaves: its lease and its half-built
     // index behind the rebuild alias (so every instance still writes to both).
     let half_built = format!("{alias}-000002");
     client
@@ -139,7 +139,7 @@ async fn a_rebuild_left_by_a_stopped_instance_is_taken_over_and_a_live_one_is_no
         .unwrap()
         .error_for_status_code()
         .unwrap();
-    let claim = |heartbeat_ms: u64| {
+    let lease = |heartbeat_ms: u64| {
         json!({
             "instance": "gone-1",
             "from": format!("{alias}-000001"),
@@ -147,12 +147,13 @@ async fn a_rebuild_left_by_a_stopped_instance_is_taken_over_and_a_live_one_is_no
             "heartbeat_ms": heartbeat_ms
         })
     };
-    let write_claim = |heartbeat_ms: u64| {
+    // `lease` is the document's id; builds before it named it `claim`.
+    let write_lease = |id: &'static str, heartbeat_ms: u64| {
         let (client, lock) = (client.clone(), format!("{alias}-rebuild-lock"));
-        let body = claim(heartbeat_ms);
+        let body = lease(heartbeat_ms);
         async move {
             client
-                .index(opensearch::IndexParts::IndexId(&lock, "claim"))
+                .index(opensearch::IndexParts::IndexId(&lock, id))
                 .body(body)
                 .send()
                 .await
@@ -162,20 +163,23 @@ async fn a_rebuild_left_by_a_stopped_instance_is_taken_over_and_a_live_one_is_no
         }
     };
 
-    // A claim heartbeating now: refused, naming the instance and its index.
-    write_claim(now_ms).await;
-    let refused = index
-        .rebuild(&RebuildProgress::default())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&refused, IndexError::Conflict(message) if message.contains("gone-1") && message.contains(&half_built)),
-        "{refused:?}"
-    );
+    // A lease heartbeating now, of this build or of an older one: refused, naming the
+    // instance and its index.
+    for live in ["claim", "lease"] {
+        write_lease(live, now_ms).await;
+        let refused = index
+            .rebuild(&RebuildProgress::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, IndexError::Conflict(message) if message.contains("gone-1") && message.contains(&half_built)),
+            "{live}: {refused:?}"
+        );
+        write_lease(live, now_ms - 600_000).await;
+    }
 
-    // The same claim silent for ten minutes: two instances take it over at once; one
-    // wins and rebuilds, the other is refused (the takeover is fenced).
-    write_claim(now_ms - 600_000).await;
+    // Both silent for ten minutes: two instances take them over at once; one wins and
+    // rebuilds, the other is refused (the takeover is fenced).
     let progress = (RebuildProgress::default(), RebuildProgress::default());
     let (first, second) = tokio::join!(index.rebuild(&progress.0), other.rebuild(&progress.1));
     let (report, refused) = match (first, second) {
@@ -194,13 +198,13 @@ async fn a_rebuild_left_by_a_stopped_instance_is_taken_over_and_a_live_one_is_no
     let aliases = aliases_of(&alias).await;
     let indices: Vec<&String> = aliases.as_object().unwrap().keys().collect();
     assert_eq!(indices, [&half_built], "{aliases}");
-    // The claim is released: the next rebuild starts at once.
+    // The lease is released, the older one deleted: the next rebuild starts at once.
     let again = index.rebuild(&RebuildProgress::default()).await.unwrap();
     assert_eq!(again.from, half_built);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rebuild_jobs_answer_once_claimed_and_refuse_a_second_start_anywhere() {
+async fn rebuild_jobs_answer_once_leased_and_refuse_a_second_start_anywhere() {
     let (first, second, _) = two_instances("search-jobs").await;
     let jobs = RebuildJobs::new(AnyIndex::OpenSearch(first));
     let other_jobs = RebuildJobs::new(AnyIndex::OpenSearch(second));
@@ -211,7 +215,7 @@ async fn rebuild_jobs_answer_once_claimed_and_refuse_a_second_start_anywhere() {
     assert!(
         matches!(jobs.start(None).await, Err(StartError::Running(running)) if running.id == job.id)
     );
-    // The other instance is refused by the claim in the index, and keeps no job.
+    // The other instance is refused by the lease in the index, and keeps no job.
     let refused = other_jobs.start(None).await.unwrap_err();
     assert!(
         matches!(&refused, StartError::Refused(IndexError::Conflict(_))),

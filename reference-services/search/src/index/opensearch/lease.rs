@@ -1,14 +1,20 @@
-//! [`RebuildClaim`]: one rebuild at a time across every instance on an alias, fenced.
+//! [`RebuildLease`]: one rebuild at a time across every instance on an alias, fenced.
 //!
-//! The claim is one document, `claim`, in the small index `<alias>-rebuild-lock`, written
-//! with `op_type=create` (a second claimant gets a 409) and from then on only with
+//! The lease is one document, `lease`, in the small index `<alias>-rebuild-lock`, written
+//! with `op_type=create` (a second taker gets a 409) and from then on only with
 //! `if_seq_no`/`if_primary_term` of the holder's last write: its heartbeat every
 //! [`REBUILD_HEARTBEAT`](super::REBUILD_HEARTBEAT), the check just before the switch, and
-//! its release. A claim whose heartbeat is older than
+//! its release. A lease whose heartbeat is older than
 //! [`ABANDONED_AFTER`](super::ABANDONED_AFTER) (its instance stopped) is taken over by
 //! deleting it with the sequence number it was read at, so of two instances taking over
-//! the same claim one wins and the other gets a conflict; and a holder that lost its
-//! claim finds out at its next fenced write and stops before it switches anything.
+//! the same lease one wins and the other gets a conflict; and a holder that lost its
+//! lease finds out at its next fenced write and stops before it switches anything.
+//!
+//! Earlier builds of the search service named the document `claim`. A live `claim` document counts as a
+//! held lease and an abandoned one is taken over like a lease, so an instance of this
+//! version never rebuilds beside an older one's rebuild. Older instances do not see
+//! `lease`: during a rolling upgrade from them, start no rebuild until every instance
+//! runs this version.
 
 use std::sync::Mutex;
 
@@ -20,9 +26,9 @@ use serde_json::Value;
 use super::{failure, json_answer, unavailable, unix_millis};
 use crate::index::IndexError;
 
-/// What the claim document says.
+/// What the lease document says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct ClaimBody {
+pub(super) struct LeaseBody {
     /// The instance that holds it.
     pub instance: String,
     /// The index searched before the rebuild.
@@ -33,29 +39,34 @@ pub(super) struct ClaimBody {
     pub heartbeat_ms: u64,
 }
 
-/// A claim found in place.
+/// A lease found in place.
 #[derive(Debug, Clone)]
 pub(super) struct Found {
-    pub body: ClaimBody,
+    pub body: LeaseBody,
+    /// Its document's id: `lease`, or `claim` when an older version wrote it.
+    id: &'static str,
     seq_no: i64,
     primary_term: i64,
 }
 
-/// Whether a claim whose last heartbeat is `heartbeat_ms` is still held at `now_ms`.
+/// Whether a lease whose last heartbeat is `heartbeat_ms` is still held at `now_ms`.
 pub(super) fn is_live(heartbeat_ms: u64, now_ms: u64) -> bool {
     let limit = u64::try_from(super::ABANDONED_AFTER.as_millis()).unwrap_or(u64::MAX);
     now_ms.saturating_sub(heartbeat_ms) < limit
 }
 
-const CLAIM_ID: &str = "claim";
+/// The lease document's id.
+const LEASE_ID: &str = "lease";
+/// Its id before version 0.2, still honoured (see the module documentation).
+const LEGACY_LEASE_ID: &str = "claim";
 
-/// The claim this instance holds.
+/// The lease this instance holds.
 #[derive(Debug)]
-pub(super) struct RebuildClaim {
+pub(super) struct RebuildLease {
     client: OpenSearch,
     lock_index: String,
-    body: Mutex<ClaimBody>,
-    /// `(seq_no, primary_term)` of this instance's last write of the claim.
+    body: Mutex<LeaseBody>,
+    /// `(seq_no, primary_term)` of this instance's last write of the lease.
     position: Mutex<(i64, i64)>,
 }
 
@@ -66,35 +77,50 @@ fn position_of(answer: &Value) -> Option<(i64, i64)> {
     ))
 }
 
-/// The name of the claim's index for `alias`.
+/// The name of the lease's index for `alias`.
 pub(super) fn lock_index(alias: &str) -> String {
     format!("{alias}-rebuild-lock")
 }
 
-/// The claim on `lock_index`, if there is one.
-pub(super) async fn find(
+/// The leases on `lock_index`: this version's, and an older version's `claim` (see the
+/// module documentation); none when no rebuild holds or left one.
+pub(super) async fn find_all(
     client: &OpenSearch,
     lock_index: &str,
+) -> Result<Vec<Found>, IndexError> {
+    let mut found = Vec::new();
+    for id in [LEASE_ID, LEGACY_LEASE_ID] {
+        found.extend(find_document(client, lock_index, id).await?);
+    }
+    Ok(found)
+}
+
+/// The lease document `id` on `lock_index`, if it exists.
+async fn find_document(
+    client: &OpenSearch,
+    lock_index: &str,
+    id: &'static str,
 ) -> Result<Option<Found>, IndexError> {
     let response = client
-        .get(GetParts::IndexId(lock_index, CLAIM_ID))
+        .get(GetParts::IndexId(lock_index, id))
         .send()
         .await
-        .map_err(unavailable("cannot read the rebuild claim"))?;
+        .map_err(unavailable("cannot read the rebuild lease"))?;
     if response.status_code() == StatusCode::NOT_FOUND {
         return Ok(None);
     }
-    let answer = json_answer(Ok(response), "cannot read the rebuild claim").await?;
+    let answer = json_answer(Ok(response), "cannot read the rebuild lease").await?;
     let body = serde_json::from_value(answer["_source"].clone()).map_err(|error| {
         IndexError::Corrupt(format!(
-            "the rebuild claim in {lock_index} is unreadable ({error}); delete that index"
+            "the rebuild lease `{id}` in {lock_index} is unreadable ({error}); delete that index"
         ))
     })?;
     let (seq_no, primary_term) = position_of(&answer).ok_or_else(|| {
-        IndexError::Unavailable("OpenSearch answered the claim without its sequence number".into())
+        IndexError::Unavailable("OpenSearch answered the lease without its sequence number".into())
     })?;
     Ok(Some(Found {
         body,
+        id,
         seq_no,
         primary_term,
     }))
@@ -108,12 +134,12 @@ pub(super) async fn take_over(
     found: &Found,
 ) -> Result<(), IndexError> {
     let response = client
-        .delete(DeleteParts::IndexId(lock_index, CLAIM_ID))
+        .delete(DeleteParts::IndexId(lock_index, found.id))
         .if_seq_no(found.seq_no)
         .if_primary_term(found.primary_term)
         .send()
         .await
-        .map_err(unavailable("cannot take over the rebuild claim"))?;
+        .map_err(unavailable("cannot take over the rebuild lease"))?;
     match response.status_code() {
         status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
         StatusCode::CONFLICT => Err(IndexError::Conflict(format!(
@@ -121,32 +147,32 @@ pub(super) async fn take_over(
              wait for it to finish",
             found.body.instance
         ))),
-        _ => Err(failure(response, "cannot take over the rebuild claim").await),
+        _ => Err(failure(response, "cannot take over the rebuild lease").await),
     }
 }
 
-impl RebuildClaim {
-    /// Writes a new claim with `body`; a conflict when there is one already.
+impl RebuildLease {
+    /// Writes a new lease with `body`; a conflict when there is one already.
     pub(super) async fn create(
         client: &OpenSearch,
         lock_index: &str,
-        body: ClaimBody,
+        body: LeaseBody,
     ) -> Result<Self, IndexError> {
         let response = client
-            .create(CreateParts::IndexId(lock_index, CLAIM_ID))
+            .create(CreateParts::IndexId(lock_index, LEASE_ID))
             .body(serde_json::to_value(&body).unwrap_or_default())
             .send()
             .await
-            .map_err(unavailable("cannot write the rebuild claim"))?;
+            .map_err(unavailable("cannot write the rebuild lease"))?;
         if response.status_code() == StatusCode::CONFLICT {
             return Err(IndexError::Conflict(
                 "another instance has just started a rebuild; wait for it to finish".into(),
             ));
         }
-        let answer = json_answer(Ok(response), "cannot write the rebuild claim").await?;
+        let answer = json_answer(Ok(response), "cannot write the rebuild lease").await?;
         let position = position_of(&answer).ok_or_else(|| {
             IndexError::Unavailable(
-                "OpenSearch answered the claim without its sequence number".into(),
+                "OpenSearch answered the lease without its sequence number".into(),
             )
         })?;
         Ok(Self {
@@ -158,7 +184,7 @@ impl RebuildClaim {
     }
 
     /// Writes a fresh heartbeat, fenced by this instance's last write: an error when the
-    /// claim was taken over meanwhile (`Conflict`) or cannot be written.
+    /// lease was taken over meanwhile (`Conflict`) or cannot be written.
     pub(super) async fn beat(&self) -> Result<(), IndexError> {
         let (body, (seq_no, primary_term)) = {
             let mut body = self.body.lock().map_err(|_| poisoned())?;
@@ -167,7 +193,7 @@ impl RebuildClaim {
         };
         let response = self
             .client
-            .index(IndexParts::IndexId(&self.lock_index, CLAIM_ID))
+            .index(IndexParts::IndexId(&self.lock_index, LEASE_ID))
             .if_seq_no(seq_no)
             .if_primary_term(primary_term)
             .body(serde_json::to_value(&body).unwrap_or_default())
@@ -179,7 +205,7 @@ impl RebuildClaim {
             StatusCode::CONFLICT | StatusCode::NOT_FOUND
         ) {
             return Err(IndexError::Conflict(format!(
-                "this instance's rebuild claim was taken over (its heartbeat was older than \
+                "this instance's rebuild lease was taken over (its heartbeat was older than \
                  {:?}); the rebuild stops before it switches anything",
                 super::ABANDONED_AFTER
             )));
@@ -191,14 +217,14 @@ impl RebuildClaim {
         Ok(())
     }
 
-    /// Deletes the claim if this instance still holds it.
+    /// Deletes the lease if this instance still holds it.
     pub(super) async fn release(&self) {
         let Ok((seq_no, primary_term)) = self.position.lock().map(|position| *position) else {
             return;
         };
         let released = self
             .client
-            .delete(DeleteParts::IndexId(&self.lock_index, CLAIM_ID))
+            .delete(DeleteParts::IndexId(&self.lock_index, LEASE_ID))
             .if_seq_no(seq_no)
             .if_primary_term(primary_term)
             .send()
@@ -207,17 +233,17 @@ impl RebuildClaim {
             Ok(response) if response.status_code().is_success() => {}
             Ok(response) => tracing::warn!(
                 status = %response.status_code(),
-                "the rebuild claim was not released (taken over?)"
+                "the rebuild lease was not released (taken over?)"
             ),
             Err(error) => {
-                tracing::warn!(%error, "cannot release the rebuild claim; the next rebuild takes it over after its heartbeat ages");
+                tracing::warn!(%error, "cannot release the rebuild lease; the next rebuild takes it over after its heartbeat ages");
             }
         }
     }
 }
 
 fn poisoned() -> IndexError {
-    IndexError::Unavailable("a rebuild claim's lock was poisoned; restart the service".into())
+    IndexError::Unavailable("a rebuild lease's lock was poisoned; restart the service".into())
 }
 
 #[cfg(test)]
@@ -225,7 +251,7 @@ mod tests {
     use super::is_live;
 
     #[test]
-    fn a_claim_is_live_until_its_heartbeat_is_older_than_the_limit() {
+    fn a_lease_is_live_until_its_heartbeat_is_older_than_the_limit() {
         let limit = u64::try_from(super::super::ABANDONED_AFTER.as_millis()).unwrap_or(u64::MAX);
         let now = 10 * limit;
         assert!(is_live(now, now));
