@@ -34,7 +34,7 @@ use time::Date;
 
 use crate::document::{DocumentType, SearchDocument};
 use crate::index::{AnyIndex, IndexError, Scope, SearchIndex, SearchQuery, SortOrder};
-use crate::rebuild::{RebuildJobs, StartError, Started};
+use crate::rebuild_jobs::{RebuildJobs, StartError, Started};
 
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -456,7 +456,7 @@ fn job_location(id: &str) -> String {
 /// that reaches another instance, or comes after a restart, is a new start (a 409 while
 /// the first rebuild runs).
 ///
-/// [`KEPT_JOBS`]: crate::rebuild::KEPT_JOBS
+/// [`KEPT_JOBS`]: crate::rebuild_jobs::KEPT_JOBS
 async fn start_rebuild(
     State(Api { rebuilds, .. }): State<Api>,
     headers: HeaderMap,
@@ -499,7 +499,7 @@ async fn rebuild_job(
         None => Problem::not_found(format!(
             "no rebuild {id:?} on this instance: each instance keeps the last {} rebuilds it \
              ran (GET /admin/rebuilds lists them); ask the instance that answered the POST",
-            crate::rebuild::KEPT_JOBS
+            crate::rebuild_jobs::KEPT_JOBS
         ))
         .into_response(),
     }

@@ -37,7 +37,7 @@ pub mod document;
 pub mod http;
 pub mod idempotency;
 pub mod index;
-pub mod rebuild;
+pub mod rebuild_jobs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,7 +67,7 @@ pub type SearchIdempotency = IdempotencyLayer<Arc<dyn DynIdempotencyStore>>;
 /// The search service, bound and wired, not yet running.
 pub struct Application {
     http: ServiceHttp,
-    rebuilds: rebuild::RebuildJobs,
+    rebuilds: rebuild_jobs::RebuildJobs,
     index: AnyIndex,
     sources: Vec<EventSource>,
     outage_patience: std::time::Duration,
@@ -127,7 +127,7 @@ impl Application {
                 .subscribe(&config::event_subscription(config.consumer_in_flight))
                 .await?,
         ];
-        let rebuilds = rebuild::RebuildJobs::new(index.clone());
+        let rebuilds = rebuild_jobs::RebuildJobs::new(index.clone());
         let readiness =
             Readiness::default().check_with("index", index.clone(), |index| async move {
                 index.ping().await
@@ -150,7 +150,7 @@ impl Application {
     }
 
     /// This instance's rebuild jobs (the API's `/admin/rebuilds` runs them).
-    pub fn rebuilds(&self) -> &rebuild::RebuildJobs {
+    pub fn rebuilds(&self) -> &rebuild_jobs::RebuildJobs {
         &self.rebuilds
     }
 

@@ -15,7 +15,7 @@ use dovetail_search::index::{
     AnyIndex, BatchOutcomes, IndexError, RebuildPhase, RebuildProgress, RebuildReport, SearchIndex,
     SearchQuery, SearchResults, TantivyIndex,
 };
-use dovetail_search::rebuild::{JobState, RebuildJobs, StartError, Started};
+use dovetail_search::rebuild_jobs::{JobState, RebuildJobs, StartError, Started};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tokio::sync::Notify;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use dovetail_contracts::policy::PolicyStatus;
 use dovetail_search::index::opensearch::{OpenSearchSettings, REBUILD_ALIAS_SUFFIX};
 use dovetail_search::index::{AnyIndex, IndexError, OpenSearchIndex, RebuildProgress, SearchIndex};
-use dovetail_search::rebuild::{RebuildJobs, StartError, Started};
+use dovetail_search::rebuild_jobs::{RebuildJobs, StartError, Started};
 use serde_json::{Value, json};
 
 use crate::contract::RebuildLoad;
@@ -227,7 +227,7 @@ async fn rebuild_jobs_answer_once_leased_and_refuse_a_second_start_anywhere() {
     assert!(
         matches!(
             done.state,
-            dovetail_search::rebuild::JobState::Succeeded { .. }
+            dovetail_search::rebuild_jobs::JobState::Succeeded { .. }
         ),
         "{done:?}"
     );
@@ -239,7 +239,7 @@ async fn rebuild_jobs_answer_once_leased_and_refuse_a_second_start_anywhere() {
     assert!(
         matches!(
             done.state,
-            dovetail_search::rebuild::JobState::Succeeded { .. }
+            dovetail_search::rebuild_jobs::JobState::Succeeded { .. }
         ),
         "{done:?}"
     );
