@@ -1,13 +1,25 @@
-//! The HTTP plumbing the reference services share, so that each service's code is about
-//! its domain: [`Problem`] (RFC 9457 problem+json) for every error, strict extractors
-//! ([`ApiJson`], [`ApiQuery`], [`IfMatch`], [`IdempotencyKeyHeader`]) whose rejections say
-//! what to fix, [`Cursor`]s for pagination, the operations endpoints ([`ops`]), layered
-//! [`config`], [`ServiceHttp`] (a service's listener and API with those endpoints), and
-//! [`serve`] with graceful shutdown.
+//! What the reference services share, so that each service's code is about its domain:
 //!
-//! It is not a published Dovetail crate: it is how these services happen to do HTTP.
-//! Teams with their own conventions keep them; the crates under `crates/` do not depend
-//! on this one.
+//! - HTTP conventions: [`Problem`] (RFC 9457 problem+json) for every error, strict
+//!   extractors ([`ApiJson`], [`ApiQuery`], [`IfMatch`], [`IdempotencyKeyHeader`]) whose
+//!   rejections say what to fix, [`Cursor`]s for pagination, [`RecordedResponse`] (the
+//!   answer kept with an `Idempotency-Key`);
+//! - the operations endpoints ([`ops`]) and [`ServiceHttp`] (a service's listener and API
+//!   with those endpoints), [`serve`] with graceful shutdown, and
+//!   [`run_until_stopped`], which stops the server, consumers and relay in the order that
+//!   loses nothing;
+//! - layered [`config`], and what the process was configured with for its events
+//!   ([`events::Transport`]) and, with feature `aws`, its AWS clients ([`aws`]);
+//! - the store opening on the configured backend ([`store::open_store`]) and the
+//!   one-transaction write of a change, its events and its request record on SQLite and
+//!   DynamoDB ([`store`]).
+//!
+//! The events, their transports, the outbox and its relays are dovetail-events' and
+//! dovetail-outbox's; the kit only passes them what the configuration says.
+//!
+//! It is not a published Dovetail crate: it is how these services happen to be built
+//! (see ARCHITECTURE.md for the part of it that will be published). The crates under
+//! `crates/` do not depend on this one.
 
 #[cfg(feature = "aws")]
 pub mod aws;

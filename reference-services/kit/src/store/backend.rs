@@ -1,6 +1,6 @@
 //! [`open_store`]: a service's store on the backend its configuration names, SQLite or
 //! DynamoDB (feature `aws`), with its relay's store and commit signal; and
-//! [`Backend`], the store of either backend, whose calls [`on_backend!`] forwards.
+//! [`Backend`], the store of either backend, whose calls [`on_backend!`](crate::on_backend) forwards.
 //!
 //! A service says how each backend's store opens ([`ServiceStore`]); the kit names the
 //! file and the table, creates the data directory, and refuses a backend the build or
@@ -16,7 +16,7 @@ use crate::config::{StorageBackend, StorageConfig};
 use crate::events::Transport;
 
 /// A service's store on one of the backends: the SQLite store, or (feature `aws`) the
-/// DynamoDB one. Forward calls to whichever it is with [`on_backend!`].
+/// DynamoDB one. Forward calls to whichever it is with [`on_backend!`](crate::on_backend).
 #[derive(Debug, Clone)]
 pub enum Backend<S, D> {
     /// The store on the service's SQLite file.
