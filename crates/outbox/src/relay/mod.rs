@@ -46,7 +46,6 @@ use std::future::Future;
 use std::pin::pin;
 use std::time::{Duration, SystemTime};
 
-use dovetail_events::envelope::Envelope;
 use dovetail_events::publish::Publisher;
 use tokio::time::Instant;
 use tracing::Instrument as _;
@@ -57,7 +56,7 @@ pub(crate) use shutdown::Shutdown;
 
 use self::holding::{Holding, LeaseKeeper};
 use self::lease::HeldLease;
-use self::outcome::{BatchOutcome, Slot};
+use self::outcome::BatchOutcome;
 use self::report::Meter;
 use crate::{OutboxError, OutboxRecord, OutboxStore, Position};
 
@@ -343,16 +342,7 @@ where
         meter: &mut Meter,
     ) -> Batch {
         meter.batch();
-        let (slots, envelopes): (Vec<Slot>, Vec<Envelope>) = records
-            .into_iter()
-            .map(|record| {
-                let slot = Slot {
-                    position: record.position,
-                    attempts: record.attempts,
-                };
-                (slot, record.envelope)
-            })
-            .unzip();
+        let (slots, envelopes) = outcome::slots_of(records);
         let lease = held.lease.clone();
         let in_flight: Vec<Position> = slots.iter().map(|slot| slot.position).collect();
         // The previous batch's mark, then (with `mark_while_publishing`) the next fetch.

@@ -3,10 +3,11 @@
 
 use std::time::{Duration, SystemTime};
 
+use dovetail_events::envelope::Envelope;
 use dovetail_events::publish::{PublishError, PublishResult};
 
 use super::RelayConfig;
-use crate::{Failure, Position};
+use crate::{Failure, OutboxRecord, Position};
 
 /// What the relay keeps of a record while its envelope is with the publisher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +16,20 @@ pub(crate) struct Slot {
     pub(crate) position: Position,
     /// Its failed attempts before this batch.
     pub(crate) attempts: u32,
+}
+
+/// The slots of `records` and, in the same order, their envelopes for the publisher.
+pub(crate) fn slots_of(records: Vec<OutboxRecord>) -> (Vec<Slot>, Vec<Envelope>) {
+    records
+        .into_iter()
+        .map(|record| {
+            let slot = Slot {
+                position: record.position,
+                attempts: record.attempts,
+            };
+            (slot, record.envelope)
+        })
+        .unzip()
 }
 
 /// The marks one batch calls for.

@@ -3,14 +3,13 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dovetail_events::envelope::Envelope;
 use dovetail_events::publish::Publisher;
 use tokio::time::Instant;
 
 use super::{Interrupted, StreamsRelay, Tally, count};
 use crate::dynamodb::epoch_ms;
 use crate::relay::lease::HeldLease;
-use crate::relay::outcome::{self, Slot};
+use crate::relay::outcome;
 use crate::{OutboxError, OutboxRecord, OutboxStore};
 
 /// How many batches one sweep publishes at most.
@@ -48,16 +47,7 @@ impl<P: Publisher> StreamsRelay<P> {
                 return Ok(());
             }
             let whole_batch = full && old.len() == relay.batch_size;
-            let (slots, envelopes): (Vec<Slot>, Vec<Envelope>) = old
-                .into_iter()
-                .map(|record| {
-                    let slot = Slot {
-                        position: record.position,
-                        attempts: record.attempts,
-                    };
-                    (slot, record.envelope)
-                })
-                .unzip();
+            let (slots, envelopes) = outcome::slots_of(old);
             tally.meter.batch();
             let started = Instant::now();
             let results = self.publish_renewing(&envelopes, held, tally).await?;
