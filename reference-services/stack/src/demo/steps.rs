@@ -1,0 +1,349 @@
+//! The steps of the demo, in the order [`run`](super::run) takes them: each asks the
+//! services one thing, prints what it did and what they answered, and keeps what the
+//! report needs.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::bail;
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use time::Date;
+
+use super::http::{expect, refusal, text, wait_for_replica, wait_for_search};
+use super::{DemoReport, Services};
+
+/// The words the customer searches for, as they go in the query string.
+const WORDS: &str = "burst%20pipe";
+
+/// A walk in progress: where it goes, where it prints, and what it saw so far.
+pub(super) struct Walk<'a> {
+    services: &'a Services,
+    out: &'a mut dyn std::io::Write,
+    http: Client,
+    /// The customer of the walk, new each time.
+    customer: String,
+    today: Date,
+    /// The day of the claimed incident: yesterday.
+    incident: Date,
+    report: DemoReport,
+}
+
+impl<'a> Walk<'a> {
+    /// Starts a walk through `services` for a new customer, printing to `out` where the
+    /// services are.
+    pub(super) fn start(services: &'a Services, out: &'a mut dyn std::io::Write) -> Self {
+        let customer = format!(
+            "cust-demo-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        );
+        let today = time::OffsetDateTime::now_utc().date();
+        let incident = today.previous_day().unwrap_or(today);
+        let mut walk = Self {
+            services,
+            out,
+            http: Client::new(),
+            customer,
+            today,
+            incident,
+            report: DemoReport::default(),
+        };
+        walk.say(&format!(
+            "Dovetail demo: policy service at {}, claim service at {}, search service at {}\n",
+            services.policy, services.claim, services.search
+        ));
+        walk
+    }
+
+    /// Writes `text` to the output and to the report's transcript, as a line.
+    fn say(&mut self, text: &str) {
+        let _ = writeln!(self.out, "{text}");
+        let _ = writeln!(self.report.transcript, "{text}");
+    }
+
+    /// Step 1: drafts a home policy for the customer, covering the incident's day.
+    pub(super) async fn draft_policy(&mut self) -> anyhow::Result<()> {
+        let policy_url = &self.services.policy;
+        let (today, incident) = (self.today, self.incident);
+        self.say(&format!(
+            "1. Draft a home policy for {}: cover 10000.00, deductible 250.00",
+            self.customer
+        ));
+        let drafted = expect(
+            self.http
+                .post(format!("{policy_url}/policies"))
+                .json(&json!({
+                    "customer_id": self.customer,
+                    "product_line": "home",
+                    "coverage_limit": "10000.00",
+                    "deductible": "250.00",
+                    "premium": "480.00",
+                    "effective_date": incident.replace_year(incident.year() - 1).unwrap_or(incident).to_string(),
+                    "expiry_date": today.replace_year(today.year() + 1).unwrap_or(today).to_string(),
+                }))
+                .send()
+                .await,
+            StatusCode::CREATED,
+            "drafting the policy",
+        )
+        .await?;
+        self.report.policy_id = text(&drafted, "policy_id");
+        self.say(&format!(
+            "   POST /policies -> 201 {} ({}, version {})",
+            self.report.policy_id,
+            text(&drafted, "status"),
+            drafted["version"]
+        ));
+        Ok(())
+    }
+
+    /// Step 2: issues the drafted policy.
+    pub(super) async fn issue_policy(&mut self) -> anyhow::Result<()> {
+        let policy_url = &self.services.policy;
+        let policy_id = self.report.policy_id.clone();
+        self.say("2. Issue it");
+        let issued = expect(
+            self.http
+                .post(format!("{policy_url}/policies/{policy_id}/issue"))
+                .header("if-match", "\"1\"")
+                .send()
+                .await,
+            StatusCode::OK,
+            "issuing the policy",
+        )
+        .await?;
+        self.say(&format!(
+            "   POST /policies/{policy_id}/issue (If-Match \"1\") -> 200 {} (version {})",
+            text(&issued, "status"),
+            issued["version"]
+        ));
+        Ok(())
+    }
+
+    /// Step 3: waits for the claim service's replica to hold the issued policy, and
+    /// reports how long that took.
+    pub(super) async fn watch_the_replica(&mut self) -> anyhow::Result<()> {
+        let claim_url = &self.services.claim;
+        let policy_id = self.report.policy_id.clone();
+        self.say("3. The claim service keeps its own copy of policies, fed by policy events");
+        self.report.replica_lag = wait_for_replica(&self.http, claim_url, &policy_id, 2)
+            .await?
+            .max(Duration::ZERO);
+        self.say(&format!(
+            "   GET {claim_url}/replica/policies/{policy_id} -> version 2 (active) after {} ms",
+            self.report.replica_lag.as_millis()
+        ));
+        Ok(())
+    }
+
+    /// Step 4: files a claim, then files it again with the same `Idempotency-Key` (a
+    /// client's retry), which must answer the same claim.
+    pub(super) async fn file_a_claim_twice(&mut self) -> anyhow::Result<()> {
+        let claim_url = &self.services.claim;
+        self.say("4. File a claim of 1200.00 with an Idempotency-Key, twice (a client retry)");
+        let key = uuid::Uuid::new_v4().to_string();
+        let claim_body = self.claim_of("1200.00");
+        let filed = expect(
+            self.http
+                .post(format!("{claim_url}/claims"))
+                .header("idempotency-key", &key)
+                .json(&claim_body)
+                .send()
+                .await,
+            StatusCode::CREATED,
+            "filing the claim",
+        )
+        .await?;
+        self.report.claim_id = text(&filed, "claim_id");
+        let retried = self
+            .http
+            .post(format!("{claim_url}/claims"))
+            .header("idempotency-key", &key)
+            .json(&claim_body)
+            .send()
+            .await?;
+        let replayed = retried.headers().get("idempotent-replayed").is_some();
+        let retried: Value = retried.json().await?;
+        if retried["claim_id"] != filed["claim_id"] {
+            bail!("the retried filing created a second claim: {retried}");
+        }
+        self.say(&format!(
+            "   POST /claims -> 201 {} ({}); the retry -> the same claim (Idempotent-Replayed: {replayed})",
+            self.report.claim_id,
+            text(&filed, "status")
+        ));
+        Ok(())
+    }
+
+    /// Step 5: files a claim above what the policy pays, which the rules refuse.
+    pub(super) async fn refuse_a_claim_over_the_limit(&mut self) -> anyhow::Result<()> {
+        self.say("5. A claim above what the policy pays is refused");
+        self.report.over_limit_refusal = self.file_a_refused_claim("9800.00").await?;
+        self.say(&format!(
+            "   POST /claims (9800.00) -> {}",
+            self.report.over_limit_refusal
+        ));
+        Ok(())
+    }
+
+    /// Step 6: reviews, approves and pays the filed claim.
+    pub(super) async fn settle_the_claim(&mut self) -> anyhow::Result<()> {
+        let claim_url = &self.services.claim;
+        let claim_id = self.report.claim_id.clone();
+        self.say("6. Review, approve and pay the claim");
+        for (step, version) in [("review", 1), ("approve", 2), ("pay", 3)] {
+            let moved = expect(
+                self.http
+                    .post(format!("{claim_url}/claims/{claim_id}/{step}"))
+                    .header("if-match", format!("\"{version}\""))
+                    .send()
+                    .await,
+                StatusCode::OK,
+                step,
+            )
+            .await?;
+            self.say(&format!(
+                "   POST /claims/{claim_id}/{step} -> {}",
+                text(&moved, "status")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Step 7: cancels the policy, waits for the replica to hold the cancellation, and
+    /// files a claim on it, which the rules refuse.
+    pub(super) async fn cancel_the_policy(&mut self) -> anyhow::Result<()> {
+        let services = self.services;
+        let (policy_url, claim_url) = (&services.policy, &services.claim);
+        let policy_id = self.report.policy_id.clone();
+        self.say(
+            "7. Cancel the policy; a new claim on it is refused once the replica has the cancellation",
+        );
+        expect(
+            self.http
+                .post(format!("{policy_url}/policies/{policy_id}/cancel"))
+                .header("if-match", "\"2\"")
+                .json(&json!({ "reason": "demo" }))
+                .send()
+                .await,
+            StatusCode::OK,
+            "cancelling the policy",
+        )
+        .await?;
+        wait_for_replica(&self.http, claim_url, &policy_id, 3).await?;
+        self.report.cancelled_refusal = self.file_a_refused_claim("50.00").await?;
+        self.say(&format!(
+            "   POST /claims -> {}",
+            self.report.cancelled_refusal
+        ));
+        Ok(())
+    }
+
+    /// Step 8, first search: the customer's search for the claim's words, once it finds
+    /// the paid claim; keeps each hit for the report.
+    pub(super) async fn search_as_the_customer(&mut self) -> anyhow::Result<()> {
+        let search_url = &self.services.search;
+        let customer = self.customer.clone();
+        let paid_claim = format!("claim:{}", self.report.claim_id);
+        self.say(&format!(
+            "8. Search as {customer} for \"burst pipe\": the search service built its index from \
+             the events alone"
+        ));
+        let found = wait_for_search(
+            &self.http,
+            &format!("{search_url}/search?q={WORDS}"),
+            &customer,
+            |hits| {
+                hits.iter()
+                    .any(|hit| hit["id"] == paid_claim && hit["status"] == "paid")
+            },
+        )
+        .await?;
+        for hit in &found {
+            let line = format!("{} {}", text(hit, "id"), text(hit, "status"));
+            self.say(&format!(
+                "   GET /search?q=burst pipe (X-Dovetail-Customer: {customer}) -> {line}: {}",
+                hit["highlights"][0].as_str().unwrap_or_default()
+            ));
+            self.report.customer_search.push(line);
+        }
+        Ok(())
+    }
+
+    /// Step 8, second search: the customer's cancelled policies, once the policy is among
+    /// them.
+    pub(super) async fn find_the_cancelled_policy(&mut self) -> anyhow::Result<()> {
+        let search_url = &self.services.search;
+        let cancelled_policy = format!("policy:{}", self.report.policy_id);
+        let policies = wait_for_search(
+            &self.http,
+            &format!("{search_url}/search?type=policy&status=cancelled"),
+            &self.customer,
+            |hits| hits.iter().any(|hit| hit["id"] == cancelled_policy),
+        )
+        .await?;
+        self.say(&format!(
+            "   GET /search?type=policy&status=cancelled -> {}",
+            policies
+                .iter()
+                .map(|hit| text(hit, "id"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        Ok(())
+    }
+
+    /// Step 8, last search: the customer's words searched as another customer, who must
+    /// find none of the customer's documents.
+    pub(super) async fn search_as_another_customer(&mut self) -> anyhow::Result<()> {
+        let search_url = &self.services.search;
+        let stranger = expect(
+            self.http
+                .get(format!("{search_url}/search?q={WORDS}"))
+                .header("x-dovetail-customer", "cust-someone-else")
+                .send()
+                .await,
+            StatusCode::OK,
+            "searching as another customer",
+        )
+        .await?;
+        self.report.other_customer_hits = stranger["items"].as_array().map_or(0, Vec::len);
+        self.say(&format!(
+            "   the same search as another customer -> {} hits (the scope is inside the index query)",
+            self.report.other_customer_hits
+        ));
+        Ok(())
+    }
+
+    /// Prints the closing line; what the walk saw.
+    pub(super) fn finish(mut self) -> DemoReport {
+        self.say(
+            "\nEvery change above committed with its event through each service's outbox; see /metrics on any service.",
+        );
+        self.report
+    }
+
+    /// The body of a claim of `amount` on the walk's policy, for the incident.
+    fn claim_of(&self, amount: &str) -> Value {
+        json!({
+            "policy_id": self.report.policy_id,
+            "incident_date": self.incident.to_string(),
+            "amount": amount,
+            "description": "water damage from a burst pipe"
+        })
+    }
+
+    /// Files a claim of `amount` (with a new `Idempotency-Key`) that the rules must refuse;
+    /// the refusal.
+    async fn file_a_refused_claim(&self, amount: &str) -> anyhow::Result<String> {
+        refusal(
+            self.http
+                .post(format!("{}/claims", self.services.claim))
+                .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                .json(&self.claim_of(amount))
+                .send()
+                .await?,
+        )
+        .await
+    }
+}
