@@ -145,7 +145,7 @@ impl Job {
     }
 
     /// Whether the rebuild got past [`RebuildPhase::Starting`]: it held its lease.
-    fn claimed(&self) -> bool {
+    fn leased(&self) -> bool {
         self.progress.phase() != RebuildPhase::Starting
     }
 
@@ -326,13 +326,13 @@ impl RebuildJobs {
             match found {
                 Found::New => {
                     self.run(&job);
-                    return self.until_claimed(&job).await.map(Started::New);
+                    return self.until_leased(&job).await.map(Started::New);
                 }
-                Found::Replay => return self.until_claimed(&job).await.map(Started::Replayed),
+                Found::Replay => return self.until_leased(&job).await.map(Started::Replayed),
                 Found::Running => {
                     // One still starting may yet be refused, and then leaves no job to
                     // follow: answer only once it holds its lease, or start again.
-                    if self.until_claimed(&job).await.is_ok() && job.running() {
+                    if self.until_leased(&job).await.is_ok() && job.running() {
                         return Err(StartError::Running(job.view()));
                     }
                 }
@@ -355,17 +355,17 @@ impl RebuildJobs {
 
     /// Waits until `job` holds its lease or has ended. One that ended before it held its lease
     /// is forgotten (its idempotency key too) and answers its error; otherwise the job.
-    async fn until_claimed(&self, job: &Job) -> Result<JobView, StartError> {
+    async fn until_leased(&self, job: &Job) -> Result<JobView, StartError> {
         let mut ended = job.outcome.subscribe();
         tokio::select! {
-            () = job.progress.claimed() => {}
+            () = job.progress.leased() => {}
             _ = ended.wait_for(Option::is_some) => {}
         }
-        let unclaimed = match &*job.outcome.borrow() {
-            Some(Err(failure)) if !job.claimed() => Some(failure.clone()),
+        let unleased = match &*job.outcome.borrow() {
+            Some(Err(failure)) if !job.leased() => Some(failure.clone()),
             _ => None,
         };
-        if let Some(failure) = unclaimed {
+        if let Some(failure) = unleased {
             self.jobs().retain(|kept| kept.id != job.id);
             return Err(StartError::Refused(failure.into_index_error()));
         }

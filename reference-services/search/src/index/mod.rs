@@ -175,7 +175,7 @@ pub struct RebuildReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RebuildPhase {
-    /// Claiming the rebuild (one at a time, across every instance) and creating the new
+    /// Taking the rebuild's lease (one at a time, across every instance) and creating the new
     /// index.
     Starting,
     /// Waiting until every instance writes to both indices (OpenSearch).
@@ -222,7 +222,7 @@ impl RebuildProgress {
     /// Returns once the rebuild is past [`RebuildPhase::Starting`]: it holds the lease
     /// and the new index exists. Never returns for a rebuild that fails before; race it
     /// with the rebuild itself.
-    pub async fn claimed(&self) {
+    pub async fn leased(&self) {
         let mut phases = self.phase.subscribe();
         let _ = phases
             .wait_for(|phase| *phase != RebuildPhase::Starting)
@@ -419,7 +419,7 @@ pub trait SearchIndex: Send + Sync {
     /// moves back to an older version across it. The old index is deleted.
     ///
     /// One rebuild at a time: on OpenSearch across every instance (the new index's
-    /// rebuild alias is the claim; a claim whose instance stopped heartbeating is taken
+    /// rebuild alias is the lease; a lease whose instance stopped heartbeating is taken
     /// over).
     ///
     /// # Errors

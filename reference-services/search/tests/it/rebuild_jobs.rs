@@ -1,6 +1,6 @@
 //! Rebuild jobs over an index whose rebuild does as told (fails, panics or waits before or
 //! after its lease): a start that fails before its lease leaves no job and answers its
-//! problem, a replay waits for the claim with the first start, and a rebuild task that
+//! problem, a replay waits for the lease with the first start, and a rebuild task that
 //! panics or is cancelled still ends its job.
 
 use std::collections::VecDeque;
@@ -26,14 +26,14 @@ enum Step {
     /// Claims and succeeds.
     Succeed,
     /// Fails with this error before its lease.
-    FailBeforeClaim(IndexError),
+    FailBeforeLease(IndexError),
     /// Waits until released, still `starting`; then fails with the error, or claims and
     /// succeeds without one.
-    WaitBeforeClaim(Arc<Notify>, Option<IndexError>),
+    WaitBeforeLease(Arc<Notify>, Option<IndexError>),
     /// Panics before its lease.
-    PanicBeforeClaim,
+    PanicBeforeLease,
     /// Claims, then panics while copying.
-    PanicAfterClaim,
+    PanicAfterLease,
     /// Claims, then never ends (until its task is dropped).
     ClaimAndHang,
 }
@@ -100,8 +100,8 @@ impl SearchIndex for Scripted {
                 progress.enter(RebuildPhase::Copying);
                 Ok(report())
             }
-            Step::FailBeforeClaim(error) => Err(error),
-            Step::WaitBeforeClaim(release, error) => {
+            Step::FailBeforeLease(error) => Err(error),
+            Step::WaitBeforeLease(release, error) => {
                 release.notified().await;
                 if let Some(error) = error {
                     return Err(error);
@@ -109,8 +109,8 @@ impl SearchIndex for Scripted {
                 progress.enter(RebuildPhase::Copying);
                 Ok(report())
             }
-            Step::PanicBeforeClaim => panic!("the scripted rebuild panics before its lease"),
-            Step::PanicAfterClaim => {
+            Step::PanicBeforeLease => panic!("the scripted rebuild panics before its lease"),
+            Step::PanicAfterLease => {
                 progress.enter(RebuildPhase::Copying);
                 panic!("the scripted rebuild panics after its lease")
             }
@@ -175,8 +175,8 @@ fn started_id(started: &Started) -> &str {
 #[tokio::test]
 async fn a_start_that_fails_before_its_lease_leaves_no_job_answers_its_problem_and_keeps_no_key() {
     let jobs = RebuildJobs::new(Scripted::new([
-        Step::FailBeforeClaim(IndexError::Unavailable("connection refused".into())),
-        Step::FailBeforeClaim(IndexError::Conflict(
+        Step::FailBeforeLease(IndexError::Unavailable("connection refused".into())),
+        Step::FailBeforeLease(IndexError::Conflict(
             "another instance rebuilds the index".into(),
         )),
     ]));
@@ -213,7 +213,7 @@ async fn a_start_that_fails_before_its_lease_leaves_no_job_answers_its_problem_a
 async fn a_replay_while_the_first_start_waits_for_its_lease_gets_the_first_starts_answer() {
     // The first start is refused after the replay came: both are refused, no job is left.
     let release = Arc::new(Notify::new());
-    let jobs = RebuildJobs::new(Scripted::new([Step::WaitBeforeClaim(
+    let jobs = RebuildJobs::new(Scripted::new([Step::WaitBeforeLease(
         Arc::clone(&release),
         Some(IndexError::Conflict("another instance rebuilds".into())),
     )]));
@@ -251,7 +251,7 @@ async fn a_replay_while_the_first_start_waits_for_its_lease_gets_the_first_start
     // The first start claims after the replay came: both answer the same job, which is
     // kept and can be followed.
     let release = Arc::new(Notify::new());
-    let jobs = RebuildJobs::new(Scripted::new([Step::WaitBeforeClaim(
+    let jobs = RebuildJobs::new(Scripted::new([Step::WaitBeforeLease(
         Arc::clone(&release),
         None,
     )]));
@@ -267,7 +267,7 @@ async fn a_replay_while_the_first_start_waits_for_its_lease_gets_the_first_start
         async move { start(&jobs, Some("key-2")).await }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!replay.is_finished(), "the replay waits for the claim");
+    assert!(!replay.is_finished(), "the replay waits for the lease");
     release.notify_one();
     let (first, replay) = (
         first.await.unwrap().unwrap(),
@@ -282,8 +282,8 @@ async fn a_replay_while_the_first_start_waits_for_its_lease_gets_the_first_start
 #[tokio::test]
 async fn a_rebuild_task_that_panics_still_ends_its_job() {
     let jobs = RebuildJobs::new(Scripted::new([
-        Step::PanicBeforeClaim,
-        Step::PanicAfterClaim,
+        Step::PanicBeforeLease,
+        Step::PanicAfterLease,
     ]));
     let router = api(&jobs);
 
