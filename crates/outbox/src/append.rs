@@ -24,7 +24,7 @@ use crate::{ExpectedVersion, OutboxError};
 ///
 /// fn issue(unit: &mut impl AppendEvents, policy_id: &str) -> Result<(), OutboxError> {
 ///     let aggregate = AggregateRef::parse("policy", policy_id)
-///         .map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
+///         .map_err(OutboxError::invalid_event)?;
 ///     unit.append_event(
 ///         aggregate,
 ///         ExpectedVersion::New,

@@ -63,8 +63,13 @@ pub enum OutboxError {
     ///
     /// ### Handling
     /// A bug in the event type; nothing was committed.
-    #[error("an event could not be enveloped: {0}")]
-    InvalidEvent(String),
+    #[error("an event could not be enveloped")]
+    InvalidEvent {
+        /// Why: the payload's serialization error, or what was wrong with a name, a
+        /// version or the event's size.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// The relay's lease was taken over by another relay (its fencing token is stale).
     ///
     /// ### Handling
@@ -102,6 +107,16 @@ pub enum OutboxError {
 }
 
 impl OutboxError {
+    /// An [`InvalidEvent`](Self::InvalidEvent): the event could not be enveloped because
+    /// of `source` (an error, or a message saying what was wrong).
+    pub fn invalid_event(
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Self::InvalidEvent {
+            source: source.into(),
+        }
+    }
+
     /// A [`Storage`](Self::Storage) error: `source` failed while doing `operation`. A
     /// `String` or `&str` is accepted as the source for failures that carry no error
     /// value (an answer lacking a field).

@@ -1,6 +1,7 @@
 //! What a service's `main` needs besides the service: logging, the `--config` argument,
 //! and the events transport its configuration names.
 
+use crate::StartError;
 use std::path::PathBuf;
 
 use crate::config::{EventsBackend, EventsConfig};
@@ -21,15 +22,17 @@ pub fn init_tracing(default: &str) {
 ///
 /// # Errors
 /// On any other argument.
-pub fn config_file(binary: &str, env_prefix: &str) -> anyhow::Result<Option<PathBuf>> {
+pub fn config_file(binary: &str, env_prefix: &str) -> Result<Option<PathBuf>, StartError> {
     let mut args = std::env::args().skip(1);
     match (args.next().as_deref(), args.next(), args.next()) {
         (None, _, _) => Ok(None),
         (Some("--config"), Some(path), None) => Ok(Some(PathBuf::from(path))),
-        _ => anyhow::bail!(
-            "usage: {binary} [--config <file.toml>] (every setting can also come from \
-             {env_prefix}__<FIELD>[__<SUBFIELD>] variables)"
-        ),
+        _ => Err(StartError::Usage {
+            usage: format!(
+                "usage: {binary} [--config <file.toml>] (every setting can also come from \
+                 {env_prefix}__<FIELD>[__<SUBFIELD>] variables)"
+            ),
+        }),
     }
 }
 
@@ -39,7 +42,7 @@ pub fn config_file(binary: &str, env_prefix: &str) -> anyhow::Result<Option<Path
 /// # Errors
 /// When the bus cannot be opened, or AWS is asked for without the `aws` feature or
 /// without a region.
-pub fn transport(events: &EventsConfig) -> anyhow::Result<Transport> {
+pub fn transport(events: &EventsConfig) -> Result<Transport, StartError> {
     match events.backend {
         EventsBackend::Embedded => {
             if let Some(dir) = events
@@ -47,17 +50,20 @@ pub fn transport(events: &EventsConfig) -> anyhow::Result<Transport> {
                 .parent()
                 .filter(|dir| !dir.as_os_str().is_empty())
             {
-                std::fs::create_dir_all(dir)?;
+                std::fs::create_dir_all(dir).map_err(|source| StartError::DataDirectory {
+                    path: dir.to_owned(),
+                    source,
+                })?;
             }
-            Ok(Transport::Embedded(
-                dovetail_events::bus::EmbeddedBus::open(&events.bus_path)?,
-            ))
+            let bus = dovetail_events::bus::EmbeddedBus::open(&events.bus_path)
+                .map_err(StartError::Bus)?;
+            Ok(Transport::Embedded(bus))
         }
         #[cfg(feature = "aws")]
         EventsBackend::Aws => Ok(Transport::Aws(crate::aws::AwsClients::from_env()?)),
         #[cfg(not(feature = "aws"))]
-        EventsBackend::Aws => anyhow::bail!(
-            "events.backend = aws needs the `aws` feature of the service (built without it)"
-        ),
+        EventsBackend::Aws => Err(StartError::NotBuilt {
+            setting: "events.backend = aws",
+        }),
     }
 }

@@ -47,13 +47,10 @@ impl Transport {
     /// On the embedded bus: DynamoDB storage goes with the AWS transport (the message
     /// says which settings to change).
     #[cfg(feature = "aws")]
-    pub fn aws_clients(&self) -> anyhow::Result<&crate::aws::AwsClients> {
+    pub fn aws_clients(&self) -> Result<&crate::aws::AwsClients, crate::StartError> {
         match self {
             Self::Aws(clients) => Ok(clients),
-            Self::Embedded(_) => anyhow::bail!(
-                "storage.backend = dynamodb needs AWS clients: set events.backend = aws too \
-                 (the stack's --aws switch sets both)"
-            ),
+            Self::Embedded(_) => Err(crate::StartError::DynamoDbWithoutAws),
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 mod cursor;
+mod error;
 pub mod events;
 mod extract;
 pub mod ops;
@@ -37,6 +38,7 @@ mod service_http;
 pub mod store;
 
 pub use cursor::{Cursor, Page};
+pub use error::{RunError, StartError};
 pub use extract::{ApiJson, ApiQuery, IdempotencyKeyHeader, IfMatch, etag, parse_json};
 pub use problem::{FieldProblem, Problem};
 pub use recorded::RecordedResponse;

@@ -4,14 +4,13 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use anyhow::Context;
 use axum::Router;
 use dovetail_events::transport::TransportError;
 use tokio::net::TcpListener;
 
 use crate::events::OutboxRelay;
 use crate::ops::Readiness;
-use crate::{Shutdown, serve};
+use crate::{RunError, Shutdown, serve};
 
 /// A consumer of the service, as a future that runs until the shutdown it was given.
 pub type ConsumerTask = Pin<Box<dyn Future<Output = Result<(), TransportError>> + Send>>;
@@ -86,7 +85,7 @@ pub async fn run_until_stopped(
     readiness: Readiness,
     background: Background,
     shutdown: Shutdown,
-) -> anyhow::Result<()> {
+) -> Result<(), RunError> {
     let relay_stop = Shutdown::new();
     let consumer_stop = background.consumer_stop;
     let relay = background.relay.map(|relay| {
@@ -108,28 +107,28 @@ pub async fn run_until_stopped(
     };
     let (served, ()) = tokio::join!(serve(listener, router, shutdown), draining);
     consumer_stop.cancel();
-    let mut failures = Vec::new();
+    let mut failures: Vec<(String, Box<dyn std::error::Error + Send + Sync>)> = Vec::new();
+    if let Err(error) = served {
+        failures.push(("the HTTP server".to_owned(), Box::new(error)));
+    }
     for (name, consumer) in consumers {
         match consumer.await {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                failures.push(format!("consumer {name}: {:#}", anyhow::Error::from(error)));
-            }
-            Err(panic) => failures.push(format!("consumer {name} panicked: {panic}")),
+            Ok(Err(error)) => failures.push((format!("consumer {name}"), Box::new(error))),
+            Err(panic) => failures.push((format!("consumer {name}"), Box::new(panic))),
         }
     }
     relay_stop.cancel();
     if let Some(relay) = relay {
         match relay.await {
             Ok(Ok(_)) => {}
-            Ok(Err(error)) => failures.push(format!("relay: {:#}", anyhow::Error::from(error))),
-            Err(panic) => failures.push(format!("relay panicked: {panic}")),
+            Ok(Err(error)) => failures.push(("the relay".to_owned(), Box::new(error))),
+            Err(panic) => failures.push(("the relay".to_owned(), Box::new(panic))),
         }
     }
-    served.context("the HTTP server failed")?;
     if failures.is_empty() {
         Ok(())
     } else {
-        anyhow::bail!("{}", failures.join("; "))
+        Err(RunError { failures })
     }
 }

@@ -88,7 +88,7 @@ impl ServiceHttp {
         self,
         background: Background,
         shutdown: Shutdown,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), crate::RunError> {
         crate::run_until_stopped(
             self.listener,
             self.router,

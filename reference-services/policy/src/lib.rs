@@ -104,6 +104,6 @@ impl Application {
     /// When the server or the relay fails.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let background = Background::default().relay(self.relay);
-        self.http.run_until_stopped(background, shutdown).await
+        Ok(self.http.run_until_stopped(background, shutdown).await?)
     }
 }

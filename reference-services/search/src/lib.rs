@@ -215,6 +215,6 @@ impl Application {
                     .map(|_| ())
             });
         }
-        self.http.run_until_stopped(background, shutdown).await
+        Ok(self.http.run_until_stopped(background, shutdown).await?)
     }
 }

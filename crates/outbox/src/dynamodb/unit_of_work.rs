@@ -183,7 +183,7 @@ impl DynamoDbUnitOfWork {
             event,
             metadata,
         )
-        .map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
+        .map_err(OutboxError::invalid_event)?;
         let index = if let Some(&index) = self.index.get(&aggregate) {
             index
         } else {
@@ -319,8 +319,8 @@ impl DynamoDbUnitOfWork {
         }
         let mut envelopes = Vec::with_capacity(self.events.len());
         for (index, envelope) in &self.events {
-            let sequence = Sequence::new(next_sequence[*index])
-                .map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
+            let sequence =
+                Sequence::new(next_sequence[*index]).map_err(OutboxError::invalid_event)?;
             next_sequence[*index] += 1;
             let envelope = stamp(envelope.clone(), sequence)?;
             actions.push(self.outbox_put(&envelope, &committed_at)?);
@@ -400,8 +400,7 @@ impl DynamoDbUnitOfWork {
         let aggregate_type = envelope.aggregate_type().as_str();
         let aggregate_id = envelope.aggregate_id().as_str();
         let shard = self.config.shard_of(aggregate_type, aggregate_id);
-        let json = serde_json::to_string(envelope)
-            .map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
+        let json = serde_json::to_string(envelope).map_err(OutboxError::invalid_event)?;
         let mut item = self.config.key(
             shard_partition(shard),
             record_sort_key(aggregate_type, aggregate_id, envelope.sequence().get()),
@@ -597,5 +596,5 @@ fn stamp(envelope: Envelope, sequence: Sequence) -> Result<Envelope, OutboxError
     let mut parts = envelope.into_parts();
     parts.sequence = sequence;
     // Cannot fail: the parts come from a valid envelope.
-    Envelope::from_parts(parts).map_err(|error| OutboxError::InvalidEvent(error.to_string()))
+    Envelope::from_parts(parts).map_err(OutboxError::invalid_event)
 }

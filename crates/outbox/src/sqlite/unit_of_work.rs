@@ -170,11 +170,11 @@ impl<'c> SqliteUnitOfWork<'c> {
             event,
             metadata,
         )
-        .map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
+        .map_err(OutboxError::invalid_event)?;
         if let Some(&known) = self.index.get(&aggregate)
             && self.aggregates[known].own_first.is_some()
         {
-            return Err(OutboxError::InvalidEvent(format!(
+            return Err(OutboxError::invalid_event(format!(
                 "{}/{} is versioned by the service (append_at) in this unit of work; \
                  append_at its next events too",
                 aggregate.aggregate_type.as_str(),
@@ -239,8 +239,7 @@ impl<'c> SqliteUnitOfWork<'c> {
         event: &E,
         metadata: EventMetadata,
     ) -> Result<(), OutboxError> {
-        let sequence =
-            Sequence::new(version).map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
+        let sequence = Sequence::new(version).map_err(OutboxError::invalid_event)?;
         let known = self
             .index
             .get(&aggregate)
@@ -258,7 +257,7 @@ impl<'c> SqliteUnitOfWork<'c> {
             _ => None,
         };
         if let Some(refusal) = refusal {
-            return Err(OutboxError::InvalidEvent(format!(
+            return Err(OutboxError::invalid_event(format!(
                 "{}/{} {refusal}",
                 aggregate.aggregate_type.as_str(),
                 aggregate.id.as_str()
@@ -271,7 +270,7 @@ impl<'c> SqliteUnitOfWork<'c> {
             event,
             metadata,
         )
-        .map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
+        .map_err(OutboxError::invalid_event)?;
         let index = self.index_of(aggregate);
         let appending = &mut self.aggregates[index];
         appending.own_first.get_or_insert(version);
@@ -335,12 +334,11 @@ impl<'c> SqliteUnitOfWork<'c> {
                 .prepare_cached(INSERT_EVENT)
                 .or_storage("writing an event to the outbox")?;
             for (index, envelope) in events {
-                let sequence = Sequence::new(next_sequence[index])
-                    .map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
+                let sequence =
+                    Sequence::new(next_sequence[index]).map_err(OutboxError::invalid_event)?;
                 next_sequence[index] += 1;
                 let envelope = stamp(envelope, sequence)?;
-                let json = serde_json::to_string(&envelope)
-                    .map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
+                let json = serde_json::to_string(&envelope).map_err(OutboxError::invalid_event)?;
                 insert
                     .execute(params![
                         envelope.id().to_string(),
@@ -506,5 +504,5 @@ fn stamp(envelope: Envelope, sequence: Sequence) -> Result<Envelope, OutboxError
     let mut parts = envelope.into_parts();
     parts.sequence = sequence;
     // Cannot fail: the parts come from a valid envelope.
-    Envelope::from_parts(parts).map_err(|error| OutboxError::InvalidEvent(error.to_string()))
+    Envelope::from_parts(parts).map_err(OutboxError::invalid_event)
 }

@@ -341,7 +341,10 @@ async fn an_event_that_does_not_serialize_is_refused_and_the_unit_goes_on() {
             EventMetadata::default(),
         )
         .unwrap_err();
-    assert!(matches!(error, OutboxError::InvalidEvent(_)), "{error:?}");
+    assert!(
+        matches!(error, OutboxError::InvalidEvent { .. }),
+        "{error:?}"
+    );
     append(&mut uow, "p1", ExpectedVersion::New).unwrap();
     let committed = uow.commit().unwrap();
     assert_eq!(committed.version(&policy("p1")), Some(1));
@@ -628,7 +631,7 @@ async fn append_at_refuses_what_would_break_an_aggregates_sequence() {
     // Version 0 is no event's sequence.
     assert!(matches!(
         append_at(&mut uow, "p1", 0),
-        Err(OutboxError::InvalidEvent(_))
+        Err(OutboxError::InvalidEvent { .. })
     ));
     append_at(&mut uow, "p1", 4).unwrap();
     // A gap, a repeat, and the other way of appending, all for the same aggregate.
@@ -638,14 +641,14 @@ async fn append_at_refuses_what_would_break_an_aggregates_sequence() {
         append(&mut uow, "p1", ExpectedVersion::Any),
     ] {
         assert!(
-            matches!(refused, Err(OutboxError::InvalidEvent(_))),
+            matches!(refused, Err(OutboxError::InvalidEvent { .. })),
             "{refused:?}"
         );
     }
     append(&mut uow, "p2", ExpectedVersion::New).unwrap();
     assert!(matches!(
         append_at(&mut uow, "p2", 2),
-        Err(OutboxError::InvalidEvent(_))
+        Err(OutboxError::InvalidEvent { .. })
     ));
     // The unit of work goes on without the refused events.
     append_at(&mut uow, "p1", 5).unwrap();

@@ -14,7 +14,7 @@ impl ClaimChange {
         expected: ExpectedVersion,
     ) -> Result<(), OutboxError> {
         let aggregate = AggregateRef::parse(AGGREGATE_TYPE, &self.claim().claim_id)
-            .map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
+            .map_err(OutboxError::invalid_event)?;
         match self {
             Self::Filed(event) => {
                 unit.append_event(aggregate, expected, event, EventMetadata::default())

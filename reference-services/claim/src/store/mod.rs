@@ -14,9 +14,9 @@ use dovetail_events::envelope::Source;
 use dovetail_outbox::ExpectedVersion;
 use dovetail_service_kit::config::StorageConfig;
 use dovetail_service_kit::events::Transport;
-use dovetail_service_kit::on_backend;
 use dovetail_service_kit::store::{Backend, ServiceStore, open_store};
 pub use dovetail_service_kit::store::{OpenedStore, RequestRecord, StoreError, WriteOutcome};
+use dovetail_service_kit::{StartError, on_backend};
 
 use crate::domain::{Claim, ClaimChange};
 
@@ -111,7 +111,7 @@ impl ClaimStore {
         storage: &StorageConfig,
         transport: &Transport,
         source: Source,
-    ) -> anyhow::Result<OpenedStore<Self>> {
+    ) -> Result<OpenedStore<Self>, StartError> {
         open_store(storage, transport, source).await
     }
 

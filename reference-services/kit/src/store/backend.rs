@@ -12,6 +12,7 @@ use dovetail_events::envelope::Source;
 use dovetail_outbox::sqlite::SqliteOutbox;
 
 use super::{OpenedStore, StoreError};
+use crate::StartError;
 use crate::config::{StorageBackend, StorageConfig};
 use crate::events::Transport;
 
@@ -115,7 +116,7 @@ pub async fn open_store<T: ServiceStore>(
     storage: &StorageConfig,
     transport: &Transport,
     source: Source,
-) -> anyhow::Result<OpenedStore<T>> {
+) -> Result<OpenedStore<T>, StartError> {
     match storage.backend {
         StorageBackend::Sqlite => {
             let path = storage.sqlite_path(T::NAME);
@@ -129,10 +130,8 @@ pub async fn open_store<T: ServiceStore>(
             Ok(opened.map(|store| T::from_backend(Backend::DynamoDb(store))))
         }
         #[cfg(not(feature = "aws"))]
-        StorageBackend::Dynamodb => anyhow::bail!(
-            "storage.backend = dynamodb needs DynamoDB support, and this build of the {} \
-             service has none: build it with its `aws` feature, or set storage.backend = sqlite",
-            T::NAME
-        ),
+        StorageBackend::Dynamodb => Err(StartError::NotBuilt {
+            setting: "storage.backend = dynamodb",
+        }),
     }
 }

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use dovetail_events::envelope::Source;
 use dovetail_events::idempotency::{
     IdempotencyError, IdempotencyKey, MarkOutcome, SqliteIdempotencyStore, StoredOutcome,
@@ -13,7 +12,7 @@ use dovetail_outbox::sqlite::{OutboxConfig, SqliteOutbox, SqliteOutboxStore, Sql
 use rusqlite::Connection;
 
 use super::{IDEMPOTENCY_RETENTION, OpenedStore, RequestRecord, StoreError, WriteOutcome};
-use crate::RecordedResponse;
+use crate::{RecordedResponse, StartError};
 
 /// Opens the service's SQLite file at `path`, creating its directory when missing: the
 /// store `open` makes over an outbox of the events of `source` (its commits wake the
@@ -26,10 +25,12 @@ pub fn open_service<S>(
     path: &Path,
     source: Source,
     open: impl FnOnce(&Path, SqliteOutbox) -> Result<S, StoreError>,
-) -> anyhow::Result<OpenedStore<S>> {
+) -> Result<OpenedStore<S>, StartError> {
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| StartError::DataDirectory {
+            path: dir.to_owned(),
+            source,
+        })?;
     }
     let relay_name = format!("{}.relay", source.as_str());
     let outbox = SqliteOutbox::new(OutboxConfig::new(source));

@@ -19,8 +19,8 @@ impl PolicyChange {
             Self::Updated(event) => &event.policy.policy_id,
             Self::Cancelled(event) => &event.policy.policy_id,
         };
-        let aggregate = AggregateRef::parse(AGGREGATE_TYPE, policy_id)
-            .map_err(|error| OutboxError::InvalidEvent(error.to_string()))?;
+        let aggregate =
+            AggregateRef::parse(AGGREGATE_TYPE, policy_id).map_err(OutboxError::invalid_event)?;
         match self {
             Self::Drafted(event) => {
                 unit.append_event(aggregate, expected, event, EventMetadata::default())

@@ -27,7 +27,7 @@ async fn provisioning_a_consumer_twice_changes_nothing_and_a_new_filter_replaces
     let name = dovetail_testkit::unique_name("provision");
     // The queue is `<prefix><consumer>-<topic>`: `<name>-queue-topic`.
     let transport =
-        Transport::aws(sns.clone(), sqs.clone()).with_aws_name_prefix(&format!("{name}-"));
+        Transport::aws(sns.clone(), sqs.clone()).with_aws_name_prefix(format!("{name}-"));
     let topic = format!("{name}-topic");
     let spec = Subscription::new("queue").to_topic("topic", TypeFilter::types(["policy.issued"]));
     let first = transport.subscribe(&spec).await.unwrap();
