@@ -29,7 +29,6 @@ mod cursor;
 pub mod events;
 mod extract;
 pub mod ops;
-mod problem;
 mod recorded;
 mod run;
 mod serve;
@@ -37,8 +36,8 @@ mod service_http;
 pub mod store;
 
 pub use cursor::{Cursor, Page};
+pub use dovetail_http::{FieldProblem, Problem};
 pub use extract::{ApiJson, ApiQuery, IdempotencyKeyHeader, IfMatch, etag, parse_json};
-pub use problem::{FieldProblem, Problem};
 pub use recorded::RecordedResponse;
 pub use run::{Background, ConsumerTask, run_until_stopped};
 pub use serve::{Shutdown, bind, serve, shutdown_on_signal};
