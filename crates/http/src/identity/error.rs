@@ -195,7 +195,10 @@ pub enum JwksError {
     },
     /// The fetch was not tried: the last one was less than the refetch interval ago.
     #[error("the JWKS was fetched less than the refetch interval ago; not fetching again yet")]
-    RateLimited,
+    RateLimited {
+        /// Whether that last fetch failed (the endpoint is likely still down).
+        last_fetch_failed: bool,
+    },
     /// The source is a static key set: there is nothing to fetch.
     #[error("the key set is static; there is nothing to fetch")]
     Static,

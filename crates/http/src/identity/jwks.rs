@@ -73,9 +73,18 @@ struct Inner {
     origin: Origin,
     config: JwksConfig,
     current: RwLock<Arc<KeySet>>,
-    /// When the last fetch was tried; held across the fetch, so concurrent callers wait
-    /// for it and share its result.
-    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// The last fetch; held across a fetch, so concurrent callers wait for it and share
+    /// its result.
+    last_fetch: tokio::sync::Mutex<LastFetch>,
+}
+
+/// When the last fetch that counts against the refetch interval was tried, and whether
+/// it failed. The first successful load does not count: the first unknown `kid` after
+/// start-up (a key rotated in meanwhile) may fetch at once.
+#[derive(Default)]
+struct LastFetch {
+    at: Option<Instant>,
+    failed: bool,
 }
 
 enum Origin {
@@ -144,7 +153,7 @@ impl JwksSource {
                     keys,
                     fetched_at: Instant::now(),
                 })),
-                last_fetch: tokio::sync::Mutex::new(None),
+                last_fetch: tokio::sync::Mutex::new(LastFetch::default()),
             }),
         }
     }
@@ -185,7 +194,7 @@ impl JwksSource {
         }
         match self.fetch_if_allowed(Some(snapshot.generation)).await {
             Ok(fresh) => fresh,
-            Err(JwksError::RateLimited) => self.snapshot(),
+            Err(JwksError::RateLimited { .. }) => self.snapshot(),
             Err(error) => {
                 tracing::warn!(error = %error, source = ?std::error::Error::source(&error), "JWKS refresh failed; keeping the cached keys");
                 self.snapshot()
@@ -219,13 +228,21 @@ impl JwksSource {
         {
             return Ok(current);
         }
-        if let Some(last) = *last_fetch
-            && last.elapsed() < self.inner.config.refetch_interval
+        if let Some(at) = last_fetch.at
+            && at.elapsed() < self.inner.config.refetch_interval
         {
-            return Err(JwksError::RateLimited);
+            return Err(JwksError::RateLimited {
+                last_fetch_failed: last_fetch.failed,
+            });
         }
-        *last_fetch = Some(Instant::now());
-        let set = fetch(client, url).await?;
+        let started = Instant::now();
+        let fetched = fetch(client, url).await;
+        let initial_load = current.generation == 0 && fetched.is_ok();
+        if !initial_load {
+            last_fetch.at = Some(started);
+        }
+        last_fetch.failed = fetched.is_err();
+        let set = fetched?;
         let fresh = Arc::new(KeySet {
             generation: current.generation + 1,
             keys: keys_of(&set),

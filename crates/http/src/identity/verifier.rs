@@ -186,7 +186,13 @@ impl JwtVerifier {
         let unknown = || VerifyError::UnknownKey { kid: cut(kid, 64) };
         match self.inner.keys.key_after_refetch(kid, seen).await {
             Ok((Some(key), generation)) => Ok((key, generation)),
-            Ok((None, _)) | Err(JwksError::RateLimited | JwksError::Static) => {
+            Ok((None, _))
+            | Err(
+                JwksError::RateLimited {
+                    last_fetch_failed: false,
+                }
+                | JwksError::Static,
+            ) => {
                 tracing::warn!(kid = %cut(kid, 64), "token refused: its kid is not in the JWKS");
                 Err(unknown())
             }
