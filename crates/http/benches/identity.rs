@@ -14,6 +14,12 @@
 //! Each with the verified-token cache on (the default: one token sent again and again,
 //! as a client does until it expires) and off (every request checks the Ed25519
 //! signature and the claims from scratch).
+//!
+//! What the figures showed (release, a two-core VM with another worktree's build running,
+//! load average about 4, so noisy): loopback with the cache 0.896 and 0.912 (rounds
+//! 0.67-1.07), below the 0.95 target; without it 0.23-0.26 (about 90 µs of Ed25519 and
+//! claims work per request). Oneshot with the cache 0.40-0.54 (the layer adds about
+//! 1.6 µs to a route of about 1.5 µs), without it 0.02.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 

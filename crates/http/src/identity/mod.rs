@@ -10,6 +10,7 @@ mod rejection;
 mod verifier;
 
 use std::fmt;
+use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
@@ -125,6 +126,13 @@ impl fmt::Display for Algorithm {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    /// Shared: the verified-token cache, the request's extensions and the extractor each
+    /// hold one, and a clone must not copy strings on every request.
+    inner: Arc<Stated>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Stated {
     subject: String,
     roles: Vec<Role>,
     customer_id: Option<String>,
@@ -149,42 +157,44 @@ impl Identity {
             }
         }
         Self {
-            subject: subject.into(),
-            roles: unique,
-            customer_id,
-            token_id: token_id.into(),
-            expires_at,
+            inner: Arc::new(Stated {
+                subject: subject.into(),
+                roles: unique,
+                customer_id,
+                token_id: token_id.into(),
+                expires_at,
+            }),
         }
     }
 
     /// The user id (`sub`).
     pub fn subject(&self) -> &str {
-        &self.subject
+        &self.inner.subject
     }
 
     /// The known roles the token carries.
     pub fn roles(&self) -> &[Role] {
-        &self.roles
+        &self.inner.roles
     }
 
     /// Whether the token carries `role`.
     pub fn has_role(&self, role: Role) -> bool {
-        self.roles.contains(&role)
+        self.inner.roles.contains(&role)
     }
 
     /// The customer a customer user is bound to (`customer_id`).
     pub fn customer_id(&self) -> Option<&str> {
-        self.customer_id.as_deref()
+        self.inner.customer_id.as_deref()
     }
 
     /// The token's id (`jti`), for logs and revocation.
     pub fn token_id(&self) -> &str {
-        &self.token_id
+        &self.inner.token_id
     }
 
     /// When the token expires (`exp`).
     pub fn expires_at(&self) -> OffsetDateTime {
-        self.expires_at
+        self.inner.expires_at
     }
 
     /// `Ok` if the identity has `role`.
@@ -198,7 +208,7 @@ impl Identity {
             Err(
                 Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").detail(format!(
                     "this action needs the {role} role, which user {} does not have",
-                    self.subject
+                    self.inner.subject
                 )),
             )
         }
@@ -210,7 +220,7 @@ impl Identity {
         if self.has_role(Role::Staff) {
             return true;
         }
-        self.has_role(Role::Customer) && self.customer_id.as_deref() == Some(customer_id)
+        self.has_role(Role::Customer) && self.inner.customer_id.as_deref() == Some(customer_id)
     }
 }
 
