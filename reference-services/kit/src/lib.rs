@@ -30,7 +30,6 @@ mod error;
 pub mod events;
 mod extract;
 pub mod ops;
-mod problem;
 mod recorded;
 mod run;
 mod serve;
@@ -38,9 +37,9 @@ mod service_http;
 pub mod store;
 
 pub use cursor::{Cursor, Page};
+pub use dovetail_http::{FieldProblem, Problem};
 pub use error::{RunError, StartError};
 pub use extract::{ApiJson, ApiQuery, IdempotencyKeyHeader, IfMatch, etag, parse_json};
-pub use problem::{FieldProblem, Problem};
 pub use recorded::RecordedResponse;
 pub use run::{Background, ConsumerTask, run_until_stopped};
 pub use serve::{Shutdown, bind, serve, shutdown_on_signal};

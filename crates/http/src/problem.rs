@@ -9,7 +9,7 @@ use serde::Serialize;
 ///
 /// ```
 /// use axum::http::StatusCode;
-/// use dovetail_service_kit::Problem;
+/// use dovetail_http::Problem;
 ///
 /// let problem = Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
 ///     .detail("no policy has the id pol-9; list policies with GET /policies?customer_id=...");
