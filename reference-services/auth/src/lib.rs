@@ -97,10 +97,12 @@ impl Admin {
     /// tokens it signed have expired.
     ///
     /// # Errors
-    /// See [`keys::KeyError`], or the blocking task's failure.
-    pub async fn rotate_signing_key(&self) -> anyhow::Result<String> {
+    /// See [`keys::KeyError`]; the keys in use do not change when it fails.
+    pub async fn rotate_signing_key(&self) -> Result<String, keys::KeyError> {
         let keys = self.keys.clone();
-        Ok(tokio::task::spawn_blocking(move || keys.rotate()).await??)
+        tokio::task::spawn_blocking(move || keys.rotate())
+            .await
+            .map_err(keys::KeyError::Task)?
     }
 
     /// The signing keys.

@@ -66,6 +66,12 @@ pub enum KeyError {
     /// The host is unwell; retry.
     #[error("the random generator failed to make a signing key")]
     Generate(#[source] aws_lc_rs::error::Unspecified),
+    /// The blocking task that did the file I/O died.
+    ///
+    /// ### Handling
+    /// Retry; the keys in use did not change.
+    #[error("the key file task failed")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// The signing keys: the newest (last) signs; every key is listed in the JWKS until

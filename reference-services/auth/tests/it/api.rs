@@ -77,6 +77,18 @@ async fn wrong_password_unknown_email_and_disabled_user_get_the_same_401() {
         bodies[0]["type"],
         "https://dovetail.dev/problems/invalid-credentials"
     );
+    // A disabled user's token, still unexpired, cannot change the password either.
+    let change = service
+        .post_as(
+            &bob,
+            "/users/me/password",
+            &json!({"current_password": PASSWORD, "new_password": "a new passphrase"}),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(change, 401, "do not match an enabled account").await,
+        bodies[0]
+    );
     service.stop().await;
 }
 
