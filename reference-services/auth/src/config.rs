@@ -49,3 +49,33 @@ impl Default for AuthConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_port_8084_fifteen_minute_tokens_and_owasps_minimum() {
+        let config = AuthConfig::default();
+        assert_eq!(config.listen.port(), 8084);
+        assert_eq!(config.tokens.access_ttl_seconds, 900);
+        assert!(config.tokens.audiences.iter().any(|a| a == crate::SERVICE));
+        assert_eq!(config.password_hashing, HashingConfig::default());
+    }
+
+    #[test]
+    fn variables_override_nested_settings() {
+        let env = [
+            ("DOVETAIL_AUTH__TOKENS__ACCESS_TTL_SECONDS", "300"),
+            ("DOVETAIL_AUTH__PASSWORD_HASHING__MEMORY_KIB", "65536"),
+            ("DOVETAIL_AUTH__KEYS_DIR", "/var/lib/auth/keys"),
+        ]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()));
+        let config: AuthConfig =
+            dovetail_service_kit::config::load_from(None, ENV_PREFIX, env).unwrap();
+        assert_eq!(config.tokens.access_ttl_seconds, 300);
+        assert_eq!(config.password_hashing.memory_kib, 65_536);
+        assert_eq!(config.password_hashing.iterations, 2);
+        assert_eq!(config.keys_dir, PathBuf::from("/var/lib/auth/keys"));
+    }
+}

@@ -378,3 +378,22 @@ async fn operations_endpoints_answer_and_the_openapi_document_covers_every_route
     assert_eq!(documented, served);
     service.stop().await;
 }
+
+#[tokio::test]
+async fn a_configuration_whose_audiences_leave_out_this_service_is_refused_at_start() {
+    let dir = std::env::temp_dir().join(format!(
+        "dovetail-auth-it-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = crate::support::config(&dir);
+    config.tokens.audiences = vec!["policy-service".to_owned()];
+    let bus = dovetail_events::bus::EmbeddedBus::open(dir.join("bus.db")).unwrap();
+    let error = dovetail_auth::Application::build(
+        config,
+        &dovetail_service_kit::events::Transport::Embedded(bus),
+    )
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("auth-service"), "{error}");
+}
