@@ -69,8 +69,7 @@ pub(super) fn write_key(dir: &Path, key: &SigningKey) -> Result<(), KeyError> {
         .map_err(|source| io(&path, source))
 }
 
-/// Replaces the manifest with one listing `keys` (written beside it, then renamed), and
-/// removes the key files of keys no longer listed.
+/// Replaces the manifest with one listing `keys` (written beside it, then renamed).
 pub(super) fn write_manifest(
     dir: &Path,
     keys: &[std::sync::Arc<SigningKey>],
@@ -95,20 +94,22 @@ pub(super) fn write_manifest(
         .and_then(|()| file.sync_all())
         .map_err(|source| io(&staging, source))?;
     let path = dir.join(MANIFEST);
-    std::fs::rename(&staging, &path).map_err(|source| io(&path, source))?;
-    remove_unlisted(dir, &manifest)
+    std::fs::rename(&staging, &path).map_err(|source| io(&path, source))
 }
 
-fn remove_unlisted(dir: &Path, manifest: &Manifest) -> Result<(), KeyError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| io(dir, source))?;
-    for entry in entries {
-        let path = entry.map_err(|source| io(dir, source))?.path();
-        let listed = path
-            .file_stem()
-            .and_then(|stem| stem.to_str())
-            .is_some_and(|kid| manifest.keys.iter().any(|e| e.kid == kid));
-        if path.extension().is_some_and(|ext| ext == "pk8") && !listed {
-            std::fs::remove_file(&path).map_err(|source| io(&path, source))?;
+/// Removes the files of `dropped` (keys past their retention, already left out of the
+/// manifest). Files the manifest never listed are left alone: a lost manifest must not
+/// cost the keys.
+pub(super) fn remove_keys(
+    dir: &Path,
+    dropped: &[std::sync::Arc<SigningKey>],
+) -> Result<(), KeyError> {
+    for key in dropped {
+        let path = key_path(dir, key.kid());
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(io(&path, source)),
         }
     }
     Ok(())

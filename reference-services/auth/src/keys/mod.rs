@@ -117,8 +117,9 @@ impl KeyRing {
             tracing::info!(kid = key.kid(), "made the first signing key");
             keys.push(Arc::new(key));
         }
-        keys.retain(|key| listed(key, now, retention));
+        let (keys, dropped) = split_listed(keys, now, retention);
         files::write_manifest(dir, &keys)?;
+        files::remove_keys(dir, &dropped)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
@@ -222,7 +223,7 @@ impl KeyRing {
         }
         let kid = new.kid().to_owned();
         keys.push(Arc::new(new));
-        keys.retain(|key| listed(key, now, self.inner.retention));
+        let (keys, dropped) = split_listed(keys, now, self.inner.retention);
         files::write_manifest(&self.inner.dir, &keys)?;
         *self
             .inner
@@ -233,8 +234,19 @@ impl KeyRing {
             keys,
         });
         tracing::info!(kid, "rotated the signing key");
+        files::remove_keys(&self.inner.dir, &dropped)?;
         Ok(kid)
     }
+}
+
+/// `keys` split into those listed at `now` and those past their retention.
+fn split_listed(
+    keys: Vec<Arc<SigningKey>>,
+    now: OffsetDateTime,
+    retention: time::Duration,
+) -> (Vec<Arc<SigningKey>>, Vec<Arc<SigningKey>>) {
+    keys.into_iter()
+        .partition(|key| listed(key, now, retention))
 }
 
 /// Whether `key` belongs in the JWKS at `now`: it signs, or was retired less than
@@ -307,6 +319,20 @@ mod tests {
         assert_eq!(keys.jwks()["keys"].as_array().unwrap().len(), 1);
         assert!(!dir.join(format!("{old}.pk8")).exists());
         assert!(dir.join(format!("{new}.pk8")).exists());
+    }
+
+    #[test]
+    fn a_lost_manifest_costs_no_key_file() {
+        let dir = temp_dir();
+        let keys = KeyRing::open(&dir, Duration::from_secs(900)).unwrap();
+        let kid = keys.signing_key().kid().to_owned();
+        std::fs::remove_file(dir.join("keys.json")).unwrap();
+        let again = KeyRing::open(&dir, Duration::from_secs(900)).unwrap();
+        assert_ne!(again.signing_key().kid(), kid);
+        assert!(
+            dir.join(format!("{kid}.pk8")).exists(),
+            "left for an operator"
+        );
     }
 
     #[test]
