@@ -32,7 +32,8 @@ pub struct AuthConfig {
     pub relay: RelayTuning,
     /// Issuer, audiences and lifetime of access tokens.
     pub tokens: TokenConfig,
-    /// The argon2id parameters (default OWASP's minimum: m=19456 KiB, t=2, p=1).
+    /// The argon2id parameters (default OWASP's minimum: m=19456 KiB, t=2, p=1) and how
+    /// many hashes run at once.
     pub password_hashing: HashingConfig,
 }
 

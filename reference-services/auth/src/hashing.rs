@@ -1,6 +1,6 @@
 //! [`PasswordHasher`]: argon2id hashes in the PHC string format, made and checked on the
-//! blocking pool, with a dummy hash so that checking an unknown email costs what checking
-//! a known one does.
+//! blocking pool (a bounded number at once), with a dummy hash so that checking an
+//! unknown email costs what checking a known one does.
 
 use std::sync::Arc;
 
@@ -22,6 +22,9 @@ pub struct HashingConfig {
     pub iterations: u32,
     /// Lanes (default 1).
     pub parallelism: u32,
+    /// The most hashes made or checked at once (default twice the CPUs); others wait.
+    /// Each takes `memory_kib` of memory, so this bounds what a burst of log-ins costs.
+    pub max_concurrent: usize,
 }
 
 impl Default for HashingConfig {
@@ -30,6 +33,8 @@ impl Default for HashingConfig {
             memory_kib: 19_456,
             iterations: 2,
             parallelism: 1,
+            max_concurrent: std::thread::available_parallelism()
+                .map_or(2, |cpus| cpus.get().saturating_mul(2)),
         }
     }
 }
@@ -75,6 +80,12 @@ pub enum HashingError {
     /// 503; retry.
     #[error("the password hashing task failed")]
     Task(#[source] tokio::task::JoinError),
+    /// The hasher is shutting down (its permits are closed).
+    ///
+    /// ### Handling
+    /// 503; retry on another instance.
+    #[error("the password hasher is closed")]
+    Closed,
 }
 
 /// Hashes and checks passwords with argon2id. Cheap to clone.
@@ -84,7 +95,7 @@ pub enum HashingError {
 /// use dovetail_auth::hashing::{HashingConfig, PasswordHasher};
 ///
 /// # async fn example() -> Result<(), dovetail_auth::hashing::HashingError> {
-/// let config = HashingConfig { memory_kib: 1024, iterations: 1, parallelism: 1 };
+/// let config = HashingConfig { memory_kib: 1024, iterations: 1, parallelism: 1, max_concurrent: 2 };
 /// let hasher = PasswordHasher::new(&config).await?;
 /// let hash = hasher.hash(Password::parse("correct horse".into()).unwrap()).await?;
 /// assert!(hash.starts_with("$argon2id$"));
@@ -100,6 +111,8 @@ pub struct PasswordHasher {
 
 struct Inner {
     argon: Argon2<'static>,
+    /// One permit per hash that may run at once.
+    permits: Arc<tokio::sync::Semaphore>,
     /// A hash of a random password with the configured parameters: what an unknown
     /// email's password is checked against.
     dummy: String,
@@ -143,6 +156,7 @@ impl PasswordHasher {
         .map_err(HashingError::Task)??;
         Ok(Self {
             inner: Arc::new(Inner {
+                permits: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent.max(1))),
                 argon: dummy.0,
                 dummy: dummy.1,
             }),
@@ -154,10 +168,14 @@ impl PasswordHasher {
     /// # Errors
     /// [`HashingError::Random`], [`HashingError::Hash`], [`HashingError::Task`].
     pub async fn hash(&self, password: Password) -> Result<String, HashingError> {
+        let permit = self.permit().await?;
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || hash_with(&inner.argon, password.expose().as_bytes()))
-            .await
-            .map_err(HashingError::Task)?
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            hash_with(&inner.argon, password.expose().as_bytes())
+        })
+        .await
+        .map_err(HashingError::Task)?
     }
 
     /// Whether `password` matches `stored` (a PHC string, checked with the parameters it
@@ -172,8 +190,10 @@ impl PasswordHasher {
         password: String,
         stored: Option<String>,
     ) -> Result<bool, HashingError> {
+        let permit = self.permit().await?;
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let known = stored.is_some();
             let hash = stored.as_deref().unwrap_or(&inner.dummy);
             let parsed = PasswordHash::new(hash).map_err(HashingError::Hash)?;
@@ -186,6 +206,16 @@ impl PasswordHasher {
         })
         .await
         .map_err(HashingError::Task)?
+    }
+}
+
+impl PasswordHasher {
+    /// A permit to run one hash; waits while `max_concurrent` run.
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, HashingError> {
+        Arc::clone(&self.inner.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| HashingError::Closed)
     }
 }
 
@@ -208,6 +238,7 @@ mod tests {
             memory_kib: 1024,
             iterations: 1,
             parallelism: 1,
+            max_concurrent: 1,
         }
     }
 
@@ -218,6 +249,26 @@ mod tests {
             (config.memory_kib, config.iterations, config.parallelism),
             (19_456, 2, 1)
         );
+        assert!(config.max_concurrent >= 2);
+    }
+
+    #[tokio::test]
+    async fn hashes_beyond_the_limit_wait_their_turn_and_all_finish() {
+        let hasher = PasswordHasher::new(&cheap()).await.unwrap();
+        let hashes: Vec<_> = (0..4)
+            .map(|_| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move {
+                    hasher
+                        .hash(Password::parse("correct horse".to_owned()).unwrap())
+                        .await
+                })
+            })
+            .collect();
+        for hash in hashes {
+            assert!(hash.await.unwrap().is_ok());
+        }
+        assert_eq!(hasher.inner.permits.available_permits(), 1);
     }
 
     #[tokio::test]
