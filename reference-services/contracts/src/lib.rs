@@ -4,15 +4,16 @@
 //! In a database-per-service system the events are the only thing services share, so
 //! they live here, apart from any service's code: the policy service writes
 //! [`policy`] events, the claim service reads them into its own replica and writes
-//! [`claim`] events. Every event carries a full snapshot of its aggregate after the
-//! change (event-carried state transfer): a consumer keeps a replica by storing the
-//! snapshot with the highest version it has seen, which makes duplicates and reordering
-//! harmless without any event-specific logic.
+//! [`claim`] events, the auth service writes [`user`] events. Every event carries a full
+//! snapshot of its aggregate after the change (event-carried state transfer): a consumer
+//! keeps a replica by storing the snapshot with the highest version it has seen, which
+//! makes duplicates and reordering harmless without any event-specific logic.
 
 pub mod claim;
 pub mod date;
 pub mod money;
 pub mod policy;
+pub mod user;
 
 pub use money::{Money, MoneyError};
 

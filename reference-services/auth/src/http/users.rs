@@ -1,0 +1,74 @@
+//! `POST /users` (register a customer), `POST /users/me/password` (change one's own
+//! password) and `POST /users/{user_id}/disable` (staff only).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use dovetail_http::identity::{Identity, Role};
+use dovetail_service_kit::{ApiJson, Problem};
+use serde::Deserialize;
+
+use super::problems::account_problem;
+use crate::accounts::Accounts;
+
+/// The body of `POST /users`. No `Debug`: it holds a password.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Registration {
+    email: String,
+    password: String,
+    customer_id: String,
+}
+
+/// What `POST /users` answers, whether the email was new or taken.
+const ACCEPTED: &str = r#"{"status":"accepted","detail":"if no account had this email, one was created for it: log in with POST /sessions. This answer is the same whether or not the email already had an account, so that it does not tell who has one; registering a taken email changes nothing."}"#;
+
+/// Registers a customer user. 202 with one body whether the email was new or taken (a
+/// taken email creates nothing): the answer must not tell who has an account.
+pub(super) async fn register(
+    State(accounts): State<Accounts>,
+    ApiJson(body): ApiJson<Registration>,
+) -> Result<Response, Problem> {
+    accounts
+        .register_customer(&body.email, body.password, &body.customer_id)
+        .await
+        .map_err(account_problem)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        ACCEPTED,
+    )
+        .into_response())
+}
+
+/// The body of `POST /users/me/password`. No `Debug`: it holds passwords.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the caller's own password (204); the current one must be given.
+pub(super) async fn change_password(
+    State(accounts): State<Accounts>,
+    identity: Identity,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> Result<StatusCode, Problem> {
+    accounts
+        .change_password(identity.subject(), body.current_password, body.new_password)
+        .await
+        .map_err(account_problem)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Disables a user (staff only): 200 with the user as they now are.
+pub(super) async fn disable(
+    State(accounts): State<Accounts>,
+    identity: Identity,
+    Path(user_id): Path<String>,
+) -> Result<Response, Problem> {
+    identity.require(Role::Staff)?;
+    let user = accounts.disable(&user_id).await.map_err(account_problem)?;
+    Ok(axum::Json(user.snapshot().clone()).into_response())
+}
