@@ -70,16 +70,17 @@ macro_rules! on_backend {
     };
 }
 
-/// How a service's store opens on each backend. The service's `aws` feature turns on
-/// the kit's, so that both agree on whether DynamoDB is there.
+/// How a service's store opens on each backend. A service with a DynamoDB store turns
+/// on the kit's `aws` feature with its own and implements `open_dynamodb`; a service
+/// without one sets `type DynamoDb = ()` and keeps the default, which refuses.
 pub trait ServiceStore: Sized {
     /// The service's name in its file's and table's default names (`policy`:
     /// `data/policy.db`, table `dovetail-policy`).
     const NAME: &'static str;
     /// The store on SQLite.
     type Sqlite;
-    /// The store on DynamoDB (`()` in a build without it).
-    type DynamoDb;
+    /// The store on DynamoDB (`()` for a service, or a build, without it).
+    type DynamoDb: Send;
 
     /// Opens the SQLite store on the file at `path`, over `outbox` (whose commits wake
     /// the relay).
@@ -91,6 +92,10 @@ pub trait ServiceStore: Sized {
     /// Opens the DynamoDB store on the table `table` for the events of `source`, with
     /// the relay's store on its outbox and the signal of its commits.
     ///
+    /// The default is for a service that keeps no data in DynamoDB (or a build of it
+    /// without its `aws` feature, while another crate turns on the kit's): it refuses,
+    /// naming the setting to change.
+    ///
     /// # Errors
     /// When the table cannot be created or has another layout.
     #[cfg(feature = "aws")]
@@ -98,7 +103,17 @@ pub trait ServiceStore: Sized {
         clients: &crate::aws::AwsClients,
         table: &str,
         source: Source,
-    ) -> impl Future<Output = Result<OpenedStore<Self::DynamoDb>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<OpenedStore<Self::DynamoDb>, StoreError>> + Send {
+        let _ = (clients, source);
+        std::future::ready(Err(StoreError::backend(
+            format!("opening the DynamoDB table {table}"),
+            format!(
+                "this build of the {} service keeps its data in SQLite only; set \
+                 storage.backend = sqlite",
+                Self::NAME
+            ),
+        )))
+    }
 
     /// The service's store over `backend`.
     fn from_backend(backend: Backend<Self::Sqlite, Self::DynamoDb>) -> Self;
@@ -133,5 +148,52 @@ pub async fn open_store<T: ServiceStore>(
         StorageBackend::Dynamodb => Err(StartError::NotBuilt {
             setting: "storage.backend = dynamodb",
         }),
+    }
+}
+
+#[cfg(all(test, feature = "aws"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A service that keeps its data in SQLite only.
+    struct FileOnly;
+
+    impl ServiceStore for FileOnly {
+        const NAME: &'static str = "file-only";
+        type Sqlite = ();
+        type DynamoDb = ();
+
+        fn open_sqlite(_: &Path, _: SqliteOutbox) -> Result<(), StoreError> {
+            Ok(())
+        }
+
+        fn from_backend(_: Backend<(), ()>) -> Self {
+            Self
+        }
+    }
+
+    #[tokio::test]
+    async fn a_service_without_a_dynamodb_store_refuses_that_backend_saying_what_to_set() {
+        let clients = crate::aws::AwsClients::from_lookup(|name| match name {
+            "AWS_REGION" => Some("eu-west-1".to_owned()),
+            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => Some("test".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        let storage = StorageConfig {
+            backend: StorageBackend::Dynamodb,
+            ..StorageConfig::default()
+        };
+        let source = Source::parse("file-only").unwrap();
+        let Err(refused) = open_store::<FileOnly>(&storage, &Transport::Aws(clients), source).await
+        else {
+            panic!("DynamoDB was opened for a SQLite-only service");
+        };
+        let chain = format!("{:#}", anyhow::Error::from(refused));
+        assert!(
+            chain.contains("set storage.backend = sqlite") && chain.contains("file-only"),
+            "{chain}"
+        );
     }
 }
