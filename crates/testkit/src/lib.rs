@@ -28,6 +28,7 @@
 //! | `opensearch` | [`opensearch()`] |
 //! | `testcontainers` | starts missing backends in Docker |
 //! | `http` | `http::assert_problem`: an answer is the problem+json a test expects |
+//! | `identity` | `identity::TestIssuer`: real signed access tokens, their JWKS on loopback |
 //! | `idempotency-contract` | `idempotency_contract`: the checks every `IdempotencyStore` of `dovetail-events` passes |
 //!
 //! No feature is on by default; the crate then only names backends and resources.
@@ -57,6 +58,8 @@ mod backend;
 mod error_chain;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "identity")]
+pub mod identity;
 mod names;
 
 #[cfg(feature = "aws")]

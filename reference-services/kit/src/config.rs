@@ -289,6 +289,60 @@ impl RelayTuning {
     }
 }
 
+/// How a service verifies its callers: the auth service's issuer and where its JWKS is.
+/// The audience is the service's own name, so a token minted for another service is
+/// refused. Variables: `<PREFIX>__IDENTITY__JWKS_URL` and so on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The only accepted `iss` (default `https://auth.dovetail.internal`, the auth
+    /// service's default).
+    pub issuer: String,
+    /// The auth service's key set (default
+    /// `http://127.0.0.1:8084/.well-known/jwks.json`). Fetched on the first token, again
+    /// for an unknown `kid` (at most once per `jwks_refetch_interval_seconds`) and when
+    /// older than `jwks_max_age_seconds`; while it cannot be reached, tokens of keys
+    /// already fetched still verify and others are refused.
+    pub jwks_url: String,
+    /// At most one JWKS fetch per this many seconds (default 30).
+    pub jwks_refetch_interval_seconds: u64,
+    /// The key set is fetched again when older than this many seconds (default 300).
+    pub jwks_max_age_seconds: u64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "https://auth.dovetail.internal".to_owned(),
+            jwks_url: "http://127.0.0.1:8084/.well-known/jwks.json".to_owned(),
+            jwks_refetch_interval_seconds: 30,
+            jwks_max_age_seconds: 300,
+        }
+    }
+}
+
+impl IdentityConfig {
+    /// The verifier of tokens for `audience` (the service's name, such as
+    /// `policy-service`). Fetches nothing yet.
+    ///
+    /// # Errors
+    /// When the JWKS client cannot be built (no TLS backend, for example).
+    pub fn verifier(
+        &self,
+        audience: &str,
+    ) -> Result<dovetail_http::identity::JwtVerifier, dovetail_http::identity::JwksError> {
+        use dovetail_http::identity::{JwksConfig, JwksSource, JwtVerifier, VerifierConfig};
+        let mut jwks = JwksConfig::default();
+        jwks.refetch_interval = Duration::from_secs(self.jwks_refetch_interval_seconds);
+        jwks.max_age = Duration::from_secs(self.jwks_max_age_seconds);
+        let keys = JwksSource::from_url(&self.jwks_url, jwks)?;
+        Ok(JwtVerifier::new(
+            VerifierConfig::new(&self.issuer, audience),
+            keys,
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{ConfigError, load_from};

@@ -6,7 +6,9 @@ use std::time::Duration;
 use axum::http::{StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use dovetail_http::identity::Algorithm;
+use dovetail_http::identity::{
+    Algorithm, JwksConfig, JwksSource, JwtVerifier, Role, VerifierConfig,
+};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
 
@@ -434,4 +436,25 @@ async fn a_header_that_is_not_bearer_is_invalid_request() {
         challenge.contains("error=\"invalid_request\""),
         "{challenge}"
     );
+}
+
+#[tokio::test]
+async fn a_testkit_issuer_token_verifies_against_its_served_jwks() {
+    let issuer = dovetail_testkit::identity::TestIssuer::start().await;
+    let source = JwksSource::from_url(issuer.jwks_url(), JwksConfig::default()).unwrap();
+    let verifier = JwtVerifier::new(VerifierConfig::new(issuer.issuer(), AUDIENCE), source);
+
+    let customer = verifier
+        .verify(&issuer.customer_token(AUDIENCE, "cust-3"))
+        .await
+        .unwrap();
+    assert_eq!(customer.customer_id(), Some("cust-3"));
+    assert!(customer.has_role(Role::Customer) && !customer.has_role(Role::Staff));
+    let staff = verifier
+        .verify(&issuer.staff_token(AUDIENCE))
+        .await
+        .unwrap();
+    assert!(staff.has_role(Role::Staff));
+    let elsewhere = verifier.verify(&issuer.staff_token("policy-service")).await;
+    assert!(elsewhere.is_err(), "a token for another audience verifies");
 }
