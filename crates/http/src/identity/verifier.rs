@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use serde::Deserialize;
 
-use super::cache::{VerifiedTokens, digest};
+use super::cache::VerifiedTokens;
 use super::claims::{Expected, RawClaims};
 use super::error::cut;
 use super::jwks::VerifyingKey;
@@ -27,7 +27,7 @@ pub struct VerifierConfig {
     pub algorithms: Vec<Algorithm>,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`. Default 30 s; keep it small.
     pub leeway: Duration,
-    /// How many verified tokens to remember (by SHA-256 of the whole token) so that the
+    /// How many verified tokens to remember (by the whole token) so that the
     /// same token is not verified from scratch on every request; 0 turns it off. A hit
     /// still checks expiry, and every entry is dropped when the key set changes.
     /// Default 10,000.
@@ -114,8 +114,7 @@ impl JwtVerifier {
         let now = unix_now();
         let config = &self.inner.config;
         let keys = self.inner.keys.current().await;
-        let token_digest = digest(token);
-        if let Some(identity) = self.inner.verified.get(&token_digest, keys.generation, now) {
+        if let Some(identity) = self.inner.verified.get(token, keys.generation, now) {
             return Ok(identity);
         }
         let (alg, kid) = self.read_header(token)?;
@@ -143,7 +142,7 @@ impl JwtVerifier {
             .saturating_add(leeway_seconds);
         self.inner
             .verified
-            .insert(token_digest, identity.clone(), generation, valid_until);
+            .insert(token, identity.clone(), generation, valid_until);
         Ok(identity)
     }
 
