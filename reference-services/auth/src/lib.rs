@@ -93,8 +93,9 @@ impl Admin {
             .await
     }
 
-    /// Makes a new signing key; returns its kid. The old key keeps verifying until the
-    /// tokens it signed have expired.
+    /// Makes a new signing key; returns its kid. It is published at once and signs
+    /// `tokens.signing_key_publish_ahead_seconds` later; the old key signs until then and
+    /// verifies until the tokens it signed have expired.
     ///
     /// # Errors
     /// See [`keys::KeyError`]; the keys in use do not change when it fails.
@@ -132,10 +133,12 @@ impl Application {
             .publisher(dovetail_contracts::user::TOPIC)
             .await?;
         let opened = UserStore::open_service(&config.database, source)?;
-        let retention = config.tokens.access_ttl() + RETIREMENT_MARGIN;
+        let timing = keys::KeyTiming {
+            retention: config.tokens.access_ttl() + RETIREMENT_MARGIN,
+            publish_ahead: config.tokens.signing_key_publish_ahead(),
+        };
         let keys_dir = config.keys_dir.clone();
-        let keys =
-            tokio::task::spawn_blocking(move || KeyRing::open(&keys_dir, retention)).await??;
+        let keys = tokio::task::spawn_blocking(move || KeyRing::open(&keys_dir, timing)).await??;
         let hasher = PasswordHasher::new(&config.password_hashing).await?;
         let verifier = http::SelfVerifier::new(
             keys.clone(),

@@ -24,6 +24,11 @@ pub struct TokenConfig {
     pub audiences: Vec<String>,
     /// How long an access token is valid, in seconds (default 900: 15 minutes).
     pub access_ttl_seconds: u64,
+    /// How long a rotated-in signing key is in the JWKS before it signs, in seconds
+    /// (default 60): keep it above the verifiers' JWKS refetch interval (30 s by
+    /// default), or a verifier that fetched just before the rotation refuses the new
+    /// key's tokens until it may fetch again.
+    pub signing_key_publish_ahead_seconds: u64,
 }
 
 impl Default for TokenConfig {
@@ -39,6 +44,7 @@ impl Default for TokenConfig {
             .map(str::to_owned)
             .to_vec(),
             access_ttl_seconds: 900,
+            signing_key_publish_ahead_seconds: 60,
         }
     }
 }
@@ -47,6 +53,11 @@ impl TokenConfig {
     /// The access tokens' lifetime.
     pub fn access_ttl(&self) -> Duration {
         Duration::from_secs(self.access_ttl_seconds)
+    }
+
+    /// How long a new signing key is published before it signs.
+    pub fn signing_key_publish_ahead(&self) -> Duration {
+        Duration::from_secs(self.signing_key_publish_ahead_seconds)
     }
 }
 
@@ -160,7 +171,14 @@ mod tests {
             "dovetail-auth-tokens-{}",
             uuid::Uuid::new_v4().simple()
         ));
-        let keys = KeyRing::open(&dir, Duration::from_secs(900)).unwrap();
+        let keys = KeyRing::open(
+            &dir,
+            crate::keys::KeyTiming {
+                retention: Duration::from_secs(900),
+                publish_ahead: Duration::ZERO,
+            },
+        )
+        .unwrap();
         TokenIssuer::new(TokenConfig::default(), keys)
     }
 

@@ -1,6 +1,7 @@
 //! [`KeyRing`]: the service's Ed25519 signing keys, made at first start and kept in its
-//! data directory; the newest signs, older ones stay in the JWKS until every token they
-//! signed has expired, then leave (and their files are removed).
+//! data directory. A new key is published in the JWKS before it signs (so verifiers can
+//! fetch it first); older ones stay in the JWKS until every token they signed has
+//! expired, then leave (and their files are removed).
 
 mod files;
 mod signing_key;
@@ -74,9 +75,22 @@ pub enum KeyError {
     Task(#[source] tokio::task::JoinError),
 }
 
-/// The signing keys: the newest (last) signs; every key is listed in the JWKS until
-/// `retention` after it was retired (the longest a token it signed can stay valid).
-/// Cheap to clone; clones share the keys.
+/// How long keys are published around their signing time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyTiming {
+    /// How long a retired key stays in the JWKS: the longest a token it signed can stay
+    /// valid (the access tokens' lifetime plus a margin for clock leeway).
+    pub retention: std::time::Duration,
+    /// How long a new key is in the JWKS before it signs: at least the verifiers' JWKS
+    /// refetch interval (30 s by default), so that a verifier whose last fetch predates
+    /// the new key may fetch again when its first token arrives. The first key of a
+    /// fresh directory signs at once (no verifier can know an older one).
+    pub publish_ahead: std::time::Duration,
+}
+
+/// The signing keys: a rotation publishes the new key at once and signs with it
+/// `publish_ahead` later, when the old key retires; every key is listed in the JWKS until
+/// `retention` after it retired. Cheap to clone; clones share the keys.
 ///
 /// One process owns a data directory: rotation is not coordinated across processes.
 #[derive(Debug, Clone)]
@@ -88,6 +102,7 @@ pub struct KeyRing {
 struct Inner {
     dir: PathBuf,
     retention: time::Duration,
+    publish_ahead: time::Duration,
     ring: RwLock<Arc<Ring>>,
     /// Held while rotating, so two rotations do not interleave their files.
     rotating: Mutex<()>,
@@ -102,13 +117,14 @@ struct Ring {
 
 impl KeyRing {
     /// The keys stored in `dir`, with a new one made (and stored) when none can sign yet;
-    /// keys retired more than `retention` ago are dropped, with their files. Blocking
-    /// (file I/O): call it at start or on the blocking pool.
+    /// keys retired more than `timing.retention` ago are dropped, with their files.
+    /// Blocking (file I/O): call it at start or on the blocking pool.
     ///
     /// # Errors
     /// See [`KeyError`].
-    pub fn open(dir: &Path, retention: std::time::Duration) -> Result<Self, KeyError> {
-        let retention = time::Duration::try_from(retention).unwrap_or(time::Duration::MAX);
+    pub fn open(dir: &Path, timing: KeyTiming) -> Result<Self, KeyError> {
+        let retention = duration(timing.retention);
+        let publish_ahead = duration(timing.publish_ahead);
         let now = OffsetDateTime::now_utc();
         let mut keys: Vec<Arc<SigningKey>> = files::load(dir)?.into_iter().map(Arc::new).collect();
         if keys.last().is_none_or(|key| key.retired_at.is_some()) {
@@ -124,6 +140,7 @@ impl KeyRing {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
                 retention,
+                publish_ahead,
                 ring: RwLock::new(Arc::new(Ring {
                     generation: 0,
                     keys,
@@ -143,17 +160,27 @@ impl KeyRing {
         )
     }
 
-    /// The key that signs new tokens.
+    /// The key that signs new tokens now: the newest key published for `publish_ahead`
+    /// and not retired; until a new key has been, the one it replaces.
     ///
     /// # Panics
     /// Never: the ring always holds a signing key.
     pub fn signing_key(&self) -> Arc<SigningKey> {
+        let now = OffsetDateTime::now_utc();
         let ring = self.ring();
-        Arc::clone(
-            ring.keys
-                .last()
-                .expect("the ring always holds a signing key"),
-        )
+        let unretired = |key: &&Arc<SigningKey>| key.retired_at.is_none_or(|retired| now < retired);
+        let published =
+            |key: &&Arc<SigningKey>| key.created_at.saturating_add(self.inner.publish_ahead) <= now;
+        let key = ring
+            .keys
+            .iter()
+            .rev()
+            .filter(unretired)
+            .find(published)
+            .or_else(|| ring.keys.iter().find(unretired))
+            .or(ring.keys.last())
+            .expect("the ring always holds a signing key");
+        Arc::clone(key)
     }
 
     /// How many rotations this process has made: changes whenever the key set does.
@@ -190,12 +217,13 @@ impl KeyRing {
         serde_json::json!({ "keys": keys })
     }
 
-    /// Makes a new signing key and stores it; the old one is retired now and stays in the
-    /// JWKS for the retention; keys past theirs are dropped. Returns the new kid.
+    /// Makes a new signing key and stores it: it is in the JWKS at once and signs
+    /// `publish_ahead` from now, when the key signing now retires (which then stays in the
+    /// JWKS for the retention); keys past theirs are dropped. Returns the new kid.
     /// Blocking (file I/O).
     ///
     /// Verifiers that cached the JWKS fetch it again when a token names a kid they do not
-    /// know.
+    /// know; publishing ahead makes sure they may.
     ///
     /// # Errors
     /// See [`KeyError`]; the keys in use do not change when it fails.
@@ -206,6 +234,7 @@ impl KeyRing {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let now = OffsetDateTime::now_utc();
+        let retires_at = now.saturating_add(self.inner.publish_ahead);
         let current = self.ring();
         let new = SigningKey::generate(now)?;
         files::write_key(&self.inner.dir, &new)?;
@@ -217,7 +246,7 @@ impl KeyRing {
                 keys.push(Arc::new(SigningKey::from_pkcs8(
                     key.pkcs8().to_vec(),
                     key.created_at,
-                    Some(now),
+                    Some(retires_at),
                 )?));
             }
         }
@@ -237,6 +266,10 @@ impl KeyRing {
         files::remove_keys(&self.inner.dir, &dropped)?;
         Ok(kid)
     }
+}
+
+fn duration(value: std::time::Duration) -> time::Duration {
+    time::Duration::try_from(value).unwrap_or(time::Duration::MAX)
 }
 
 /// `keys` split into those listed at `now` and those past their retention.
@@ -262,6 +295,13 @@ mod tests {
 
     use super::*;
 
+    fn timing(retention: u64, publish_ahead: u64) -> KeyTiming {
+        KeyTiming {
+            retention: Duration::from_secs(retention),
+            publish_ahead: Duration::from_secs(publish_ahead),
+        }
+    }
+
     fn temp_dir() -> PathBuf {
         std::env::temp_dir()
             .join(format!(
@@ -274,8 +314,8 @@ mod tests {
     #[test]
     fn the_first_start_makes_a_key_the_next_start_reads_it() {
         let dir = temp_dir();
-        let first = KeyRing::open(&dir, Duration::from_secs(900)).unwrap();
-        let again = KeyRing::open(&dir, Duration::from_secs(900)).unwrap();
+        let first = KeyRing::open(&dir, timing(900, 0)).unwrap();
+        let again = KeyRing::open(&dir, timing(900, 0)).unwrap();
         assert_eq!(first.kids(), again.kids());
         assert_eq!(first.kids().len(), 1);
         assert_eq!(first.signing_key().kid(), again.signing_key().kid());
@@ -286,7 +326,7 @@ mod tests {
     fn key_files_are_private_to_the_owner() {
         use std::os::unix::fs::PermissionsExt;
         let dir = temp_dir();
-        let keys = KeyRing::open(&dir, Duration::from_secs(900)).unwrap();
+        let keys = KeyRing::open(&dir, timing(900, 0)).unwrap();
         let mode = |path: PathBuf| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
         let kid = keys.signing_key().kid().to_owned();
         assert_eq!(mode(dir.join(format!("{kid}.pk8"))), 0o600);
@@ -297,22 +337,47 @@ mod tests {
     #[test]
     fn rotation_signs_with_the_new_key_and_lists_both_until_the_retention() {
         let dir = temp_dir();
-        let keys = KeyRing::open(&dir, Duration::from_secs(900)).unwrap();
+        let keys = KeyRing::open(&dir, timing(900, 0)).unwrap();
         let old = keys.signing_key().kid().to_owned();
         let new = keys.rotate().unwrap();
         assert_ne!(old, new);
         assert_eq!(keys.signing_key().kid(), new);
         assert_eq!(keys.kids(), vec![old.clone(), new.clone()]);
         assert_eq!(keys.generation(), 1);
-        let reopened = KeyRing::open(&dir, Duration::from_secs(900)).unwrap();
+        let reopened = KeyRing::open(&dir, timing(900, 0)).unwrap();
         assert_eq!(reopened.kids(), vec![old, new.clone()]);
         assert_eq!(reopened.signing_key().kid(), new);
     }
 
     #[test]
+    fn a_rotated_key_is_published_before_it_signs_and_the_old_one_signs_meanwhile() {
+        let dir = temp_dir();
+        let keys = KeyRing::open(&dir, timing(900, 3600)).unwrap();
+        let old = keys.signing_key().kid().to_owned();
+        let new = keys.rotate().unwrap();
+        assert_eq!(
+            keys.kids(),
+            vec![old.clone(), new.clone()],
+            "both published"
+        );
+        assert_eq!(keys.signing_key().kid(), old, "the new key waits an hour");
+        let reopened = KeyRing::open(&dir, timing(900, 3600)).unwrap();
+        assert_eq!(reopened.signing_key().kid(), old, "across a restart too");
+        let third = keys.rotate().unwrap();
+        assert_eq!(keys.kids(), vec![old.clone(), new, third]);
+        assert_eq!(keys.signing_key().kid(), old);
+    }
+
+    #[test]
+    fn the_first_key_of_a_fresh_directory_signs_at_once() {
+        let keys = KeyRing::open(&temp_dir(), timing(900, 3600)).unwrap();
+        assert_eq!(keys.kids(), vec![keys.signing_key().kid().to_owned()]);
+    }
+
+    #[test]
     fn a_key_past_its_retention_leaves_the_jwks_and_the_disk() {
         let dir = temp_dir();
-        let keys = KeyRing::open(&dir, Duration::ZERO).unwrap();
+        let keys = KeyRing::open(&dir, timing(0, 0)).unwrap();
         let old = keys.signing_key().kid().to_owned();
         let new = keys.rotate().unwrap();
         assert_eq!(keys.kids(), vec![new.clone()]);
@@ -324,10 +389,10 @@ mod tests {
     #[test]
     fn a_lost_manifest_costs_no_key_file() {
         let dir = temp_dir();
-        let keys = KeyRing::open(&dir, Duration::from_secs(900)).unwrap();
+        let keys = KeyRing::open(&dir, timing(900, 0)).unwrap();
         let kid = keys.signing_key().kid().to_owned();
         std::fs::remove_file(dir.join("keys.json")).unwrap();
-        let again = KeyRing::open(&dir, Duration::from_secs(900)).unwrap();
+        let again = KeyRing::open(&dir, timing(900, 0)).unwrap();
         assert_ne!(again.signing_key().kid(), kid);
         assert!(
             dir.join(format!("{kid}.pk8")).exists(),
@@ -338,11 +403,11 @@ mod tests {
     #[test]
     fn a_key_file_swapped_for_another_key_is_refused() {
         let dir = temp_dir();
-        let keys = KeyRing::open(&dir, Duration::from_secs(900)).unwrap();
+        let keys = KeyRing::open(&dir, timing(900, 0)).unwrap();
         let kid = keys.signing_key().kid().to_owned();
         let other = SigningKey::generate(OffsetDateTime::now_utc()).unwrap();
         std::fs::write(dir.join(format!("{kid}.pk8")), other.pkcs8()).unwrap();
-        let error = KeyRing::open(&dir, Duration::from_secs(900)).unwrap_err();
+        let error = KeyRing::open(&dir, timing(900, 0)).unwrap_err();
         assert!(matches!(error, KeyError::KidMismatch { .. }), "{error}");
     }
 }

@@ -1,5 +1,5 @@
-//! Key rotation: new tokens carry the new kid, old tokens still verify, and the JWKS
-//! lists both keys.
+//! Key rotation: the new key is published first and signs a moment later, old tokens
+//! still verify, and the JWKS lists both keys.
 
 use serde_json::Value;
 
@@ -16,6 +16,13 @@ async fn after_rotation_new_tokens_name_the_new_key_and_old_ones_still_verify() 
 
     let new_kid = service.admin.rotate_signing_key().await.unwrap();
     assert_ne!(new_kid, old_kid);
+    let meanwhile = service.token("ada@example.com", PASSWORD).await;
+    assert_eq!(
+        header_of(&meanwhile)["kid"],
+        old_kid.as_str(),
+        "the new key is only published for the first second"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let new_token = service.token("ada@example.com", PASSWORD).await;
     assert_eq!(header_of(&new_token)["kid"], new_kid.as_str());
 

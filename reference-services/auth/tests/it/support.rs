@@ -47,6 +47,7 @@ pub(crate) fn config(dir: &std::path::Path) -> AuthConfig {
     config.keys_dir = dir.join("keys");
     config.events.bus_path = dir.join("bus.db");
     config.relay.poll_interval_ms = 50;
+    config.tokens.signing_key_publish_ahead_seconds = 1;
     // Cheap hashes keep the suite fast; the defaults are pinned by a unit test.
     config.password_hashing.memory_kib = 1024;
     config.password_hashing.iterations = 1;
