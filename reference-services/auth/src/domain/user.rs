@@ -122,7 +122,8 @@ pub enum RoleChangeRefused {
     /// ### Handling
     /// 409; register a new user for the other customer instead.
     #[error(
-        "user {user_id} is already a customer user of {current}; a role change cannot move          them to customer {requested}"
+        "user {user_id} is already a customer user of {current}; a role change cannot move \
+         them to customer {requested}: register a separate user for {requested}"
     )]
     OtherCustomer {
         /// The user.
