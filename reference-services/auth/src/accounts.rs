@@ -2,7 +2,7 @@
 //! staff can do to them, over the store, the hasher and the token issuer. The HTTP layer
 //! only turns these into requests and answers.
 
-use crate::domain::{DomainError, Email, Password, User};
+use crate::domain::{DomainError, Email, Password, RoleAssignment, RoleChangeRefused, User};
 use crate::hashing::{HashingError, PasswordHasher};
 use crate::store::{Registration, StoreError, UserStore};
 use crate::tokens::{AccessToken, TokenIssuer};
@@ -34,13 +34,33 @@ pub enum AccountError {
         /// The id asked for.
         user_id: String,
     },
-    /// The user changed while the operation ran (another password change, a disable).
+    /// The user changed while the operation ran (another password change, a disable, a
+    /// role change).
     ///
     /// ### Handling
     /// 409; retry.
     #[error("user {user_id} changed while this request ran")]
     Concurrent {
         /// The user.
+        user_id: String,
+    },
+    /// The user's state does not allow the role change (disabled, or a customer user of
+    /// another customer); nothing changed.
+    ///
+    /// ### Handling
+    /// 409 saying which.
+    #[error(transparent)]
+    RoleRefused(#[from] RoleChangeRefused),
+    /// A staff user asked to change their own role. Refused so that the staff member who
+    /// acts always stays staff: a stack cannot lose its last staff user through this API
+    /// (two staff users demoting each other at the same moment still can; an operator
+    /// then adds one with `Admin::register_staff`).
+    ///
+    /// ### Handling
+    /// 403; another staff member does it.
+    #[error("user {user_id} cannot change their own role")]
+    OwnRole {
+        /// The caller.
         user_id: String,
     },
     /// The database failed.
@@ -204,6 +224,44 @@ impl Accounts {
             .disable(user.clone(), change, found.user.version())
             .await?;
         tracing::info!(user_id, "user disabled");
+        Ok(user)
+    }
+
+    /// Gives `user_id` the role `to`, as the staff user `by` asks (the caller's id, from
+    /// their token; the caller's staff role is checked by the HTTP layer): promotes a
+    /// customer user to staff, or makes a staff user the customer user of a customer id.
+    /// A user who already has exactly that role changes nothing and is answered as they
+    /// are. The rules on the user's side are [`User::change_role`]'s.
+    ///
+    /// # Errors
+    /// [`AccountError::OwnRole`] when `by` is `user_id`; [`AccountError::NotFound`];
+    /// [`AccountError::RoleRefused`]; [`AccountError::Concurrent`] when the user changed
+    /// since it was read; [`AccountError::Store`].
+    pub async fn change_role(
+        &self,
+        by: &str,
+        user_id: &str,
+        to: &RoleAssignment,
+    ) -> Result<User, AccountError> {
+        if by == user_id {
+            return Err(AccountError::OwnRole {
+                user_id: user_id.to_owned(),
+            });
+        }
+        let found = self
+            .store
+            .get(user_id)
+            .await?
+            .ok_or_else(|| AccountError::NotFound {
+                user_id: user_id.to_owned(),
+            })?;
+        let Some((user, change)) = found.user.change_role(to)? else {
+            return Ok(found.user);
+        };
+        self.store
+            .change_role(user.clone(), change, found.user.version())
+            .await?;
+        tracing::info!(user_id, by, role = to.role().as_str(), "user role changed");
         Ok(user)
     }
 }

@@ -1,11 +1,12 @@
 //! The auth service's configuration: defaults, then a TOML file, then variables
 //! `DOVETAIL_AUTH__<FIELD>[__<SUBFIELD>]` (for example
-//! `DOVETAIL_AUTH__TOKENS__ACCESS_TTL_SECONDS=300`).
+//! `DOVETAIL_AUTH__TOKENS__ACCESS_TTL_SECONDS=300`, or
+//! `DOVETAIL_AUTH__STORAGE__BACKEND=dynamodb`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use dovetail_service_kit::config::{EventsConfig, RelayTuning};
+use dovetail_service_kit::config::{EventsConfig, RelayTuning, StorageConfig};
 use serde::Deserialize;
 
 pub use crate::hashing::HashingConfig;
@@ -20,8 +21,11 @@ pub const ENV_PREFIX: &str = "DOVETAIL_AUTH";
 pub struct AuthConfig {
     /// Where the HTTP API listens (default `127.0.0.1:8084`).
     pub listen: SocketAddr,
-    /// The SQLite file of users and the outbox (default `data/auth.db`).
-    pub database: PathBuf,
+    /// Where users and the outbox are kept: `backend = "sqlite"` (default) in
+    /// `sqlite_path` (default `data/auth.db`), or `backend = "dynamodb"` in the table
+    /// `dynamodb_table` (default `dovetail-auth`, created when missing; needs the AWS
+    /// events transport and the `aws` feature).
+    pub storage: StorageConfig,
     /// The directory of the signing keys (default `data/auth-keys`), created mode 0700
     /// with each key in a 0600 file. Keep it out of version control and backups that
     /// others can read.
@@ -41,7 +45,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8084)),
-            database: PathBuf::from("data/auth.db"),
+            storage: StorageConfig::default(),
             keys_dir: PathBuf::from("data/auth-keys"),
             events: EventsConfig::default(),
             relay: RelayTuning::default(),
@@ -62,6 +66,26 @@ mod tests {
         assert_eq!(config.tokens.access_ttl_seconds, 900);
         assert!(config.tokens.audiences.iter().any(|a| a == crate::SERVICE));
         assert_eq!(config.password_hashing, HashingConfig::default());
+        assert_eq!(
+            config.storage.sqlite_path("auth"),
+            PathBuf::from("data/auth.db")
+        );
+    }
+
+    #[test]
+    fn storage_moves_to_dynamodb_by_configuration() {
+        let env = [
+            ("DOVETAIL_AUTH__STORAGE__BACKEND", "dynamodb"),
+            ("DOVETAIL_AUTH__STORAGE__DYNAMODB_TABLE", "users-prod"),
+        ]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()));
+        let config: AuthConfig =
+            dovetail_service_kit::config::load_from(None, ENV_PREFIX, env).unwrap();
+        assert_eq!(
+            config.storage.backend,
+            dovetail_service_kit::config::StorageBackend::Dynamodb
+        );
+        assert_eq!(config.storage.dynamodb_table("auth"), "users-prod");
     }
 
     #[test]

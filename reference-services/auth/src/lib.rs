@@ -2,8 +2,9 @@
 //! and issues the EdDSA access tokens every other service verifies against its JWKS
 //! (`GET /.well-known/jwks.json`) with `dovetail_http::identity`.
 //!
-//! Users live in the service's SQLite file; `user.registered` and `user.disabled` go out
-//! through the transactional outbox (embedded bus by default). No event, log line or
+//! Users live in the service's SQLite file, or its DynamoDB table (`storage.backend`);
+//! `user.registered`, `user.disabled` and `user.role_changed` go out through the
+//! transactional outbox (embedded bus by default). No event, log line or
 //! metric carries a password, a hash or a token. [`Application::build`] wires it from an
 //! [`AuthConfig`]; `main.rs` only loads the configuration and waits for a signal.
 //!
@@ -132,7 +133,7 @@ impl Application {
             .events(&config.events)
             .publisher(dovetail_contracts::user::TOPIC)
             .await?;
-        let opened = UserStore::open_service(&config.database, source)?;
+        let opened = UserStore::open(&config.storage, transport, source).await?;
         let timing = keys::KeyTiming {
             retention: config.tokens.access_ttl() + RETIREMENT_MARGIN,
             publish_ahead: config.tokens.signing_key_publish_ahead(),

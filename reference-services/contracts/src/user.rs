@@ -72,6 +72,23 @@ impl Event for UserDisabled {
     const VERSION: u32 = 1;
 }
 
+/// Staff changed a user's role: promoted a customer user to staff, or made a staff user
+/// a customer user bound to a customer id. The snapshot holds the new role and customer
+/// id (`None` for staff); `previous_role` says what they were, so a consumer can tell a
+/// promotion from a demotion without keeping history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRoleChanged {
+    /// The user after the change.
+    pub user: UserSnapshot,
+    /// The role the user had before the change.
+    pub previous_role: UserRole,
+}
+
+impl Event for UserRoleChanged {
+    const TYPE: &'static str = "user.role_changed";
+    const VERSION: u32 = 1;
+}
+
 /// Any user event, read from an envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserEvent {
@@ -79,6 +96,8 @@ pub enum UserEvent {
     Registered(UserRegistered),
     /// See [`UserDisabled`].
     Disabled(UserDisabled),
+    /// See [`UserRoleChanged`].
+    RoleChanged(UserRoleChanged),
 }
 
 impl UserEvent {
@@ -87,6 +106,7 @@ impl UserEvent {
         match self {
             Self::Registered(event) => &event.user,
             Self::Disabled(event) => &event.user,
+            Self::RoleChanged(event) => &event.user,
         }
     }
 
@@ -101,6 +121,7 @@ impl UserEvent {
         let decoded = match envelope.event_type().as_str() {
             UserRegistered::TYPE => envelope.decode(&upcasters).map(Self::Registered),
             UserDisabled::TYPE => envelope.decode(&upcasters).map(Self::Disabled),
+            UserRoleChanged::TYPE => envelope.decode(&upcasters).map(Self::RoleChanged),
             other => return Err(crate::ContractError::UnknownType(other.to_owned())),
         };
         decoded.map_err(|error| crate::ContractError::Payload(error.to_string()))
@@ -111,7 +132,7 @@ impl UserEvent {
 mod tests {
     use dovetail_events::envelope::{AggregateRef, Envelope, EventMetadata, Sequence, Source};
 
-    use super::{UserDisabled, UserEvent, UserRole, UserSnapshot};
+    use super::{UserDisabled, UserEvent, UserRole, UserRoleChanged, UserSnapshot};
     use crate::ContractError;
 
     fn envelope<E: dovetail_events::envelope::Event>(event: &E) -> Envelope {
@@ -142,6 +163,49 @@ mod tests {
         let read = UserEvent::from_envelope(&envelope).unwrap();
         assert_eq!(read, UserEvent::Disabled(disabled));
         assert!(read.snapshot().disabled);
+    }
+
+    #[test]
+    fn a_role_change_reads_back_with_the_previous_role_and_no_secret() {
+        let promoted = UserRoleChanged {
+            user: UserSnapshot {
+                user_id: "usr-1".into(),
+                email: "ada@example.com".into(),
+                role: UserRole::Staff,
+                customer_id: None,
+                disabled: false,
+                version: 2,
+            },
+            previous_role: UserRole::Customer,
+        };
+        let envelope = envelope(&promoted);
+        assert_eq!(envelope.event_type().as_str(), "user.role_changed");
+        let payload = envelope.payload();
+        assert_eq!(payload["user"]["role"], "staff");
+        assert_eq!(payload["user"]["customer_id"], serde_json::Value::Null);
+        assert_eq!(payload["previous_role"], "customer");
+        let mut fields: Vec<&str> = payload["user"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            [
+                "customer_id",
+                "disabled",
+                "email",
+                "role",
+                "user_id",
+                "version"
+            ],
+            "a user event carries no password, hash or token"
+        );
+        let read = UserEvent::from_envelope(&envelope).unwrap();
+        assert_eq!(read, UserEvent::RoleChanged(promoted));
+        assert_eq!(read.snapshot().role, UserRole::Staff);
     }
 
     #[test]

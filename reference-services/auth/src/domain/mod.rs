@@ -7,7 +7,7 @@ mod user;
 
 pub use email::Email;
 pub use password::{MAX_CHARS, MIN_CHARS, PASSWORD_RULE, Password};
-pub use user::{User, UserChange, UserRole};
+pub use user::{RoleAssignment, RoleChangeRefused, User, UserChange, UserRole};
 
 /// Why a request's content is not a valid user, email or password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

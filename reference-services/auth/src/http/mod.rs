@@ -20,12 +20,13 @@ use crate::keys::KeyRing;
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// The API's routes (operations endpoints are added by the application): registration,
-/// log-in and the JWKS are open; changing a password and disabling a user need a bearer
-/// token this service issued, checked by `verifier`.
+/// log-in and the JWKS are open; changing a password, disabling a user and changing a
+/// user's role need a bearer token this service issued, checked by `verifier`.
 pub fn router(accounts: Accounts, keys: KeyRing, verifier: SelfVerifier) -> Router {
     let authenticated = Router::new()
         .route("/users/me/password", post(users::change_password))
         .route("/users/{user_id}/disable", post(users::disable))
+        .route("/users/{user_id}/role", post(users::change_role))
         .route_layer(axum::middleware::from_fn_with_state(
             verifier,
             authenticate::authenticate,

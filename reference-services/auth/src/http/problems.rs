@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use dovetail_service_kit::Problem;
 
 use crate::accounts::AccountError;
-use crate::domain::DomainError;
+use crate::domain::{DomainError, RoleChangeRefused};
 
 /// The one 401 for unknown email, wrong password and disabled user.
 pub(super) fn invalid_credentials() -> Problem {
@@ -33,6 +33,18 @@ pub(super) fn account_problem(error: AccountError) -> Problem {
             "concurrent-change",
             format!("user {user_id} changed while this request ran; retry"),
         ),
+        AccountError::RoleRefused(refused) => {
+            let kind = match &refused {
+                RoleChangeRefused::Disabled { .. } => "user-disabled",
+                RoleChangeRefused::OtherCustomer { .. } => "other-customer",
+            };
+            Problem::conflict(kind, refused.to_string())
+        }
+        AccountError::OwnRole { user_id } => {
+            Problem::new(StatusCode::FORBIDDEN, "own-role", "Forbidden").detail(format!(
+                "user {user_id} cannot change their own role; another staff user can"
+            ))
+        }
         AccountError::Store(error) => error.into_problem(),
         error => {
             let error = anyhow::Error::from(error);

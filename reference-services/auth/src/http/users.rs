@@ -1,5 +1,6 @@
 //! `POST /users` (register a customer), `POST /users/me/password` (change one's own
-//! password) and `POST /users/{user_id}/disable` (staff only).
+//! password), `POST /users/{user_id}/disable` and `POST /users/{user_id}/role` (staff
+//! only).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,6 +11,7 @@ use serde::Deserialize;
 
 use super::problems::account_problem;
 use crate::accounts::Accounts;
+use crate::domain::{RoleAssignment, UserRole};
 
 /// The body of `POST /users`. No `Debug`: it holds a password.
 #[derive(Deserialize)]
@@ -70,5 +72,33 @@ pub(super) async fn disable(
 ) -> Result<Response, Problem> {
     identity.require(Role::Staff)?;
     let user = accounts.disable(&user_id).await.map_err(account_problem)?;
+    Ok(axum::Json(user.snapshot().clone()).into_response())
+}
+
+/// The body of `POST /users/{user_id}/role`: `{"role": "staff"}` or
+/// `{"role": "customer", "customer_id": "..."}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RoleChange {
+    role: UserRole,
+    #[serde(default)]
+    customer_id: Option<String>,
+}
+
+/// Changes a user's role (staff only, never one's own): 200 with the user as they now
+/// are (or as they were, when they already had that role).
+pub(super) async fn change_role(
+    State(accounts): State<Accounts>,
+    identity: Identity,
+    Path(user_id): Path<String>,
+    ApiJson(body): ApiJson<RoleChange>,
+) -> Result<Response, Problem> {
+    identity.require(Role::Staff)?;
+    let to = RoleAssignment::parse(body.role, body.customer_id.as_deref())
+        .map_err(|error| account_problem(error.into()))?;
+    let user = accounts
+        .change_role(identity.subject(), &user_id, &to)
+        .await
+        .map_err(account_problem)?;
     Ok(axum::Json(user.snapshot().clone()).into_response())
 }

@@ -22,6 +22,9 @@ impl UserChange {
             Self::Disabled(event) => {
                 unit.append_event(aggregate, expected, event, EventMetadata::default())
             }
+            Self::RoleChanged(event) => {
+                unit.append_event(aggregate, expected, event, EventMetadata::default())
+            }
         }
     }
 }

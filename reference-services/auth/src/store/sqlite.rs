@@ -1,17 +1,15 @@
-//! [`UserStore`]: users in the service's SQLite file, beside its outbox; the email is
+//! [`SqliteUsers`]: users in the service's SQLite file, beside its outbox; the email is
 //! UNIQUE, so one address is one user however many registrations race.
 
 use std::path::Path;
 
 use dovetail_contracts::user::{UserRole, UserSnapshot};
-use dovetail_events::envelope::Source;
 use dovetail_outbox::ExpectedVersion;
 use dovetail_outbox::sqlite::SqliteOutbox;
-use dovetail_service_kit::StartError;
 use dovetail_service_kit::store::sqlite::{SharedConnection, current_version, sql_version};
 use rusqlite::{OptionalExtension, params};
 
-use super::{OpenedStore, Registration, StoreError, StoredUser};
+use super::{Registration, StoreError, StoredUser};
 use crate::domain::{Email, User, UserChange};
 
 const SCHEMA: &str = "
@@ -32,21 +30,12 @@ const COLUMNS: &str = "user_id, email, role, customer_id, disabled, version, pas
 /// role, customer id, disabled flag, version), the outbox's tables, all written in one
 /// transaction per change.
 #[derive(Debug, Clone)]
-pub struct UserStore {
+pub struct SqliteUsers {
     connection: SharedConnection,
     outbox: SqliteOutbox,
 }
 
-impl UserStore {
-    /// Opens the service's file at `path` (creating it and its directory) with the
-    /// relay's store on the same file, for the events of `source`.
-    ///
-    /// # Errors
-    /// When the directory or file cannot be created or opened (the message says which).
-    pub fn open_service(path: &Path, source: Source) -> Result<OpenedStore<Self>, StartError> {
-        dovetail_service_kit::store::sqlite::open_service(path, source, Self::open)
-    }
-
+impl SqliteUsers {
     /// Opens (creating if missing) the database at `path` for `outbox`.
     ///
     /// # Errors
@@ -59,12 +48,8 @@ impl UserStore {
         })
     }
 
-    /// Adds `user` with `password_hash` and its `user.registered` event, unless another
-    /// user has the email: then nothing is written.
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`].
-    pub async fn register(
+    /// See [`UserStore::register`](super::UserStore::register).
+    pub(super) async fn register(
         &self,
         user: User,
         password_hash: String,
@@ -101,19 +86,16 @@ impl UserStore {
             .await
     }
 
-    /// The user with `email`, with their password hash.
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`].
-    pub async fn find_by_email(&self, email: &Email) -> Result<Option<StoredUser>, StoreError> {
+    /// See [`UserStore::find_by_email`](super::UserStore::find_by_email).
+    pub(super) async fn find_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<StoredUser>, StoreError> {
         self.find("email", email.as_str().to_owned()).await
     }
 
-    /// The user `user_id`, with their password hash.
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`].
-    pub async fn get(&self, user_id: &str) -> Result<Option<StoredUser>, StoreError> {
+    /// See [`UserStore::get`](super::UserStore::get).
+    pub(super) async fn get(&self, user_id: &str) -> Result<Option<StoredUser>, StoreError> {
         self.find("user_id", user_id.to_owned()).await
     }
 
@@ -133,12 +115,8 @@ impl UserStore {
             .await
     }
 
-    /// Replaces the password hash of `user_id`, if it is still `old_hash` (so that of two
-    /// concurrent changes one wins and the other is told). Whether it was replaced.
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`].
-    pub async fn change_password(
+    /// See [`UserStore::change_password`](super::UserStore::change_password).
+    pub(super) async fn change_password(
         &self,
         user_id: &str,
         old_hash: String,
@@ -156,13 +134,10 @@ impl UserStore {
             .await
     }
 
-    /// Commits `user` (disabled) and its `user.disabled` event, if the user is still at
-    /// `expected`.
-    ///
-    /// # Errors
-    /// [`StoreError::VersionConflict`] when the user changed meanwhile;
-    /// [`StoreError::Backend`].
-    pub async fn disable(
+    /// See [`UserStore::update`](super::UserStore::update): the user's role, customer
+    /// id, disabled flag and version (never the email or the password hash), if the user
+    /// is still at `expected`.
+    pub(super) async fn update(
         &self,
         user: User,
         change: UserChange,
@@ -174,9 +149,12 @@ impl UserStore {
                 dovetail_service_kit::store::sqlite::write(connection, &outbox, None, |unit| {
                     let snapshot = user.snapshot();
                     let updated = unit.transaction().execute(
-                        "UPDATE users SET disabled = ?2, version = ?3 WHERE user_id = ?1 AND version = ?4",
+                        "UPDATE users SET role = ?2, customer_id = ?3, disabled = ?4, version = ?5
+                         WHERE user_id = ?1 AND version = ?6",
                         params![
                             snapshot.user_id,
+                            snapshot.role.as_str(),
+                            snapshot.customer_id,
                             snapshot.disabled,
                             sql_version(snapshot.version),
                             sql_version(expected),
@@ -185,7 +163,12 @@ impl UserStore {
                     if updated == 0 {
                         return Err(StoreError::VersionConflict {
                             id: snapshot.user_id.clone(),
-                            current: current_version(unit.transaction(), "users", "user_id", &snapshot.user_id)?,
+                            current: current_version(
+                                unit.transaction(),
+                                "users",
+                                "user_id",
+                                &snapshot.user_id,
+                            )?,
                         });
                     }
                     change.append_to(unit, ExpectedVersion::Exactly(expected))?;
@@ -196,25 +179,8 @@ impl UserStore {
             .await
     }
 
-    /// How many users there are.
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`].
-    pub async fn count(&self) -> Result<u64, StoreError> {
-        self.connection
-            .run(|connection| {
-                let count: i64 =
-                    connection.query_row("SELECT count(*) FROM users", [], |row| row.get(0))?;
-                Ok(u64::try_from(count).unwrap_or(0))
-            })
-            .await
-    }
-
-    /// Whether the database answers.
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`] when it does not.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    /// See [`UserStore::ping`](super::UserStore::ping).
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
         self.connection
             .run(|connection| {
                 connection.query_row("SELECT count(*) FROM users LIMIT 1", [], |_| Ok(()))?;

@@ -372,6 +372,7 @@ async fn operations_endpoints_answer_and_the_openapi_document_covers_every_route
         "/sessions",
         "/users/me/password",
         "/users/{user_id}/disable",
+        "/users/{user_id}/role",
         "/.well-known/jwks.json",
     ]
     .into();

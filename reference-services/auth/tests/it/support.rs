@@ -43,7 +43,7 @@ fn temp_dir() -> PathBuf {
 pub(crate) fn config(dir: &std::path::Path) -> AuthConfig {
     let mut config = AuthConfig::default();
     config.listen = "127.0.0.1:0".parse().unwrap();
-    config.database = dir.join("auth.db");
+    config.storage.sqlite_path = Some(dir.join("auth.db"));
     config.keys_dir = dir.join("keys");
     config.events.bus_path = dir.join("bus.db");
     config.relay.poll_interval_ms = 50;
