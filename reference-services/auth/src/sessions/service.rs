@@ -178,8 +178,6 @@ impl Sessions {
             }
             Rotation::Revoked => return Err(SessionError::Revoked),
             Rotation::Expired | Rotation::Unknown => return Err(SessionError::InvalidRefreshToken),
-            #[allow(unreachable_patterns)]
-            _ => return Err(SessionError::InvalidRefreshToken),
         };
         let Some(current) = self.accounts.session_user(&family.user_id).await? else {
             return self.refuse(&family, "the user is gone").await;
