@@ -214,14 +214,29 @@ impl RedisSessionStore {
             Ok(mut connection) => invocation.invoke_async(&mut connection).await,
             Err(error) => Err(error),
         };
-        outcome.map_err(|error| {
-            if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() {
-                if let Ok(mut current) = self.connection.try_lock() {
-                    *current = None;
-                }
-            }
-            SessionStoreError::backend(BACKEND, operation, error)
-        })
+        outcome.map_err(|error| self.failed(operation, error))
+    }
+
+    /// The error for `error`; after an I/O error or a timeout the connection is dropped,
+    /// so that the next operation opens a new one.
+    fn failed(&self, operation: &'static str, error: RedisError) -> SessionStoreError {
+        let broken = error.is_io_error() || error.is_connection_dropped() || error.is_timeout();
+        if broken && let Ok(mut current) = self.connection.try_lock() {
+            *current = None;
+        }
+        SessionStoreError::backend(BACKEND, operation, error)
+    }
+
+    async fn command<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        command: &redis::Cmd,
+    ) -> Result<T, SessionStoreError> {
+        let outcome = match self.connection().await {
+            Ok(mut connection) => command.query_async(&mut connection).await,
+            Err(error) => Err(error),
+        };
+        outcome.map_err(|error| self.failed(operation, error))
     }
 }
 
@@ -360,28 +375,16 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn clear_failures(&self, key: &str) -> Result<(), SessionStoreError> {
-        let mut connection = self.connection().await.map_err(|error| {
-            SessionStoreError::backend(BACKEND, "clearing a failure counter", error)
-        })?;
-        let _: i64 = redis::cmd("DEL")
-            .arg(self.key("w", key))
-            .query_async(&mut connection)
-            .await
-            .map_err(|error| {
-                SessionStoreError::backend(BACKEND, "clearing a failure counter", error)
-            })?;
+        let mut del = redis::cmd("DEL");
+        del.arg(self.key("w", key));
+        let _: i64 = self.command("clearing a failure counter", &del).await?;
         Ok(())
     }
 
     async fn ping(&self) -> Result<(), SessionStoreError> {
-        let mut connection = self
-            .connection()
-            .await
-            .map_err(|error| SessionStoreError::backend(BACKEND, "answering a ping", error))?;
-        let _: String = redis::cmd("PING")
-            .query_async(&mut connection)
-            .await
-            .map_err(|error| SessionStoreError::backend(BACKEND, "answering a ping", error))?;
+        let _: String = self
+            .command("answering a ping", &redis::cmd("PING"))
+            .await?;
         Ok(())
     }
 }

@@ -36,9 +36,8 @@ impl Throttle {
     /// (so no email is a key in the store), or of the trimmed, lower-cased text when it
     /// is not an email. Unknown emails are counted exactly as known ones.
     pub(crate) fn account(&self, email: &str) -> Counter {
-        let normalised = Email::parse(email)
-            .map(Email::into_string)
-            .unwrap_or_else(|_| email.trim().to_lowercase());
+        let normalised =
+            Email::parse(email).map_or_else(|_| email.trim().to_lowercase(), Email::into_string);
         Counter {
             key: format!(
                 "login:account:{}",
@@ -81,10 +80,10 @@ pub(crate) async fn over_limit(
 ) -> Result<Option<Duration>, SessionStoreError> {
     let mut wait = None;
     for counter in counters {
-        if let Some(window) = store.failures(&counter.key, now).await? {
-            if window.failures >= counter.limit.max_failures {
-                wait = wait.max(Some(window.resets_in));
-            }
+        if let Some(window) = store.failures(&counter.key, now).await?
+            && window.failures >= counter.limit.max_failures
+        {
+            wait = wait.max(Some(window.resets_in));
         }
     }
     Ok(wait)
