@@ -352,6 +352,7 @@ async fn operations_endpoints_answer_and_the_openapi_document_covers_every_route
         .await
         .unwrap();
     assert_eq!(ready["checks"]["database"], "ok");
+    assert_eq!(ready["checks"]["sessions"], "ok");
     let openapi: Value = service
         .http
         .get(service.url("/openapi.json"))
@@ -370,6 +371,8 @@ async fn operations_endpoints_answer_and_the_openapi_document_covers_every_route
     let served: std::collections::BTreeSet<&str> = [
         "/users",
         "/sessions",
+        "/sessions/refresh",
+        "/sessions/logout",
         "/users/me/password",
         "/users/{user_id}/disable",
         "/.well-known/jwks.json",
