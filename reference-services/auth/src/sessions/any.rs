@@ -97,6 +97,10 @@ impl SessionStore for AnySessionStore {
         each!(self, store => store.record_failure(key, window, now))
     }
 
+    async fn forgive_failure(&self, key: &str) -> Result<(), SessionStoreError> {
+        each!(self, store => store.forgive_failure(key))
+    }
+
     async fn clear_failures(&self, key: &str) -> Result<(), SessionStoreError> {
         each!(self, store => store.clear_failures(key))
     }

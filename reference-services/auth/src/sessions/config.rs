@@ -112,8 +112,8 @@ impl Limit {
     }
 }
 
-/// Throttling limits. A refused attempt does not count, so a window always ends
-/// `window_seconds` after its first failure.
+/// Throttling limits. A window ends `window_seconds` after the first failure that opened
+/// it, however many attempts follow.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ThrottleConfig {

@@ -17,11 +17,12 @@
 //! - **Throttling** counts failed log-ins per account (the SHA-256 of the normalised
 //!   email: unknown emails are counted exactly like known ones) and per client address,
 //!   and failed refreshes per address, each in a *fixed window* that opens at its first
-//!   failure ([`ThrottleConfig`]). At the limit, attempts get 429 with `Retry-After` (the
-//!   time left in the window) before any password is checked, so a throttled attempt
-//!   costs no argon2 and its answer is the same whether or not the email has an account.
-//!   Refused attempts do not count, so a window always ends on time; a successful log-in
-//!   clears the account's counter (not the address's). A fixed window is one counter
+//!   failure ([`ThrottleConfig`]). Each attempt is counted (an atomic increment) before
+//!   the password is checked, so attempts made at once cannot all slip under the limit;
+//!   past the limit they get 429 with `Retry-After` (the time left in the window), so a
+//!   throttled attempt costs no argon2 and its answer is the same whether or not the
+//!   email has an account. A success takes its attempt back (and clears the account's
+//!   counter); a refused attempt stays counted, which does not move the window's end. A fixed window is one counter
 //!   with one expiry per key; its cost is that a burst straddling two windows can make
 //!   up to twice the limit of attempts, which still bounds guessing to a few per account
 //!   per window. The client address is the TCP peer: behind a proxy or the gateway,

@@ -133,6 +133,18 @@ return {string.format('%d', n), string.format('%d', ttl)}
     )
 });
 
+/// KEYS: counter. One failure fewer, if the window is open (a `DECR` of a missing key
+/// would make one without a TTL).
+static FORGIVE_FAILURE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then redis.call('DECR', KEYS[1]) end
+return 'ok'
+",
+    )
+});
+
 /// KEYS: counter. The count and the window's remaining ms, or nil.
 static READ_FAILURES: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -372,6 +384,13 @@ impl SessionStore for RedisSessionStore {
             [failures, remaining] => window(failures, remaining),
             _ => Err(corrupt("the counter script answered something unexpected")),
         }
+    }
+
+    async fn forgive_failure(&self, key: &str) -> Result<(), SessionStoreError> {
+        let mut invocation = FORGIVE_FAILURE.prepare_invoke();
+        invocation.key(self.key("w", key));
+        let _: String = self.invoke("forgiving a failure", &invocation).await?;
+        Ok(())
     }
 
     async fn clear_failures(&self, key: &str) -> Result<(), SessionStoreError> {

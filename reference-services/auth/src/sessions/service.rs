@@ -75,9 +75,10 @@ impl Sessions {
         &self.accounts
     }
 
-    /// Logs in from `client`: refused with [`SessionError::Throttled`] before the
-    /// password is checked when the account or the address is over its limit; a failure
-    /// counts on both, a success clears the account's count and starts a family.
+    /// Logs in from `client`. The attempt is counted on the account and the address
+    /// first, atomically, and refused with [`SessionError::Throttled`] before the
+    /// password is checked when either is then over its limit; a success clears the
+    /// account's count, takes the attempt back from the address and starts a family.
     ///
     /// # Errors
     /// [`SessionError::Throttled`], [`SessionError::Account`] (the one 401 for unknown
@@ -93,18 +94,21 @@ impl Sessions {
         let account = self.throttle.account(email);
         let address = self.throttle.address(client);
         let counters = [&account, &address];
-        if let Some(wait) = throttle::over_limit(&self.store, &counters, now).await? {
+        if let Some(wait) = throttle::admit(&self.store, &counters, now).await? {
             return Err(SessionError::Throttled { retry_after: wait });
         }
         let authenticated = match self.accounts.authenticate(email, password).await {
             Ok(authenticated) => authenticated,
             Err(AccountError::InvalidCredentials) => {
-                throttle::count_failure(&self.store, &counters, now).await?;
                 return Err(AccountError::InvalidCredentials.into());
             }
-            Err(other) => return Err(other.into()),
+            Err(other) => {
+                throttle::forgive(&self.store, &counters).await?;
+                return Err(other.into());
+            }
         };
         self.store.clear_failures(&account.key).await?;
+        throttle::forgive(&self.store, &[&address]).await?;
         let refresh = RefreshToken::generate().map_err(|_| SessionError::Random)?;
         let family_id = format!("fam-{}", uuid::Uuid::new_v4().simple());
         self.store
@@ -137,15 +141,22 @@ impl Sessions {
     ) -> Result<SessionTokens, SessionError> {
         let now = SystemTime::now();
         let address = self.throttle.refresh_address(client);
-        if let Some(wait) = throttle::over_limit(&self.store, &[&address], now).await? {
+        if let Some(wait) = throttle::admit(&self.store, &[&address], now).await? {
             return Err(SessionError::Throttled { retry_after: wait });
         }
         let outcome = self.rotate(presented, now).await;
-        if matches!(
+        if !matches!(
             outcome,
             Err(SessionError::InvalidRefreshToken | SessionError::Revoked)
-        ) {
-            throttle::count_failure(&self.store, &[&address], now).await?;
+        ) && let Err(error) = throttle::forgive(&self.store, &[&address]).await
+        {
+            // The rotation happened: its answer must reach the client, or the next
+            // refresh would be taken for a reuse.
+            let error = anyhow::Error::from(error);
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "cannot take back a counted refresh"
+            );
         }
         outcome
     }

@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS refresh_tokens (
     expires_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens (family_id);
+CREATE INDEX IF NOT EXISTS refresh_tokens_expiry ON refresh_tokens (expires_ms);
+CREATE INDEX IF NOT EXISTS session_families_expiry ON session_families (expires_ms);
 CREATE TABLE IF NOT EXISTS login_failures (
     key        TEXT PRIMARY KEY,
     failures   INTEGER NOT NULL,
@@ -281,6 +283,18 @@ impl SessionStore for SqliteSessionStore {
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )?;
             Ok(window(failures, ends, now))
+        })
+        .await
+    }
+
+    async fn forgive_failure(&self, key: &str) -> Result<(), SessionStoreError> {
+        let key = key.to_owned();
+        self.run("forgiving a failure", move |connection| {
+            connection.execute(
+                "UPDATE login_failures SET failures = failures - 1 WHERE key = ?1 AND failures > 0",
+                [key],
+            )?;
+            Ok(())
         })
         .await
     }

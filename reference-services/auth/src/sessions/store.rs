@@ -141,6 +141,16 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
         now: SystemTime,
     ) -> impl Future<Output = Result<Window, SessionStoreError>> + Send;
 
+    /// Takes back one failure counted under `key` (an attempt counted before it ran
+    /// that succeeded); nothing when no window is open.
+    ///
+    /// # Errors
+    /// [`SessionStoreError`] when the store fails.
+    fn forgive_failure(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<(), SessionStoreError>> + Send;
+
     /// Forgets the failures under `key` (a successful log-in).
     ///
     /// # Errors

@@ -68,40 +68,40 @@ fn address_text(address: Option<IpAddr>) -> String {
     address.map_or_else(|| "unknown".to_owned(), |address| address.to_string())
 }
 
-/// How long until every counter of `counters` over its limit has reset, or `None` when
-/// none is over.
+/// Counts an attempt on each of `counters` before it runs (so that attempts made at once
+/// cannot all pass a check made before any was counted), and answers how long to wait
+/// when any is now over its limit. An attempt that then succeeds is taken back with
+/// [`forgive`]; a refused one stays counted, which does not move the window's end.
 ///
 /// # Errors
 /// When the store fails.
-pub(crate) async fn over_limit(
+pub(crate) async fn admit(
     store: &impl SessionStore,
     counters: &[&Counter],
     now: SystemTime,
 ) -> Result<Option<Duration>, SessionStoreError> {
     let mut wait = None;
     for counter in counters {
-        if let Some(window) = store.failures(&counter.key, now).await?
-            && window.failures >= counter.limit.max_failures
-        {
+        let window = store
+            .record_failure(&counter.key, counter.limit.window(), now)
+            .await?;
+        if window.failures > counter.limit.max_failures {
             wait = wait.max(Some(window.resets_in));
         }
     }
     Ok(wait)
 }
 
-/// Counts a failure on each of `counters`.
+/// Takes back the attempt [`admit`] counted on each of `counters`.
 ///
 /// # Errors
 /// When the store fails.
-pub(crate) async fn count_failure(
+pub(crate) async fn forgive(
     store: &impl SessionStore,
     counters: &[&Counter],
-    now: SystemTime,
 ) -> Result<(), SessionStoreError> {
     for counter in counters {
-        store
-            .record_failure(&counter.key, counter.limit.window(), now)
-            .await?;
+        store.forgive_failure(&counter.key).await?;
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Sessions over HTTP, on the SQLite store and on Redis: log-in gives a refresh token,
 //! refresh rotates it, reuse revokes the family, log-out, password change and disable
 //! revoke, expiry; throttling per account and per address without a password check;
-//! and what log-in and refresh answer while Redis is down (503, fail closed).
+//! attempts made at once counted before any runs; and what log-in and refresh answer
+//! while Redis is down (503, fail closed).
 
 use std::time::{Duration, Instant};
 
@@ -233,6 +234,28 @@ async fn failed_log_ins_are_throttled_per_account_unknown_emails_alike_without_a
     service.register("bob@example.com", "cust-2").await;
     log_in(&service, "bob@example.com").await;
     service.stop().await;
+}
+
+#[tokio::test]
+async fn log_ins_made_at_once_cannot_slip_past_the_account_limit() {
+    let service = std::sync::Arc::new(Service::start().await);
+    service.register("ada@example.com", "cust-1").await;
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let service = std::sync::Arc::clone(&service);
+        attempts.spawn(async move {
+            service
+                .log_in("ada@example.com", "not the password")
+                .await
+                .status()
+                .as_u16()
+        });
+    }
+    let statuses = attempts.join_all().await;
+    let refused = statuses.iter().filter(|&&status| status == 401).count();
+    let throttled = statuses.iter().filter(|&&status| status == 429).count();
+    assert_eq!((refused, throttled), (5, 15), "{statuses:?}");
+    std::sync::Arc::into_inner(service).unwrap().stop().await;
 }
 
 #[tokio::test]

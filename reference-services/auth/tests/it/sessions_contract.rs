@@ -197,10 +197,34 @@ async fn failure_windows(store: &impl SessionStore) {
         assert!(window.resets_in <= Duration::from_secs(900));
         assert!(window.resets_in > Duration::from_secs(890));
     }
+    store.forgive_failure(&key).await.unwrap();
     let window = store.failures(&key, now()).await.unwrap().unwrap();
-    assert_eq!(window.failures, 3);
+    assert_eq!(window.failures, 2);
     store.clear_failures(&key).await.unwrap();
     assert_eq!(store.failures(&key, now()).await.unwrap(), None);
+    store.forgive_failure(&key).await.unwrap();
+    assert_eq!(
+        store.failures(&key, now()).await.unwrap(),
+        None,
+        "forgiving opens no window"
+    );
+
+    // Attempts counted at once each get their own count.
+    let mut counting = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (store, key) = (store.clone(), key.clone());
+        counting.spawn(async move {
+            store
+                .record_failure(&key, Duration::from_secs(900), SystemTime::now())
+                .await
+                .unwrap()
+                .failures
+        });
+    }
+    let mut counts = counting.join_all().await;
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=20).collect::<Vec<u32>>());
+    store.clear_failures(&key).await.unwrap();
 
     // A window ends at its fixed time, and the next failure opens a new one.
     let short = Duration::from_millis(300);
