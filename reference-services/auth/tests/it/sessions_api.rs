@@ -36,9 +36,9 @@ async fn assert_revoked(service: &Service, token: &Value) {
     assert_problem(refresh(service, token).await, 401, "session was revoked").await;
 }
 
-fn redis_sessions(config: &mut AuthConfig, namespace: &str) {
+fn redis_sessions(config: &mut AuthConfig, endpoint: String, namespace: &str) {
     config.sessions.backend = SessionBackend::Redis;
-    config.sessions.url = dovetail_testkit::Backend::Redis.endpoint_from_env();
+    config.sessions.url = Some(endpoint);
     config.sessions.key_prefix = format!("{namespace}:");
 }
 
@@ -90,7 +90,9 @@ async fn log_in_gives_a_refresh_token_that_rotates_and_whose_reuse_revokes_the_f
 #[tokio::test]
 async fn on_redis_log_in_refresh_and_reuse_behave_the_same() {
     let fixture = dovetail_testkit::redis().await;
-    let service = Service::start_with(|config| redis_sessions(config, fixture.namespace())).await;
+    let endpoint = dovetail_testkit::require(dovetail_testkit::Backend::Redis).await;
+    let service =
+        Service::start_with(|config| redis_sessions(config, endpoint, fixture.namespace())).await;
     rotation_and_reuse(&service).await;
     service.stop().await;
 }

@@ -21,13 +21,8 @@ fn sqlite() -> SqliteSessionStore {
 
 async fn redis() -> (RedisSessionStore, dovetail_testkit::RedisFixture) {
     let fixture = dovetail_testkit::redis().await;
-    let store = RedisSessionStore::open(
-        &dovetail_testkit::Backend::Redis
-            .endpoint_from_env()
-            .unwrap(),
-        fixture.key("sessions:"),
-    )
-    .unwrap();
+    let endpoint = dovetail_testkit::require(dovetail_testkit::Backend::Redis).await;
+    let store = RedisSessionStore::open(&endpoint, fixture.key("sessions:")).unwrap();
     (store, fixture)
 }
 
