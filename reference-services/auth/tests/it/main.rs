@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
 
 mod api;
+mod needs_servers;
 mod rotation;
 mod sessions_api;
 mod sessions_contract;

@@ -1,4 +1,4 @@
-//! Sessions over HTTP, on the SQLite store and on Redis: log-in gives a refresh token,
+//! Sessions over HTTP, on the SQLite store (on Redis in `needs_servers`): log-in gives a refresh token,
 //! refresh rotates it, reuse revokes the family, log-out, password change and disable
 //! revoke, expiry; throttling per account and per address without a password check;
 //! attempts made at once counted before any runs; and what log-in and refresh answer
@@ -36,15 +36,20 @@ async fn assert_revoked(service: &Service, token: &Value) {
     assert_problem(refresh(service, token).await, 401, "session was revoked").await;
 }
 
-fn redis_sessions(config: &mut AuthConfig, endpoint: String, namespace: &str) {
-    config.sessions.backend = SessionBackend::Redis;
-    config.sessions.url = Some(endpoint);
-    config.sessions.key_prefix = format!("{namespace}:");
+/// A service whose sessions are in Redis under `fixture`'s namespace.
+pub(crate) async fn start_on_redis(fixture: &dovetail_testkit::RedisFixture) -> Service {
+    let endpoint = dovetail_testkit::require(dovetail_testkit::Backend::Redis).await;
+    Service::start_with(|config: &mut AuthConfig| {
+        config.sessions.backend = SessionBackend::Redis;
+        config.sessions.url = Some(endpoint);
+        config.sessions.key_prefix = format!("{}:", fixture.namespace());
+    })
+    .await
 }
 
 /// Log-in, rotation, reuse: the old token is refused as reuse, and the family's newest
 /// token is refused after it.
-async fn rotation_and_reuse(service: &Service) {
+pub(crate) async fn rotation_and_reuse(service: &Service) {
     service.register("ada@example.com", "cust-1").await;
     let login = log_in(service, "ada@example.com").await;
     assert_eq!(login["token_type"], "Bearer");
@@ -83,16 +88,6 @@ async fn rotation_and_reuse(service: &Service) {
 #[tokio::test]
 async fn log_in_gives_a_refresh_token_that_rotates_and_whose_reuse_revokes_the_family() {
     let service = Service::start().await;
-    rotation_and_reuse(&service).await;
-    service.stop().await;
-}
-
-#[tokio::test]
-async fn on_redis_log_in_refresh_and_reuse_behave_the_same() {
-    let fixture = dovetail_testkit::redis().await;
-    let endpoint = dovetail_testkit::require(dovetail_testkit::Backend::Redis).await;
-    let service =
-        Service::start_with(|config| redis_sessions(config, endpoint, fixture.namespace())).await;
     rotation_and_reuse(&service).await;
     service.stop().await;
 }
