@@ -95,6 +95,11 @@ impl Accounts {
         }
     }
 
+    /// The password hasher (for its count of checks).
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
+    }
+
     /// The store (for readiness checks).
     pub fn store(&self) -> &UserStore {
         &self.store

@@ -109,6 +109,11 @@ impl Admin {
             .map_err(keys::KeyError::Task)?
     }
 
+    /// How many passwords the service has checked since it started.
+    pub fn password_checks(&self) -> u64 {
+        self.accounts.hasher().checks()
+    }
+
     /// The signing keys.
     pub fn keys(&self) -> &KeyRing {
         &self.keys

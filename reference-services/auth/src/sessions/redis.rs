@@ -23,7 +23,9 @@ use redis::{AsyncConnectionConfig, Client, RedisError, Script};
 use tokio::sync::Mutex;
 
 use super::SessionStoreError;
-use super::store::{FamilyInfo, NewFamily, Rotation, SessionStore, Window, epoch_millis};
+use super::store::{
+    FamilyInfo, NewFamily, Rotation, SessionStore, Window, epoch_millis, from_epoch_millis,
+};
 use super::token::{CredentialStamp, TokenDigest};
 
 const BACKEND: &str = "Redis";
@@ -60,7 +62,7 @@ if not f[1] then return {'expired'} end
 if f[4] == '1' then return {'revoked'} end
 if t[2] == '1' then
   redis.call('HSET', fkey, 'r', '1')
-  return {'reused', t[1], f[1], f[2]}
+  return {'reused', t[1], f[1], f[2], f[3]}
 end
 local now = tonumber(ARGV[2])
 if tonumber(t[3]) <= now or tonumber(f[3]) <= now then return {'expired'} end
@@ -68,7 +70,7 @@ redis.call('HSET', KEYS[1], 'u', '1')
 local x = math.min(tonumber(ARGV[3]), tonumber(f[3]))
 redis.call('HSET', KEYS[2], 'f', t[1], 'u', '0', 'x', string.format('%d', x))
 redis.call('PEXPIREAT', KEYS[2], x)
-return {'rotated', t[1], f[1], f[2]}
+return {'rotated', t[1], f[1], f[2], f[3]}
 ",
     )
 });
@@ -307,10 +309,15 @@ impl SessionStore for RedisSessionStore {
             .arg(epoch_millis(next_expires));
         let reply: Vec<String> = self.invoke("rotating a refresh token", &invocation).await?;
         let family = |rest: &[String]| match rest {
-            [family_id, user_id, credential] => Ok(FamilyInfo {
+            [family_id, user_id, credential, expires] => Ok(FamilyInfo {
                 family_id: family_id.clone(),
                 user_id: user_id.clone(),
                 credential: CredentialStamp::from_stored(credential.clone()),
+                expires: from_epoch_millis(
+                    expires
+                        .parse()
+                        .map_err(|_| corrupt("a family's expiry is not a number"))?,
+                ),
             }),
             _ => Err(corrupt(
                 "the rotation script answered a family without its fields",

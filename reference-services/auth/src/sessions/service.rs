@@ -26,7 +26,7 @@ pub struct SessionTokens {
     /// The refresh token to present next time (once).
     #[serde(serialize_with = "expose")]
     pub refresh_token: RefreshToken,
-    /// Seconds until the refresh token expires unused.
+    /// Seconds until the refresh token expires unused (or with its family).
     pub refresh_expires_in: u64,
 }
 
@@ -122,7 +122,7 @@ impl Sessions {
             })
             .await?;
         tracing::info!(user_id = authenticated.user.id(), "logged in");
-        Ok(self.tokens(&authenticated.user, refresh))
+        Ok(self.tokens(&authenticated.user, refresh, now + self.family_ttl, now))
     }
 
     /// Exchanges `presented` for a new access token and the family's next refresh
@@ -201,7 +201,7 @@ impl Sessions {
                 .refuse(&family, "the password changed since the log-in")
                 .await;
         }
-        Ok(self.tokens(&current.user, next))
+        Ok(self.tokens(&current.user, next, family.expires, now))
     }
 
     async fn refuse(
@@ -254,11 +254,20 @@ impl Sessions {
         }
     }
 
-    fn tokens(&self, user: &crate::domain::User, refresh: RefreshToken) -> SessionTokens {
+    /// The answer: an access token for `user` and `refresh`, which expires after the
+    /// refresh lifetime or with its family at `family_expires`, whichever is first.
+    fn tokens(
+        &self,
+        user: &crate::domain::User,
+        refresh: RefreshToken,
+        family_expires: SystemTime,
+        now: SystemTime,
+    ) -> SessionTokens {
+        let family_left = family_expires.duration_since(now).unwrap_or_default();
         SessionTokens {
             access: self.accounts.issue(user),
             refresh_token: refresh,
-            refresh_expires_in: self.refresh_ttl.as_secs(),
+            refresh_expires_in: self.refresh_ttl.min(family_left).as_secs(),
         }
     }
 }

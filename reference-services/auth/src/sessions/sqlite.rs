@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::SessionStoreError;
-use super::store::{FamilyInfo, NewFamily, Rotation, SessionStore, Window, epoch_millis};
+use super::store::{
+    FamilyInfo, NewFamily, Rotation, SessionStore, Window, epoch_millis, from_epoch_millis,
+};
 use super::token::{CredentialStamp, TokenDigest};
 
 const BACKEND: &str = "SQLite";
@@ -114,6 +116,7 @@ fn find(connection: &Connection, digest: &[u8]) -> rusqlite::Result<Option<Found
                         family_id: row.get(0)?,
                         user_id: row.get(3)?,
                         credential: CredentialStamp::from_stored(row.get(4)?),
+                        expires: from_epoch_millis(row.get(5)?),
                     },
                     used: row.get(1)?,
                     token_expires_ms: row.get(2)?,

@@ -34,6 +34,8 @@ pub struct FamilyInfo {
     pub user_id: String,
     /// The stamp of the user's password hash when the family started.
     pub credential: CredentialStamp,
+    /// When the family ends (no token of it outlives this).
+    pub expires: SystemTime,
 }
 
 /// What [`SessionStore::rotate`] did with a presented token.
@@ -165,6 +167,11 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
     /// # Errors
     /// [`SessionStoreError`] when it does not.
     fn ping(&self) -> impl Future<Output = Result<(), SessionStoreError>> + Send;
+}
+
+/// The time `millis` after the Unix epoch (the epoch for negative values).
+pub(crate) fn from_epoch_millis(millis: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0))
 }
 
 /// Milliseconds since the Unix epoch (0 before it).

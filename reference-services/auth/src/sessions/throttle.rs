@@ -47,7 +47,8 @@ impl Throttle {
         }
     }
 
-    /// The counter of log-ins from `address` (`unknown` when the server was not told).
+    /// The counter of log-ins from `address` (an IPv6 address by its /64; `unknown`
+    /// when the server was not told).
     pub(crate) fn address(&self, address: Option<IpAddr>) -> Counter {
         Counter {
             key: format!("login:address:{}", address_text(address)),
@@ -64,8 +65,17 @@ impl Throttle {
     }
 }
 
+/// The counter's name for `address`: an IPv4 address (IPv4-mapped IPv6 included) as
+/// itself, an IPv6 address by its /64, the smallest block one client usually holds.
 fn address_text(address: Option<IpAddr>) -> String {
-    address.map_or_else(|| "unknown".to_owned(), |address| address.to_string())
+    match address.map(|address| address.to_canonical()) {
+        None => "unknown".to_owned(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let prefix = u128::from(v6) & !((1_u128 << 64) - 1);
+            format!("{}/64", std::net::Ipv6Addr::from(prefix))
+        }
+    }
 }
 
 /// Counts an attempt on each of `counters` before it runs (so that attempts made at once
@@ -147,5 +157,14 @@ mod tests {
             throttle.address(here).key,
             throttle.refresh_address(here).key
         );
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(throttle.address(Some(mapped)).key, "login:address:10.0.0.1");
+        let one: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        assert_eq!(
+            throttle.address(Some(one)).key,
+            "login:address:2001:db8:1:2::/64"
+        );
+        assert_eq!(throttle.address(Some(one)), throttle.address(Some(other)));
     }
 }

@@ -72,6 +72,8 @@ async fn rotation_then_reuse_revokes_the_family(store: &impl SessionStore) {
     assert_eq!(family.family_id, family_id);
     assert_eq!(family.user_id, "usr-a");
     assert_eq!(family.credential, CredentialStamp::of("$argon2id$stamp"));
+    let family_left = family.expires.duration_since(SystemTime::now()).unwrap();
+    assert!(family_left > 29 * DAY && family_left <= 30 * DAY);
     let third = digest();
     assert!(matches!(
         rotate(store, second, third).await,
