@@ -6,7 +6,7 @@ use super::SessionStoreError;
 use super::config::{SessionBackend, SessionsConfig};
 use super::redis::RedisSessionStore;
 use super::sqlite::SqliteSessionStore;
-use super::store::{NewFamily, Rotation, SessionStore, Window};
+use super::store::{FamilyInfo, NewFamily, Rotation, SessionStore, Window};
 use super::token::TokenDigest;
 
 /// The session store of the configured backend.
@@ -56,6 +56,13 @@ macro_rules! each {
 impl SessionStore for AnySessionStore {
     async fn start(&self, family: NewFamily) -> Result<(), SessionStoreError> {
         each!(self, store => store.start(family))
+    }
+
+    async fn family_of(
+        &self,
+        presented: TokenDigest,
+    ) -> Result<Option<FamilyInfo>, SessionStoreError> {
+        each!(self, store => store.family_of(presented))
     }
 
     async fn rotate(

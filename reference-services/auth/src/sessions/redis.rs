@@ -50,6 +50,20 @@ return 'ok'
     )
 });
 
+/// KEYS: presented token. ARGV: family key prefix. The family's id, user, stamp and
+/// end, or nil.
+static FAMILY_OF: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local family = redis.call('HGET', KEYS[1], 'f')
+if not family then return false end
+local f = redis.call('HMGET', ARGV[1] .. family, 'u', 'c', 'x')
+if not f[1] then return false end
+return {family, f[1], f[2], f[3]}
+",
+    )
+});
+
 /// KEYS: presented token, next token. ARGV: family key prefix, now (ms), next end (ms).
 static ROTATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -261,6 +275,23 @@ fn corrupt(reason: &'static str) -> SessionStoreError {
     }
 }
 
+/// A family as the scripts answer it: id, user, stamp, end (ms).
+fn family(reply: &[String]) -> Result<FamilyInfo, SessionStoreError> {
+    match reply {
+        [family_id, user_id, credential, expires] => Ok(FamilyInfo {
+            family_id: family_id.clone(),
+            user_id: user_id.clone(),
+            credential: CredentialStamp::from_stored(credential.clone()),
+            expires: from_epoch_millis(
+                expires
+                    .parse()
+                    .map_err(|_| corrupt("a family's expiry is not a number"))?,
+            ),
+        }),
+        _ => Err(corrupt("a script answered a family without its fields")),
+    }
+}
+
 fn window(failures: &str, remaining_ms: &str) -> Result<Window, SessionStoreError> {
     let failures = failures
         .parse()
@@ -293,6 +324,18 @@ impl SessionStore for RedisSessionStore {
         Ok(())
     }
 
+    async fn family_of(
+        &self,
+        presented: TokenDigest,
+    ) -> Result<Option<FamilyInfo>, SessionStoreError> {
+        let mut invocation = FAMILY_OF.prepare_invoke();
+        invocation
+            .key(self.key("t", &presented.to_key()))
+            .arg(self.key("f", ""));
+        let reply: Option<Vec<String>> = self.invoke("reading a session", &invocation).await?;
+        reply.as_deref().map(family).transpose()
+    }
+
     async fn rotate(
         &self,
         presented: TokenDigest,
@@ -308,21 +351,6 @@ impl SessionStore for RedisSessionStore {
             .arg(epoch_millis(now))
             .arg(epoch_millis(next_expires));
         let reply: Vec<String> = self.invoke("rotating a refresh token", &invocation).await?;
-        let family = |rest: &[String]| match rest {
-            [family_id, user_id, credential, expires] => Ok(FamilyInfo {
-                family_id: family_id.clone(),
-                user_id: user_id.clone(),
-                credential: CredentialStamp::from_stored(credential.clone()),
-                expires: from_epoch_millis(
-                    expires
-                        .parse()
-                        .map_err(|_| corrupt("a family's expiry is not a number"))?,
-                ),
-            }),
-            _ => Err(corrupt(
-                "the rotation script answered a family without its fields",
-            )),
-        };
         match reply.split_first() {
             Some((tag, rest)) if tag == "rotated" => Ok(Rotation::Rotated(family(rest)?)),
             Some((tag, rest)) if tag == "reused" => Ok(Rotation::Reused(family(rest)?)),

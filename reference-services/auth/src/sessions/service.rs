@@ -167,6 +167,12 @@ impl Sessions {
         now: SystemTime,
     ) -> Result<SessionTokens, SessionError> {
         let presented = RefreshToken::parse(presented).ok_or(SessionError::InvalidRefreshToken)?;
+        // The user is read before the token is used up, so that a failing user store
+        // answers 503 and the client can retry with the same token.
+        let Some(known) = self.store.family_of(presented.digest()).await? else {
+            return Err(SessionError::InvalidRefreshToken);
+        };
+        let current = self.accounts.session_user(&known.user_id).await?;
         let next = RefreshToken::generate().map_err(|_| SessionError::Random)?;
         let rotation = self
             .store
@@ -190,7 +196,7 @@ impl Sessions {
             Rotation::Revoked => return Err(SessionError::Revoked),
             Rotation::Expired | Rotation::Unknown => return Err(SessionError::InvalidRefreshToken),
         };
-        let Some(current) = self.accounts.session_user(&family.user_id).await? else {
+        let Some(current) = current.filter(|current| current.user.id() == family.user_id) else {
             return self.refuse(&family, "the user is gone").await;
         };
         if current.user.is_disabled() {

@@ -159,6 +159,16 @@ impl SessionStore for SqliteSessionStore {
         .await
     }
 
+    async fn family_of(
+        &self,
+        presented: TokenDigest,
+    ) -> Result<Option<FamilyInfo>, SessionStoreError> {
+        self.run("reading a session", move |connection| {
+            Ok(find(connection, presented.as_bytes())?.map(|found| found.family))
+        })
+        .await
+    }
+
     async fn rotate(
         &self,
         presented: TokenDigest,

@@ -80,6 +80,16 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
         family: NewFamily,
     ) -> impl Future<Output = Result<(), SessionStoreError>> + Send;
 
+    /// The family of `presented` if the token is known, whatever its state (a read that
+    /// lets a refresh check the user before it uses the token up).
+    ///
+    /// # Errors
+    /// [`SessionStoreError`] when the store fails.
+    fn family_of(
+        &self,
+        presented: TokenDigest,
+    ) -> impl Future<Output = Result<Option<FamilyInfo>, SessionStoreError>> + Send;
+
     /// Atomically: if `presented` is its family's current token, marks it used and makes
     /// `next` (expiring at `next_expires`, capped at the family's end) the current one;
     /// if it was used before, revokes the family. Of two rotations of one token, exactly

@@ -74,6 +74,10 @@ async fn rotation_then_reuse_revokes_the_family(store: &impl SessionStore) {
     assert_eq!(family.credential, CredentialStamp::of("$argon2id$stamp"));
     let family_left = family.expires.duration_since(SystemTime::now()).unwrap();
     assert!(family_left > 29 * DAY && family_left <= 30 * DAY);
+    let peeked = store.family_of(first).await.unwrap().unwrap();
+    assert_eq!(peeked.family_id, family_id);
+    assert_eq!(peeked.user_id, "usr-a");
+    assert_eq!(store.family_of(digest()).await.unwrap(), None);
     let third = digest();
     assert!(matches!(
         rotate(store, second, third).await,
