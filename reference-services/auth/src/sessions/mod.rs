@@ -5,8 +5,10 @@
 //! - **Refresh tokens** are 256 random bits, base64url; a store keeps only their SHA-256
 //!   ([`RefreshToken`], [`TokenDigest`]). Each log-in starts a *family* bound to the user
 //!   and to a stamp of their password hash ([`CredentialStamp`]). `POST /sessions/refresh`
-//!   marks the presented token used and issues the family's next one, atomically
-//!   ([`SessionStore::rotate`]): of two refreshes with one token exactly one succeeds.
+//!   reads the token's family and its user, then marks the token used and issues the
+//!   family's next one, atomically ([`SessionStore::rotate`]): of two refreshes with one
+//!   token exactly one succeeds. (Reading the user first means a failing user store
+//!   answers 503 before the token is used up, so the client can retry with it.)
 //!   Presenting a used token again is *reuse* — someone has a copy — and revokes the
 //!   whole family, newest token included. A refresh for a user who is disabled, gone, or
 //!   whose password hash changed since the log-in revokes the family too; a password
@@ -22,10 +24,13 @@
 //!   past the limit they get 429 with `Retry-After` (the time left in the window), so a
 //!   throttled attempt costs no argon2 and its answer is the same whether or not the
 //!   email has an account. A success takes its attempt back (and clears the account's
-//!   counter); a refused attempt stays counted, which does not move the window's end. A fixed window is one counter
-//!   with one expiry per key; its cost is that a burst straddling two windows can make
-//!   up to twice the limit of attempts, which still bounds guessing to a few per account
-//!   per window. The client address is the TCP peer: behind a proxy or the gateway,
+//!   counter); a refused attempt stays counted, which does not move the window's end.
+//!   A fixed window is one counter with one expiry per key; its cost is that a burst
+//!   straddling two windows can make up to twice the limit of attempts, which still
+//!   bounds guessing to a few per account per window. A per-account limit also lets
+//!   anyone lock an account out for a window; the per-address limit bounds how many
+//!   accounts one address can do that to. The client address is the TCP peer (an IPv6
+//!   address by its /64): behind a proxy or the gateway,
 //!   every request comes from the proxy's address, so the per-address limit must be
 //!   raised or enforced there (the gateway should pass a trusted client address, which
 //!   this service does not yet read).
