@@ -4,6 +4,7 @@
 
 use crate::domain::{DomainError, Email, Password, RoleAssignment, RoleChangeRefused, User};
 use crate::hashing::{HashingError, PasswordHasher};
+use crate::sessions::CredentialStamp;
 use crate::store::{Registration, StoreError, UserStore};
 use crate::tokens::{AccessToken, TokenIssuer};
 
@@ -86,6 +87,16 @@ impl From<StoreError> for AccountError {
     }
 }
 
+/// A user whose password was just checked, or whom a refresh looked up: who they are and
+/// the stamp of their password hash (a new hash, a new stamp).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The user.
+    pub user: User,
+    /// The stamp of their password hash.
+    pub credential: CredentialStamp,
+}
+
 /// The account operations. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Accounts {
@@ -102,6 +113,11 @@ impl Accounts {
             hasher,
             tokens,
         }
+    }
+
+    /// The password hasher (for its count of checks).
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
     }
 
     /// The store (for readiness checks).
@@ -151,6 +167,20 @@ impl Accounts {
     /// [`AccountError::InvalidCredentials`], [`AccountError::Store`],
     /// [`AccountError::Hashing`].
     pub async fn log_in(&self, email: &str, password: String) -> Result<AccessToken, AccountError> {
+        let authenticated = self.authenticate(email, password).await?;
+        Ok(self.tokens.issue(&authenticated.user))
+    }
+
+    /// The enabled user with `email` and `password`, and the stamp of their password
+    /// hash, checked as [`log_in`](Self::log_in) does, without issuing a token.
+    ///
+    /// # Errors
+    /// As [`log_in`](Self::log_in).
+    pub async fn authenticate(
+        &self,
+        email: &str,
+        password: String,
+    ) -> Result<Authenticated, AccountError> {
         let found = match Email::parse(email) {
             Ok(email) => self.store.find_by_email(&email).await?,
             Err(_) => None,
@@ -158,11 +188,29 @@ impl Accounts {
         let stored_hash = found.as_ref().map(|found| found.password_hash.clone());
         let matches = self.hasher.verify(password, stored_hash).await?;
         match found {
-            Some(found) if matches && !found.user.is_disabled() => {
-                Ok(self.tokens.issue(&found.user))
-            }
+            Some(found) if matches && !found.user.is_disabled() => Ok(Authenticated {
+                credential: CredentialStamp::of(&found.password_hash),
+                user: found.user,
+            }),
             _ => Err(AccountError::InvalidCredentials),
         }
+    }
+
+    /// The user `user_id` as a refresh checks them (disabled or not), with the stamp of
+    /// their current password hash; `None` when there is no such user.
+    ///
+    /// # Errors
+    /// [`AccountError::Store`].
+    pub async fn session_user(&self, user_id: &str) -> Result<Option<Authenticated>, AccountError> {
+        Ok(self.store.get(user_id).await?.map(|found| Authenticated {
+            credential: CredentialStamp::of(&found.password_hash),
+            user: found.user,
+        }))
+    }
+
+    /// A new access token for `user`.
+    pub fn issue(&self, user: &User) -> AccessToken {
+        self.tokens.issue(user)
     }
 
     /// Replaces the password of `user_id` (the caller's own, from their token) once

@@ -10,6 +10,7 @@ use dovetail_service_kit::config::{EventsConfig, RelayTuning, StorageConfig};
 use serde::Deserialize;
 
 pub use crate::hashing::HashingConfig;
+pub use crate::sessions::SessionsConfig;
 pub use crate::tokens::TokenConfig;
 
 /// The prefix of the service's environment variables.
@@ -39,6 +40,11 @@ pub struct AuthConfig {
     /// The argon2id parameters (default OWASP's minimum: m=19456 KiB, t=2, p=1) and how
     /// many hashes run at once.
     pub password_hashing: HashingConfig,
+    /// Where refresh-token families, revocations and log-in failure counters live
+    /// (default the SQLite file `data/auth-sessions.db`; `backend = "redis"` with `url`
+    /// at scale), their lifetimes and the throttling limits. When the store is
+    /// unreachable, log-in, refresh and log-out fail closed with 503 and `Retry-After`.
+    pub sessions: SessionsConfig,
 }
 
 impl Default for AuthConfig {
@@ -51,6 +57,7 @@ impl Default for AuthConfig {
             relay: RelayTuning::default(),
             tokens: TokenConfig::default(),
             password_hashing: HashingConfig::default(),
+            sessions: SessionsConfig::default(),
         }
     }
 }

@@ -116,6 +116,8 @@ struct Inner {
     /// A hash of a random password with the configured parameters: what an unknown
     /// email's password is checked against.
     dummy: String,
+    /// How many passwords were checked.
+    checks: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -159,6 +161,7 @@ impl PasswordHasher {
                 permits: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent.max(1))),
                 argon: dummy.0,
                 dummy: dummy.1,
+                checks: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -194,6 +197,9 @@ impl PasswordHasher {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            inner
+                .checks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let known = stored.is_some();
             let hash = stored.as_deref().unwrap_or(&inner.dummy);
             let parsed = PasswordHash::new(hash).map_err(HashingError::Hash)?;
@@ -210,6 +216,12 @@ impl PasswordHasher {
 }
 
 impl PasswordHasher {
+    /// How many passwords this hasher has checked (against a stored or the dummy hash)
+    /// since it was made: what shows that a refused log-in cost no argon2 work.
+    pub fn checks(&self) -> u64 {
+        self.inner.checks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A permit to run one hash; waits while `max_concurrent` run.
     async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, HashingError> {
         Arc::clone(&self.inner.permits)

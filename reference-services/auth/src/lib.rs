@@ -2,9 +2,11 @@
 //! and issues the EdDSA access tokens every other service verifies against its JWKS
 //! (`GET /.well-known/jwks.json`) with `dovetail_http::identity`.
 //!
-//! Users live in the service's SQLite file, or its DynamoDB table (`storage.backend`);
-//! `user.registered`, `user.disabled` and `user.role_changed` go out through the
-//! transactional outbox (embedded bus by default). No event, log line or
+//! Log-in answers a refresh token too; refresh tokens rotate in families, with reuse
+//! detection, revocation and log-in throttling in the [`sessions`] store (SQLite by
+//! default, Redis at scale). Users live in the service's SQLite file, or its DynamoDB
+//! table (`storage.backend`); `user.registered`, `user.disabled` and `user.role_changed`
+//! go out through the transactional outbox (embedded bus by default). No event, log line or
 //! metric carries a password, a hash or a token. [`Application::build`] wires it from an
 //! [`AuthConfig`]; `main.rs` only loads the configuration and waits for a signal.
 //!
@@ -28,6 +30,7 @@ pub mod domain;
 pub mod hashing;
 pub mod http;
 pub mod keys;
+pub mod sessions;
 pub mod store;
 pub mod tokens;
 
@@ -45,6 +48,7 @@ pub use accounts::Accounts;
 pub use config::AuthConfig;
 use hashing::PasswordHasher;
 use keys::KeyRing;
+use sessions::{AnySessionStore, SessionStore, Sessions};
 use store::UserStore;
 use tokens::TokenIssuer;
 
@@ -107,6 +111,11 @@ impl Admin {
             .map_err(keys::KeyError::Task)?
     }
 
+    /// How many passwords the service has checked since it started.
+    pub fn password_checks(&self) -> u64 {
+        self.accounts.hasher().checks()
+    }
+
     /// The signing keys.
     pub fn keys(&self) -> &KeyRing {
         &self.keys
@@ -147,14 +156,19 @@ impl Application {
         )?;
         let tokens = TokenIssuer::new(config.tokens, keys.clone());
         let accounts = Accounts::new(opened.store.clone(), hasher, tokens);
-        let readiness =
-            Readiness::default().check_with("database", opened.store, |store| async move {
+        let session_store = AnySessionStore::open(&config.sessions)?;
+        let sessions = Sessions::new(session_store.clone(), accounts.clone(), &config.sessions);
+        let readiness = Readiness::default()
+            .check_with("database", opened.store, |store| async move {
+                store.ping().await
+            })
+            .check_with("sessions", session_store, |store| async move {
                 store.ping().await
             });
         let http = ServiceHttp::bind(
             SERVICE,
             config.listen,
-            http::router(accounts.clone(), keys.clone(), verifier),
+            http::router(sessions, keys.clone(), verifier),
             readiness,
         )
         .await?;

@@ -54,6 +54,7 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves `router` on `listener` until `shutdown`, then stops accepting connections and
 /// waits for requests in flight to finish. Unknown routes and methods get problem+json.
+/// Each request carries its TCP peer as `axum::extract::ConnectInfo<SocketAddr>`.
 ///
 /// # Errors
 /// When the server fails to accept connections.
@@ -65,7 +66,10 @@ pub async fn serve(
     let router = router
         .fallback(crate::ops::not_found)
         .method_not_allowed_fallback(crate::ops::method_not_allowed);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
 }

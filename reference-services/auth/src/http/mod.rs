@@ -2,11 +2,13 @@
 //! become problem+json. See `openapi.json` beside this file for the contract.
 
 mod authenticate;
+mod client_address;
 mod problems;
 mod sessions;
 mod users;
 
 use axum::Router;
+use axum::extract::FromRef;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -15,14 +17,39 @@ pub use authenticate::SelfVerifier;
 
 use crate::accounts::Accounts;
 use crate::keys::KeyRing;
+use crate::sessions::Sessions;
 
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// What the API's handlers share.
+#[derive(Debug, Clone)]
+struct ApiState {
+    accounts: Accounts,
+    sessions: Sessions,
+}
+
+impl FromRef<ApiState> for Accounts {
+    fn from_ref(state: &ApiState) -> Self {
+        state.accounts.clone()
+    }
+}
+
+impl FromRef<ApiState> for Sessions {
+    fn from_ref(state: &ApiState) -> Self {
+        state.sessions.clone()
+    }
+}
+
 /// The API's routes (operations endpoints are added by the application): registration,
-/// log-in and the JWKS are open; changing a password, disabling a user and changing a
-/// user's role need a bearer token this service issued, checked by `verifier`.
-pub fn router(accounts: Accounts, keys: KeyRing, verifier: SelfVerifier) -> Router {
+/// log-in, refresh, log-out and the JWKS are open; changing a password, disabling a user
+/// and changing a user's role need a bearer token this service issued, checked by
+/// `verifier`.
+pub fn router(sessions: Sessions, keys: KeyRing, verifier: SelfVerifier) -> Router {
+    let state = ApiState {
+        accounts: sessions.accounts().clone(),
+        sessions,
+    };
     let authenticated = Router::new()
         .route("/users/me/password", post(users::change_password))
         .route("/users/{user_id}/disable", post(users::disable))
@@ -34,8 +61,10 @@ pub fn router(accounts: Accounts, keys: KeyRing, verifier: SelfVerifier) -> Rout
     Router::new()
         .route("/users", post(users::register))
         .route("/sessions", post(sessions::log_in))
+        .route("/sessions/refresh", post(sessions::refresh))
+        .route("/sessions/logout", post(sessions::log_out))
         .merge(authenticated)
-        .with_state(accounts)
+        .with_state(state)
         .route("/.well-known/jwks.json", get(jwks).with_state(keys))
         .route(
             "/openapi.json",

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::problems::account_problem;
 use crate::accounts::Accounts;
 use crate::domain::{RoleAssignment, UserRole};
+use crate::sessions::Sessions;
 
 /// The body of `POST /users`. No `Debug`: it holds a password.
 #[derive(Deserialize)]
@@ -52,8 +53,10 @@ pub(super) struct PasswordChange {
 }
 
 /// Changes the caller's own password (204); the current one must be given.
+/// Every session of the user is revoked.
 pub(super) async fn change_password(
     State(accounts): State<Accounts>,
+    State(sessions): State<Sessions>,
     identity: Identity,
     ApiJson(body): ApiJson<PasswordChange>,
 ) -> Result<StatusCode, Problem> {
@@ -61,17 +64,21 @@ pub(super) async fn change_password(
         .change_password(identity.subject(), body.current_password, body.new_password)
         .await
         .map_err(account_problem)?;
+    sessions.revoke_user_after_change(identity.subject()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Disables a user (staff only): 200 with the user as they now are.
+/// Disables a user (staff only): 200 with the user as they now are. Every session of the
+/// user is revoked.
 pub(super) async fn disable(
     State(accounts): State<Accounts>,
+    State(sessions): State<Sessions>,
     identity: Identity,
     Path(user_id): Path<String>,
 ) -> Result<Response, Problem> {
     identity.require(Role::Staff)?;
     let user = accounts.disable(&user_id).await.map_err(account_problem)?;
+    sessions.revoke_user_after_change(&user_id).await;
     Ok(axum::Json(user.snapshot().clone()).into_response())
 }
 

@@ -136,7 +136,10 @@ async fn a_taken_email_gets_the_same_answer_and_changes_nothing() {
 
 #[tokio::test]
 async fn one_email_registered_by_eight_at_once_is_one_user() {
-    let service = std::sync::Arc::new(Service::start().await);
+    // Eight log-in attempts on one account follow: more than throttling allows.
+    let service = std::sync::Arc::new(
+        Service::start_with(|config| config.sessions.throttle.per_account.max_failures = 8).await,
+    );
     let registrations: Vec<_> = (0..8)
         .map(|i| {
             let service = std::sync::Arc::clone(&service);
@@ -352,6 +355,7 @@ async fn operations_endpoints_answer_and_the_openapi_document_covers_every_route
         .await
         .unwrap();
     assert_eq!(ready["checks"]["database"], "ok");
+    assert_eq!(ready["checks"]["sessions"], "ok");
     let openapi: Value = service
         .http
         .get(service.url("/openapi.json"))
@@ -370,6 +374,8 @@ async fn operations_endpoints_answer_and_the_openapi_document_covers_every_route
     let served: std::collections::BTreeSet<&str> = [
         "/users",
         "/sessions",
+        "/sessions/refresh",
+        "/sessions/logout",
         "/users/me/password",
         "/users/{user_id}/disable",
         "/users/{user_id}/role",

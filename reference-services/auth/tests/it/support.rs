@@ -46,6 +46,7 @@ pub(crate) fn config(dir: &std::path::Path) -> AuthConfig {
     config.storage.sqlite_path = Some(dir.join("auth.db"));
     config.keys_dir = dir.join("keys");
     config.events.bus_path = dir.join("bus.db");
+    config.sessions.path = dir.join("sessions.db");
     config.relay.poll_interval_ms = 50;
     config.tokens.signing_key_publish_ahead_seconds = 1;
     // Cheap hashes keep the suite fast; the defaults are pinned by a unit test.
@@ -56,8 +57,14 @@ pub(crate) fn config(dir: &std::path::Path) -> AuthConfig {
 
 impl Service {
     pub(crate) async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A service with the test configuration as `adjust` changes it.
+    pub(crate) async fn start_with(adjust: impl FnOnce(&mut AuthConfig)) -> Self {
         let dir = temp_dir();
-        let config = config(&dir);
+        let mut config = config(&dir);
+        adjust(&mut config);
         let bus = EmbeddedBus::open(&config.events.bus_path).unwrap();
         bus.create_topic("user-events").await.unwrap();
         bus.subscribe(BusSubscription {
