@@ -143,6 +143,29 @@ impl Accounts {
         Ok(self.store.register(user, hash, change).await?)
     }
 
+    /// Registers a customer user for a new customer, whose id (`cust-<UUIDv7>`) the
+    /// service picks: what open registration does, so that nobody binds themselves to
+    /// someone else's customer.
+    ///
+    /// # Errors
+    /// As [`register_customer`](Self::register_customer).
+    pub async fn register_new_customer(
+        &self,
+        email: &str,
+        password: String,
+    ) -> Result<Registration, AccountError> {
+        let customer_id = format!("cust-{}", uuid::Uuid::now_v7().simple());
+        self.register_customer(email, password, &customer_id).await
+    }
+
+    /// The user `user_id`, if there is one.
+    ///
+    /// # Errors
+    /// [`AccountError::Store`].
+    pub async fn user(&self, user_id: &str) -> Result<Option<User>, AccountError> {
+        Ok(self.store.get(user_id).await?.map(|stored| stored.user))
+    }
+
     /// Registers a staff user (an operator's action: no HTTP route does this).
     ///
     /// # Errors

@@ -98,6 +98,22 @@ impl Admin {
             .await
     }
 
+    /// Registers a customer user bound to an existing `customer_id` (open registration
+    /// always makes a new customer).
+    ///
+    /// # Errors
+    /// See [`Accounts::register_customer`].
+    pub async fn register_customer(
+        &self,
+        email: &str,
+        password: &str,
+        customer_id: &str,
+    ) -> Result<store::Registration, accounts::AccountError> {
+        self.accounts
+            .register_customer(email, password.to_owned(), customer_id)
+            .await
+    }
+
     /// Makes a new signing key; returns its kid. It is published at once and signs
     /// `tokens.signing_key_publish_ahead_seconds` later; the old key signs until then and
     /// verifies until the tokens it signed have expired.

@@ -51,6 +51,7 @@ pub fn router(sessions: Sessions, keys: KeyRing, verifier: SelfVerifier) -> Rout
         sessions,
     };
     let authenticated = Router::new()
+        .route("/users/me", get(users::me))
         .route("/users/me/password", post(users::change_password))
         .route("/users/{user_id}/disable", post(users::disable))
         .route("/users/{user_id}/role", post(users::change_role))

@@ -1,5 +1,5 @@
-//! `POST /users` (register a customer), `POST /users/me/password` (change one's own
-//! password), `POST /users/{user_id}/disable` and `POST /users/{user_id}/role` (staff
+//! `POST /users` (register a customer), `GET /users/me` (who the caller is),
+//! `POST /users/me/password` (change one's own password), `POST /users/{user_id}/disable` and `POST /users/{user_id}/role` (staff
 //! only).
 
 use axum::extract::{Path, State};
@@ -20,20 +20,29 @@ use crate::sessions::Sessions;
 pub(super) struct Registration {
     email: String,
     password: String,
-    customer_id: String,
+    /// Refused when present: a caller who could pick it could read that customer's data.
+    #[serde(default)]
+    customer_id: Option<serde::de::IgnoredAny>,
 }
 
 /// What `POST /users` answers, whether the email was new or taken.
 const ACCEPTED: &str = r#"{"status":"accepted","detail":"if no account had this email, one was created for it: log in with POST /sessions. This answer is the same whether or not the email already had an account, so that it does not tell who has one; registering a taken email changes nothing."}"#;
 
-/// Registers a customer user. 202 with one body whether the email was new or taken (a
-/// taken email creates nothing): the answer must not tell who has an account.
+/// Registers a customer user, a new customer with an id the service picks (the token
+/// and `GET /users/me` say which). 202 with one body whether the email was new or taken
+/// (a taken email creates nothing): the answer must not tell who has an account.
 pub(super) async fn register(
     State(accounts): State<Accounts>,
     ApiJson(body): ApiJson<Registration>,
 ) -> Result<Response, Problem> {
+    if body.customer_id.is_some() {
+        let message = "customer ids are assigned by the service: leave customer_id out \
+                       (staff bind a user to an existing customer with POST \
+                       /users/{user_id}/role)";
+        return Err(Problem::invalid(message).field("customer_id", message));
+    }
     accounts
-        .register_customer(&body.email, body.password, &body.customer_id)
+        .register_new_customer(&body.email, body.password)
         .await
         .map_err(account_problem)?;
     Ok((
@@ -42,6 +51,26 @@ pub(super) async fn register(
         ACCEPTED,
     )
         .into_response())
+}
+
+/// The caller as the service has them now (200): id, email, role, customer id, status.
+/// A disabled or removed user's still-valid token gets 404.
+pub(super) async fn me(
+    State(accounts): State<Accounts>,
+    identity: Identity,
+) -> Result<Response, Problem> {
+    let user = accounts
+        .user(identity.subject())
+        .await
+        .map_err(account_problem)?
+        .filter(|user| !user.is_disabled())
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "user {} has no enabled account any more: log in again",
+                identity.subject()
+            ))
+        })?;
+    Ok(axum::Json(user.snapshot().clone()).into_response())
 }
 
 /// The body of `POST /users/me/password`. No `Debug`: it holds passwords.

@@ -99,7 +99,7 @@ async fn a_too_short_password_is_a_problem_stating_the_rule() {
     let response = service
         .post(
             "/users",
-            &json!({"email": "ada@example.com", "password": "🦀🦀🦀🦀🦀🦀🦀", "customer_id": "c"}),
+            &json!({"email": "ada@example.com", "password": "🦀🦀🦀🦀🦀🦀🦀"}),
         )
         .await;
     let body = assert_problem(response, 422, "8 to 128 characters").await;
@@ -108,7 +108,7 @@ async fn a_too_short_password_is_a_problem_stating_the_rule() {
     let response = service
         .post(
             "/users",
-            &json!({"email": "ada@example.com", "password": "x".repeat(129), "customer_id": "c"}),
+            &json!({"email": "ada@example.com", "password": "x".repeat(129)}),
         )
         .await;
     assert_problem(response, 422, "8 to 128 characters").await;
@@ -118,17 +118,18 @@ async fn a_too_short_password_is_a_problem_stating_the_rule() {
 #[tokio::test]
 async fn a_taken_email_gets_the_same_answer_and_changes_nothing() {
     let service = Service::start().await;
-    let body = json!({"email": "ada@example.com", "password": PASSWORD, "customer_id": "c1"});
+    let body = json!({"email": "ada@example.com", "password": PASSWORD});
     let first = service.post("/users", &body).await;
     let (first_status, first_body) = (first.status(), first.text().await.unwrap());
-    let taken =
-        json!({"email": "ADA@example.com", "password": "another password", "customer_id": "c2"});
+    let first_customer =
+        claims_of(&service.token("ada@example.com", PASSWORD).await)["customer_id"].clone();
+    let taken = json!({"email": "ADA@example.com", "password": "another password"});
     let second = service.post("/users", &taken).await;
     assert_eq!(second.status(), first_status);
     assert_eq!(second.text().await.unwrap(), first_body);
     // The first registration's password still logs in, as the first customer.
     let token = service.token("ada@example.com", PASSWORD).await;
-    assert_eq!(claims_of(&token)["customer_id"], "c1");
+    assert_eq!(claims_of(&token)["customer_id"], first_customer);
     let refused = service.log_in("ada@example.com", "another password").await;
     assert_eq!(refused.status(), 401);
     service.stop().await;
@@ -147,7 +148,6 @@ async fn one_email_registered_by_eight_at_once_is_one_user() {
                 let body = json!({
                     "email": "race@example.com",
                     "password": format!("password number {i}"),
-                    "customer_id": format!("cust-{i}"),
                 });
                 service.post("/users", &body).await.status().as_u16()
             })
@@ -327,15 +327,12 @@ async fn bad_bodies_are_problems_and_unknown_fields_are_refused() {
     let response = service
         .post(
             "/users",
-            &json!({"email": "ada@example.com", "password": PASSWORD, "customer_id": "c", "role": "staff"}),
+            &json!({"email": "ada@example.com", "password": PASSWORD, "role": "staff"}),
         )
         .await;
     assert_problem(response, 422, "role").await;
     let response = service
-        .post(
-            "/users",
-            &json!({"email": "nope", "password": PASSWORD, "customer_id": "c"}),
-        )
+        .post("/users", &json!({"email": "nope", "password": PASSWORD}))
         .await;
     let body = assert_problem(response, 422, "email").await;
     assert_eq!(body["errors"][0]["field"], "email");
@@ -376,6 +373,7 @@ async fn operations_endpoints_answer_and_the_openapi_document_covers_every_route
         "/sessions",
         "/sessions/refresh",
         "/sessions/logout",
+        "/users/me",
         "/users/me/password",
         "/users/{user_id}/disable",
         "/users/{user_id}/role",
@@ -403,4 +401,65 @@ async fn a_configuration_whose_audiences_leave_out_this_service_is_refused_at_st
     .await
     .unwrap_err();
     assert!(error.to_string().contains("auth-service"), "{error}");
+}
+
+#[tokio::test]
+async fn open_registration_makes_a_new_customer_and_refuses_a_chosen_one() {
+    let service = Service::start().await;
+    // Someone trying to bind themselves to another customer's data.
+    let chosen = service
+        .post(
+            "/users",
+            &json!({"email": "mallory@example.com", "password": PASSWORD, "customer_id": "cust-1"}),
+        )
+        .await;
+    let body = assert_problem(chosen, 422, "assigned by the service").await;
+    assert_eq!(body["errors"][0]["field"], "customer_id");
+    let refused = service.log_in("mallory@example.com", PASSWORD).await;
+    assert_eq!(
+        refused.status(),
+        401,
+        "the refused registration made no user"
+    );
+
+    for email in ["ada@example.com", "bob@example.com"] {
+        let registered = service
+            .post("/users", &json!({"email": email, "password": PASSWORD}))
+            .await;
+        assert_eq!(registered.status(), 202);
+    }
+    let ada = service.token("ada@example.com", PASSWORD).await;
+    let bob = service.token("bob@example.com", PASSWORD).await;
+    let (ada_customer, bob_customer) = (
+        claims_of(&ada)["customer_id"].as_str().unwrap().to_owned(),
+        claims_of(&bob)["customer_id"].as_str().unwrap().to_owned(),
+    );
+    assert!(ada_customer.starts_with("cust-"), "{ada_customer}");
+    assert_ne!(
+        ada_customer, bob_customer,
+        "each registration is a new customer"
+    );
+
+    let me: Value = service
+        .http
+        .get(service.url("/users/me"))
+        .bearer_auth(&ada)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email"], "ada@example.com");
+    assert_eq!(me["role"], "customer");
+    assert_eq!(me["customer_id"], ada_customer.as_str());
+    assert_eq!(me["user_id"], claims_of(&ada)["sub"]);
+    let anonymous = service
+        .http
+        .get(service.url("/users/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    service.stop().await;
 }

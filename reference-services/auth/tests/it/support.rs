@@ -135,13 +135,14 @@ impl Service {
 
     /// Registers a customer user and checks the uniform 202.
     pub(crate) async fn register(&self, email: &str, customer: &str) {
-        let response = self
-            .post(
-                "/users",
-                &json!({"email": email, "password": PASSWORD, "customer_id": customer}),
-            )
-            .await;
-        assert_eq!(response.status(), 202, "{:?}", response.text().await);
+        // Bound to a chosen customer: the operator's path (open registration picks a new
+        // customer; `api.rs` tests that).
+        let registration = self
+            .admin
+            .register_customer(email, PASSWORD, customer)
+            .await
+            .unwrap();
+        assert_eq!(registration, dovetail_auth::store::Registration::Created);
     }
 
     /// Logs in; the answer's JSON.

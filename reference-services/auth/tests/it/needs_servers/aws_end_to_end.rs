@@ -111,7 +111,7 @@ async fn users_on_dynamodb_register_log_in_and_change_role_with_their_events_on_
     let registered = post(
         "/users",
         None,
-        json!({"email": "Ada@Example.com", "password": PASSWORD, "customer_id": "cust-1"}),
+        json!({"email": "Ada@Example.com", "password": PASSWORD}),
     )
     .await
     .unwrap();
