@@ -1,12 +1,13 @@
 //! The search service's configuration: defaults, then a TOML file, then variables
 //! `DOVETAIL_SEARCH__<FIELD>[__<SUBFIELD>]` (for example
-//! `DOVETAIL_SEARCH__INDEX__BACKEND=opensearch`, or `DOVETAIL_SEARCH__IDEMPOTENCY__BACKEND=dynamodb`).
+//! `DOVETAIL_SEARCH__INDEX__BACKEND=opensearch`, `DOVETAIL_SEARCH__IDEMPOTENCY__BACKEND=dynamodb`
+//! or `DOVETAIL_SEARCH__IDENTITY__JWKS_URL=http://auth:8084/.well-known/jwks.json`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use dovetail_events::transport::{Subscription, TypeFilter};
-use dovetail_service_kit::config::EventsConfig;
+use dovetail_service_kit::config::{EventsConfig, IdentityConfig};
 use serde::Deserialize;
 
 /// The prefix of the service's environment variables.
@@ -71,6 +72,10 @@ pub struct SearchConfig {
     /// Where the idempotent consumer keeps its records (default: the SQLite file
     /// `idempotency.db` in `index.tantivy_path`).
     pub idempotency: IdempotencyStoreConfig,
+    /// Who may call the API: the issuer and JWKS of the auth service whose bearer tokens
+    /// (audience [`SERVICE`](crate::SERVICE), `search-service`) every API route but
+    /// `/openapi.json` and the operations endpoints requires.
+    pub identity: IdentityConfig,
 }
 
 impl SearchConfig {
@@ -112,6 +117,7 @@ impl Default for SearchConfig {
             consumer_in_flight: 256,
             index_outage_patience_secs: crate::consumer::INDEX_OUTAGE_PATIENCE.as_secs(),
             idempotency: IdempotencyStoreConfig::default(),
+            identity: IdentityConfig::default(),
         }
     }
 }

@@ -4,18 +4,27 @@
 //!
 //! # Authorization scope
 //!
-//! Every search names who asks, in one of two headers, set by the gateway from a verified
-//! identity (the service must not be reachable around the gateway):
-//! - `X-Dovetail-Customer: <customer id>`: a customer, who only ever sees documents whose
-//!   `customer_id` is theirs. The scope is a filter *inside* the index query, so neither
-//!   hits, highlights nor pages can show anything else; a `customer_id` parameter naming
-//!   another customer is a 403.
-//! - `X-Dovetail-Scope: staff`: staff, who see every customer's documents and may filter
-//!   by `customer_id`.
+//! Every route but `/openapi.json` (and the operations endpoints `/healthz`, `/readyz`,
+//! `/metrics`, which the kit serves) needs `Authorization: Bearer <access token>`, a token
+//! of the auth service for the audience `search-service`, verified against its JWKS by
+//! dovetail-http's [`IdentityLayer`]. Without one, or with one that does not verify
+//! (altered, expired, another issuer, another audience): 401 with `WWW-Authenticate`.
+//! No header but `Authorization` says who the caller is.
 //!
-//! Neither header: 401. Both, or another scope: 400. Every answer of `/search` and
-//! `/admin` depends on these headers: it says so (`Vary`) and is not to be stored by a
-//! shared cache (`Cache-Control: private, no-store`).
+//! The search scope comes from the verified token only ([`scope`]):
+//! - the `staff` role: every customer's documents; `customer_id` filters freely.
+//! - the `customer` role with a `customer_id` claim: that customer's documents only. The
+//!   scope is a filter *inside* the index query, so neither hits, highlights nor pages can
+//!   show anything else. A `customer_id` parameter naming another customer is a 403 (not
+//!   silently dropped: a caller who asks for someone else's documents is told no, rather
+//!   than shown their own as if they were the other's); naming their own is allowed.
+//! - neither: 403 saying what the token lacks.
+//!
+//! `/admin/rebuilds` and `/admin/rebuilds/{id}` need the `staff` role (403 naming it).
+//!
+//! Every answer of `/search` and `/admin` depends on the token: it says so
+//! (`Vary: Authorization`) and is not to be stored by a shared cache
+//! (`Cache-Control: private, no-store`).
 //!
 //! # Cursors
 //!
@@ -25,9 +34,10 @@
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use dovetail_http::identity::{Identity, IdentityLayer, JwtVerifier, Role};
 use dovetail_service_kit::{ApiQuery, Cursor, IdempotencyKeyHeader, Page, Problem, ops};
 use serde::{Deserialize, Serialize};
 use time::Date;
@@ -39,16 +49,11 @@ use crate::rebuild_jobs::{RebuildJobs, StartError, Started};
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// The header naming the customer who searches.
-pub const CUSTOMER_HEADER: &str = "x-dovetail-customer";
-/// The header naming a scope other than a customer's (`staff`).
-pub const SCOPE_HEADER: &str = "x-dovetail-scope";
-
 /// Largest `limit`.
 pub const MAX_LIMIT: usize = 100;
 /// Longest `q`, in characters.
 pub const MAX_QUERY_CHARS: usize = 200;
-/// Longest customer id, in characters (header and parameter alike).
+/// Longest `customer_id` parameter, in characters.
 pub const MAX_CUSTOMER_ID_CHARS: usize = 128;
 
 const POLICY_STATUSES: &[&str] = &["draft", "active", "cancelled", "expired"];
@@ -61,15 +66,17 @@ struct Api {
     rebuilds: RebuildJobs,
 }
 
-/// The routes of the API over `index`, with rebuilds run by `rebuilds`.
-pub fn router(index: AnyIndex, rebuilds: RebuildJobs) -> Router {
-    // Their answers depend on the scope headers, problems included.
+/// The routes of the API over `index`, with rebuilds run by `rebuilds`, every one but
+/// `/openapi.json` behind an [`IdentityLayer`] verifying with `verifier`.
+pub fn router(index: AnyIndex, rebuilds: RebuildJobs, verifier: JwtVerifier) -> Router {
+    // Their answers depend on the bearer token, problems (401s included) too.
     let scoped = Router::new()
         .route("/search", get(search))
         .route("/admin/rebuilds", get(list_rebuilds).post(start_rebuild))
         .route("/admin/rebuilds/{id}", get(rebuild_job))
-        // Before the layer, so that a 405 carries the headers too.
+        // Before the layers, so that a 405 needs a token and carries the headers too.
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(IdentityLayer::new(verifier))
         .layer(axum::middleware::map_response(private_to_the_scope));
     Router::new()
         .merge(scoped)
@@ -82,15 +89,12 @@ pub fn router(index: AnyIndex, rebuilds: RebuildJobs) -> Router {
         .with_state(Api { index, rebuilds })
 }
 
-/// Marks an answer as depending on the scope headers: `Vary` names them, and
+/// Marks an answer as depending on the bearer token: `Vary` names `Authorization`, and
 /// `Cache-Control: private, no-store` keeps shared caches (and browsers' disks) from
 /// handing one caller's results to another.
 async fn private_to_the_scope(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    headers.append(
-        header::VARY,
-        HeaderValue::from_static("X-Dovetail-Customer, X-Dovetail-Scope"),
-    );
+    headers.append(header::VARY, HeaderValue::from_static("Authorization"));
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-store"),
@@ -129,47 +133,46 @@ fn bad(field: &str, message: impl Into<String>) -> Problem {
     Problem::bad_request(format!("query parameter `{field}`: {message}")).field(field, message)
 }
 
-/// The scope the headers name.
+/// The scope of a verified `identity`: staff for the `staff` role, the token's customer
+/// for the `customer` role with a `customer_id` claim.
+///
+/// ```
+/// use dovetail_http::identity::{Identity, Role};
+/// use dovetail_search::http::scope;
+/// use dovetail_search::index::Scope;
+///
+/// let at = time::OffsetDateTime::UNIX_EPOCH;
+/// let alice = Identity::new("u-1", [Role::Customer], Some("alice".into()), "jti-1", at);
+/// assert_eq!(scope(&alice).unwrap(), Scope::Customer("alice".into()));
+/// let staff = Identity::new("u-2", [Role::Staff], None, "jti-2", at);
+/// assert_eq!(scope(&staff).unwrap(), Scope::Staff);
+/// let nobody = Identity::new("u-3", [], Some("alice".into()), "jti-3", at);
+/// assert_eq!(scope(&nobody).unwrap_err().status().as_u16(), 403);
+/// ```
 ///
 /// # Errors
-/// 401 without either header, 400 with both or an unknown scope.
-pub fn scope(headers: &HeaderMap) -> Result<Scope, Problem> {
-    let read = |name: &str| -> Result<Option<String>, Problem> {
-        headers
-            .get(name)
-            .map(|value| {
-                value
-                    .to_str()
-                    .map(|text| text.trim().to_owned())
-                    .map_err(|_| {
-                        Problem::bad_request(format!("header {name} is not visible ASCII"))
-                    })
-            })
-            .transpose()
-    };
-    match (read(CUSTOMER_HEADER)?, read(SCOPE_HEADER)?) {
-        (Some(customer), None) if customer_id_fits(&customer) => Ok(Scope::Customer(customer)),
-        (Some(_), None) => Err(Problem::bad_request(format!(
-            "header X-Dovetail-Customer must be a customer id of 1 to {MAX_CUSTOMER_ID_CHARS} \
-             characters"
-        ))),
-        (None, Some(scope)) if scope == "staff" => Ok(Scope::Staff),
-        (None, Some(scope)) => Err(Problem::bad_request(format!(
-            "header X-Dovetail-Scope: {scope:?} is no scope; the only one is `staff` \
-             (customers send X-Dovetail-Customer instead)"
-        ))),
-        (Some(_), Some(_)) => Err(Problem::bad_request(
-            "send either X-Dovetail-Customer or X-Dovetail-Scope, not both",
-        )),
-        (None, None) => Err(Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "scope-required",
-            "Who is searching?",
+/// A 403 saying what is needed when the token has neither the staff role nor the customer
+/// role with a customer id.
+pub fn scope(identity: &Identity) -> Result<Scope, Problem> {
+    if identity.has_role(Role::Staff) {
+        return Ok(Scope::Staff);
+    }
+    match identity.customer_id().filter(|id| !id.is_empty()) {
+        Some(customer) if identity.has_role(Role::Customer) => {
+            Ok(Scope::Customer(customer.to_owned()))
+        }
+        _ => Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden-scope",
+            "Outside your scope",
         )
-        .detail(
-            "every search names its scope: X-Dovetail-Customer: <customer id> for a customer, \
-             X-Dovetail-Scope: staff for staff (the gateway sets them from the caller's identity)",
-        )),
+        .detail(format!(
+            "searching needs the {} role, or the {} role with a customer_id claim; the token \
+             of user {} has neither",
+            Role::Staff,
+            Role::Customer,
+            identity.subject()
+        ))),
     }
 }
 
@@ -320,7 +323,6 @@ fn query(scope: Scope, params: SearchParams) -> Result<SearchQuery, Problem> {
         query.status = Some(status);
     }
     if let Some(customer) = params.customer_id {
-        // Trimmed as the header is.
         let customer = customer.trim();
         if !customer_id_fits(customer) {
             return Err(bad(
@@ -398,11 +400,11 @@ pub fn problem(error: &IndexError) -> Problem {
 
 async fn search(
     State(Api { index, .. }): State<Api>,
-    headers: HeaderMap,
+    identity: Identity,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Response {
     let answer = async {
-        let scope = scope(&headers)?;
+        let scope = scope(&identity)?;
         let query = query(scope, params)?;
         let results = index
             .search(&query)
@@ -428,20 +430,6 @@ async fn search(
     }
 }
 
-/// A 403 unless `headers` name the staff scope.
-fn staff_only(headers: &HeaderMap) -> Result<(), Problem> {
-    if scope(headers)? == Scope::Staff {
-        Ok(())
-    } else {
-        Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden-scope",
-            "Outside your scope",
-        )
-        .detail("only staff (X-Dovetail-Scope: staff) may rebuild the index or follow rebuilds"))
-    }
-}
-
 fn job_location(id: &str) -> String {
     format!("/admin/rebuilds/{id}")
 }
@@ -459,10 +447,10 @@ fn job_location(id: &str) -> String {
 /// [`KEPT_JOBS`]: crate::rebuild_jobs::KEPT_JOBS
 async fn start_rebuild(
     State(Api { rebuilds, .. }): State<Api>,
-    headers: HeaderMap,
+    identity: Identity,
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
 ) -> Response {
-    if let Err(problem) = staff_only(&headers) {
+    if let Err(problem) = identity.require(Role::Staff) {
         return problem.into_response();
     }
     let (job, replayed) = match rebuilds.start(key).await {
@@ -488,10 +476,10 @@ async fn start_rebuild(
 /// One rebuild job of this instance (staff only).
 async fn rebuild_job(
     State(Api { rebuilds, .. }): State<Api>,
-    headers: HeaderMap,
+    identity: Identity,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(problem) = staff_only(&headers) {
+    if let Err(problem) = identity.require(Role::Staff) {
         return problem.into_response();
     }
     match rebuilds.get(&id) {
@@ -506,8 +494,8 @@ async fn rebuild_job(
 }
 
 /// The rebuild jobs this instance remembers, newest first (staff only).
-async fn list_rebuilds(State(Api { rebuilds, .. }): State<Api>, headers: HeaderMap) -> Response {
-    if let Err(problem) = staff_only(&headers) {
+async fn list_rebuilds(State(Api { rebuilds, .. }): State<Api>, identity: Identity) -> Response {
+    if let Err(problem) = identity.require(Role::Staff) {
         return problem.into_response();
     }
     axum::Json(serde_json::json!({ "items": rebuilds.list() })).into_response()

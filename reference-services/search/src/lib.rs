@@ -9,7 +9,8 @@
 //! [`idempotency`]): a redelivered event is answered without touching the index, and an
 //! event id reused with another payload is dead-lettered.
 //! The index is tantivy in a directory (default, no server) or OpenSearch, chosen by
-//! configuration. The [`http`] API searches within the caller's scope.
+//! configuration. The [`http`] API searches within the scope of the caller's verified
+//! bearer token (a customer their own documents, staff everything).
 //! [`Application::build`] wires it all from a [`SearchConfig`].
 //!
 //! | feature | default | what it adds |
@@ -42,6 +43,7 @@ pub mod rebuild_jobs;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use axum::Router;
 use dovetail_events::consumer::{EnvelopeLayer, HandlerError};
 use dovetail_events::envelope::Envelope;
@@ -54,7 +56,8 @@ pub use config::SearchConfig;
 use config::{IndexBackend, IndexConfig};
 use index::{AnyIndex, Batching, SearchIndex, TantivyIndex};
 
-/// The service's name: its `service` metrics label.
+/// The service's name: its `service` metrics label, and the audience its bearer tokens
+/// must name.
 pub const SERVICE: &str = "search-service";
 
 /// The namespace of the consumer's idempotency keys (the event ids of both sources).
@@ -127,6 +130,10 @@ impl Application {
                 .subscribe(&config::event_subscription(config.consumer_in_flight))
                 .await?,
         ];
+        let verifier = config
+            .identity
+            .verifier(SERVICE)
+            .context("building the verifier of bearer tokens (identity.jwks_url)")?;
         let rebuilds = rebuild_jobs::RebuildJobs::new(index.clone());
         let readiness =
             Readiness::default().check_with("index", index.clone(), |index| async move {
@@ -135,7 +142,7 @@ impl Application {
         let http = ServiceHttp::bind(
             SERVICE,
             config.listen,
-            http::router(index.clone(), rebuilds.clone()),
+            http::router(index.clone(), rebuilds.clone(), verifier),
             readiness,
         )
         .await?;

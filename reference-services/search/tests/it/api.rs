@@ -1,167 +1,21 @@
 //! The search service as a whole on embedded backends (tantivy in a temporary directory,
 //! the embedded bus): events published out of order and twice become the newest
 //! documents, a redelivered event stops at the idempotent consumer and a reused event id
-//! with another payload is dead-lettered, searches stay in their scope, every bad parameter is a problem, and the
-//! OpenAPI document and operations endpoints answer.
+//! //! with another payload is dead-lettered, searches stay in the scope of the caller's
+//! token, every bad parameter is a problem, and the OpenAPI document and operations
+//! endpoints answer. Every request carries a bearer token of the test issuer; who may
+//! call what is `identity.rs`.
 
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use dovetail_contracts::claim::{ClaimApproved, ClaimFiled, ClaimReviewStarted, ClaimStatus};
 use dovetail_contracts::policy::{PolicyCancelled, PolicyDrafted, PolicyIssued, PolicyStatus};
-use dovetail_events::bus::EmbeddedBus;
-use dovetail_events::envelope::{AggregateRef, Envelope, Event, EventMetadata, Sequence, Source};
+use dovetail_events::envelope::Envelope;
 use dovetail_events::publish::Publisher;
-use dovetail_search::{Application, SearchConfig, SearchIdempotency};
-use dovetail_service_kit::Shutdown;
-use dovetail_service_kit::events::Transport;
-use http_body_util::BodyExt;
 use serde_json::Value;
-use tower::ServiceExt;
 
-use crate::support::{claim_snapshot, policy_snapshot, temp_dir};
-
-struct Service {
-    router: Router,
-    bus: EmbeddedBus,
-    idempotency: SearchIdempotency,
-    idempotency_path: std::path::PathBuf,
-    shutdown: Shutdown,
-    running: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Service {
-    async fn start() -> Self {
-        let dir = temp_dir("search-api");
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut config = SearchConfig::default();
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.index.tantivy_path = dir.join("search");
-        config.events.bus_path = dir.join("bus.db");
-        let bus = EmbeddedBus::open(&config.events.bus_path).unwrap();
-        let idempotency_path = config.idempotency_path();
-        let app = Application::build(config, &Transport::Embedded(bus.clone()))
-            .await
-            .unwrap();
-        let router = app.router();
-        let idempotency = app.idempotency().clone();
-        let shutdown = Shutdown::new();
-        let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-        Self {
-            router,
-            bus,
-            idempotency,
-            idempotency_path,
-            shutdown,
-            running,
-        }
-    }
-
-    async fn publish<E: Event>(
-        &self,
-        topic: &str,
-        source: &str,
-        aggregate: (&str, &str),
-        version: u64,
-        event: &E,
-    ) -> Envelope {
-        let envelope = Envelope::new(
-            Source::parse(source).unwrap(),
-            AggregateRef::parse(aggregate.0, aggregate.1).unwrap(),
-            Sequence::new(version).unwrap(),
-            event,
-            EventMetadata::default(),
-        )
-        .unwrap();
-        self.bus.publisher(topic).publish(&envelope).await.unwrap();
-        envelope
-    }
-
-    async fn get(&self, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, String, Value) {
-        let (status, headers, body) = self.send(Method::GET, uri, headers).await;
-        let content_type = headers
-            .get("content-type")
-            .map(|value| value.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        (status, content_type, body)
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        uri: &str,
-        headers: &[(&str, &str)],
-    ) -> (StatusCode, HeaderMap, Value) {
-        let mut request = Request::builder().method(method).uri(uri);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, headers, body)
-    }
-
-    /// Searches as staff until `done` holds of the items, for at most ten seconds.
-    async fn until(&self, uri: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let started = Instant::now();
-        loop {
-            let (status, _, body) = self.get(uri, &[("x-dovetail-scope", "staff")]).await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-            let items = body["items"].as_array().unwrap().clone();
-            if done(&items) {
-                return items;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "never came: {items:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Waits until the consumer processed `events` distinct events and nothing is left
-    /// on its subscriptions (duplicates acknowledged too), for at most ten seconds.
-    async fn until_handled(&self, events: u64) {
-        use dovetail_search::config::{CLAIM_EVENTS_SUBSCRIPTION, POLICY_EVENTS_SUBSCRIPTION};
-
-        let started = Instant::now();
-        loop {
-            let stats = self.idempotency.stats();
-            let mut pending = 0;
-            for subscription in [POLICY_EVENTS_SUBSCRIPTION, CLAIM_EVENTS_SUBSCRIPTION] {
-                pending += self.bus.backlog(subscription).await.unwrap().pending;
-            }
-            assert!(
-                stats.processed() <= events,
-                "more events processed than published: {stats:?}"
-            );
-            if stats.processed() == events && pending == 0 {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "not every event was handled: {pending} pending, {stats:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.running.await.unwrap().unwrap();
-    }
-}
+use crate::support::{Service, claim_snapshot, policy_snapshot};
 
 fn version_of(items: &[Value], id: &str) -> Option<u64> {
     items
@@ -306,18 +160,14 @@ async fn events_out_of_order_and_twice_end_as_the_newest_documents_with_their_li
     assert_eq!(claim["lineage"]["event_id"], approved.id().to_string());
 
     // A cancelled policy is still found, as cancelled.
+    let customer = service.customer("cust-1");
+    let customer = [("authorization", customer.as_str())];
     let (_, _, body) = service
-        .get(
-            "/search?q=home&status=cancelled",
-            &[("x-dovetail-customer", "cust-1")],
-        )
+        .get("/search?q=home&status=cancelled", &customer)
         .await;
     assert_eq!(body["items"][0]["id"], "policy:pol-1");
     let (_, _, body) = service
-        .get(
-            "/search?q=water%20kitchen&type=claim",
-            &[("x-dovetail-customer", "cust-1")],
-        )
+        .get("/search?q=water%20kitchen&type=claim", &customer)
         .await;
     assert_eq!(body["items"][0]["id"], "claim:clm-1");
     let highlight = body["items"][0]["highlights"][0].as_str().unwrap();
@@ -500,7 +350,8 @@ async fn a_customer_sees_only_their_documents_and_pages_through_them() {
         .until("/search?limit=100", |items| items.len() == 7)
         .await;
 
-    let alice = [("x-dovetail-customer", "alice")];
+    let alice = service.customer("alice");
+    let alice = [("authorization", alice.as_str())];
     let mut uri = "/search?limit=2&sort=date".to_owned();
     let mut seen = Vec::new();
     loop {
@@ -531,7 +382,7 @@ async fn a_customer_sees_only_their_documents_and_pages_through_them() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(content_type, "application/problem+json");
     let (status, _, body) = service
-        .get("/search?customer_id=bob", &[("x-dovetail-scope", "staff")])
+        .get("/search?customer_id=bob", &service.as_staff())
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["items"].as_array().unwrap().len(), 2);
@@ -539,9 +390,9 @@ async fn a_customer_sees_only_their_documents_and_pages_through_them() {
 }
 
 #[tokio::test]
-async fn every_bad_parameter_or_scope_is_a_problem_that_names_it() {
+async fn every_bad_parameter_or_token_is_a_problem_that_names_it() {
     let service = Service::start().await;
-    let staff = [("x-dovetail-scope", "staff")];
+    let staff = service.as_staff();
     // (request, headers, status, the parameter named)
     type Case<'a> = (
         &'a str,
@@ -553,20 +404,14 @@ async fn every_bad_parameter_or_scope_is_a_problem_that_names_it() {
         ("/search", &[], StatusCode::UNAUTHORIZED, None),
         (
             "/search",
-            &[("x-dovetail-scope", "admin")],
-            StatusCode::BAD_REQUEST,
+            &[("authorization", "Basic dXNlcjpwYXNz")],
+            StatusCode::UNAUTHORIZED,
             None,
         ),
         (
             "/search",
-            &[("x-dovetail-scope", "staff"), ("x-dovetail-customer", "c")],
-            StatusCode::BAD_REQUEST,
-            None,
-        ),
-        (
-            "/search",
-            &[("x-dovetail-customer", "")],
-            StatusCode::BAD_REQUEST,
+            &[("authorization", "Bearer not.a.token")],
+            StatusCode::UNAUTHORIZED,
             None,
         ),
         (
@@ -749,7 +594,11 @@ async fn a_cursor_only_continues_the_search_it_came_from() {
     service
         .until("/search?limit=100", |items| items.len() == 6)
         .await;
-    let alice = [("x-dovetail-customer", "alice")];
+    let alice = service.customer("alice");
+    let alice = [("authorization", alice.as_str())];
+    let bob = service.customer("bob");
+    let bob = [("authorization", bob.as_str())];
+    let staff = service.as_staff();
     let (status, _, first) = service.get("/search?sort=relevance&limit=2", &alice).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     let cursor = first["next_cursor"].as_str().unwrap().to_owned();
@@ -784,11 +633,11 @@ async fn a_cursor_only_continues_the_search_it_came_from() {
         ),
         (
             format!("/search?sort=relevance&limit=2&cursor={cursor}"),
-            &[("x-dovetail-scope", "staff")],
+            &staff,
         ),
         (
             format!("/search?sort=relevance&limit=2&cursor={cursor}"),
-            &[("x-dovetail-customer", "bob")],
+            &bob,
         ),
     ] {
         let (status, content_type, body) = service.get(&uri, headers).await;
@@ -835,7 +684,9 @@ async fn an_empty_q_lists_a_padded_customer_id_filters_and_scoped_answers_are_pr
     service
         .until("/search?limit=100", |items| items.len() == 2)
         .await;
-    let staff = [("x-dovetail-scope", "staff")];
+    let staff = service.as_staff();
+    let alice = service.customer("alice");
+    let alice = [("authorization", alice.as_str())];
 
     // `q=` as an HTML form sends it: no text query, the same list as without `q`.
     let (status, _, listed) = service.get("/search", &staff).await;
@@ -846,29 +697,19 @@ async fn an_empty_q_lists_a_padded_customer_id_filters_and_scoped_answers_are_pr
         assert_eq!(body, listed, "{uri}");
     }
 
-    // `customer_id` is trimmed as the header is.
+    // `customer_id` is trimmed, also when a customer names themselves.
     let (status, _, body) = service.get("/search?customer_id=%20bob%20", &staff).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(ids_of(&body), ["policy:pol-b"]);
-    let (status, _, body) = service
-        .get(
-            "/search?customer_id=alice%20",
-            &[("x-dovetail-customer", " alice ")],
-        )
-        .await;
+    let (status, _, body) = service.get("/search?customer_id=alice%20", &alice).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(ids_of(&body), ["policy:pol-a"]);
 
-    // Answers that depend on the scope headers say so, and are not for shared caches:
+    // Answers that depend on the bearer token say so, and are not for shared caches:
     // results, problems and the admin routes alike.
     for (method, uri, headers, expected) in [
         (Method::GET, "/search", &staff[..], StatusCode::OK),
-        (
-            Method::GET,
-            "/search",
-            &[("x-dovetail-customer", "alice")][..],
-            StatusCode::OK,
-        ),
+        (Method::GET, "/search", &alice[..], StatusCode::OK),
         (
             Method::GET,
             "/search?limit=0",
@@ -879,7 +720,7 @@ async fn an_empty_q_lists_a_padded_customer_id_filters_and_scoped_answers_are_pr
         (
             Method::GET,
             "/search?customer_id=bob",
-            &[("x-dovetail-customer", "alice")][..],
+            &alice[..],
             StatusCode::FORBIDDEN,
         ),
         (
@@ -892,7 +733,7 @@ async fn an_empty_q_lists_a_padded_customer_id_filters_and_scoped_answers_are_pr
         (
             Method::GET,
             "/admin/rebuilds",
-            &[("x-dovetail-customer", "alice")][..],
+            &alice[..],
             StatusCode::FORBIDDEN,
         ),
         (
@@ -911,7 +752,7 @@ async fn an_empty_q_lists_a_padded_customer_id_filters_and_scoped_answers_are_pr
             .collect();
         let vary = vary.join(", ").to_ascii_lowercase();
         assert!(
-            vary.contains("x-dovetail-customer") && vary.contains("x-dovetail-scope"),
+            vary.contains("authorization") && !vary.contains("x-dovetail"),
             "{method} {uri}: Vary: {vary}"
         );
         let cache_control = headers
@@ -966,11 +807,42 @@ async fn the_openapi_document_covers_every_route_and_the_operations_endpoints_an
         "sort",
         "limit",
         "cursor",
-        "X-Dovetail-Customer",
-        "X-Dovetail-Scope",
     ] {
         assert!(parameters.contains(&name), "{name} is not documented");
     }
+    // Who the caller is comes from the bearer token only: no identity header is a
+    // parameter anywhere; every operation but the open ones needs the token and
+    // documents its 401 (with the challenge) and 403.
+    assert_eq!(
+        openapi["components"]["securitySchemes"]["bearerAuth"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(openapi["security"][0]["bearerAuth"], serde_json::json!([]));
+    let open = ["/openapi.json", "/healthz", "/readyz", "/metrics"];
+    for (path, item) in openapi["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let named = format!("{method} {path}");
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let name = parameter["name"].as_str().unwrap().to_ascii_lowercase();
+                assert!(!name.starts_with("x-dovetail"), "{named}: {name}");
+            }
+            if open.contains(&path.as_str()) {
+                assert_eq!(operation["security"], serde_json::json!([]), "{named}");
+                continue;
+            }
+            assert!(operation.get("security").is_none(), "{named}");
+            for status in ["401", "403"] {
+                assert!(
+                    operation["responses"][status].is_object(),
+                    "{named} does not document {status}"
+                );
+            }
+        }
+    }
+    assert!(
+        openapi["components"]["responses"]["Unauthorized"]["headers"]["WWW-Authenticate"]
+            .is_object()
+    );
     assert_eq!(service.get("/healthz", &[]).await.0, StatusCode::OK);
     let (status, _, ready) = service.get("/readyz", &[]).await;
     assert_eq!(status, StatusCode::OK, "{ready}");
@@ -995,7 +867,8 @@ async fn a_rebuild_is_a_job_that_staff_start_and_follow() {
     service
         .until("/search?type=policy", |items| items.len() == 1)
         .await;
-    let staff = [("x-dovetail-scope", "staff")];
+    let staff = service.as_staff();
+    let alice = service.customer("alice");
 
     // Only staff start, list or follow rebuilds.
     for (method, uri) in [
@@ -1004,9 +877,13 @@ async fn a_rebuild_is_a_job_that_staff_start_and_follow() {
         (Method::GET, "/admin/rebuilds/some-id"),
     ] {
         let (status, _, body) = service
-            .send(method.clone(), uri, &[("x-dovetail-customer", "alice")])
+            .send(method.clone(), uri, &[("authorization", alice.as_str())])
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{method} {uri}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains("staff role"),
+            "{method} {uri}: {body}"
+        );
         let (status, _, body) = service.send(method.clone(), uri, &[]).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}: {body}");
     }

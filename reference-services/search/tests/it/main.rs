@@ -1,8 +1,9 @@
 //! The search service's tests: one contract suite that every index backend passes
 //! (tantivy here, OpenSearch in `needs_servers`), streams of shuffled and duplicated
 //! events ending in the ordered stream's index, the service over HTTP fed by the
-//! embedded bus, the settings of its idempotency records, and rebuild jobs over an index
-//! whose rebuild fails, panics or waits as told.
+//! embedded bus, who may call it (bearer tokens of a test issuer, on tantivy here and on
+//! OpenSearch in `needs_servers`), the settings of its idempotency records, and rebuild
+//! jobs over an index whose rebuild fails, panics or waits as told.
 
 #![allow(
     clippy::unwrap_used,
@@ -15,6 +16,7 @@ mod contract;
 mod api;
 mod consumer;
 mod idempotency_config;
+mod identity;
 #[cfg(feature = "opensearch")]
 mod needs_servers;
 mod rebuild_jobs;

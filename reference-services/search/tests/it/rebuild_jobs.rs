@@ -21,6 +21,8 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use tower::ServiceExt;
 
+use crate::support::Tokens;
+
 /// What one rebuild does.
 enum Step {
     /// Claims and succeeds.
@@ -126,16 +128,21 @@ impl SearchIndex for Scripted {
     }
 }
 
-/// The API over `jobs` (searches on an empty index in memory).
-fn api(jobs: &RebuildJobs) -> Router {
-    dovetail_search::http::router(
+/// The API over `jobs` (searches on an empty index in memory), and the tokens it
+/// verifies.
+async fn api(jobs: &RebuildJobs) -> (Router, Tokens) {
+    let tokens = Tokens::start().await;
+    let router = dovetail_search::http::router(
         AnyIndex::Tantivy(TantivyIndex::open_in_ram().unwrap()),
         jobs.clone(),
-    )
+        tokens.verifier(),
+    );
+    (router, tokens)
 }
 
+/// `method uri` as staff, with `key` as its `Idempotency-Key`.
 async fn send(
-    router: &Router,
+    (router, tokens): &(Router, Tokens),
     method: Method,
     uri: &str,
     key: Option<&str>,
@@ -143,7 +150,7 @@ async fn send(
     let mut request = Request::builder()
         .method(method)
         .uri(uri)
-        .header("x-dovetail-scope", "staff");
+        .header("authorization", tokens.staff());
     if let Some(key) = key {
         request = request.header("idempotency-key", key);
     }
@@ -180,7 +187,7 @@ async fn a_start_that_fails_before_its_lease_leaves_no_job_answers_its_problem_a
             "another instance rebuilds the index".into(),
         )),
     ]));
-    let router = api(&jobs);
+    let router = api(&jobs).await;
 
     // Unavailable: a 503 to retry, not a failed job.
     let (status, headers, problem) =
@@ -285,7 +292,7 @@ async fn a_rebuild_task_that_panics_still_ends_its_job() {
         Step::PanicBeforeLease,
         Step::PanicAfterLease,
     ]));
-    let router = api(&jobs);
+    let router = api(&jobs).await;
 
     // Before its lease: no job, a 503 to retry.
     let (status, headers, problem) = send(&router, Method::POST, "/admin/rebuilds", None).await;

@@ -2,13 +2,14 @@
 //! (`DOVETAIL_OPENSEARCH_URL`): the contract suite and the reordering proptest, each test
 //! behind an alias of its own; the service end to end on SNS/SQS (the AWS emulator,
 //! `AWS_ENDPOINT_URL`) and OpenSearch; and two instances sharing the idempotency records
-//! in one DynamoDB table.
+//! in one DynamoDB table; and who may call the API, with the index on OpenSearch.
 
 #[cfg(feature = "aws")]
 mod aws_end_to_end;
 #[cfg(feature = "aws")]
 mod dynamodb_idempotency;
 mod opensearch;
+mod opensearch_identity;
 mod opensearch_rebuild;
 
 /// Clients for the emulator: fails with how to start it when it does not answer.
