@@ -26,7 +26,7 @@ pub const IDEMPOTENCY_RETENTION: std::time::Duration = std::time::Duration::from
 /// record with the write.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
-    /// The key, namespaced by operation (`POST /claims:<key>`).
+    /// The key, namespaced by operation and caller (`POST /claims:<subject>:<key>`).
     pub key: String,
     /// The fingerprint of the request.
     pub fingerprint: Fingerprint,
@@ -35,16 +35,34 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
-    /// The record of `key` for `operation` (such as `POST /claims`), whose request is
-    /// fingerprinted by `request` (its parsed body, so formatting does not matter).
+    /// The record of `key` sent by `caller` (the verified subject) for `operation` (such
+    /// as `POST /claims`, without a `:`), whose request is fingerprinted by `request` (its
+    /// parsed body, so formatting does not matter).
+    ///
+    /// The caller is part of the stored key, so a key is only ever replayed to the caller
+    /// who sent it first: another caller sending the same key (guessed, or seen in a log)
+    /// makes a request of their own and never gets the first one's recorded answer.
+    ///
+    /// ```
+    /// use dovetail_service_kit::RecordedResponse;
+    /// use dovetail_service_kit::store::RequestRecord;
+    ///
+    /// let answer = RecordedResponse::created("/claims/clm-1", 1, serde_json::json!({}));
+    /// let record = RequestRecord::new("POST /claims", "user:1", "key-1", &"body", answer);
+    /// assert_eq!(record.key, "POST /claims:user%3A1:key-1");
+    /// assert_eq!(record.client_key(), "key-1");
+    /// ```
     pub fn new(
         operation: &str,
+        caller: &str,
         key: &str,
         request: &impl serde::Serialize,
         response: RecordedResponse,
     ) -> Self {
+        // Escaped so that no caller's `:` can make their namespace another's.
+        let caller = caller.replace('%', "%25").replace(':', "%3A");
         Self {
-            key: format!("{operation}:{key}"),
+            key: format!("{operation}:{caller}:{key}"),
             fingerprint: Fingerprint::of(&serde_json::to_vec(request).unwrap_or_default()),
             response,
         }
@@ -52,9 +70,7 @@ impl RequestRecord {
 
     /// The key as the client sent it.
     pub fn client_key(&self) -> &str {
-        self.key
-            .split_once(':')
-            .map_or(self.key.as_str(), |(_, key)| key)
+        self.key.splitn(3, ':').nth(2).unwrap_or(self.key.as_str())
     }
 }
 
