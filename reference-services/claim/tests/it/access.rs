@@ -492,3 +492,47 @@ async fn an_idempotency_key_is_replayed_only_to_the_caller_who_sent_it() {
     assert_eq!(retried["claim_id"], first["claim_id"]);
     service.stop().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_states_every_answer_of_the_matrix_and_the_bearer_scheme() {
+    let service = Service::start().await;
+    let openapi: Value = service
+        .anonymous
+        .get(service.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        openapi["components"]["securitySchemes"]["bearerAuth"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(openapi["security"], json!([{ "bearerAuth": [] }]));
+    let mut missing = Vec::new();
+    for case in cases() {
+        let template = case
+            .path
+            .split('?')
+            .next()
+            .unwrap()
+            .replace("{id}", "{claim_id}")
+            .replace(POLICY, "{policy_id}");
+        let operation = &openapi["paths"][&template][case.method.as_str().to_lowercase()];
+        let open = template == "/openapi.json" || operation.get("security").is_some();
+        assert_eq!(
+            open,
+            case.expected[0] != 401,
+            "{}: open to callers without a token exactly when the document says so",
+            case.endpoint
+        );
+        for status in case.expected {
+            if operation["responses"].get(status.to_string()).is_none() {
+                missing.push(format!("{}: {status}", case.endpoint));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "undocumented answers: {missing:?}");
+    service.stop().await;
+}
