@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use dovetail_events::transport::{Subscription, TypeFilter};
-use dovetail_service_kit::config::{EventsConfig, RelayTuning, StorageConfig};
+use dovetail_service_kit::config::{EventsConfig, IdentityConfig, RelayTuning, StorageConfig};
 use serde::Deserialize;
 
 /// The prefix of the service's environment variables.
@@ -44,6 +44,9 @@ pub struct ClaimConfig {
     pub events: EventsConfig,
     /// How the outbox relay works.
     pub relay: RelayTuning,
+    /// Whose tokens the API accepts (default: the auth service on `127.0.0.1:8084`);
+    /// for example `DOVETAIL_CLAIM__IDENTITY__JWKS_URL`.
+    pub identity: IdentityConfig,
 }
 
 impl Default for ClaimConfig {
@@ -53,6 +56,7 @@ impl Default for ClaimConfig {
             storage: StorageConfig::default(),
             events: EventsConfig::default(),
             relay: RelayTuning::default(),
+            identity: IdentityConfig::default(),
         }
     }
 }

@@ -1,12 +1,28 @@
-//! The claim service's HTTP API: routes, the JSON it speaks, and how domain and store
-//! errors become problem+json. See `openapi.json` beside this file for the contract.
+//! The claim service's HTTP API: routes, who may call them, the JSON it speaks, and how
+//! domain and store errors become problem+json. See `openapi.json` beside this file for
+//! the contract.
+//!
+//! Every route but `/openapi.json` needs a verified bearer token ([`IdentityLayer`]):
+//! - filing (`POST /claims`): staff on anyone's behalf; a customer only against a policy
+//!   the replica has as theirs (any other is answered as a policy the replica does not
+//!   have);
+//! - reading a claim or the replica's copy of a policy: its customer or staff; another
+//!   customer is answered 404 as for a missing one, so a guessed id tells nothing;
+//! - review, approve, reject, pay: staff only;
+//! - listing: a customer's own claims (from the token; `customer_id` may be left out and
+//!   cannot name another; `policy_id` lists a policy of theirs), or staff naming
+//!   `policy_id` or `customer_id`.
+//!
+//! No header other than `Authorization` says who the caller is.
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use dovetail_http::identity::{Identity, IdentityLayer, Role};
 use dovetail_outbox::ExpectedVersion;
+use dovetail_service_kit::access::{self, ListScope};
 use dovetail_service_kit::{
     ApiJson, ApiQuery, Cursor, IdempotencyKeyHeader, IfMatch, Page, Problem, RecordedResponse, etag,
 };
@@ -14,13 +30,16 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::domain::{Claim, ClaimChange, ClaimError, ClaimRequest};
-use crate::store::{ClaimFilter, ClaimStore, ClaimWrite, RequestRecord, StoreError, WriteOutcome};
+use crate::store::{
+    ClaimFilter, ClaimStore, ClaimWrite, ReplicatedPolicy, RequestRecord, StoreError, WriteOutcome,
+};
 
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// The API's routes over `store` (operations endpoints are added by the application).
-pub fn router(store: ClaimStore) -> Router {
+/// The API's routes over `store`, each behind `identity` but `/openapi.json`
+/// (operations endpoints are added by the application).
+pub fn router(store: ClaimStore, identity: IdentityLayer) -> Router {
     Router::new()
         .route("/claims", post(file).get(list))
         .route("/claims/{claim_id}", get(fetch))
@@ -29,6 +48,7 @@ pub fn router(store: ClaimStore) -> Router {
         .route("/claims/{claim_id}/reject", post(reject))
         .route("/claims/{claim_id}/pay", post(pay))
         .route("/replica/policies/{policy_id}", get(replicated_policy))
+        .route_layer(identity)
         .route(
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
@@ -47,14 +67,13 @@ fn respond(claim: &Claim) -> Response {
 
 async fn file(
     State(store): State<ClaimStore>,
+    identity: Identity,
     key: IdempotencyKeyHeader,
     ApiJson(request): ApiJson<ClaimRequest>,
 ) -> Result<Response, Problem> {
     let key = key.required()?;
-    let replicated = store
-        .replicated_policy(&request.policy_id)
-        .await
-        .map_err(StoreError::into_problem)?;
+    // Another customer's policy is, to this caller, one the replica does not have.
+    let replicated = visible_policy(&store, &identity, &request.policy_id).await?;
     let claim_id = format!("clm-{}", uuid::Uuid::now_v7());
     let (claim, change) = Claim::file(
         claim_id,
@@ -75,6 +94,7 @@ async fn file(
             expected: ExpectedVersion::New,
             request: Some(RequestRecord::new(
                 "POST /claims",
+                identity.subject(),
                 &key,
                 &request_fingerprint(&request),
                 response.clone(),
@@ -100,9 +120,10 @@ fn request_fingerprint(request: &ClaimRequest) -> serde_json::Value {
 
 async fn fetch(
     State(store): State<ClaimStore>,
+    identity: Identity,
     Path(claim_id): Path<String>,
 ) -> Result<Response, Problem> {
-    Ok(respond(&load(&store, &claim_id).await?))
+    Ok(respond(&load(&store, &identity, &claim_id).await?))
 }
 
 /// The query of `GET /claims`.
@@ -117,11 +138,35 @@ struct ListQuery {
 
 async fn list(
     State(store): State<ClaimStore>,
+    identity: Identity,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, Problem> {
-    let filter = match (query.policy_id, query.customer_id) {
-        (Some(policy), None) if !policy.is_empty() => ClaimFilter::Policy(policy),
-        (None, Some(customer)) if !customer.is_empty() => ClaimFilter::Customer(customer),
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(Problem::bad_request(format!(
+            "limit {limit} is out of range; ask for 1 to 100 claims per page"
+        )));
+    }
+    let policy = query.policy_id.filter(|id| !id.is_empty());
+    let filter = match (
+        access::list_scope(&identity, query.customer_id.as_deref())?,
+        policy,
+    ) {
+        (ListScope::Staff(None), Some(policy)) => ClaimFilter::Policy(policy),
+        (ListScope::Staff(Some(customer)) | ListScope::Customer(customer), None) => {
+            ClaimFilter::Customer(customer)
+        }
+        (ListScope::Customer(_), Some(policy)) if query.customer_id.is_none() => {
+            // A policy that is not theirs lists as one without claims (as an unknown one).
+            if visible_policy(&store, &identity, &policy).await?.is_none() {
+                return Ok(axum::Json(Page::<()> {
+                    items: Vec::new(),
+                    next_cursor: None,
+                })
+                .into_response());
+            }
+            ClaimFilter::Policy(policy)
+        }
         _ => {
             return Err(Problem::bad_request(
                 "list claims of one policy (GET /claims?policy_id=<id>) or one customer \
@@ -129,12 +174,6 @@ async fn list(
             ));
         }
     };
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(Problem::bad_request(format!(
-            "limit {limit} is out of range; ask for 1 to 100 claims per page"
-        )));
-    }
     let after = query.cursor.as_deref().map(Cursor::parse).transpose()?;
     let fetched = store
         .list(&filter, after.as_ref().map(Cursor::last_key), limit + 1)
@@ -154,26 +193,32 @@ async fn list(
 
 async fn review(
     State(store): State<ClaimStore>,
+    identity: Identity,
     Path(claim_id): Path<String>,
     IfMatch(expected): IfMatch,
 ) -> Result<Response, Problem> {
-    transition(&store, &claim_id, expected, Claim::start_review).await
+    identity.require(Role::Staff)?;
+    transition(&store, &identity, &claim_id, expected, Claim::start_review).await
 }
 
 async fn approve(
     State(store): State<ClaimStore>,
+    identity: Identity,
     Path(claim_id): Path<String>,
     IfMatch(expected): IfMatch,
 ) -> Result<Response, Problem> {
-    transition(&store, &claim_id, expected, Claim::approve).await
+    identity.require(Role::Staff)?;
+    transition(&store, &identity, &claim_id, expected, Claim::approve).await
 }
 
 async fn pay(
     State(store): State<ClaimStore>,
+    identity: Identity,
     Path(claim_id): Path<String>,
     IfMatch(expected): IfMatch,
 ) -> Result<Response, Problem> {
-    transition(&store, &claim_id, expected, Claim::pay).await
+    identity.require(Role::Staff)?;
+    transition(&store, &identity, &claim_id, expected, Claim::pay).await
 }
 
 /// The body of `POST /claims/{id}/reject`.
@@ -185,24 +230,39 @@ struct RejectBody {
 
 async fn reject(
     State(store): State<ClaimStore>,
+    identity: Identity,
     Path(claim_id): Path<String>,
     IfMatch(expected): IfMatch,
     ApiJson(body): ApiJson<RejectBody>,
 ) -> Result<Response, Problem> {
-    transition(&store, &claim_id, expected, |claim| {
+    identity.require(Role::Staff)?;
+    transition(&store, &identity, &claim_id, expected, |claim| {
         claim.reject(body.reason)
     })
     .await
 }
 
-async fn replicated_policy(
-    State(store): State<ClaimStore>,
-    Path(policy_id): Path<String>,
-) -> Result<Response, Problem> {
-    let replicated = store
-        .replicated_policy(&policy_id)
+/// The replica's copy of `policy_id`, if `identity` may act for its customer: another
+/// customer's is `None`, as a policy the replica does not have.
+async fn visible_policy(
+    store: &ClaimStore,
+    identity: &Identity,
+    policy_id: &str,
+) -> Result<Option<ReplicatedPolicy>, Problem> {
+    Ok(store
+        .replicated_policy(policy_id)
         .await
         .map_err(StoreError::into_problem)?
+        .filter(|replicated| !access::hidden(identity, &replicated.policy.customer_id)))
+}
+
+async fn replicated_policy(
+    State(store): State<ClaimStore>,
+    identity: Identity,
+    Path(policy_id): Path<String>,
+) -> Result<Response, Problem> {
+    let replicated = visible_policy(&store, &identity, &policy_id)
+        .await?
         .ok_or_else(|| {
             Problem::not_found(format!(
                 "the claim service has no copy of policy {policy_id:?}: no event of it has \
@@ -212,14 +272,16 @@ async fn replicated_policy(
     Ok(axum::Json(replicated).into_response())
 }
 
-/// Loads the claim, checks `If-Match`, applies `change` and commits it with its event.
+/// Loads the claim (if `identity` may see it), checks `If-Match`, applies `change` and
+/// commits it with its event.
 async fn transition(
     store: &ClaimStore,
+    identity: &Identity,
     claim_id: &str,
     expected: u64,
     change: impl FnOnce(&Claim) -> Result<(Claim, ClaimChange), ClaimError>,
 ) -> Result<Response, Problem> {
-    let current = load(store, claim_id).await?;
+    let current = load(store, identity, claim_id).await?;
     if current.version() != expected {
         return Err(StoreError::VersionConflict {
             id: format!("claim {claim_id}"),
@@ -245,11 +307,14 @@ async fn transition(
     Ok(respond(&claim))
 }
 
-async fn load(store: &ClaimStore, claim_id: &str) -> Result<Claim, Problem> {
+/// The claim `claim_id`, if `identity` may act for its customer: one another customer may
+/// not see is answered exactly as a missing one.
+async fn load(store: &ClaimStore, identity: &Identity, claim_id: &str) -> Result<Claim, Problem> {
     store
         .get(claim_id)
         .await
         .map_err(StoreError::into_problem)?
+        .filter(|claim| !access::hidden(identity, &claim.snapshot().customer_id))
         .ok_or_else(|| {
             Problem::not_found(format!(
                 "no claim has the id {claim_id:?}; list claims with GET /claims?policy_id=<id>"

@@ -32,6 +32,7 @@ use std::net::SocketAddr;
 use axum::Router;
 use dovetail_events::consumer::{EnvelopeLayer, HandlerError};
 use dovetail_events::envelope::{Envelope, Source};
+use dovetail_http::identity::IdentityLayer;
 use dovetail_service_kit::events::{EventSource, OutboxRelay, Transport};
 use dovetail_service_kit::ops::Readiness;
 use dovetail_service_kit::{Background, ServiceHttp, Shutdown};
@@ -60,7 +61,8 @@ impl std::fmt::Debug for Application {
 
 impl Application {
     /// Opens the storage, creates the topic and the subscription to policy events, binds
-    /// the listener.
+    /// the listener. Every API route but `/openapi.json` verifies its caller's token
+    /// against `config.identity`, with this service's name as the audience.
     ///
     /// # Errors
     /// When the database cannot be opened, the topic or subscription created, or the
@@ -76,10 +78,11 @@ impl Application {
             Readiness::default().check_with("database", store.clone(), |store| async move {
                 store.ping().await
             });
+        let identity = IdentityLayer::new(config.identity.verifier(SERVICE)?);
         let http = ServiceHttp::bind(
             SERVICE,
             config.listen,
-            http::router(store.clone()),
+            http::router(store.clone(), identity),
             readiness,
         )
         .await?;

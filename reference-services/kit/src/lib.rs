@@ -3,7 +3,9 @@
 //! - HTTP conventions: [`Problem`] (RFC 9457 problem+json) for every error, strict
 //!   extractors ([`ApiJson`], [`ApiQuery`], [`IfMatch`], [`IdempotencyKeyHeader`]) whose
 //!   rejections say what to fix, [`Cursor`]s for pagination, [`RecordedResponse`] (the
-//!   answer kept with an `Idempotency-Key`);
+//!   answer kept with an `Idempotency-Key`, namespaced by the caller who sent it);
+//! - who may see what, from a verified identity ([`access`]: a list's scope, the 404 that
+//!   hides another customer's record);
 //! - the operations endpoints ([`ops`]) and [`ServiceHttp`] (a service's listener and API
 //!   with those endpoints), [`serve`] with graceful shutdown, and
 //!   [`run_until_stopped`], which stops the server, consumers and relay in the order that
@@ -21,6 +23,7 @@
 //! (see ARCHITECTURE.md for the part of it that will be published). The crates under
 //! `crates/` do not depend on this one.
 
+pub mod access;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod cli;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use dovetail_events::idempotency::Fingerprint;
+use sha2::Digest as _;
 use tokio::sync::Notify;
 
 use crate::{Problem, RecordedResponse};
@@ -26,7 +27,7 @@ pub const IDEMPOTENCY_RETENTION: std::time::Duration = std::time::Duration::from
 /// record with the write.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
-    /// The key, namespaced by operation (`POST /claims:<key>`).
+    /// The key, namespaced by operation and caller (`POST /claims:<subject>:<key>`).
     pub key: String,
     /// The fingerprint of the request.
     pub fingerprint: Fingerprint,
@@ -35,16 +36,32 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
-    /// The record of `key` for `operation` (such as `POST /claims`), whose request is
-    /// fingerprinted by `request` (its parsed body, so formatting does not matter).
+    /// The record of `key` sent by `caller` (the verified subject) for `operation` (such
+    /// as `POST /claims`, without a `:`), whose request is fingerprinted by `request` (its
+    /// parsed body, so formatting does not matter).
+    ///
+    /// The caller is part of the stored key, so a key is only ever replayed to the caller
+    /// who sent it first: another caller sending the same key (guessed, or seen in a log)
+    /// makes a request of their own and never gets the first one's recorded answer.
+    ///
+    /// ```
+    /// use dovetail_service_kit::RecordedResponse;
+    /// use dovetail_service_kit::store::RequestRecord;
+    ///
+    /// let answer = RecordedResponse::created("/claims/clm-1", 1, serde_json::json!({}));
+    /// let record = RequestRecord::new("POST /claims", "user:1", "key-1", &"body", answer);
+    /// assert_eq!(record.key, "POST /claims:user%3A1:key-1");
+    /// assert_eq!(record.client_key(), "key-1");
+    /// ```
     pub fn new(
         operation: &str,
+        caller: &str,
         key: &str,
         request: &impl serde::Serialize,
         response: RecordedResponse,
     ) -> Self {
         Self {
-            key: format!("{operation}:{key}"),
+            key: format!("{operation}:{}:{key}", caller_namespace(caller)),
             fingerprint: Fingerprint::of(&serde_json::to_vec(request).unwrap_or_default()),
             response,
         }
@@ -52,10 +69,24 @@ impl RequestRecord {
 
     /// The key as the client sent it.
     pub fn client_key(&self) -> &str {
-        self.key
-            .split_once(':')
-            .map_or(self.key.as_str(), |(_, key)| key)
+        self.key.splitn(3, ':').nth(2).unwrap_or(self.key.as_str())
     }
+}
+
+/// `caller` as a part of a request record's key: escaped, so that no caller's `:` can make
+/// their namespace another's; a long one as `%h` and its SHA-256 (which no escaped subject
+/// can be), so the stored key stays within [`IdempotencyKey`]'s length.
+///
+/// [`IdempotencyKey`]: dovetail_events::idempotency::IdempotencyKey
+fn caller_namespace(caller: &str) -> String {
+    const MAX_CALLER_BYTES: usize = 128;
+    let escaped = caller.replace('%', "%25").replace(':', "%3A");
+    if escaped.len() <= MAX_CALLER_BYTES {
+        return escaped;
+    }
+    let digest = sha2::Sha256::digest(caller.as_bytes());
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("%h{hex}")
 }
 
 /// A service's store, opened with what its outbox relay needs: the relay's store on the
@@ -197,5 +228,36 @@ impl From<dovetail_outbox::OutboxError> for StoreError {
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
         Self::backend("querying SQLite", error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestRecord;
+    use crate::RecordedResponse;
+
+    fn record(caller: &str, key: &str) -> RequestRecord {
+        let answer = RecordedResponse::created("/x/1", 1, serde_json::json!({}));
+        RequestRecord::new("POST /x", caller, key, &"body", answer)
+    }
+
+    #[test]
+    fn no_caller_and_key_pair_shares_a_stored_key_with_another() {
+        // Without escaping, ("a:b", "c") and ("a", "b:c") would both be `POST /x:a:b:c`.
+        assert_ne!(record("a:b", "c").key, record("a", "b:c").key);
+        assert_ne!(record("a%3Ab", "c").key, record("a:b", "c").key);
+        assert_eq!(record("a:b", "c:d").client_key(), "c:d");
+    }
+
+    #[test]
+    fn a_long_caller_is_hashed_and_the_key_stays_within_the_stored_length() {
+        let long = "u".repeat(400);
+        let record = record(&long, &"k".repeat(255));
+        assert!(record.key.len() <= dovetail_events::idempotency::IdempotencyKey::MAX_LEN);
+        assert_eq!(record.client_key(), "k".repeat(255));
+        assert_ne!(
+            record.key,
+            self::record(&"u".repeat(401), &"k".repeat(255)).key
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use dovetail_service_kit::config::{EventsConfig, RelayTuning, StorageConfig};
+use dovetail_service_kit::config::{EventsConfig, IdentityConfig, RelayTuning, StorageConfig};
 use serde::Deserialize;
 
 /// The prefix of the service's environment variables.
@@ -23,6 +23,9 @@ pub struct PolicyConfig {
     pub events: EventsConfig,
     /// How the outbox relay works.
     pub relay: RelayTuning,
+    /// Whose tokens the API accepts (default: the auth service on `127.0.0.1:8084`);
+    /// for example `DOVETAIL_POLICY__IDENTITY__JWKS_URL`.
+    pub identity: IdentityConfig,
 }
 
 impl Default for PolicyConfig {
@@ -32,6 +35,7 @@ impl Default for PolicyConfig {
             storage: StorageConfig::default(),
             events: EventsConfig::default(),
             relay: RelayTuning::default(),
+            identity: IdentityConfig::default(),
         }
     }
 }

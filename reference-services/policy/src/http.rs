@@ -1,5 +1,17 @@
-//! The policy service's HTTP API: routes, the JSON it speaks, and how domain and store
-//! errors become problem+json. See `openapi.json` beside this file for the contract.
+//! The policy service's HTTP API: routes, who may call them, the JSON it speaks, and how
+//! domain and store errors become problem+json. See `openapi.json` beside this file for
+//! the contract.
+//!
+//! Every route but `/openapi.json` needs a verified bearer token ([`IdentityLayer`]):
+//! - drafting (`POST /policies`): staff for any customer, a customer for their own id;
+//! - reading and changing terms (`GET`, `PATCH /policies/{id}`): the policy's customer or
+//!   staff; another customer is answered 404 as for a missing policy, so an id guessed
+//!   never tells whether it exists;
+//! - issuing and cancelling: staff only;
+//! - listing: a customer's own policies (from the token; `customer_id` may be left out
+//!   and cannot name another), or staff naming `customer_id`.
+//!
+//! No header other than `Authorization` says who the caller is.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -7,7 +19,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use dovetail_contracts::policy::{PolicySnapshot, PolicyStatus};
+use dovetail_http::identity::{Identity, IdentityLayer, Role};
 use dovetail_outbox::ExpectedVersion;
+use dovetail_service_kit::access::{self, ListScope};
 use dovetail_service_kit::{
     ApiJson, ApiQuery, Cursor, IdempotencyKeyHeader, IfMatch, Page, Problem, RecordedResponse, etag,
 };
@@ -20,13 +34,15 @@ use crate::store::{PolicyStore, PolicyWrite, RequestRecord, StoreError, WriteOut
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// The API's routes over `store` (operations endpoints are added by the application).
-pub fn router(store: PolicyStore) -> Router {
+/// The API's routes over `store`, each behind `identity` but `/openapi.json`
+/// (operations endpoints are added by the application).
+pub fn router(store: PolicyStore, identity: IdentityLayer) -> Router {
     Router::new()
         .route("/policies", post(create).get(list))
         .route("/policies/{policy_id}", get(fetch).patch(update))
         .route("/policies/{policy_id}/issue", post(issue))
         .route("/policies/{policy_id}/cancel", post(cancel))
+        .route_layer(identity)
         .route(
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
@@ -64,9 +80,18 @@ fn respond(status: StatusCode, policy: &Policy) -> Response {
 
 async fn create(
     State(store): State<PolicyStore>,
+    identity: Identity,
     key: IdempotencyKeyHeader,
     ApiJson(terms): ApiJson<PolicyTerms>,
 ) -> Result<Response, Problem> {
+    if !identity.may_act_for_customer(&terms.customer_id) {
+        let own = access::own_customer(&identity)?;
+        return Err(access::forbidden(format!(
+            "a customer drafts policies only for their own customer id: customer_id {:?} is \
+             not {own:?}, the customer your token is for",
+            terms.customer_id
+        )));
+    }
     let policy_id = format!("pol-{}", uuid::Uuid::now_v7());
     let (policy, change) =
         Policy::draft(policy_id, terms.clone()).map_err(|error| domain_problem(&error))?;
@@ -75,9 +100,15 @@ async fn create(
         policy.version(),
         PolicyView::body(&policy),
     );
-    let request = key
-        .0
-        .map(|key| RequestRecord::new("POST /policies", &key, &terms, response.clone()));
+    let request = key.0.map(|key| {
+        RequestRecord::new(
+            "POST /policies",
+            identity.subject(),
+            &key,
+            &terms,
+            response.clone(),
+        )
+    });
     let outcome = store
         .write(PolicyWrite {
             policy,
@@ -95,9 +126,10 @@ async fn create(
 
 async fn fetch(
     State(store): State<PolicyStore>,
+    identity: Identity,
     Path(policy_id): Path<String>,
 ) -> Result<Response, Problem> {
-    let policy = load(&store, &policy_id).await?;
+    let policy = load(&store, &identity, &policy_id).await?;
     Ok(respond(StatusCode::OK, &policy))
 }
 
@@ -112,13 +144,17 @@ struct ListQuery {
 
 async fn list(
     State(store): State<PolicyStore>,
+    identity: Identity,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, Problem> {
-    let Some(customer_id) = query.customer_id.filter(|id| !id.is_empty()) else {
-        return Err(Problem::bad_request(
-            "list policies by customer: GET /policies?customer_id=<id> (with optional limit \
-             and cursor)",
-        ));
+    let customer_id = match access::list_scope(&identity, query.customer_id.as_deref())? {
+        ListScope::Customer(customer) | ListScope::Staff(Some(customer)) => customer,
+        ListScope::Staff(None) => {
+            return Err(Problem::bad_request(
+                "list policies by customer: GET /policies?customer_id=<id> (with optional \
+                 limit and cursor)",
+            ));
+        }
     };
     let limit = query.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
@@ -145,19 +181,25 @@ async fn list(
 
 async fn update(
     State(store): State<PolicyStore>,
+    identity: Identity,
     Path(policy_id): Path<String>,
     IfMatch(expected): IfMatch,
     ApiJson(change): ApiJson<TermsChange>,
 ) -> Result<Response, Problem> {
-    transition(&store, &policy_id, expected, |policy| policy.update(change)).await
+    transition(&store, &identity, &policy_id, expected, |policy| {
+        policy.update(change)
+    })
+    .await
 }
 
 async fn issue(
     State(store): State<PolicyStore>,
+    identity: Identity,
     Path(policy_id): Path<String>,
     IfMatch(expected): IfMatch,
 ) -> Result<Response, Problem> {
-    transition(&store, &policy_id, expected, Policy::issue).await
+    identity.require(Role::Staff)?;
+    transition(&store, &identity, &policy_id, expected, Policy::issue).await
 }
 
 /// The optional body of `POST /policies/{id}/cancel`.
@@ -169,26 +211,33 @@ struct CancelBody {
 
 async fn cancel(
     State(store): State<PolicyStore>,
+    identity: Identity,
     Path(policy_id): Path<String>,
     IfMatch(expected): IfMatch,
     body: axum::body::Bytes,
 ) -> Result<Response, Problem> {
+    identity.require(Role::Staff)?;
     let reason = if body.is_empty() {
         None
     } else {
         dovetail_service_kit::parse_json::<CancelBody>(&body)?.reason
     };
-    transition(&store, &policy_id, expected, |policy| policy.cancel(reason)).await
+    transition(&store, &identity, &policy_id, expected, |policy| {
+        policy.cancel(reason)
+    })
+    .await
 }
 
-/// Loads the policy, checks `If-Match`, applies `change` and commits it with its event.
+/// Loads the policy (if `identity` may see it), checks `If-Match`, applies `change` and
+/// commits it with its event.
 async fn transition(
     store: &PolicyStore,
+    identity: &Identity,
     policy_id: &str,
     expected: u64,
     change: impl FnOnce(&Policy) -> Result<(Policy, PolicyChange), PolicyError>,
 ) -> Result<Response, Problem> {
-    let current = load(store, policy_id).await?;
+    let current = load(store, identity, policy_id).await?;
     if current.version() != expected {
         return Err(stale(policy_id, expected, Some(current.version())));
     }
@@ -205,11 +254,18 @@ async fn transition(
     Ok(respond(StatusCode::OK, &policy))
 }
 
-async fn load(store: &PolicyStore, policy_id: &str) -> Result<Policy, Problem> {
+/// The policy `policy_id`, if `identity` may act for its customer: one another customer
+/// may not see is answered exactly as a missing one.
+async fn load(
+    store: &PolicyStore,
+    identity: &Identity,
+    policy_id: &str,
+) -> Result<Policy, Problem> {
     store
         .get(policy_id)
         .await
         .map_err(store_problem)?
+        .filter(|policy| !access::hidden(identity, &policy.snapshot().customer_id))
         .ok_or_else(|| {
             Problem::not_found(format!(
                 "no policy has the id {policy_id:?}; list a customer's policies with \

@@ -29,6 +29,7 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use dovetail_events::envelope::Source;
+use dovetail_http::identity::IdentityLayer;
 use dovetail_service_kit::events::{OutboxRelay, Transport};
 use dovetail_service_kit::ops::Readiness;
 use dovetail_service_kit::{Background, ServiceHttp, Shutdown};
@@ -54,7 +55,9 @@ impl std::fmt::Debug for Application {
 }
 
 impl Application {
-    /// Opens the storage, creates the topic, binds the listener.
+    /// Opens the storage, creates the topic, binds the listener. Every API route but
+    /// `/openapi.json` verifies its caller's token against `config.identity`, with this
+    /// service's name as the audience.
     ///
     /// # Errors
     /// When the database cannot be opened, the topic created, or the address bound; the
@@ -70,10 +73,11 @@ impl Application {
             Readiness::default().check_with("database", opened.store.clone(), |store| async move {
                 store.ping().await
             });
+        let identity = IdentityLayer::new(config.identity.verifier(SERVICE)?);
         let http = ServiceHttp::bind(
             SERVICE,
             config.listen,
-            http::router(opened.store),
+            http::router(opened.store, identity),
             readiness,
         )
         .await?;

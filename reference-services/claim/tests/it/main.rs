@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
 
+mod access;
 mod api;
 #[cfg(feature = "aws")]
 mod needs_servers;

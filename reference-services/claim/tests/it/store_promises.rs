@@ -78,7 +78,13 @@ fn keyed(policy: &PolicySnapshot, amount: &str, key: &str) -> ClaimWrite {
         claim,
         change,
         expected: ExpectedVersion::New,
-        request: Some(RequestRecord::new("POST /claims", key, &body, response)),
+        request: Some(RequestRecord::new(
+            "POST /claims",
+            "user-1",
+            key,
+            &body,
+            response,
+        )),
     }
 }
 

@@ -1,10 +1,11 @@
-//! A claim service on port 0 in a temporary directory, a publisher of policy events onto
-//! its bus, and a collector of the claim events it publishes.
+//! A claim service on port 0 in a temporary directory, verifying the tokens of its own
+//! [`TestIssuer`], an HTTP client for it that sends a staff token, a publisher of policy
+//! events onto its bus, and a collector of the claim events it publishes.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dovetail_claim::{Application, ClaimConfig};
+use dovetail_claim::{Application, ClaimConfig, SERVICE};
 use dovetail_contracts::policy::{
     PolicyCancelled, PolicyDrafted, PolicyIssued, PolicySnapshot, PolicyStatus,
 };
@@ -16,12 +17,18 @@ use dovetail_events::envelope::{AggregateRef, Envelope, Event, EventMetadata, Se
 use dovetail_events::publish::Publisher;
 use dovetail_service_kit::Shutdown;
 use dovetail_service_kit::events::Transport;
+use dovetail_testkit::identity::TestIssuer;
 use serde_json::Value;
 use time::macros::date;
 
 pub(crate) struct Service {
     pub(crate) base: String,
+    /// Sends a staff token with every request (a request's own `Authorization` wins).
     pub(crate) http: reqwest::Client,
+    /// Sends no token.
+    pub(crate) anonymous: reqwest::Client,
+    /// Mints the tokens the service accepts.
+    pub(crate) issuer: TestIssuer,
     pub(crate) bus: EmbeddedBus,
     shutdown: Shutdown,
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -35,7 +42,10 @@ impl Service {
             uuid::Uuid::new_v4().simple()
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        let issuer = TestIssuer::start().await;
         let mut config = ClaimConfig::default();
+        config.identity.issuer = issuer.issuer().to_owned();
+        config.identity.jwks_url = issuer.jwks_url().to_owned();
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.storage.sqlite_path = Some(dir.join("claim.db"));
         config.events.bus_path = dir.join("bus.db");
@@ -74,7 +84,9 @@ impl Service {
         let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         Self {
             base,
-            http: reqwest::Client::new(),
+            http: client_with(&issuer.staff_token(SERVICE)),
+            anonymous: reqwest::Client::new(),
+            issuer,
             bus,
             shutdown,
             running,
@@ -84,6 +96,17 @@ impl Service {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A token of a customer user bound to `customer_id`, for this service.
+    pub(crate) fn customer(&self, customer_id: &str) -> String {
+        self.issuer.customer_token(SERVICE, customer_id)
+    }
+
+    /// A token of staff user `subject`, for this service.
+    pub(crate) fn staff(&self, subject: &str) -> String {
+        self.issuer
+            .sign(&self.issuer.claims(SERVICE, subject, &["staff"]))
     }
 
     /// Publishes `event` about `policy` at its version, as the policy service's relay would.
@@ -220,6 +243,19 @@ pub(crate) fn claim_body(policy_id: &str, amount: &str) -> Value {
         "amount": amount,
         "description": "burst pipe in the kitchen"
     })
+}
+
+/// A client that sends `Authorization: Bearer <token>` with every request.
+pub(crate) fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 pub(crate) use dovetail_testkit::http::assert_problem;

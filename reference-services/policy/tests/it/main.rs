@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
 
+mod access;
 mod api;
 mod bad_input;
 #[cfg(feature = "aws")]

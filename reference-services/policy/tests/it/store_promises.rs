@@ -59,6 +59,7 @@ fn keyed(customer: &str, key: &str) -> PolicyWrite {
     );
     write.request = Some(RequestRecord::new(
         "POST /policies",
+        "user-1",
         key,
         &terms(customer),
         response,

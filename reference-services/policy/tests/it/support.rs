@@ -1,5 +1,6 @@
-//! A policy service on port 0 in a temporary directory, an HTTP client for it, and a
-//! subscription that collects the events it publishes.
+//! A policy service on port 0 in a temporary directory, verifying the tokens of its own
+//! [`TestIssuer`], an HTTP client for it that sends a staff token, and a subscription that
+//! collects the events it publishes.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -10,15 +11,21 @@ use dovetail_events::bus::{
 };
 use dovetail_events::consumer::{Delivery, HandlerError};
 use dovetail_events::envelope::Envelope;
-use dovetail_policy::{Application, PolicyConfig};
+use dovetail_policy::{Application, PolicyConfig, SERVICE};
 use dovetail_service_kit::Shutdown;
 use dovetail_service_kit::events::Transport;
+use dovetail_testkit::identity::TestIssuer;
 use serde_json::{Value, json};
 
 /// A running service.
 pub(crate) struct Service {
     pub(crate) base: String,
+    /// Sends a staff token with every request (a request's own `Authorization` wins).
     pub(crate) http: reqwest::Client,
+    /// Sends no token.
+    pub(crate) anonymous: reqwest::Client,
+    /// Mints the tokens the service accepts.
+    pub(crate) issuer: TestIssuer,
     pub(crate) shutdown: Shutdown,
     pub(crate) running: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub(crate) events: Arc<Mutex<Vec<Envelope>>>,
@@ -34,8 +41,10 @@ pub(crate) fn temp_dir() -> PathBuf {
     dir
 }
 
-pub(crate) fn config(dir: &std::path::Path) -> PolicyConfig {
+pub(crate) fn config(dir: &std::path::Path, issuer: &TestIssuer) -> PolicyConfig {
     let mut config = PolicyConfig::default();
+    config.identity.issuer = issuer.issuer().to_owned();
+    config.identity.jwks_url = issuer.jwks_url().to_owned();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.storage.sqlite_path = Some(dir.join("policy.db"));
     config.events.bus_path = dir.join("bus.db");
@@ -49,7 +58,8 @@ impl Service {
     }
 
     pub(crate) async fn start_in(dir: PathBuf) -> Self {
-        let config = config(&dir);
+        let issuer = TestIssuer::start().await;
+        let config = config(&dir, &issuer);
         let bus = EmbeddedBus::open(&config.events.bus_path).unwrap();
         bus.create_topic("policy-events").await.unwrap();
         bus.subscribe(BusSubscription {
@@ -85,7 +95,9 @@ impl Service {
         let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         Self {
             base,
-            http: reqwest::Client::new(),
+            http: client_with(&issuer.staff_token(SERVICE)),
+            anonymous: reqwest::Client::new(),
+            issuer,
             shutdown,
             running,
             events,
@@ -95,6 +107,17 @@ impl Service {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A token of a customer user bound to `customer_id`, for this service.
+    pub(crate) fn customer(&self, customer_id: &str) -> String {
+        self.issuer.customer_token(SERVICE, customer_id)
+    }
+
+    /// A token of staff user `subject`, for this service.
+    pub(crate) fn staff(&self, subject: &str) -> String {
+        self.issuer
+            .sign(&self.issuer.claims(SERVICE, subject, &["staff"]))
     }
 
     /// Drafts a policy for `customer` and returns its JSON.
@@ -142,6 +165,19 @@ pub(crate) fn terms(customer: &str) -> Value {
         "effective_date": "2026-01-01",
         "expiry_date": "2099-12-31"
     })
+}
+
+/// A client that sends `Authorization: Bearer <token>` with every request.
+pub(crate) fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 pub(crate) use dovetail_testkit::http::assert_problem;

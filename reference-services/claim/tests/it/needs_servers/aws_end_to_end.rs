@@ -87,6 +87,9 @@ async fn policy_events_on_sns_feed_the_replica_and_a_filed_claim_reaches_the_cla
     let clients = super::clients().await;
     let prefix = format!("{}-", dovetail_testkit::unique_name("claim-e2e"));
     let mut config = ClaimConfig::default();
+    let issuer = dovetail_testkit::identity::TestIssuer::start().await;
+    config.identity.issuer = issuer.issuer().to_owned();
+    config.identity.jwks_url = issuer.jwks_url().to_owned();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.storage.backend = StorageBackend::Dynamodb;
     config.storage.dynamodb_table = Some(format!("{prefix}claim"));
@@ -109,7 +112,7 @@ async fn policy_events_on_sns_feed_the_replica_and_a_filed_claim_reaches_the_cla
     let base = format!("http://{}", app.local_addr());
     let shutdown = Shutdown::new();
     let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    let http = reqwest::Client::new();
+    let http = crate::support::client_with(&issuer.staff_token(dovetail_claim::SERVICE));
 
     let policies = transport
         .publisher(dovetail_contracts::policy::TOPIC)

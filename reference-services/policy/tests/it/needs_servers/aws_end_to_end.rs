@@ -100,6 +100,9 @@ async fn a_policy_issued_over_http_reaches_the_queues_subscribed_to_its_topic() 
     let clients = super::clients().await;
     let prefix = format!("{}-", dovetail_testkit::unique_name("e2e"));
     let mut config = PolicyConfig::default();
+    let issuer = dovetail_testkit::identity::TestIssuer::start().await;
+    config.identity.issuer = issuer.issuer().to_owned();
+    config.identity.jwks_url = issuer.jwks_url().to_owned();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.storage.backend = StorageBackend::Dynamodb;
     config.storage.dynamodb_table = Some(format!("{prefix}policy"));
@@ -148,7 +151,7 @@ async fn a_policy_issued_over_http_reaches_the_queues_subscribed_to_its_topic() 
         .unwrap();
     let base = format!("http://{}", app.local_addr());
     let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    let http = reqwest::Client::new();
+    let http = crate::support::client_with(&issuer.staff_token(dovetail_policy::SERVICE));
     let created = http
         .post(format!("{base}/policies"))
         .header("idempotency-key", "e2e-1")
