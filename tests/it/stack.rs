@@ -3,6 +3,7 @@
 //! the search service indexes it.
 
 use dovetail_service_kit::Shutdown;
+use dovetail_stack::users::{Credentials, Seeding};
 use dovetail_stack::{StackConfig, demo};
 
 #[tokio::test]
@@ -14,16 +15,21 @@ async fn the_demo_walks_from_policy_to_paid_claim_and_a_cancelled_policy_refuses
         policy_port: 0,
         claim_port: 0,
         search_port: 0,
+        auth_port: 0,
         ..StackConfig::default()
     };
     let stack = dovetail_stack::start(&config, Shutdown::new())
         .await
         .unwrap();
+    let credentials = match &stack.users {
+        Seeding::Created(credentials) => credentials.clone(),
+        other => panic!("a fresh data directory gets new users, not {other:?}"),
+    };
     let mut transcript = Vec::new();
-    let report = demo::run(&demo::Services::of(&stack), &mut transcript)
+    let report = demo::run(&demo::Services::of(&stack), &credentials, &mut transcript)
         .await
         .unwrap();
-    assert_walk_through_is_searchable(stack.search, &report).await;
+    assert_walk_through_is_searchable(&stack, &credentials, &report).await;
     stack.stop().await.unwrap();
 
     assert!(report.policy_id.starts_with("pol-") && report.claim_id.starts_with("clm-"));
@@ -50,30 +56,99 @@ async fn the_demo_walks_from_policy_to_paid_claim_and_a_cancelled_policy_refuses
         [format!("claim:{} paid", report.claim_id)]
     );
     assert_eq!(report.other_customer_hits, 0);
+    // Identity: no token is a 401, a customer may not approve, and the walk's customer is
+    // a new one the auth service named.
+    assert!(
+        report.anonymous_refusal.starts_with("401"),
+        "{}",
+        report.anonymous_refusal
+    );
+    assert!(
+        report.customer_approval_refusal.starts_with("403")
+            && report.customer_approval_refusal.contains("staff"),
+        "{}",
+        report.customer_approval_refusal
+    );
+    assert!(report.customer_id.starts_with("cust-") && report.customer_id != "cust-demo");
     let printed = String::from_utf8(transcript).unwrap();
     assert_eq!(printed, report.transcript);
     assert!(printed.contains("-> paid"), "{printed}");
-    for file in ["policy.db", "claim.db", "bus.db", "search"] {
+    for file in [
+        "policy.db",
+        "claim.db",
+        "bus.db",
+        "search",
+        "auth.db",
+        "auth-sessions.db",
+        "auth-keys",
+        "credentials.json",
+    ] {
         assert!(
             dir.join(file).exists(),
             "{file} is under the data directory"
         );
     }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("credentials.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the credentials are the owner's only");
+    }
+    // A second start on the same directory keeps the users and their passwords.
+    let again = dovetail_stack::start(&config, Shutdown::new())
+        .await
+        .unwrap();
+    assert_eq!(again.users, Seeding::Existing(credentials.clone()));
+    staff_client(&format!("http://{}", again.auth), &credentials).await;
+    again.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A client that sends the stack's staff user's bearer token, logged in at the auth
+/// service `auth_url`.
+pub(crate) async fn staff_client(auth_url: &str, credentials: &Credentials) -> reqwest::Client {
+    let session: serde_json::Value = reqwest::Client::new()
+        .post(format!("{auth_url}/sessions"))
+        .json(&serde_json::json!({
+            "email": credentials.staff.email, "password": credentials.staff.password
+        }))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["access_token"].as_str().unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
 /// The search service indexed the walk-through from the events: the paid claim and the
-/// cancelled policy, each at its newest version (within ten seconds).
+/// cancelled policy, each at its newest version (within ten seconds), as staff see it.
 pub(crate) async fn assert_walk_through_is_searchable(
-    search: std::net::SocketAddr,
+    stack: &dovetail_stack::RunningStack,
+    credentials: &Credentials,
     report: &dovetail_stack::demo::DemoReport,
 ) {
-    let search = format!("http://{search}/search?limit=100");
+    let staff = staff_client(&format!("http://{}", stack.auth), credentials).await;
+    let search = format!("http://{}/search?limit=100", stack.search);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let found: serde_json::Value = reqwest::Client::new()
+        let found: serde_json::Value = staff
             .get(&search)
-            .header("x-dovetail-scope", "staff")
             .send()
             .await
             .unwrap()

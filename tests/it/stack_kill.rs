@@ -24,6 +24,7 @@ struct Urls {
     policy: String,
     claim: String,
     search: String,
+    auth: String,
 }
 
 /// What the clients were told succeeded.
@@ -47,6 +48,7 @@ fn stack_child_process() {
         policy_port: port("DOVETAIL_KILL_POLICY_PORT"),
         claim_port: port("DOVETAIL_KILL_CLAIM_PORT"),
         search_port: port("DOVETAIL_KILL_SEARCH_PORT"),
+        auth_port: port("DOVETAIL_KILL_AUTH_PORT"),
         relay_poll_interval_ms: 100,
         ..StackConfig::default()
     };
@@ -66,21 +68,28 @@ fn stack_child_process() {
 async fn a_stack_killed_mid_flow_loses_nothing_it_acknowledged() {
     let dir = std::env::temp_dir().join(format!("dovetail-kill-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let ports = [free_port(), free_port(), free_port()];
+    let ports = [free_port(), free_port(), free_port(), free_port()];
     let urls = Urls {
         policy: format!("http://127.0.0.1:{}", ports[0]),
         claim: format!("http://127.0.0.1:{}", ports[1]),
         search: format!("http://127.0.0.1:{}", ports[2]),
+        auth: format!("http://127.0.0.1:{}", ports[3]),
     };
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    // Staff, logged in after the first start; the token outlives the kills (the keys are
+    // kept in the data directory).
+    let mut http = reqwest::Client::new();
     let mut acknowledged = Acknowledged::default();
 
     for round in 0..ROUNDS {
         let mut child = spawn_stack(&dir, ports);
         wait_healthy(&http, &urls).await;
+        if round == 0 {
+            let credentials = dovetail_stack::users::Credentials::read(
+                &dovetail_stack::users::Credentials::path_in(&dir),
+            )
+            .unwrap();
+            http = crate::stack::staff_client(&urls.auth, &credentials).await;
+        }
         let deadline = Instant::now() + Duration::from_millis(150 + random_below(450));
         let mut n = 0;
         while Instant::now() < deadline {
@@ -309,20 +318,12 @@ async fn verify_search(http: &reqwest::Client, urls: &Urls, versions: &Versions)
     }
 }
 
-/// Every document of the index (as staff), by id: its version.
+/// Every document of the index (`http` is staff's client), by id: its version.
 async fn indexed_versions(http: &reqwest::Client, search: &str) -> BTreeMap<String, u64> {
     let mut indexed = BTreeMap::new();
     let mut uri = format!("{search}/search?limit=100&sort=date");
     loop {
-        let page: Value = http
-            .get(&uri)
-            .header("x-dovetail-scope", "staff")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = http.get(&uri).send().await.unwrap().json().await.unwrap();
         for item in page["items"].as_array().unwrap() {
             indexed.insert(
                 item["id"].as_str().unwrap().to_owned(),
@@ -353,7 +354,7 @@ impl Drop for StackProcess {
     }
 }
 
-fn spawn_stack(dir: &Path, ports: [u16; 3]) -> StackProcess {
+fn spawn_stack(dir: &Path, ports: [u16; 4]) -> StackProcess {
     let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -366,6 +367,7 @@ fn spawn_stack(dir: &Path, ports: [u16; 3]) -> StackProcess {
         .env("DOVETAIL_KILL_POLICY_PORT", ports[0].to_string())
         .env("DOVETAIL_KILL_CLAIM_PORT", ports[1].to_string())
         .env("DOVETAIL_KILL_SEARCH_PORT", ports[2].to_string())
+        .env("DOVETAIL_KILL_AUTH_PORT", ports[3].to_string())
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -377,7 +379,7 @@ async fn wait_healthy(http: &reqwest::Client, urls: &Urls) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut ready = true;
-        for url in [&urls.policy, &urls.claim, &urls.search] {
+        for url in [&urls.policy, &urls.claim, &urls.search, &urls.auth] {
             let answer = http.get(format!("{url}/readyz")).send().await;
             ready &= matches!(answer, Ok(answer) if answer.status() == 200);
         }

@@ -7,6 +7,7 @@ use crate::error_chain;
 #[derive(Debug, Clone)]
 pub struct RedisFixture {
     client: ::redis::Client,
+    url: String,
     namespace: String,
 }
 
@@ -34,11 +35,17 @@ pub async fn redis() -> RedisFixture {
     });
     RedisFixture {
         client,
+        url: endpoint,
         namespace: crate::unique_name("redis"),
     }
 }
 
 impl RedisFixture {
+    /// The server's URL, for a component under test that connects by itself.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The client, for opening further connections.
     pub fn client(&self) -> &::redis::Client {
         &self.client

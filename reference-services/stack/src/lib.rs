@@ -6,23 +6,32 @@
 //! | policy | 8081 | `data/policy.db` |
 //! | claim | 8082 | `data/claim.db` |
 //! | search | 8083 | `data/search/` (a tantivy index, and `idempotency.db`) |
+//! | auth | 8084 | `data/auth.db` (users), `data/auth-sessions.db`, `data/auth-keys/` |
 //! | events | – | `data/bus.db` (the embedded bus) |
 //!
 //! Each service still owns its own database: the stack only saves starting them one by
-//! one. With [`Backends::Aws`] every service keeps its data in its own DynamoDB table and
+//! one. The auth service starts first: every other service verifies its callers' bearer
+//! tokens against its JWKS, and on the first start the stack makes a staff user and a demo
+//! customer ([`users`]), whose credentials it prints once and keeps in
+//! `data/credentials.json` (mode 0600). With [`Backends::Aws`] every service keeps its data in its own DynamoDB table and
 //! publishes to SNS topics fanned out to SQS queues at `AWS_ENDPOINT_URL` (or in AWS),
 //! creating what is missing, and the search service its idempotency records in the DynamoDB
 //! table `dovetail-search-service-idempotency`. The search index is the tantivy directory
 //! unless [`StackConfig::opensearch_url`] names an OpenSearch node (the alias and its index
-//! are created when missing); the two choices are independent.
+//! are created when missing); the two choices are independent. The auth service's
+//! refresh tokens and throttling counters go to Redis when
+//! [`StackConfig::redis_url`] names one, and stay in SQLite otherwise.
 //! [`demo`] walks through the system over HTTP.
 
 pub mod demo;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use dovetail_service_kit::config::{EventsBackend, EventsConfig, StorageBackend, StorageConfig};
+use dovetail_service_kit::config::{
+    EventsBackend, EventsConfig, IdentityConfig, StorageBackend, StorageConfig,
+};
 use dovetail_service_kit::events::Transport;
 use dovetail_service_kit::{Shutdown, cli};
 use tokio::task::JoinHandle;
@@ -33,6 +42,8 @@ pub const POLICY_PORT: u16 = 8081;
 pub const CLAIM_PORT: u16 = 8082;
 /// The search service's port.
 pub const SEARCH_PORT: u16 = 8083;
+/// The auth service's port.
+pub const AUTH_PORT: u16 = 8084;
 
 /// Where the services keep their data and send their events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +70,11 @@ pub struct StackConfig {
     pub claim_port: u16,
     /// The search service's port.
     pub search_port: u16,
+    /// The auth service's port.
+    pub auth_port: u16,
+    /// The auth service's session store (refresh tokens, revocations, throttling): Redis
+    /// at this URL, or (`None`, the default) a SQLite file under `data_dir`.
+    pub redis_url: Option<String>,
     /// How often relays poll for commits of other processes, in milliseconds.
     pub relay_poll_interval_ms: u64,
     /// The search service's index: its tantivy directory under `data_dir` (`None`, the
@@ -78,6 +94,8 @@ impl Default for StackConfig {
             policy_port: POLICY_PORT,
             claim_port: CLAIM_PORT,
             search_port: SEARCH_PORT,
+            auth_port: AUTH_PORT,
+            redis_url: None,
             relay_poll_interval_ms: 1000,
             opensearch_url: None,
             search_alias: "dovetail-search".to_owned(),
@@ -94,6 +112,10 @@ pub struct RunningStack {
     pub claim: SocketAddr,
     /// Where the search service listens.
     pub search: SocketAddr,
+    /// Where the auth service listens.
+    pub auth: SocketAddr,
+    /// The staff user and the demo customer, and whether this start made them.
+    pub users: users::Seeding,
     shutdown: Shutdown,
     services: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
 }
@@ -108,6 +130,23 @@ impl StackConfig {
             sqlite_path: Some(self.data_dir.join(format!("{service}.db"))),
             dynamodb_table: None,
         }
+    }
+
+    fn auth(&self) -> dovetail_auth::AuthConfig {
+        let mut auth = dovetail_auth::AuthConfig {
+            listen: SocketAddr::new(self.host, self.auth_port),
+            storage: self.storage("auth"),
+            keys_dir: self.data_dir.join("auth-keys"),
+            events: self.events(),
+            ..Default::default()
+        };
+        auth.relay.poll_interval_ms = self.relay_poll_interval_ms;
+        auth.sessions.path = self.data_dir.join("auth-sessions.db");
+        if let Some(url) = &self.redis_url {
+            auth.sessions.backend = dovetail_auth::sessions::SessionBackend::Redis;
+            auth.sessions.url = Some(url.clone());
+        }
+        auth
     }
 
     fn events(&self) -> EventsConfig {
@@ -132,10 +171,21 @@ pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<R
     let events = config.events();
     let transport: Transport = cli::transport(&events)?;
 
+    let auth = dovetail_auth::Application::build(config.auth(), &transport)
+        .await
+        .map_err(|error| error.context("starting the auth service"))?;
+    let users = users::seed(&auth.admin(), &config.data_dir).await?;
+    let identity = IdentityConfig {
+        issuer: dovetail_auth::AuthConfig::default().tokens.issuer,
+        jwks_url: format!("http://{}/.well-known/jwks.json", auth.local_addr()),
+        ..IdentityConfig::default()
+    };
+
     let mut policy = dovetail_policy::PolicyConfig {
         listen: SocketAddr::new(config.host, config.policy_port),
         storage: config.storage("policy"),
         events: events.clone(),
+        identity: identity.clone(),
         ..Default::default()
     };
     policy.relay.poll_interval_ms = config.relay_poll_interval_ms;
@@ -147,6 +197,7 @@ pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<R
         listen: SocketAddr::new(config.host, config.claim_port),
         storage: config.storage("claim"),
         events,
+        identity: identity.clone(),
         ..Default::default()
     };
     claim.relay.poll_interval_ms = config.relay_poll_interval_ms;
@@ -157,6 +208,7 @@ pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<R
     let mut search = dovetail_search::SearchConfig {
         listen: SocketAddr::new(config.host, config.search_port),
         events: config.events(),
+        identity,
         ..Default::default()
     };
     search.index.tantivy_path = config.data_dir.join("search");
@@ -177,9 +229,17 @@ pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<R
         .await
         .map_err(|error| error.context("starting the search service"))?;
 
-    let (policy_addr, claim_addr, search_addr) =
-        (policy.local_addr(), claim.local_addr(), search.local_addr());
+    let (policy_addr, claim_addr, search_addr, auth_addr) = (
+        policy.local_addr(),
+        claim.local_addr(),
+        search.local_addr(),
+        auth.local_addr(),
+    );
     let services = vec![
+        (
+            "auth",
+            tokio::spawn(auth.run_until_stopped(shutdown.clone())),
+        ),
         (
             "policy",
             tokio::spawn(policy.run_until_stopped(shutdown.clone())),
@@ -197,6 +257,8 @@ pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<R
         policy: policy_addr,
         claim: claim_addr,
         search: search_addr,
+        auth: auth_addr,
+        users,
         shutdown,
         services,
     })

@@ -2,8 +2,9 @@
 //! them (`demo`).
 //!
 //! ```text
-//! dovetail-stack [run] [--aws] [--opensearch <url>] [--data-dir <dir>]
-//! dovetail-stack demo [--policy-url <url>] [--claim-url <url>] [--search-url <url>]
+//! dovetail-stack [run] [--aws] [--redis <url>] [--opensearch <url>] [--data-dir <dir>]
+//! dovetail-stack demo [--credentials <file>] [--policy-url <url>] [--claim-url <url>]
+//!                     [--search-url <url>] [--auth-url <url>]
 //! ```
 
 // A command-line program: its output is what it prints.
@@ -13,17 +14,25 @@ use std::path::PathBuf;
 
 use dovetail_service_kit::{Shutdown, cli, shutdown_on_signal};
 use dovetail_stack::demo::Services;
+use dovetail_stack::users::{CUSTOMER_PASSWORD_VAR, Credentials, STAFF_PASSWORD_VAR, Seeding};
 use dovetail_stack::{Backends, StackConfig};
 
 const USAGE: &str = "usage:
-  dovetail-stack [run] [--aws] [--opensearch <url>] [--data-dir <dir>]
-      every reference service on fixed ports (policy 8081, claim 8082, search 8083), embedded backends
-      under ./data; --aws moves every service to DynamoDB and SNS/SQS at AWS_ENDPOINT_URL
-      (or real AWS), creating what is missing; --opensearch moves the search index to the
-      OpenSearch node at <url> (such as http://127.0.0.1:9200)
-  dovetail-stack demo [--policy-url <url>] [--claim-url <url>] [--search-url <url>]
-      walks through the system against a running stack (or starts one in a temporary
-      directory when none answers)";
+  dovetail-stack [run] [--aws] [--redis <url>] [--opensearch <url>] [--data-dir <dir>]
+      every reference service on fixed ports (policy 8081, claim 8082, search 8083, auth 8084),
+      embedded backends under ./data; --aws moves every service to DynamoDB and SNS/SQS at
+      AWS_ENDPOINT_URL (or real AWS), creating what is missing; --redis keeps the auth
+      service's sessions and throttling counters in Redis at <url> (such as
+      redis://127.0.0.1:6379); --opensearch moves the search index to the OpenSearch node at
+      <url> (such as http://127.0.0.1:9200). The first start makes a staff user and a demo
+      customer (passwords from DOVETAIL_STACK_STAFF_PASSWORD and
+      DOVETAIL_STACK_CUSTOMER_PASSWORD, or generated), prints them once and keeps them in
+      <data-dir>/credentials.json (mode 0600)
+  dovetail-stack demo [--credentials <file>] [--policy-url <url>] [--claim-url <url>]
+                      [--search-url <url>] [--auth-url <url>]
+      walks through the system against a running stack, logging in with the credentials in
+      <file> (default data/credentials.json), or starts one in a temporary directory when
+      none answers";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -51,6 +60,13 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--aws" => config.backends = Backends::Aws,
+            "--redis" => {
+                config.redis_url = Some(
+                    args.next()
+                        .ok_or_else(|| anyhow::anyhow!("--redis needs the server's URL\n{USAGE}"))?
+                        .clone(),
+                );
+            }
             "--opensearch" => {
                 config.opensearch_url = Some(
                     args.next()
@@ -96,17 +112,60 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
         "  search service  http://{}  (API: /openapi.json; index: {index})",
         stack.search
     );
+    let sessions = config.redis_url.as_ref().map_or_else(
+        || format!("sessions in {}/auth-sessions.db", config.data_dir.display()),
+        |_| "sessions in Redis".to_owned(),
+    );
+    println!(
+        "  auth service    http://{}  (API: /openapi.json; {sessions})",
+        stack.auth
+    );
+    print_users(&stack.users, &config);
     println!("Try the walk-through in another terminal: cargo xtask stack demo");
     println!("Ctrl-C stops every service after draining requests, consumers and relays.");
     stack.wait().await
 }
 
+/// Says how to log in: the passwords when this start made the users (the only time they
+/// are printed), where they are kept otherwise.
+fn print_users(users: &Seeding, config: &StackConfig) {
+    let file = Credentials::path_in(&config.data_dir);
+    match users {
+        Seeding::Created(credentials) => {
+            println!(
+                "Made the stack's users (passwords from {STAFF_PASSWORD_VAR} and \
+                 {CUSTOMER_PASSWORD_VAR}, or generated; printed this once, kept in {}, mode 0600):",
+                file.display()
+            );
+            for (who, login) in [
+                ("staff", &credentials.staff),
+                ("demo customer", &credentials.customer),
+            ] {
+                println!("  {who:<14} {}  password {}", login.email, login.password);
+            }
+        }
+        Seeding::Existing(credentials) => println!(
+            "Users: staff {} and demo customer {}; their passwords are in {}",
+            credentials.staff.email,
+            credentials.customer.email,
+            file.display()
+        ),
+        Seeding::Elsewhere => println!(
+            "Users: the staff user and demo customer exist already, made by a stack with another \
+             data directory; their passwords are in that directory's credentials.json"
+        ),
+    }
+}
+
 async fn demo(args: &[String]) -> anyhow::Result<()> {
     let mut services = Services::local();
+    let mut credentials_file = Credentials::path_in(&StackConfig::default().data_dir);
     let mut args = args.iter();
     while let Some(arg) = args.next() {
-        let value = || anyhow::anyhow!("{arg} needs a URL\n{USAGE}");
+        let value = || anyhow::anyhow!("{arg} needs a value\n{USAGE}");
         match arg.as_str() {
+            "--credentials" => credentials_file = PathBuf::from(args.next().ok_or_else(value)?),
+            "--auth-url" => services.auth = args.next().ok_or_else(value)?.clone(),
             "--policy-url" => services.policy = args.next().ok_or_else(value)?.clone(),
             "--claim-url" => services.claim = args.next().ok_or_else(value)?.clone(),
             "--search-url" => services.search = args.next().ok_or_else(value)?.clone(),
@@ -114,19 +173,26 @@ async fn demo(args: &[String]) -> anyhow::Result<()> {
         }
     }
     let mut running = true;
-    for url in [&services.policy, &services.claim, &services.search] {
+    for url in [
+        &services.policy,
+        &services.claim,
+        &services.search,
+        &services.auth,
+    ] {
         running &= reqwest::get(format!("{url}/healthz")).await.is_ok();
     }
     if running {
-        dovetail_stack::demo::run(&services, &mut std::io::stdout()).await?;
+        let credentials = Credentials::read(&credentials_file)?;
+        dovetail_stack::demo::run(&services, &credentials, &mut std::io::stdout()).await?;
         return Ok(());
     }
     let dir = std::env::temp_dir().join(format!("dovetail-demo-{}", std::process::id()));
     println!(
-        "No stack answers at {}, {} and {}; starting one in {} for the demo.\n",
+        "No stack answers at {}, {}, {} and {}; starting one in {} for the demo.\n",
         services.policy,
         services.claim,
         services.search,
+        services.auth,
         dir.display()
     );
     let config = StackConfig {
@@ -134,10 +200,18 @@ async fn demo(args: &[String]) -> anyhow::Result<()> {
         policy_port: 0,
         claim_port: 0,
         search_port: 0,
+        auth_port: 0,
         ..StackConfig::default()
     };
     let stack = dovetail_stack::start(&config, Shutdown::new()).await?;
-    let result = dovetail_stack::demo::run(&Services::of(&stack), &mut std::io::stdout()).await;
+    let credentials = stack
+        .users
+        .credentials()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("the demo's fresh stack has no credentials"))?;
+    let result =
+        dovetail_stack::demo::run(&Services::of(&stack), &credentials, &mut std::io::stdout())
+            .await;
     stack.stop().await?;
     let _ = std::fs::remove_dir_all(dir);
     result.map(|_| ())

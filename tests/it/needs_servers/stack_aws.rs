@@ -2,7 +2,8 @@
 //! OpenSearch: the newcomer's walk-through succeeds as on the embedded backends and ends
 //! searchable, with every table, topic, queue, subscription and index created on the way
 //! (the search service's idempotency records in a table too, no file); starting the stack
-//! again on the same resources changes nothing and walks through again.
+//! again on the same resources changes nothing and walks through again. Users are in
+//! DynamoDB, the auth service's sessions in Redis.
 
 use dovetail_service_kit::Shutdown;
 use dovetail_stack::{Backends, StackConfig, demo};
@@ -11,11 +12,17 @@ async fn walk_through(config: &StackConfig) -> demo::DemoReport {
     let stack = dovetail_stack::start(config, Shutdown::new())
         .await
         .unwrap();
+    // The first walk's start made the users; the second finds their credentials.
+    let credentials = stack
+        .users
+        .credentials()
+        .cloned()
+        .expect("the users' credentials are in the data directory");
     let mut transcript = Vec::new();
-    let report = demo::run(&demo::Services::of(&stack), &mut transcript)
+    let report = demo::run(&demo::Services::of(&stack), &credentials, &mut transcript)
         .await
         .unwrap();
-    crate::stack::assert_walk_through_is_searchable(stack.search, &report).await;
+    crate::stack::assert_walk_through_is_searchable(&stack, &credentials, &report).await;
     stack.stop().await.unwrap();
     report
 }
@@ -35,6 +42,8 @@ async fn the_demo_walks_through_on_aws_twice() {
         policy_port: 0,
         claim_port: 0,
         search_port: 0,
+        auth_port: 0,
+        redis_url: Some(dovetail_testkit::redis().await.url().to_owned()),
         relay_poll_interval_ms: 200,
         opensearch_url: Some(opensearch.url().to_string()),
         search_alias: opensearch.fresh_index_name("stack-search"),
@@ -61,7 +70,14 @@ async fn the_demo_walks_through_on_aws_twice() {
             report.transcript
         );
     }
-    for file in ["policy.db", "claim.db", "bus.db", "search"] {
+    for file in [
+        "policy.db",
+        "claim.db",
+        "bus.db",
+        "search",
+        "auth.db",
+        "auth-sessions.db",
+    ] {
         assert!(
             !dir.join(file).exists(),
             "{file}: nothing is kept on disk when the backends are on AWS"

@@ -1,5 +1,5 @@
 //! The requests the demo's steps share: an answer expected with its status, a refusal,
-//! and the waits for the claim service's replica and the search service's index.
+//! and the waits (each as a caller with a bearer token) for the claim service's replica and the search service's index.
 
 use std::time::{Duration, Instant};
 
@@ -46,14 +46,15 @@ pub(super) async fn refusal(response: Response) -> anyhow::Result<String> {
     ))
 }
 
-/// Polls the claim service's replica until it holds `version` of `policy_id`, for at most
-/// 30 s; how long that took.
+/// Polls the claim service's replica (as the caller whose bearer token is `token`) until
+/// it holds `version` of `policy_id`, for at most 30 s; how long that took.
 ///
 /// # Errors
 /// When the replica does not get there in time, or the service does not answer.
 pub(super) async fn wait_for_replica(
     http: &Client,
     claim_url: &str,
+    token: &str,
     policy_id: &str,
     version: u64,
 ) -> anyhow::Result<Duration> {
@@ -61,6 +62,7 @@ pub(super) async fn wait_for_replica(
     while started.elapsed() < Duration::from_secs(30) {
         let response = http
             .get(format!("{claim_url}/replica/policies/{policy_id}"))
+            .bearer_auth(token)
             .send()
             .await?;
         if response.status() == StatusCode::OK {
@@ -76,7 +78,7 @@ pub(super) async fn wait_for_replica(
     )
 }
 
-/// Searches `uri` as `customer` until `done` holds of the hits (the index is refreshed
+/// Searches `uri` as the caller whose bearer token is `token` until `done` holds of the hits (the index is refreshed
 /// about once a second on OpenSearch), for at most 30 s; the hits.
 ///
 /// # Errors
@@ -84,16 +86,13 @@ pub(super) async fn wait_for_replica(
 pub(super) async fn wait_for_search(
     http: &Client,
     uri: &str,
-    customer: &str,
+    token: &str,
     done: impl Fn(&[Value]) -> bool,
 ) -> anyhow::Result<Vec<Value>> {
     let started = Instant::now();
     loop {
         let page = expect(
-            http.get(uri)
-                .header("x-dovetail-customer", customer)
-                .send()
-                .await,
+            http.get(uri).bearer_auth(token).send().await,
             StatusCode::OK,
             "searching",
         )

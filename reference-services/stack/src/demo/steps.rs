@@ -10,8 +10,10 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use time::Date;
 
+use super::callers::{self, Caller};
 use super::http::{expect, refusal, text, wait_for_replica, wait_for_search};
 use super::{DemoReport, Services};
+use crate::users::Credentials;
 
 /// The words the customer searches for, as they go in the query string.
 const WORDS: &str = "burst%20pipe";
@@ -21,8 +23,12 @@ pub(super) struct Walk<'a> {
     services: &'a Services,
     out: &'a mut dyn std::io::Write,
     http: Client,
-    /// The customer of the walk, new each time.
-    customer: String,
+    /// The stack's staff user, logged in.
+    staff: Option<Caller>,
+    /// The customer of the walk, registered each time.
+    customer: Option<Caller>,
+    /// Another customer (the stack's demo customer), logged in.
+    stranger: Option<Caller>,
     today: Date,
     /// The day of the claimed incident: yesterday.
     incident: Date,
@@ -30,29 +36,76 @@ pub(super) struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
-    /// Starts a walk through `services` for a new customer, printing to `out` where the
-    /// services are.
+    /// Starts a walk through `services`, printing to `out` where the services are.
     pub(super) fn start(services: &'a Services, out: &'a mut dyn std::io::Write) -> Self {
-        let customer = format!(
-            "cust-demo-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..6]
-        );
         let today = time::OffsetDateTime::now_utc().date();
         let incident = today.previous_day().unwrap_or(today);
         let mut walk = Self {
             services,
             out,
             http: Client::new(),
-            customer,
+            staff: None,
+            customer: None,
+            stranger: None,
             today,
             incident,
             report: DemoReport::default(),
         };
         walk.say(&format!(
-            "Dovetail demo: policy service at {}, claim service at {}, search service at {}\n",
-            services.policy, services.claim, services.search
+            "Dovetail demo: policy service at {}, claim service at {}, search service at {}, \
+             auth service at {}\n",
+            services.policy, services.claim, services.search, services.auth
         ));
         walk
+    }
+
+    fn staff(&self) -> &str {
+        self.staff.as_ref().map_or("", |staff| staff.token.as_str())
+    }
+
+    fn customer(&self) -> &str {
+        self.customer
+            .as_ref()
+            .map_or("", |customer| customer.token.as_str())
+    }
+
+    fn customer_id(&self) -> String {
+        self.customer
+            .as_ref()
+            .map(|customer| customer.customer_id.clone())
+            .unwrap_or_default()
+    }
+
+    /// Step 0: a request without a token is refused; log in as staff, register a new
+    /// customer and log in as them, and log in as the stack's demo customer.
+    pub(super) async fn log_in(&mut self, credentials: &Credentials) -> anyhow::Result<()> {
+        let services = self.services;
+        self.say("0. Every API wants a bearer token from the auth service");
+        self.report.anonymous_refusal = refusal(
+            self.http
+                .get(format!("{}/policies", services.policy))
+                .send()
+                .await?,
+        )
+        .await?;
+        self.say(&format!(
+            "   GET /policies without a token -> {}",
+            self.report.anonymous_refusal
+        ));
+        let staff = callers::log_in(&self.http, &services.auth, &credentials.staff).await?;
+        self.say(&format!(
+            "   POST {}/sessions as {} -> 200, a 15-minute EdDSA access token (and a refresh token)",
+            services.auth, staff.email
+        ));
+        let customer = callers::register_customer(&self.http, &services.auth).await?;
+        self.say(&format!(
+            "   POST /users {} -> 202; logged in, GET /users/me -> customer {}",
+            customer.email, customer.customer_id
+        ));
+        let stranger = callers::log_in(&self.http, &services.auth, &credentials.customer).await?;
+        self.report.customer_id.clone_from(&customer.customer_id);
+        (self.staff, self.customer, self.stranger) = (Some(staff), Some(customer), Some(stranger));
+        Ok(())
     }
 
     /// Writes `text` to the output and to the report's transcript, as a line.
@@ -65,15 +118,17 @@ impl<'a> Walk<'a> {
     pub(super) async fn draft_policy(&mut self) -> anyhow::Result<()> {
         let policy_url = &self.services.policy;
         let (today, incident) = (self.today, self.incident);
+        let customer_id = self.customer_id();
         self.say(&format!(
-            "1. Draft a home policy for {}: cover 10000.00, deductible 250.00",
-            self.customer
+            "1. As the customer, draft a home policy for {customer_id}: cover 10000.00, \
+             deductible 250.00"
         ));
         let drafted = expect(
             self.http
                 .post(format!("{policy_url}/policies"))
+                .bearer_auth(self.customer())
                 .json(&json!({
-                    "customer_id": self.customer,
+                    "customer_id": customer_id,
                     "product_line": "home",
                     "coverage_limit": "10000.00",
                     "deductible": "250.00",
@@ -101,10 +156,11 @@ impl<'a> Walk<'a> {
     pub(super) async fn issue_policy(&mut self) -> anyhow::Result<()> {
         let policy_url = &self.services.policy;
         let policy_id = self.report.policy_id.clone();
-        self.say("2. Issue it");
+        self.say("2. As staff, issue it");
         let issued = expect(
             self.http
                 .post(format!("{policy_url}/policies/{policy_id}/issue"))
+                .bearer_auth(self.staff())
                 .header("if-match", "\"1\"")
                 .send()
                 .await,
@@ -126,9 +182,10 @@ impl<'a> Walk<'a> {
         let claim_url = &self.services.claim;
         let policy_id = self.report.policy_id.clone();
         self.say("3. The claim service keeps its own copy of policies, fed by policy events");
-        self.report.replica_lag = wait_for_replica(&self.http, claim_url, &policy_id, 2)
-            .await?
-            .max(Duration::ZERO);
+        self.report.replica_lag =
+            wait_for_replica(&self.http, claim_url, self.customer(), &policy_id, 2)
+                .await?
+                .max(Duration::ZERO);
         self.say(&format!(
             "   GET {claim_url}/replica/policies/{policy_id} -> version 2 (active) after {} ms",
             self.report.replica_lag.as_millis()
@@ -140,12 +197,15 @@ impl<'a> Walk<'a> {
     /// client's retry), which must answer the same claim.
     pub(super) async fn file_a_claim_twice(&mut self) -> anyhow::Result<()> {
         let claim_url = &self.services.claim;
-        self.say("4. File a claim of 1200.00 with an Idempotency-Key, twice (a client retry)");
+        self.say(
+            "4. As the customer, file a claim of 1200.00 with an Idempotency-Key, twice (a client retry)",
+        );
         let key = uuid::Uuid::new_v4().to_string();
         let claim_body = self.claim_of("1200.00");
         let filed = expect(
             self.http
                 .post(format!("{claim_url}/claims"))
+                .bearer_auth(self.customer())
                 .header("idempotency-key", &key)
                 .json(&claim_body)
                 .send()
@@ -158,6 +218,7 @@ impl<'a> Walk<'a> {
         let retried = self
             .http
             .post(format!("{claim_url}/claims"))
+            .bearer_auth(self.customer())
             .header("idempotency-key", &key)
             .json(&claim_body)
             .send()
@@ -186,15 +247,36 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    /// Step 6: reviews, approves and pays the filed claim.
+    /// Step 6: the customer tries to approve their own claim, which only staff may.
+    pub(super) async fn refuse_the_customer_a_staff_action(&mut self) -> anyhow::Result<()> {
+        let claim_id = self.report.claim_id.clone();
+        self.say("6. The customer tries to approve their own claim");
+        self.report.customer_approval_refusal = refusal(
+            self.http
+                .post(format!("{}/claims/{claim_id}/approve", self.services.claim))
+                .bearer_auth(self.customer())
+                .header("if-match", "\"1\"")
+                .send()
+                .await?,
+        )
+        .await?;
+        self.say(&format!(
+            "   POST /claims/{claim_id}/approve (customer's token) -> {}",
+            self.report.customer_approval_refusal
+        ));
+        Ok(())
+    }
+
+    /// Step 7: staff review, approve and pay the filed claim.
     pub(super) async fn settle_the_claim(&mut self) -> anyhow::Result<()> {
         let claim_url = &self.services.claim;
         let claim_id = self.report.claim_id.clone();
-        self.say("6. Review, approve and pay the claim");
+        self.say("7. As staff, review, approve and pay the claim");
         for (step, version) in [("review", 1), ("approve", 2), ("pay", 3)] {
             let moved = expect(
                 self.http
                     .post(format!("{claim_url}/claims/{claim_id}/{step}"))
+                    .bearer_auth(self.staff())
                     .header("if-match", format!("\"{version}\""))
                     .send()
                     .await,
@@ -210,18 +292,19 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    /// Step 7: cancels the policy, waits for the replica to hold the cancellation, and
+    /// Step 8: staff cancel the policy, waits for the replica to hold the cancellation, and
     /// files a claim on it, which the rules refuse.
     pub(super) async fn cancel_the_policy(&mut self) -> anyhow::Result<()> {
         let services = self.services;
         let (policy_url, claim_url) = (&services.policy, &services.claim);
         let policy_id = self.report.policy_id.clone();
         self.say(
-            "7. Cancel the policy; a new claim on it is refused once the replica has the cancellation",
+            "8. As staff, cancel the policy; a new claim on it is refused once the replica has the cancellation",
         );
         expect(
             self.http
                 .post(format!("{policy_url}/policies/{policy_id}/cancel"))
+                .bearer_auth(self.staff())
                 .header("if-match", "\"2\"")
                 .json(&json!({ "reason": "demo" }))
                 .send()
@@ -230,7 +313,7 @@ impl<'a> Walk<'a> {
             "cancelling the policy",
         )
         .await?;
-        wait_for_replica(&self.http, claim_url, &policy_id, 3).await?;
+        wait_for_replica(&self.http, claim_url, self.customer(), &policy_id, 3).await?;
         self.report.cancelled_refusal = self.file_a_refused_claim("50.00").await?;
         self.say(&format!(
             "   POST /claims -> {}",
@@ -239,20 +322,20 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    /// Step 8, first search: the customer's search for the claim's words, once it finds
+    /// Step 9, first search: the customer's search for the claim's words, once it finds
     /// the paid claim; keeps each hit for the report.
     pub(super) async fn search_as_the_customer(&mut self) -> anyhow::Result<()> {
         let search_url = &self.services.search;
-        let customer = self.customer.clone();
+        let customer = self.customer_id();
         let paid_claim = format!("claim:{}", self.report.claim_id);
         self.say(&format!(
-            "8. Search as {customer} for \"burst pipe\": the search service built its index from \
-             the events alone"
+            "9. Search as {customer} for \"burst pipe\": the search service built its index from \
+             the events alone, and the token says whose documents the customer sees"
         ));
         let found = wait_for_search(
             &self.http,
             &format!("{search_url}/search?q={WORDS}"),
-            &customer,
+            self.customer(),
             |hits| {
                 hits.iter()
                     .any(|hit| hit["id"] == paid_claim && hit["status"] == "paid")
@@ -262,7 +345,7 @@ impl<'a> Walk<'a> {
         for hit in &found {
             let line = format!("{} {}", text(hit, "id"), text(hit, "status"));
             self.say(&format!(
-                "   GET /search?q=burst pipe (X-Dovetail-Customer: {customer}) -> {line}: {}",
+                "   GET /search?q=burst pipe (customer's token) -> {line}: {}",
                 hit["highlights"][0].as_str().unwrap_or_default()
             ));
             self.report.customer_search.push(line);
@@ -270,7 +353,7 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    /// Step 8, second search: the customer's cancelled policies, once the policy is among
+    /// Step 9, second search: the customer's cancelled policies, once the policy is among
     /// them.
     pub(super) async fn find_the_cancelled_policy(&mut self) -> anyhow::Result<()> {
         let search_url = &self.services.search;
@@ -278,7 +361,7 @@ impl<'a> Walk<'a> {
         let policies = wait_for_search(
             &self.http,
             &format!("{search_url}/search?type=policy&status=cancelled"),
-            &self.customer,
+            self.customer(),
             |hits| hits.iter().any(|hit| hit["id"] == cancelled_policy),
         )
         .await?;
@@ -293,14 +376,14 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    /// Step 8, last search: the customer's words searched as another customer, who must
-    /// find none of the customer's documents.
+    /// Step 9, last search: the customer's words searched as another customer (the stack's
+    /// demo customer), who must find none of the customer's documents.
     pub(super) async fn search_as_another_customer(&mut self) -> anyhow::Result<()> {
         let search_url = &self.services.search;
         let stranger = expect(
             self.http
                 .get(format!("{search_url}/search?q={WORDS}"))
-                .header("x-dovetail-customer", "cust-someone-else")
+                .bearer_auth(self.stranger.as_ref().map_or("", |s| s.token.as_str()))
                 .send()
                 .await,
             StatusCode::OK,
@@ -309,7 +392,9 @@ impl<'a> Walk<'a> {
         .await?;
         self.report.other_customer_hits = stranger["items"].as_array().map_or(0, Vec::len);
         self.say(&format!(
-            "   the same search as another customer -> {} hits (the scope is inside the index query)",
+            "   the same search as {} (customer {}) -> {} hits (the scope is inside the index query)",
+            self.stranger.as_ref().map_or("", |s| s.email.as_str()),
+            self.stranger.as_ref().map_or("", |s| s.customer_id.as_str()),
             self.report.other_customer_hits
         ));
         Ok(())
@@ -339,6 +424,7 @@ impl<'a> Walk<'a> {
         refusal(
             self.http
                 .post(format!("{}/claims", self.services.claim))
+                .bearer_auth(self.customer())
                 .header("idempotency-key", uuid::Uuid::new_v4().to_string())
                 .json(&self.claim_of(amount))
                 .send()
