@@ -31,6 +31,31 @@ async fn two_instances(prefix: &str) -> (OpenSearchIndex, OpenSearchIndex, Strin
     (first, second, settings.alias)
 }
 
+/// Waits (at most 30 s) until the rebuild lease of `alias` exists.
+async fn wait_for_lease(alias: &str) {
+    let fixture = dovetail_testkit::opensearch().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = fixture
+            .client()
+            .get(opensearch::GetParts::IndexId(
+                &format!("{alias}-rebuild-lock"),
+                "lease",
+            ))
+            .send()
+            .await
+            .unwrap();
+        if found.status_code().is_success() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rebuild never took its lease"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn aliases_of(alias: &str) -> Value {
     dovetail_testkit::opensearch()
         .await
@@ -70,14 +95,17 @@ async fn while_one_instance_rebuilds_the_others_write_to_both_and_nothing_moves_
         let rebuilder = rebuilder.clone();
         tokio::spawn(async move { rebuilder.rebuild(&RebuildProgress::default()).await })
     };
-    // While it runs, neither instance may start another.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // While it runs, neither instance may start another. Wait until its lease is
+    // written (a loaded machine may take a while to get there); the other instance may
+    // still race it between its look and its own attempt: refused as "just started".
+    wait_for_lease(&alias).await;
     let refused = other
         .rebuild(&RebuildProgress::default())
         .await
         .unwrap_err();
     assert!(
-        matches!(&refused, IndexError::Conflict(message) if message.contains("under way")),
+        matches!(&refused, IndexError::Conflict(message)
+            if message.contains("under way") || message.contains("just started")),
         "{refused:?}"
     );
     let refused = rebuilder
