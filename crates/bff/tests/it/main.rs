@@ -1,4 +1,5 @@
-//! The integration tests of dovetail-bff: real axum servers on loopback.
+//! The integration tests of dovetail-bff: real axum servers on loopback that answer,
+//! hang, fail or refuse, and count the calls they get.
 
 #![allow(
     clippy::unwrap_used,
@@ -6,3 +7,7 @@
     missing_docs,
     unreachable_pub
 )]
+
+mod compose;
+mod downstream;
+mod support;
