@@ -189,14 +189,14 @@ fn required_failed(summary: &Summary) -> Problem {
 impl Composed {
     /// The section that landed in `slot`.
     pub fn take<T>(&self, slot: Slot<T>) -> Section<T> {
-        slot.cell
-            .lock()
+        let Slot { name, cell } = slot;
+        cell.lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
             .unwrap_or_else(|| {
                 Section::failed(
                     SectionOutcome::Unavailable,
-                    format!("{} belongs to another composed answer", slot.name),
+                    format!("{name} belongs to another composed answer"),
                 )
             })
     }

@@ -142,11 +142,11 @@ impl<T> Section<T> {
 /// The JSON schema (OpenAPI 3.1) of a [`Section`] whose `data` has the schema `data`.
 ///
 /// ```
-/// let schema = dovetail_bff::section_schema(serde_json::json!({"type": "array"}));
+/// let schema = dovetail_bff::section_schema(&serde_json::json!({"type": "array"}));
 /// assert_eq!(schema["required"], serde_json::json!(["status"]));
 /// assert_eq!(schema["properties"]["data"]["type"], "array");
 /// ```
-pub fn section_schema(data: serde_json::Value) -> serde_json::Value {
+pub fn section_schema(data: &serde_json::Value) -> serde_json::Value {
     serde_json::json!({
         "type": "object",
         "description": "One part of a composed answer and what happened to it. `data` is \
@@ -188,7 +188,7 @@ mod tests {
             let back: Section<u8> = serde_json::from_value(json).unwrap();
             assert_eq!(back, section);
         }
-        let schema = section_schema(serde_json::json!({}));
+        let schema = section_schema(&serde_json::json!({}));
         assert_eq!(
             schema["properties"]["status"]["enum"]
                 .as_array()

@@ -231,9 +231,7 @@ impl Downstream {
     /// [`DownstreamError`] for a bad base URL or a client that cannot be built.
     pub fn new(config: DownstreamConfig) -> Result<Self, DownstreamError> {
         let base_url = config.base_url.trim_end_matches('/').to_owned();
-        if reqwest::Url::parse(&base_url)
-            .map(|url| !matches!(url.scheme(), "http" | "https"))
-            .unwrap_or(true)
+        if !reqwest::Url::parse(&base_url).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
         {
             return Err(DownstreamError::BadBaseUrl {
                 name: config.name,
