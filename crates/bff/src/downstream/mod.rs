@@ -289,6 +289,16 @@ impl Downstream {
     /// [`CallError`]: each variant says what happened and which section outcome it is.
     pub async fn send(&self, context: &CallContext, call: Call) -> Result<Answer, CallError> {
         let started = Instant::now();
+        if context.deadline().has_passed() {
+            let result = Err(CallError::Timeout);
+            report::call(
+                &self.inner.name,
+                started.elapsed(),
+                &result,
+                self.breaker_state(),
+            );
+            return result;
+        }
         let idempotent = call.is_idempotent();
         let url = format!("{}{}", self.inner.base_url, call.path);
         let mut builder = self.inner.client.request(call.method, url);

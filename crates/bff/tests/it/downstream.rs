@@ -213,3 +213,36 @@ fn a_downstream_is_shared_across_tasks() {
     shared::<Downstream>();
     assert!(Downstream::new(DownstreamConfig::new("policy", "not a url")).is_err());
 }
+
+#[tokio::test]
+async fn the_concurrency_limit_holds_calls_beyond_it_and_a_passed_deadline_calls_nobody() {
+    let server = TestServer::start(Mode::Hang).await;
+    let downstream = Downstream::new(DownstreamConfig {
+        concurrency: 2,
+        ..server.config("policy")
+    })
+    .unwrap();
+    let cx = context(Duration::from_millis(200));
+    let (a, b, c) = tokio::join!(
+        downstream.get_json::<Value>(&cx, "/a"),
+        downstream.get_json::<Value>(&cx, "/b"),
+        downstream.get_json::<Value>(&cx, "/c"),
+    );
+    for result in [a, b, c] {
+        assert!(matches!(result, Err(CallError::Timeout)), "{result:?}");
+    }
+    assert_eq!(
+        server.calls(),
+        2,
+        "the third call waited for a permit until the deadline"
+    );
+
+    let passed = context(Duration::ZERO);
+    let error = downstream
+        .get_json::<Value>(&passed, "/d")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, CallError::Timeout));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(server.calls(), 2, "a passed deadline is not sent");
+}
