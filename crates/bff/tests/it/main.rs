@@ -10,4 +10,6 @@
 
 mod compose;
 mod downstream;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod support;
