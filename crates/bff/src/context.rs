@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
+use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use dovetail_http::Problem;
 use dovetail_http::deadline::{BadDeadline, Deadline};
 
 /// The header that carries the request id, into every downstream call and answer.
@@ -120,7 +123,30 @@ impl CallContext {
     }
 }
 
-fn new_request_id() -> HeaderValue {
+pub(crate) fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// The longest a route may take when no [`RouteBudget`] says otherwise: two seconds.
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(2);
+
+/// The longest the requests of a router may take, for the [`CallContext`] extractor:
+/// add it with `.layer(axum::Extension(RouteBudget(...)))`. The caller's deadline header
+/// can shorten it, never lengthen it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteBudget(pub Duration);
+
+/// A handler takes the request's [`CallContext`] as an extractor: the deadline header
+/// capped at the [`RouteBudget`] (or [`DEFAULT_BUDGET`]); a bad header is a 400 problem.
+impl<S: Send + Sync> FromRequestParts<S> for CallContext {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let budget = parts
+            .extensions
+            .get::<RouteBudget>()
+            .map_or(DEFAULT_BUDGET, |budget| budget.0);
+        Self::from_headers(&parts.headers, budget).map_err(|bad| bad.problem())
+    }
 }

@@ -16,7 +16,10 @@
 //!   and a per-attempt timeout capped by the deadline.
 //! - [`CallContext`]: what every call of one request carries downstream: the
 //!   `dovetail-deadline-ms` header ([`dovetail_http::deadline`]) set to the time that
-//!   remains, the caller's `Authorization`, `traceparent` and `x-request-id`.
+//!   remains, the caller's `Authorization`, `traceparent` and `x-request-id`. A handler
+//!   takes it as an extractor (the deadline capped at the router's [`RouteBudget`]).
+//! - [`RequestIdLayer`]: every request gets an `x-request-id` (the caller's or a new
+//!   one), every answer carries it back, every log line of the request names it.
 //!
 //! # Example
 //!
@@ -65,10 +68,13 @@ mod compose;
 mod context;
 mod downstream;
 mod error;
+mod request_id;
 mod section;
 
 pub use compose::{Composed, Composer, Slot};
-pub use context::{CallContext, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
+pub use context::{
+    CallContext, DEFAULT_BUDGET, REQUEST_ID_HEADER, RouteBudget, TRACEPARENT_HEADER,
+};
 #[cfg(feature = "metrics")]
 pub use downstream::report::describe_metrics;
 pub use downstream::{
@@ -77,6 +83,7 @@ pub use downstream::{
     RetryConfig,
 };
 pub use error::{BoxError, CallError};
+pub use request_id::{RequestIdLayer, RequestIdService};
 pub use section::{Section, SectionOutcome, section_schema};
 
 #[doc(no_inline)]

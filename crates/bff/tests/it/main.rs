@@ -10,6 +10,7 @@
 
 mod compose;
 mod downstream;
+mod gateway;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod support;
