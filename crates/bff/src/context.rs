@@ -55,7 +55,8 @@ impl CallContext {
 
     /// The context of an incoming request: its deadline header (capped at `budget`, the
     /// longest this route may take; `budget` when the header is absent), its
-    /// `Authorization`, `traceparent` and `x-request-id` (a new one when absent).
+    /// `Authorization`, `traceparent` and `x-request-id` (a new one when absent or not
+    /// 1 to 128 visible ASCII characters).
     ///
     /// # Errors
     /// [`BadDeadline`] when the deadline header cannot be read (answer its 400 problem).
@@ -72,7 +73,7 @@ impl CallContext {
         }
         let request_id = headers
             .get(REQUEST_ID_HEADER)
-            .filter(|value| !value.is_empty() && value.len() <= 128)
+            .filter(|value| crate::request_id::acceptable(value))
             .cloned()
             .unwrap_or_else(new_request_id);
         Ok(Self {

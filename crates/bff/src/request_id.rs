@@ -80,8 +80,8 @@ where
     }
 }
 
-fn acceptable(value: &HeaderValue) -> bool {
-    (1..=128).contains(&value.len()) && value.as_bytes().iter().all(|byte| byte.is_ascii_graphic())
+pub(crate) fn acceptable(value: &HeaderValue) -> bool {
+    (1..=128).contains(&value.len()) && value.as_bytes().iter().all(u8::is_ascii_graphic)
 }
 
 #[cfg(test)]
