@@ -18,6 +18,10 @@
 //!   `dovetail-deadline-ms` header ([`dovetail_http::deadline`]) set to the time that
 //!   remains, the caller's `Authorization`, `traceparent` and `x-request-id`. A handler
 //!   takes it as an extractor (the deadline capped at the router's [`RouteBudget`]).
+//! - Read-your-writes: a write's [`ConsistencyToken`] (aggregate and version), signed
+//!   with the gateway's [`ConsistencyKey`] so a client cannot forge it; a read that
+//!   carries it waits with [`await_version`] until a replica has reached the version,
+//!   and otherwise answers the section `stale` with the version it saw.
 //! - [`RequestIdLayer`]: every request gets an `x-request-id` (the caller's or a new
 //!   one), every answer carries it back, every log line of the request names it.
 //!
@@ -65,6 +69,7 @@
 //! | `metrics` | per downstream, through the `metrics` facade: `dovetail_bff_call_seconds` (histogram), `dovetail_bff_calls_total` by outcome, `dovetail_bff_breaker_state` (0 closed, 1 half-open, 2 open) |
 
 mod compose;
+mod consistency;
 mod context;
 mod downstream;
 mod error;
@@ -72,6 +77,9 @@ mod request_id;
 mod section;
 
 pub use compose::{Composed, Composer, Slot};
+pub use consistency::{
+    BadToken, CONSISTENCY_HEADER, ConsistencyKey, ConsistencyToken, Seen, WeakKey, await_version,
+};
 pub use context::{
     CallContext, DEFAULT_BUDGET, REQUEST_ID_HEADER, RouteBudget, TRACEPARENT_HEADER,
 };
