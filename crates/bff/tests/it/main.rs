@@ -9,6 +9,7 @@
 )]
 
 mod compose;
+mod consistency;
 mod downstream;
 mod gateway;
 #[cfg(feature = "metrics")]
