@@ -49,6 +49,15 @@ pub struct Composer<'a> {
     calls: Vec<Call<'a>>,
 }
 
+/// Whether a section's failure fails the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// A failure leaves the section failed and the page answered.
+    Optional,
+    /// A failure fails the page: [`Composer::run`] answers a problem.
+    Required,
+}
+
 /// Where a call's [`Section`] lands; [`Composed::take`] hands it over.
 #[derive(Debug)]
 #[must_use = "a slot holds its section until it is taken from the composed answer"]
@@ -83,7 +92,7 @@ impl<'a> Composer<'a> {
         T: Send + 'a,
         F: Future<Output = Result<T, CallError>> + Send + 'a,
     {
-        self.add(name.into(), false, call)
+        self.add(name.into(), Need::Optional, call)
     }
 
     /// Adds a call whose failure fails the page ([`Composer::run`] answers a problem).
@@ -92,17 +101,12 @@ impl<'a> Composer<'a> {
         T: Send + 'a,
         F: Future<Output = Result<T, CallError>> + Send + 'a,
     {
-        self.add(name.into(), true, call)
+        self.add(name.into(), Need::Required, call)
     }
 
     /// Adds a call that makes its own [`Section`] (a `stale` one, say); a failed
-    /// `required` section fails the page.
-    pub fn section_with<T, F>(
-        &mut self,
-        name: impl Into<String>,
-        required: bool,
-        call: F,
-    ) -> Slot<T>
+    /// [`Need::Required`] section fails the page.
+    pub fn section_with<T, F>(&mut self, name: impl Into<String>, need: Need, call: F) -> Slot<T>
     where
         T: Send + 'a,
         F: Future<Output = Section<T>> + Send + 'a,
@@ -114,6 +118,7 @@ impl<'a> Composer<'a> {
             cell: Arc::clone(&cell),
         };
         let deadline = self.deadline;
+        let required = need == Need::Required;
         self.calls.push(Box::pin(async move {
             let section = match tokio::time::timeout_at(deadline.instant(), call).await {
                 Ok(section) => section,
@@ -134,13 +139,13 @@ impl<'a> Composer<'a> {
         slot
     }
 
-    fn add<T, F>(&mut self, name: String, required: bool, call: F) -> Slot<T>
+    fn add<T, F>(&mut self, name: String, need: Need, call: F) -> Slot<T>
     where
         T: Send + 'a,
         F: Future<Output = Result<T, CallError>> + Send + 'a,
     {
         let label = name.clone();
-        self.section_with(name, required, async move {
+        self.section_with(name, need, async move {
             match call.await {
                 Ok(data) => Section::ok(data),
                 Err(error) => Section::failed(error.outcome(), format!("{label}: {error}")),

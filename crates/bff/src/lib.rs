@@ -76,7 +76,7 @@ mod error;
 mod request_id;
 mod section;
 
-pub use compose::{Composed, Composer, Slot};
+pub use compose::{Composed, Composer, Need, Slot};
 pub use consistency::{
     BadToken, CONSISTENCY_HEADER, ConsistencyKey, ConsistencyToken, Seen, WeakKey, await_version,
 };

@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use dovetail_bff::{
     CallContext, Composer, ConsistencyKey, ConsistencyToken, Deadline, Downstream,
-    DownstreamConfig, SectionOutcome, await_version,
+    DownstreamConfig, Need, SectionOutcome, await_version,
 };
 use serde_json::{Value, json};
 
@@ -34,7 +34,7 @@ async fn read(claim: &Downstream, token: &str, key: &ConsistencyKey) -> (Section
     let written = key.verify(token).unwrap();
     let cx = CallContext::new(Deadline::after(Duration::from_millis(400)));
     let mut page = Composer::new(cx.deadline());
-    let claims = page.section_with("claims", false, async {
+    let claims = page.section_with("claims", Need::Optional, async {
         // Wait for the replica until 100 ms before the deadline, then read whatever it has.
         let until = Deadline::at(cx.deadline().instant() - Duration::from_millis(100));
         let seen = await_version(

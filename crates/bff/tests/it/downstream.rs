@@ -246,3 +246,28 @@ async fn the_concurrency_limit_holds_calls_beyond_it_and_a_passed_deadline_calls
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(server.calls(), 2, "a passed deadline is not sent");
 }
+
+#[tokio::test]
+async fn a_hanging_attempt_times_out_at_the_call_timeout_and_a_get_tries_again() {
+    let server = TestServer::start(Mode::Hang).await;
+    let downstream = Downstream::new(DownstreamConfig {
+        call_timeout: Duration::from_millis(50),
+        retry: RetryConfig {
+            max_retries: 2,
+            base_backoff: Duration::from_millis(1),
+            min_retries_per_sec: 100,
+            ..RetryConfig::default()
+        },
+        ..server.config("policy")
+    })
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    let error = downstream
+        .get_json::<Value>(&context(Duration::from_secs(2)), "/p")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, CallError::Timeout), "{error:?}");
+    assert_eq!(server.calls(), 3, "three attempts of 50 ms each");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(deadline_ms(&server.last_headers()) <= 50);
+}
