@@ -8,7 +8,9 @@
 //!   [`identity::Identity`] into the request; a handler takes it as an extractor, checks
 //!   roles with [`Identity::require`](identity::Identity::require) and ownership with
 //!   [`Identity::may_act_for_customer`](identity::Identity::may_act_for_customer).
-//!   No endpoint behind the layer sees an identity that was not verified.
+//!   No endpoint behind the layer sees an identity that was not verified;
+//! - [`deadline`]: how long a request may still take, carried downstream in the
+//!   `dovetail-deadline-ms` header.
 //!
 //! # Example
 //!
@@ -64,6 +66,7 @@
 //!
 //! The book's page `http/identity.md` has the checks and the threat table.
 
+pub mod deadline;
 pub mod identity;
 mod problem;
 

@@ -1,0 +1,361 @@
+//! [`Downstream`]: the HTTP client of one service, with its own tower stack:
+//! concurrency limit → circuit breaker → retries (idempotent calls only, within a
+//! budget) → one attempt under the call timeout capped by the request's deadline.
+
+mod breaker;
+mod client;
+pub(crate) mod report;
+mod retry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+use tower::ServiceExt as _;
+use tower::limit::ConcurrencyLimit;
+use tower::retry::Retry;
+use tower::retry::budget::{Budget as _, TpsBudget};
+
+pub use breaker::{
+    BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakerLayer, CircuitBreakerService,
+};
+pub use retry::RetryConfig;
+
+use crate::{CallContext, CallError};
+use client::{Attempt, HttpClient};
+use retry::RetryPolicy;
+
+/// The header that makes a POST safe to retry: the downstream answers a repeat once.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// How to reach one downstream service and how to protect it.
+///
+/// ```
+/// use std::time::Duration;
+/// use dovetail_bff::DownstreamConfig;
+///
+/// let config = DownstreamConfig {
+///     call_timeout: Duration::from_millis(300),
+///     concurrency: 32,
+///     ..DownstreamConfig::new("policy", "http://127.0.0.1:8081")
+/// };
+/// assert_eq!(config.retry.budget_ratio, 0.2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct DownstreamConfig {
+    /// Its name, in metrics, logs and section details.
+    pub name: String,
+    /// Its base URL; call paths are appended to it.
+    pub base_url: String,
+    /// The longest one attempt may take; the request's deadline caps it further.
+    pub call_timeout: Duration,
+    /// Calls in flight at most; more wait (within their deadline).
+    pub concurrency: usize,
+    /// Retries of idempotent calls.
+    pub retry: RetryConfig,
+    /// The circuit breaker.
+    pub breaker: BreakerConfig,
+}
+
+impl DownstreamConfig {
+    /// `name` at `base_url`: one second per attempt, 64 calls in flight, the default
+    /// retries and breaker.
+    pub fn new(name: impl Into<String>, base_url: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            base_url: base_url.into(),
+            call_timeout: Duration::from_secs(1),
+            concurrency: 64,
+            retry: RetryConfig::default(),
+            breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+/// A downstream's whole answer (any status but 401, 403, 429 and 5xx, which are errors).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Its status.
+    pub status: StatusCode,
+    /// Its headers.
+    pub headers: HeaderMap,
+    /// Its body.
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The body read as JSON, when the status is a success.
+    ///
+    /// # Errors
+    /// [`CallError::Rejected`] for another status, [`CallError::Decode`] for a body that
+    /// is not a `T`.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, CallError> {
+        if !self.status.is_success() {
+            return Err(CallError::Rejected {
+                status: self.status,
+            });
+        }
+        serde_json::from_slice(&self.body).map_err(CallError::Decode)
+    }
+}
+
+/// One call to make: a method, a path (with its query), perhaps a JSON body and an
+/// idempotency key.
+#[derive(Debug, Clone)]
+pub struct Call {
+    method: Method,
+    path: String,
+    body: Option<Bytes>,
+    idempotency_key: Option<HeaderValue>,
+}
+
+impl Call {
+    /// A GET of `path`.
+    pub fn get(path: impl Into<String>) -> Self {
+        Self {
+            method: Method::GET,
+            path: path.into(),
+            body: None,
+            idempotency_key: None,
+        }
+    }
+
+    /// A POST of `body` as JSON to `path`.
+    ///
+    /// # Errors
+    /// The serialisation's error.
+    pub fn post_json<B: Serialize + ?Sized>(
+        path: impl Into<String>,
+        body: &B,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            method: Method::POST,
+            path: path.into(),
+            body: Some(Bytes::from(serde_json::to_vec(body)?)),
+            idempotency_key: None,
+        })
+    }
+
+    /// A call of any method (only GET and HEAD are retried without an idempotency key).
+    pub fn new(method: Method, path: impl Into<String>, body: Option<Bytes>) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            body,
+            idempotency_key: None,
+        }
+    }
+
+    /// The call with an `Idempotency-Key`: it may be retried.
+    #[must_use]
+    pub fn idempotency_key(mut self, key: HeaderValue) -> Self {
+        self.idempotency_key = Some(key);
+        self
+    }
+
+    /// Whether it may be sent more than once.
+    pub fn is_idempotent(&self) -> bool {
+        self.method == Method::GET || self.method == Method::HEAD || self.idempotency_key.is_some()
+    }
+}
+
+type Stack = ConcurrencyLimit<CircuitBreakerService<Retry<RetryPolicy, HttpClient>>>;
+
+/// The client of one downstream service. Cheap to clone; clones share the breaker, the
+/// budget and the concurrency limit.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use dovetail_bff::{CallContext, Downstream, DownstreamConfig};
+/// use dovetail_http::deadline::Deadline;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let policy = Downstream::new(DownstreamConfig::new("policy", "http://127.0.0.1:8081"))?;
+/// let context = CallContext::new(Deadline::after(Duration::from_millis(800)));
+/// let policies: serde_json::Value = policy.get_json(&context, "/policies?customer_id=c-1").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    base_url: String,
+    client: reqwest::Client,
+    stack: Stack,
+    breaker: Arc<CircuitBreaker>,
+    budget: Arc<TpsBudget>,
+}
+
+/// Why a [`Downstream`] cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DownstreamError {
+    /// The base URL is not an absolute http(s) URL.
+    ///
+    /// ### Handling
+    /// Fix the configuration: `http://host:port`, with no path.
+    #[error("downstream {name}: base URL {url:?} is not http://host:port")]
+    BadBaseUrl {
+        /// The downstream.
+        name: String,
+        /// What was given.
+        url: String,
+    },
+    /// The HTTP client cannot be built (its TLS backend).
+    ///
+    /// ### Handling
+    /// A build problem; see the source.
+    #[error("downstream {name}: the HTTP client cannot be built")]
+    Client {
+        /// The downstream.
+        name: String,
+        /// reqwest's error.
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+impl Downstream {
+    /// A client for the downstream `config` describes.
+    ///
+    /// # Errors
+    /// [`DownstreamError`] for a bad base URL or a client that cannot be built.
+    pub fn new(config: DownstreamConfig) -> Result<Self, DownstreamError> {
+        let base_url = config.base_url.trim_end_matches('/').to_owned();
+        if !reqwest::Url::parse(&base_url).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
+        {
+            return Err(DownstreamError::BadBaseUrl {
+                name: config.name,
+                url: config.base_url,
+            });
+        }
+        let client = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|source| DownstreamError::Client {
+                name: config.name.clone(),
+                source,
+            })?;
+        let breaker = Arc::new(CircuitBreaker::new(config.breaker));
+        let budget = Arc::new(config.retry.budget());
+        let stack = tower::ServiceBuilder::new()
+            .concurrency_limit(config.concurrency.max(1))
+            .layer(CircuitBreakerLayer::new(Arc::clone(&breaker)))
+            .layer(tower::retry::RetryLayer::new(RetryPolicy {
+                config: config.retry,
+                budget: Arc::clone(&budget),
+                retries: 0,
+            }))
+            .service(HttpClient {
+                client: client.clone(),
+                call_timeout: config.call_timeout,
+            });
+        Ok(Self {
+            inner: Arc::new(Inner {
+                name: config.name,
+                base_url,
+                client,
+                stack,
+                breaker,
+                budget,
+            }),
+        })
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Where its breaker stands.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.inner.breaker.state()
+    }
+
+    /// Makes `call` with what `context` carries: its deadline (the header set on every
+    /// attempt to the time that remains), the caller's `Authorization`, `traceparent` and
+    /// request id. Answers by the deadline.
+    ///
+    /// # Errors
+    /// [`CallError`]: each variant says what happened and which section outcome it is.
+    pub async fn send(&self, context: &CallContext, call: Call) -> Result<Answer, CallError> {
+        let started = Instant::now();
+        if context.deadline().has_passed() {
+            let result = Err(CallError::Timeout);
+            report::call(
+                &self.inner.name,
+                started.elapsed(),
+                &result,
+                self.breaker_state(),
+            );
+            return result;
+        }
+        let idempotent = call.is_idempotent();
+        let url = format!("{}{}", self.inner.base_url, call.path);
+        let mut builder = self.inner.client.request(call.method, url);
+        if let Some(body) = call.body {
+            builder = builder
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(body);
+        }
+        if let Some(key) = call.idempotency_key {
+            builder = builder.header(IDEMPOTENCY_KEY_HEADER, key);
+        }
+        let mut request = builder
+            .build()
+            .map_err(|error| CallError::Transport(Box::new(error)))?;
+        context.insert_into(request.headers_mut());
+        let deadline = context.deadline();
+        let attempt = Attempt {
+            request,
+            deadline,
+            idempotent,
+        };
+        self.inner.budget.deposit();
+        let result = match tokio::time::timeout_at(
+            deadline.instant(),
+            self.inner.stack.clone().oneshot(attempt),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout),
+        };
+        report::call(
+            &self.inner.name,
+            started.elapsed(),
+            &result,
+            self.inner.breaker.state(),
+        );
+        if let Err(error) = &result {
+            tracing::debug!(
+                downstream = %self.inner.name,
+                request_id = context.request_id(),
+                outcome = error.outcome().as_str(),
+                "call failed: {error}"
+            );
+        }
+        result
+    }
+
+    /// GETs `path` and reads the answer as JSON.
+    ///
+    /// # Errors
+    /// [`CallError`]; a status other than 2xx is [`CallError::Rejected`].
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        context: &CallContext,
+        path: &str,
+    ) -> Result<T, CallError> {
+        self.send(context, Call::get(path)).await?.json()
+    }
+}
