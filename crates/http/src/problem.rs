@@ -4,6 +4,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::request_id::RequestId;
+
 /// An error answered as `application/problem+json` (RFC 9457): `type` names the kind of
 /// problem, `title` says it in a few words, `detail` says what happened *and what to do*.
 ///
@@ -26,6 +28,9 @@ pub struct Problem {
     detail: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<FieldProblem>,
+    /// The id of the request answered ([`RequestId::current`] when answered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
     #[serde(skip)]
     retry_after_seconds: Option<u32>,
 }
@@ -56,6 +61,7 @@ impl Problem {
             status,
             detail: None,
             errors: Vec::new(),
+            request_id: None,
             retry_after_seconds: None,
         }
     }
@@ -162,7 +168,10 @@ impl std::fmt::Display for Problem {
 }
 
 impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        if self.request_id.is_none() {
+            self.request_id = RequestId::current().map(|id| id.as_str().to_owned());
+        }
         let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
