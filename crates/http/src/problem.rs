@@ -28,9 +28,6 @@ pub struct Problem {
     detail: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<FieldProblem>,
-    /// The id of the request answered ([`RequestId::current`] when answered).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request_id: Option<String>,
     #[serde(skip)]
     retry_after_seconds: Option<u32>,
 }
@@ -61,7 +58,6 @@ impl Problem {
             status,
             detail: None,
             errors: Vec::new(),
-            request_id: None,
             retry_after_seconds: None,
         }
     }
@@ -167,12 +163,25 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// A problem as answered: its members and, inside a
+/// [`RequestIdLayer`](crate::request_id::RequestIdLayer), the id of the request answered
+/// as `request_id`.
+#[derive(Serialize)]
+struct Rendered<'a> {
+    #[serde(flatten)]
+    problem: &'a Problem,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
 impl IntoResponse for Problem {
-    fn into_response(mut self) -> Response {
-        if self.request_id.is_none() {
-            self.request_id = RequestId::current().map(|id| id.as_str().to_owned());
-        }
-        let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
+    fn into_response(self) -> Response {
+        let request_id = RequestId::current();
+        let rendered = Rendered {
+            problem: &self,
+            request_id: request_id.as_ref().map(RequestId::as_str),
+        };
+        let body = serde_json::to_vec(&rendered).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(

@@ -97,3 +97,78 @@ where
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::deadline::{DEADLINE_HEADER, DeadlineLayer};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    async fn logged() -> &'static str {
+        tracing::info!("logged work begins");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        tracing::info!("logged work never ends");
+        "done"
+    }
+
+    /// On the current-thread runtime of `#[tokio::test]`, so the subscriber set for this
+    /// thread sees everything the request logs; no other test reaches these call sites.
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn every_log_line_of_a_request_carries_its_id_the_deadline_layers_too() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+
+        let app = Router::new()
+            .route("/logged", get(logged))
+            .layer(DeadlineLayer::new())
+            .layer(RequestIdLayer::new());
+        let request = Request::get("/logged")
+            .header(REQUEST_ID_HEADER, "req-logged-1")
+            .header(DEADLINE_HEADER, "50")
+            .body(Body::empty())
+            .unwrap();
+        let answer = app.oneshot(request).await.unwrap();
+        assert_eq!(answer.status(), 504);
+        assert_eq!(answer.headers()[REQUEST_ID_HEADER], "req-logged-1");
+
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(!logs.contains("never ends"), "{logs}");
+        for message in ["logged work begins", "deadline passed"] {
+            let found: Vec<&str> = logs.lines().filter(|line| line.contains(message)).collect();
+            assert_eq!(found.len(), 1, "{message:?} in {logs}");
+            assert!(
+                found[0].contains("request{request_id=req-logged-1 method=GET path=/logged}"),
+                "{message:?} without its request id: {}",
+                found[0]
+            );
+        }
+    }
+}
