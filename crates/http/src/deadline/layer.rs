@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::http::Request;
 use axum::response::{IntoResponse, Response};
@@ -14,7 +15,8 @@ use super::{DEADLINE_HEADER, Deadline};
 
 /// Honours the [`DEADLINE_HEADER`] of every request:
 ///
-/// - no header: the request is served as if the layer were not there;
+/// - no header: the request is served as if the layer were not there (or, with
+///   [`with_max`](Self::with_max), under that limit);
 /// - a value that is not a deadline: 400 problem saying what to send
 ///   ([`BadDeadline`](super::BadDeadline)), the inner service is not called;
 /// - a deadline that has passed already (`0`): 504 ([`Deadline::exceeded_problem`]), the
@@ -44,13 +46,28 @@ use super::{DEADLINE_HEADER, Deadline};
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DeadlineLayer {
-    _private: (),
+    max: Option<Duration>,
 }
 
 impl DeadlineLayer {
-    /// The layer.
+    /// The layer: a request without the header has no deadline.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The layer with a service-wide limit: every request is served under at most `max`,
+    /// the caller's deadline when it is earlier. A request without the header gets
+    /// `max`, as a [`Deadline`] in its extensions like any other.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use dovetail_http::deadline::DeadlineLayer;
+    ///
+    /// let layer = DeadlineLayer::with_max(Duration::from_secs(30));
+    /// # let _ = layer;
+    /// ```
+    pub fn with_max(max: Duration) -> Self {
+        Self { max: Some(max) }
     }
 }
 
@@ -58,7 +75,10 @@ impl<S> Layer<S> for DeadlineLayer {
     type Service = DeadlineService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        DeadlineService { inner }
+        DeadlineService {
+            inner,
+            max: self.max,
+        }
     }
 }
 
@@ -66,6 +86,7 @@ impl<S> Layer<S> for DeadlineLayer {
 #[derive(Debug, Clone)]
 pub struct DeadlineService<S> {
     inner: S,
+    max: Option<Duration>,
 }
 
 impl<S, B> Service<Request<B>> for DeadlineService<S>
@@ -90,8 +111,11 @@ where
                 return Box::pin(async move { Ok(bad.problem().into_response()) });
             }
         };
-        let Some(deadline) = deadline else {
-            return Box::pin(self.inner.call(request));
+        let deadline = match (deadline, self.max) {
+            (Some(deadline), Some(max)) => deadline.capped(max),
+            (Some(deadline), None) => deadline,
+            (None, Some(max)) => Deadline::after(max),
+            (None, None) => return Box::pin(self.inner.call(request)),
         };
         if deadline.has_passed() {
             tracing::debug!("a request arrived with its deadline passed; not served");

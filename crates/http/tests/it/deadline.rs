@@ -51,13 +51,17 @@ async fn fail(id: RequestId) -> Problem {
 }
 
 async fn start() -> (String, Arc<Observed>) {
+    start_with(DeadlineLayer::new()).await
+}
+
+async fn start_with(layer: DeadlineLayer) -> (String, Arc<Observed>) {
     let observed = Arc::new(Observed::default());
     let app = Router::new()
         .route("/slow", get(slow))
         .route("/deadline", get(report))
         .route("/fail", get(fail))
         .with_state(Arc::clone(&observed))
-        .layer(DeadlineLayer::new())
+        .layer(layer)
         .layer(RequestIdLayer::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -208,4 +212,53 @@ async fn a_request_id_is_echoed_or_made_and_problems_carry_it() {
         assert_eq!(answer.headers()[REQUEST_ID_HEADER], "req-own-3");
         assert_eq!(problem(answer, status).await["request_id"], "req-own-3");
     }
+}
+
+#[tokio::test]
+async fn a_service_wide_limit_bounds_requests_without_a_deadline_and_caps_longer_ones() {
+    let (base, observed) = start_with(DeadlineLayer::with_max(Duration::from_millis(100))).await;
+    let client = reqwest::Client::new();
+    for deadline in [None, Some("5000")] {
+        let started = Instant::now();
+        let mut request = client.get(format!("{base}/slow"));
+        if let Some(deadline) = deadline {
+            request = request.header(DEADLINE_HEADER, deadline);
+        }
+        problem(request.send().await.unwrap(), 504).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(100 + 250),
+            "{deadline:?}: {:?}",
+            started.elapsed()
+        );
+    }
+    let seen: u64 = client
+        .get(format!("{base}/deadline"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        seen <= 100,
+        "the handler sees the limit as its deadline: {seen}"
+    );
+    let earlier: u64 = client
+        .get(format!("{base}/deadline"))
+        .header(DEADLINE_HEADER, "40")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        earlier <= 40,
+        "the caller's earlier deadline wins: {earlier}"
+    );
+    assert!(!observed.finished.load(Ordering::SeqCst));
 }
