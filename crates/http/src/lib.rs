@@ -10,7 +10,10 @@
 //!   [`Identity::may_act_for_customer`](identity::Identity::may_act_for_customer).
 //!   No endpoint behind the layer sees an identity that was not verified;
 //! - [`deadline`]: how long a request may still take, carried downstream in the
-//!   `dovetail-deadline-ms` header.
+//!   `dovetail-deadline-ms` header, honoured by [`deadline::DeadlineLayer`] (work past
+//!   the deadline stops; the answer is a 504 problem);
+//! - [`request_id`]: the id of a request in every log line and every answer
+//!   (`x-request-id`), given by [`request_id::RequestIdLayer`].
 //!
 //! # Example
 //!
@@ -69,5 +72,6 @@
 pub mod deadline;
 pub mod identity;
 mod problem;
+pub mod request_id;
 
 pub use problem::{FieldProblem, Problem};

@@ -4,6 +4,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::request_id::RequestId;
+
 /// An error answered as `application/problem+json` (RFC 9457): `type` names the kind of
 /// problem, `title` says it in a few words, `detail` says what happened *and what to do*.
 ///
@@ -161,9 +163,25 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// A problem as answered: its members and, inside a
+/// [`RequestIdLayer`](crate::request_id::RequestIdLayer), the id of the request answered
+/// as `request_id`.
+#[derive(Serialize)]
+struct Rendered<'a> {
+    #[serde(flatten)]
+    problem: &'a Problem,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
+        let request_id = RequestId::current();
+        let rendered = Rendered {
+            problem: &self,
+            request_id: request_id.as_ref().map(RequestId::as_str),
+        };
+        let body = serde_json::to_vec(&rendered).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use axum::Router;
+use dovetail_http::request_id::RequestIdLayer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -54,7 +55,10 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves `router` on `listener` until `shutdown`, then stops accepting connections and
 /// waits for requests in flight to finish. Unknown routes and methods get problem+json.
-/// Each request carries its TCP peer as `axum::extract::ConnectInfo<SocketAddr>`.
+/// Each request carries its TCP peer as `axum::extract::ConnectInfo<SocketAddr>`, and is
+/// served behind a [`RequestIdLayer`]: its id (the caller's `x-request-id` when fit, else
+/// a UUIDv7) is on every log line of the request, in every answer's `x-request-id` and in
+/// every problem's `request_id`.
 ///
 /// # Errors
 /// When the server fails to accept connections.
@@ -65,7 +69,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let router = router
         .fallback(crate::ops::not_found)
-        .method_not_allowed_fallback(crate::ops::method_not_allowed);
+        .method_not_allowed_fallback(crate::ops::method_not_allowed)
+        .layer(RequestIdLayer::new());
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -4,13 +4,17 @@
 use std::net::SocketAddr;
 
 use axum::Router;
+use dovetail_http::deadline::DeadlineLayer;
 use tokio::net::TcpListener;
 
 use crate::ops::{self, Readiness};
 use crate::{Background, Shutdown};
 
 /// A service's HTTP side, bound and wired, not yet serving: its API merged with `/healthz`,
-/// `/readyz` and `/metrics`, every request measured under the service's label.
+/// `/readyz` and `/metrics`, every request measured under the service's label. The API
+/// honours the caller's deadline ([`DeadlineLayer`]: a request whose
+/// `dovetail-deadline-ms` passes is stopped and answered 504), and every answer carries
+/// the request's `x-request-id` (given in [`serve`](crate::serve)).
 ///
 /// ```no_run
 /// use dovetail_service_kit::{Background, ServiceHttp, Shutdown};
@@ -40,8 +44,9 @@ impl std::fmt::Debug for ServiceHttp {
 }
 
 impl ServiceHttp {
-    /// Binds `address` (see [`bind`](crate::bind)) for `api`, merged with the operations
-    /// endpoints over `readiness` and measured by [`ops::track_http`] under `service`.
+    /// Binds `address` (see [`bind`](crate::bind)) for `api` behind a [`DeadlineLayer`],
+    /// merged with the operations endpoints over `readiness` and measured by
+    /// [`ops::track_http`] under `service`.
     ///
     /// # Errors
     /// When the address cannot be bound; the message says what to do.
@@ -52,6 +57,7 @@ impl ServiceHttp {
         readiness: Readiness,
     ) -> std::io::Result<Self> {
         let router = api
+            .layer(DeadlineLayer::new())
             .merge(ops::router(readiness.clone()))
             .layer(axum::middleware::from_fn(move |request, next| {
                 ops::track_http(service, request, next)

@@ -1,5 +1,6 @@
 //! The integration tests of dovetail-http: real keys, a real JWKS server on loopback, the
-//! layer in front of a small axum router.
+//! identity layer in front of a small axum router; the deadline and request-id layers in
+//! front of another.
 
 #![allow(
     clippy::unwrap_used,
@@ -8,5 +9,6 @@
     unreachable_pub
 )]
 
+mod deadline;
 mod identity;
 mod support;

@@ -282,7 +282,10 @@ async fn a_customer_cannot_review_approve_reject_or_pay_and_is_told_the_role() {
 async fn problem_without(response: reqwest::Response, id: &str) -> (u16, String) {
     let status = response.status().as_u16();
     let retry_after = response.headers().get("retry-after").cloned();
-    let body = response.text().await.unwrap().replace(id, "<id>");
+    let mut body: serde_json::Value = response.json().await.unwrap();
+    // Each request's own id; the rest must not tell the two apart.
+    body.as_object_mut().unwrap().remove("request_id");
+    let body = body.to_string().replace(id, "<id>");
     (status, format!("{body} retry-after={retry_after:?}"))
 }
 

@@ -21,13 +21,24 @@
 //! assert!(downstream.remaining() <= Duration::from_millis(800));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! A service honours the header with [`DeadlineLayer`]; a handler takes the request's
+//! [`Deadline`] as an extractor (`Option<Deadline>` when the header is optional) to pass
+//! it to the calls it makes.
 
+mod layer;
+
+use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::time::Instant;
 
 use crate::Problem;
+
+pub use layer::{DeadlineLayer, DeadlineService};
 
 /// The header that carries the time a request has left, in whole milliseconds.
 pub const DEADLINE_HEADER: &str = "dovetail-deadline-ms";
@@ -140,6 +151,34 @@ impl Deadline {
             "the request's deadline ({DEADLINE_HEADER}) passed before it was answered; the work \
              it started was stopped. Retry with a longer deadline, or later"
         ))
+    }
+}
+
+/// The request's deadline, put there by [`DeadlineLayer`]. A request without one is
+/// refused with a 400 problem that asks for the header; take `Option<Deadline>` where the
+/// header is optional.
+impl<S: Send + Sync> FromRequestParts<S> for Deadline {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Deadline>().copied().ok_or_else(|| {
+            Problem::bad_request(format!(
+                "this endpoint needs a deadline: send {DEADLINE_HEADER} with the milliseconds \
+                 the request may still take"
+            ))
+        })
+    }
+}
+
+/// The request's deadline if it carries one.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Deadline {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Deadline>().copied())
     }
 }
 
