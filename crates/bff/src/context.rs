@@ -9,9 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use dovetail_http::Problem;
 use dovetail_http::deadline::{BadDeadline, Deadline};
-
-/// The header that carries the request id, into every downstream call and answer.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+use dovetail_http::request_id::{REQUEST_ID_HEADER, RequestId};
 
 /// The W3C trace context header, passed on as it came.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
@@ -48,7 +46,7 @@ impl CallContext {
     pub fn new(deadline: Deadline) -> Self {
         Self {
             deadline,
-            request_id: new_request_id(),
+            request_id: RequestId::generate().header_value(),
             propagated: HeaderMap::new(),
         }
     }
@@ -71,11 +69,7 @@ impl CallContext {
                 propagated.insert(name, value.clone());
             }
         }
-        let request_id = headers
-            .get(REQUEST_ID_HEADER)
-            .filter(|value| crate::request_id::acceptable(value))
-            .cloned()
-            .unwrap_or_else(new_request_id);
+        let request_id = RequestId::from_headers_or_generate(headers).header_value();
         Ok(Self {
             deadline,
             request_id,
@@ -124,11 +118,6 @@ impl CallContext {
     }
 }
 
-pub(crate) fn new_request_id() -> HeaderValue {
-    HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
-}
-
 /// The longest a route may take when no [`RouteBudget`] says otherwise: two seconds.
 pub const DEFAULT_BUDGET: Duration = Duration::from_secs(2);
 
@@ -148,6 +137,11 @@ impl<S: Send + Sync> FromRequestParts<S> for CallContext {
             .extensions
             .get::<RouteBudget>()
             .map_or(DEFAULT_BUDGET, |budget| budget.0);
-        Self::from_headers(&parts.headers, budget).map_err(|bad| bad.problem())
+        let context = Self::from_headers(&parts.headers, budget).map_err(|bad| bad.problem())?;
+        // Behind `RequestIdLayer`, the id it answers with (possibly one it made).
+        Ok(match parts.extensions.get::<RequestId>() {
+            Some(id) => context.with_request_id(id.header_value()),
+            None => context,
+        })
     }
 }

@@ -22,8 +22,9 @@
 //!   with the gateway's [`ConsistencyKey`] so a client cannot forge it; a read that
 //!   carries it waits with [`await_version`] until a replica has reached the version,
 //!   and otherwise answers the section `stale` with the version it saw.
-//! - [`RequestIdLayer`]: every request gets an `x-request-id` (the caller's or a new
-//!   one), every answer carries it back, every log line of the request names it.
+//! - [`RequestIdLayer`] (dovetail-http's, re-exported): every request gets an
+//!   `x-request-id` (the caller's or a new one), every answer carries it back, every log
+//!   line of the request names it.
 //!
 //! # Example
 //!
@@ -73,16 +74,15 @@ mod consistency;
 mod context;
 mod downstream;
 mod error;
-mod request_id;
 mod section;
 
 pub use compose::{Composed, Composer, Need, Slot};
 pub use consistency::{
     BadToken, CONSISTENCY_HEADER, ConsistencyKey, ConsistencyToken, Seen, WeakKey, await_version,
 };
-pub use context::{
-    CallContext, DEFAULT_BUDGET, REQUEST_ID_HEADER, RouteBudget, TRACEPARENT_HEADER,
-};
+pub use context::{CallContext, DEFAULT_BUDGET, RouteBudget, TRACEPARENT_HEADER};
+#[doc(no_inline)]
+pub use dovetail_http::request_id::{REQUEST_ID_HEADER, RequestIdLayer, RequestIdService};
 #[cfg(feature = "metrics")]
 pub use downstream::report::describe_metrics;
 pub use downstream::{
@@ -91,7 +91,6 @@ pub use downstream::{
     RetryConfig,
 };
 pub use error::{BoxError, CallError};
-pub use request_id::{RequestIdLayer, RequestIdService};
 pub use section::{Section, SectionOutcome, section_schema};
 
 #[doc(no_inline)]

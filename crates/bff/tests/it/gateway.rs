@@ -50,7 +50,7 @@ async fn serve(policy: &TestServer, search: &TestServer) -> String {
         .route("/dashboard", get(dashboard))
         .with_state(gateway)
         .layer(Extension(RouteBudget(Duration::from_millis(300))))
-        .layer(RequestIdLayer);
+        .layer(RequestIdLayer::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
