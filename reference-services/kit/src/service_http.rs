@@ -10,11 +10,18 @@ use tokio::net::TcpListener;
 use crate::ops::{self, Readiness};
 use crate::{Background, Shutdown};
 
+/// The longest any API request of a reference service may take, whatever deadline its
+/// caller sends (or when it sends none): past it the work stops and the answer is 504.
+/// Every reference API answers in milliseconds; a rebuild of the search index runs as a
+/// background job, not inside a request.
+pub const REQUEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A service's HTTP side, bound and wired, not yet serving: its API merged with `/healthz`,
 /// `/readyz` and `/metrics`, every request measured under the service's label. The API
 /// honours the caller's deadline ([`DeadlineLayer`]: a request whose
-/// `dovetail-deadline-ms` passes is stopped and answered 504), and every answer carries
-/// the request's `x-request-id` (given in [`serve`](crate::serve)).
+/// `dovetail-deadline-ms` passes is stopped and answered 504), and no request runs longer
+/// than [`REQUEST_LIMIT`]; every answer carries the request's `x-request-id` (given in
+/// [`serve`](crate::serve)).
 ///
 /// ```no_run
 /// use dovetail_service_kit::{Background, ServiceHttp, Shutdown};
@@ -44,8 +51,8 @@ impl std::fmt::Debug for ServiceHttp {
 }
 
 impl ServiceHttp {
-    /// Binds `address` (see [`bind`](crate::bind)) for `api` behind a [`DeadlineLayer`],
-    /// merged with the operations endpoints over `readiness` and measured by
+    /// Binds `address` (see [`bind`](crate::bind)) for `api` behind a [`DeadlineLayer`]
+    /// capped at [`REQUEST_LIMIT`], merged with the operations endpoints over `readiness` and measured by
     /// [`ops::track_http`] under `service`.
     ///
     /// # Errors
@@ -57,7 +64,7 @@ impl ServiceHttp {
         readiness: Readiness,
     ) -> std::io::Result<Self> {
         let router = api
-            .layer(DeadlineLayer::new())
+            .layer(DeadlineLayer::with_max(REQUEST_LIMIT))
             .merge(ops::router(readiness.clone()))
             .layer(axum::middleware::from_fn(move |request, next| {
                 ops::track_http(service, request, next)
