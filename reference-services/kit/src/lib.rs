@@ -46,4 +46,4 @@ pub use extract::{ApiJson, ApiQuery, IdempotencyKeyHeader, IfMatch, etag, parse_
 pub use recorded::RecordedResponse;
 pub use run::{Background, ConsumerTask, run_until_stopped};
 pub use serve::{Shutdown, bind, serve, shutdown_on_signal};
-pub use service_http::ServiceHttp;
+pub use service_http::{REQUEST_LIMIT, ServiceHttp};
