@@ -26,3 +26,23 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, needle: &s
     );
     body
 }
+
+/// Asserts `response` refuses a bearer token that does not verify: a 401 problem whose
+/// `WWW-Authenticate` challenge names `error="invalid_token"` (RFC 6750 §3.1) and whose
+/// detail contains `needle`; returns the problem's body.
+///
+/// # Panics
+/// When any of that does not hold, with what was found.
+pub async fn assert_invalid_token(response: reqwest::Response, needle: &str) -> Value {
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        challenge.starts_with("Bearer ") && challenge.contains("error=\"invalid_token\""),
+        "a refused token is answered with a Bearer invalid_token challenge, not {challenge:?}"
+    );
+    assert_problem(response, 401, needle).await
+}

@@ -27,7 +27,7 @@
 //! | `redis` | [`redis()`] |
 //! | `opensearch` | [`opensearch()`] |
 //! | `testcontainers` | starts missing backends in Docker |
-//! | `http` | `http::assert_problem`: an answer is the problem+json a test expects |
+//! | `http` | `http::assert_problem`, `http::assert_invalid_token`: an answer is the problem+json a test expects |
 //! | `identity` | `identity::TestIssuer`: real signed access tokens, their JWKS on loopback |
 //! | `idempotency-contract` | `idempotency_contract`: the checks every `IdempotencyStore` of `dovetail-events` passes |
 //!
