@@ -87,8 +87,8 @@ pub use dovetail_http::request_id::{REQUEST_ID_HEADER, RequestIdLayer, RequestId
 pub use downstream::report::describe_metrics;
 pub use downstream::{
     Answer, BreakerConfig, BreakerState, Call, CircuitBreaker, CircuitBreakerLayer,
-    CircuitBreakerService, Downstream, DownstreamConfig, DownstreamError, IDEMPOTENCY_KEY_HEADER,
-    RetryConfig,
+    CircuitBreakerService, Downstream, DownstreamConfig, DownstreamError, DownstreamHealth,
+    IDEMPOTENCY_KEY_HEADER, RetryConfig,
 };
 pub use error::{BoxError, CallError};
 pub use section::{Section, SectionOutcome, section_schema};

@@ -185,10 +185,26 @@ pub struct CircuitBreakerService<S> {
     breaker: Arc<CircuitBreaker>,
 }
 
+/// Whether a successful exchange still says the downstream is unhealthy (an HTTP
+/// answer of 5xx or 429): what a [`CircuitBreakerService`] counts, with
+/// [`CallError::is_downstream_failure`], as a failure.
+pub trait DownstreamHealth {
+    /// Whether this answer is a failure of the downstream.
+    fn is_downstream_failure(&self) -> bool;
+}
+
+/// Whether `result` says the downstream failed.
+pub(crate) fn failed<T: DownstreamHealth>(result: &Result<T, CallError>) -> bool {
+    match result {
+        Ok(answer) => answer.is_downstream_failure(),
+        Err(error) => error.is_downstream_failure(),
+    }
+}
+
 impl<S, R> Service<R> for CircuitBreakerService<S>
 where
     S: Service<R, Error = CallError>,
-    S::Response: Send + 'static,
+    S::Response: DownstreamHealth + Send + 'static,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -207,7 +223,7 @@ where
         let call = self.inner.call(request);
         Box::pin(async move {
             let result = call.await;
-            breaker.record(matches!(&result, Err(error) if error.is_downstream_failure()));
+            breaker.record(failed(&result));
             result
         })
     }

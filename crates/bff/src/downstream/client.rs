@@ -1,6 +1,8 @@
 //! The innermost service of a downstream's stack: one HTTP attempt with reqwest, under
 //! the call's timeout capped by the request's deadline, with the deadline header set to
-//! the time that remains.
+//! the time that remains. Every HTTP answer is passed up whatever its status; the layers
+//! above judge it ([`Answer::is_downstream_failure`]) and [`classify`] turns the statuses
+//! a composed section cannot use into [`CallError`]s.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -70,10 +72,9 @@ impl Service<Attempt> for HttpClient {
                     body,
                 })
             };
-            let answer = tokio::time::timeout_at(deadline.instant(), exchange)
+            tokio::time::timeout_at(deadline.instant(), exchange)
                 .await
-                .map_err(|_| CallError::Timeout)??;
-            classify(answer)
+                .map_err(|_| CallError::Timeout)?
         })
     }
 }
@@ -86,7 +87,9 @@ fn transport(error: reqwest::Error) -> CallError {
     }
 }
 
-fn classify(answer: Answer) -> Result<Answer, CallError> {
+/// The answer a section can use, or why not: 401 and 403 are [`CallError::Forbidden`],
+/// 5xx and 429 [`CallError::Failed`].
+pub(crate) fn classify(answer: Answer) -> Result<Answer, CallError> {
     match answer.status {
         status @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
             Err(CallError::Forbidden { status })

@@ -23,6 +23,7 @@ use tower::retry::budget::{Budget as _, TpsBudget};
 
 pub use breaker::{
     BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakerLayer, CircuitBreakerService,
+    DownstreamHealth,
 };
 pub use retry::RetryConfig;
 
@@ -77,7 +78,8 @@ impl DownstreamConfig {
     }
 }
 
-/// A downstream's whole answer (any status but 401, 403, 429 and 5xx, which are errors).
+/// A downstream's whole answer. [`Downstream::send`] answers only statuses a section can
+/// use (401, 403, 429 and 5xx are errors); [`Downstream::forward`] answers every one.
 #[derive(Debug, Clone)]
 pub struct Answer {
     /// Its status.
@@ -86,6 +88,13 @@ pub struct Answer {
     pub headers: HeaderMap,
     /// Its body.
     pub body: Bytes,
+}
+
+impl DownstreamHealth for Answer {
+    /// A 5xx or a 429: the downstream failed or sheds load.
+    fn is_downstream_failure(&self) -> bool {
+        self.status.is_server_error() || self.status == StatusCode::TOO_MANY_REQUESTS
+    }
 }
 
 impl Answer {
@@ -110,6 +119,7 @@ impl Answer {
 pub struct Call {
     method: Method,
     path: String,
+    headers: HeaderMap,
     body: Option<Bytes>,
     idempotency_key: Option<HeaderValue>,
 }
@@ -120,6 +130,7 @@ impl Call {
         Self {
             method: Method::GET,
             path: path.into(),
+            headers: HeaderMap::new(),
             body: None,
             idempotency_key: None,
         }
@@ -133,22 +144,39 @@ impl Call {
         path: impl Into<String>,
         body: &B,
     ) -> Result<Self, serde_json::Error> {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(Self {
             method: Method::POST,
             path: path.into(),
+            headers,
             body: Some(Bytes::from(serde_json::to_vec(body)?)),
             idempotency_key: None,
         })
     }
 
-    /// A call of any method (only GET and HEAD are retried without an idempotency key).
+    /// A call of any method (only GET and HEAD are retried without an idempotency key);
+    /// give a body's `Content-Type` with [`header`](Self::header).
     pub fn new(method: Method, path: impl Into<String>, body: Option<Bytes>) -> Self {
         Self {
             method,
             path: path.into(),
+            headers: HeaderMap::new(),
             body,
             idempotency_key: None,
         }
+    }
+
+    /// The call with the header `name` set to `value` (the context's propagated headers
+    /// and the deadline are set over it).
+    #[must_use]
+    pub fn header(mut self, name: axum::http::HeaderName, value: HeaderValue) -> Self {
+        if name == IDEMPOTENCY_KEY_HEADER {
+            self.idempotency_key = Some(value);
+        } else {
+            self.headers.insert(name, value);
+        }
+        self
     }
 
     /// The call with an `Idempotency-Key`: it may be retried.
@@ -286,8 +314,29 @@ impl Downstream {
     /// request id. Answers by the deadline.
     ///
     /// # Errors
-    /// [`CallError`]: each variant says what happened and which section outcome it is.
+    /// [`CallError`]: each variant says what happened and which section outcome it is;
+    /// a 401 or 403 is [`CallError::Forbidden`], a 5xx or 429 [`CallError::Failed`].
     pub async fn send(&self, context: &CallContext, call: Call) -> Result<Answer, CallError> {
+        self.call(context, call, client::classify).await
+    }
+
+    /// Makes `call` as [`send`](Self::send) does, and answers whatever HTTP answer came
+    /// back, its status and body as the downstream sent them: what a proxy passes on. A
+    /// 5xx still counts against the breaker and is retried when the call is idempotent.
+    ///
+    /// # Errors
+    /// [`CallError::Timeout`], [`CallError::CircuitOpen`] or [`CallError::Transport`]
+    /// when no answer came.
+    pub async fn forward(&self, context: &CallContext, call: Call) -> Result<Answer, CallError> {
+        self.call(context, call, Ok).await
+    }
+
+    async fn call(
+        &self,
+        context: &CallContext,
+        call: Call,
+        judge: fn(Answer) -> Result<Answer, CallError>,
+    ) -> Result<Answer, CallError> {
         let started = Instant::now();
         if context.deadline().has_passed() {
             let result = Err(CallError::Timeout);
@@ -303,9 +352,7 @@ impl Downstream {
         let url = format!("{}{}", self.inner.base_url, call.path);
         let mut builder = self.inner.client.request(call.method, url);
         if let Some(body) = call.body {
-            builder = builder
-                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-                .body(body);
+            builder = builder.body(body);
         }
         if let Some(key) = call.idempotency_key {
             builder = builder.header(IDEMPOTENCY_KEY_HEADER, key);
@@ -313,6 +360,7 @@ impl Downstream {
         let mut request = builder
             .build()
             .map_err(|error| CallError::Transport(Box::new(error)))?;
+        request.headers_mut().extend(call.headers);
         context.insert_into(request.headers_mut());
         let deadline = context.deadline();
         let attempt = Attempt {
@@ -336,6 +384,7 @@ impl Downstream {
             &result,
             self.inner.breaker.state(),
         );
+        let result = result.and_then(judge);
         if let Err(error) = &result {
             tracing::debug!(
                 downstream = %self.inner.name,

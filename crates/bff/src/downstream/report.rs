@@ -15,7 +15,11 @@ pub(crate) fn call(
     breaker: BreakerState,
 ) {
     let outcome = match result {
-        Ok(_) => "ok",
+        Ok(answer) => match answer.status.as_u16() {
+            401 | 403 => "forbidden",
+            429 | 500.. => "unavailable",
+            _ => "ok",
+        },
         Err(error) => error.outcome().as_str(),
     };
     metrics::histogram!("dovetail_bff_call_seconds", "downstream" => downstream.to_owned())

@@ -86,11 +86,8 @@ impl Policy<Attempt, Answer, CallError> for RetryPolicy {
         attempt: &mut Attempt,
         result: &mut Result<Answer, CallError>,
     ) -> Option<Self::Future> {
-        let Err(error) = result else {
-            return None;
-        };
         if !attempt.idempotent
-            || !error.is_downstream_failure()
+            || !super::breaker::failed(result)
             || self.retries >= self.config.max_retries
         {
             return None;
