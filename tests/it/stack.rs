@@ -16,9 +16,10 @@ async fn the_demo_walks_from_policy_to_paid_claim_and_a_cancelled_policy_refuses
         claim_port: 0,
         search_port: 0,
         auth_port: 0,
+        gateway_port: 0,
         ..StackConfig::default()
     };
-    let stack = dovetail_stack::start(&config, Shutdown::new())
+    let mut stack = dovetail_stack::start(&config, Shutdown::new())
         .await
         .unwrap();
     let credentials = match &stack.users {
@@ -26,11 +27,35 @@ async fn the_demo_walks_from_policy_to_paid_claim_and_a_cancelled_policy_refuses
         other => panic!("a fresh data directory gets new users, not {other:?}"),
     };
     let mut transcript = Vec::new();
-    let report = demo::run(&demo::Services::of(&stack), &credentials, &mut transcript)
+    let services = demo::Services::of(&stack);
+    let report = demo::run(&services, &credentials, &mut transcript, None)
         .await
         .unwrap();
     assert_walk_through_is_searchable(&stack, &credentials, &report).await;
+    // The walk again, ending with the search service stopped: the dashboard answers in
+    // part.
+    let mut again = Vec::new();
+    let second = demo::run(&services, &credentials, &mut again, Some(&mut stack))
+        .await
+        .unwrap();
     stack.stop().await.unwrap();
+    assert_eq!(report.partial_answer, None);
+    let partial = second.partial_answer.clone().unwrap_or_default();
+    assert!(
+        partial.contains("policies ok") && partial.contains("activity unavailable"),
+        "{partial}"
+    );
+    // Read-your-writes: with the token, the page saw both copies at version 2.
+    assert_eq!(
+        report.read_your_writes,
+        "claim_service ok at version 2, search ok at version 2"
+    );
+    assert!(
+        report.dashboard.contains(&"policies ok".to_owned())
+            && report.dashboard.contains(&"activity ok".to_owned()),
+        "{:?}",
+        report.dashboard
+    );
 
     assert!(report.policy_id.starts_with("pol-") && report.claim_id.starts_with("clm-"));
     assert!(
@@ -82,6 +107,7 @@ async fn the_demo_walks_from_policy_to_paid_claim_and_a_cancelled_policy_refuses
         "auth-sessions.db",
         "auth-keys",
         "credentials.json",
+        "gateway-consistency.key",
     ] {
         assert!(
             dir.join(file).exists(),

@@ -49,6 +49,7 @@ fn stack_child_process() {
         claim_port: port("DOVETAIL_KILL_CLAIM_PORT"),
         search_port: port("DOVETAIL_KILL_SEARCH_PORT"),
         auth_port: port("DOVETAIL_KILL_AUTH_PORT"),
+        gateway_port: port("DOVETAIL_KILL_GATEWAY_PORT"),
         relay_poll_interval_ms: 100,
         ..StackConfig::default()
     };
@@ -68,7 +69,13 @@ fn stack_child_process() {
 async fn a_stack_killed_mid_flow_loses_nothing_it_acknowledged() {
     let dir = std::env::temp_dir().join(format!("dovetail-kill-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let ports = [free_port(), free_port(), free_port(), free_port()];
+    let ports = [
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    ];
     let urls = Urls {
         policy: format!("http://127.0.0.1:{}", ports[0]),
         claim: format!("http://127.0.0.1:{}", ports[1]),
@@ -354,7 +361,7 @@ impl Drop for StackProcess {
     }
 }
 
-fn spawn_stack(dir: &Path, ports: [u16; 4]) -> StackProcess {
+fn spawn_stack(dir: &Path, ports: [u16; 5]) -> StackProcess {
     let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -368,6 +375,7 @@ fn spawn_stack(dir: &Path, ports: [u16; 4]) -> StackProcess {
         .env("DOVETAIL_KILL_CLAIM_PORT", ports[1].to_string())
         .env("DOVETAIL_KILL_SEARCH_PORT", ports[2].to_string())
         .env("DOVETAIL_KILL_AUTH_PORT", ports[3].to_string())
+        .env("DOVETAIL_KILL_GATEWAY_PORT", ports[4].to_string())
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .spawn()

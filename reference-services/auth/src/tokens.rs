@@ -40,6 +40,7 @@ impl Default for TokenConfig {
                 "policy-service",
                 "claim-service",
                 "search-service",
+                "gateway-service",
             ]
             .map(str::to_owned)
             .to_vec(),

@@ -44,6 +44,8 @@ async fn run() {
             policy_port: 0,
             claim_port: 0,
             search_port: 0,
+            auth_port: 0,
+            gateway_port: 0,
             ..StackConfig::default()
         };
         let started = Instant::now();

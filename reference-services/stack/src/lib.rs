@@ -7,6 +7,7 @@
 //! | claim | 8082 | `data/claim.db` |
 //! | search | 8083 | `data/search/` (a tantivy index, and `idempotency.db`) |
 //! | auth | 8084 | `data/auth.db` (users), `data/auth-sessions.db`, `data/auth-keys/` |
+//! | gateway | 8080 | `data/gateway-consistency.key` (signs consistency tokens) |
 //! | events | – | `data/bus.db` (the embedded bus) |
 //!
 //! Each service still owns its own database: the stack only saves starting them one by
@@ -21,7 +22,8 @@
 //! are created when missing); the two choices are independent. The auth service's
 //! refresh tokens and throttling counters go to Redis when
 //! [`StackConfig::redis_url`] names one, and stay in SQLite otherwise.
-//! [`demo`] walks through the system over HTTP.
+//! The gateway starts last, in front of the others: one origin for all of them and the
+//! composed pages; [`demo`] walks through the system over HTTP, through the gateway only.
 
 pub mod demo;
 pub mod users;
@@ -44,6 +46,8 @@ pub const CLAIM_PORT: u16 = 8082;
 pub const SEARCH_PORT: u16 = 8083;
 /// The auth service's port.
 pub const AUTH_PORT: u16 = 8084;
+/// The gateway's port: the stack's front door.
+pub const GATEWAY_PORT: u16 = 8080;
 
 /// Where the services keep their data and send their events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +76,8 @@ pub struct StackConfig {
     pub search_port: u16,
     /// The auth service's port.
     pub auth_port: u16,
+    /// The gateway's port.
+    pub gateway_port: u16,
     /// The auth service's session store (refresh tokens, revocations, throttling): Redis
     /// at this URL, or (`None`, the default) a SQLite file under `data_dir`.
     pub redis_url: Option<String>,
@@ -95,6 +101,7 @@ impl Default for StackConfig {
             claim_port: CLAIM_PORT,
             search_port: SEARCH_PORT,
             auth_port: AUTH_PORT,
+            gateway_port: GATEWAY_PORT,
             redis_url: None,
             relay_poll_interval_ms: 1000,
             opensearch_url: None,
@@ -114,10 +121,21 @@ pub struct RunningStack {
     pub search: SocketAddr,
     /// Where the auth service listens.
     pub auth: SocketAddr,
+    /// Where the gateway listens.
+    pub gateway: SocketAddr,
     /// The staff user and the demo customer, and whether this start made them.
     pub users: users::Seeding,
     shutdown: Shutdown,
-    services: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+    services: Vec<RunningService>,
+}
+
+/// One service of a running stack: its own stop signal (a child of the stack's) and its
+/// task.
+#[derive(Debug)]
+struct RunningService {
+    name: &'static str,
+    stop: Shutdown,
+    task: JoinHandle<anyhow::Result<()>>,
 }
 
 impl StackConfig {
@@ -208,7 +226,7 @@ pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<R
     let mut search = dovetail_search::SearchConfig {
         listen: SocketAddr::new(config.host, config.search_port),
         events: config.events(),
-        identity,
+        identity: identity.clone(),
         ..Default::default()
     };
     search.index.tantivy_path = config.data_dir.join("search");
@@ -228,36 +246,45 @@ pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<R
     let search = dovetail_search::Application::build(search, &transport)
         .await
         .map_err(|error| error.context("starting the search service"))?;
+    let gateway_identity = identity;
 
-    let (policy_addr, claim_addr, search_addr, auth_addr) = (
+    let gateway = dovetail_gateway::Application::build(dovetail_gateway::GatewayConfig {
+        listen: SocketAddr::new(config.host, config.gateway_port),
+        services: dovetail_gateway::config::ServiceUrls {
+            auth: format!("http://{}", auth.local_addr()),
+            policy: format!("http://{}", policy.local_addr()),
+            claim: format!("http://{}", claim.local_addr()),
+            search: format!("http://{}", search.local_addr()),
+        },
+        identity: gateway_identity,
+        consistency: dovetail_gateway::config::ConsistencyConfig {
+            secret_file: config.data_dir.join("gateway-consistency.key"),
+        },
+        ..Default::default()
+    })
+    .await
+    .map_err(|error| error.context("starting the gateway"))?;
+
+    let (policy_addr, claim_addr, search_addr, auth_addr, gateway_addr) = (
         policy.local_addr(),
         claim.local_addr(),
         search.local_addr(),
         auth.local_addr(),
+        gateway.local_addr(),
     );
     let services = vec![
-        (
-            "auth",
-            tokio::spawn(auth.run_until_stopped(shutdown.clone())),
-        ),
-        (
-            "policy",
-            tokio::spawn(policy.run_until_stopped(shutdown.clone())),
-        ),
-        (
-            "claim",
-            tokio::spawn(claim.run_until_stopped(shutdown.clone())),
-        ),
-        (
-            "search",
-            tokio::spawn(search.run_until_stopped(shutdown.clone())),
-        ),
+        RunningService::spawn("auth", &shutdown, |stop| auth.run_until_stopped(stop)),
+        RunningService::spawn("policy", &shutdown, |stop| policy.run_until_stopped(stop)),
+        RunningService::spawn("claim", &shutdown, |stop| claim.run_until_stopped(stop)),
+        RunningService::spawn("search", &shutdown, |stop| search.run_until_stopped(stop)),
+        RunningService::spawn("gateway", &shutdown, |stop| gateway.run_until_stopped(stop)),
     ];
     Ok(RunningStack {
         policy: policy_addr,
         claim: claim_addr,
         search: search_addr,
         auth: auth_addr,
+        gateway: gateway_addr,
         users,
         shutdown,
         services,
@@ -280,17 +307,60 @@ impl RunningStack {
     /// When a service failed; the message names it.
     pub async fn wait(self) -> anyhow::Result<()> {
         let mut failures = Vec::new();
-        for (name, service) in self.services {
-            match service.await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => failures.push(format!("{name} service: {error:#}")),
-                Err(panic) => failures.push(format!("{name} service panicked: {panic}")),
+        for service in self.services {
+            if let Err(failure) = service.finish().await {
+                failures.push(failure);
             }
         }
         if failures.is_empty() {
             Ok(())
         } else {
             anyhow::bail!("{}", failures.join("; "))
+        }
+    }
+
+    /// Stops one service (`auth`, `policy`, `claim`, `search` or `gateway`) and waits
+    /// for it, leaving the others running: what the demo and the tests do to show a
+    /// partial answer.
+    ///
+    /// # Errors
+    /// When there is no such service running, or it failed.
+    pub async fn stop_service(&mut self, name: &str) -> anyhow::Result<()> {
+        let at = self
+            .services
+            .iter()
+            .position(|service| service.name == name)
+            .ok_or_else(|| anyhow::anyhow!("the stack runs no {name} service"))?;
+        let service = self.services.remove(at);
+        service.stop.cancel();
+        service
+            .finish()
+            .await
+            .map_err(|failure| anyhow::anyhow!(failure))
+    }
+}
+
+impl RunningService {
+    /// Runs `run` with a stop signal of its own, cancelled with `parent`'s too.
+    fn spawn<F, Fut>(name: &'static str, parent: &Shutdown, run: F) -> Self
+    where
+        F: FnOnce(Shutdown) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let stop = parent.child_token();
+        Self {
+            name,
+            task: tokio::spawn(run(stop.clone())),
+            stop,
+        }
+    }
+
+    /// Waits for the task; the failure, named, if it failed.
+    async fn finish(self) -> Result<(), String> {
+        match self.task.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(format!("{} service: {error:#}", self.name)),
+            Err(panic) => Err(format!("{} service panicked: {panic}", self.name)),
         }
     }
 }

@@ -3,8 +3,7 @@
 //!
 //! ```text
 //! dovetail-stack [run] [--aws] [--redis <url>] [--opensearch <url>] [--data-dir <dir>]
-//! dovetail-stack demo [--credentials <file>] [--policy-url <url>] [--claim-url <url>]
-//!                     [--search-url <url>] [--auth-url <url>]
+//! dovetail-stack demo [--credentials <file>] [--gateway-url <url>]
 //! ```
 
 // A command-line program: its output is what it prints.
@@ -19,7 +18,8 @@ use dovetail_stack::{Backends, StackConfig};
 
 const USAGE: &str = "usage:
   dovetail-stack [run] [--aws] [--redis <url>] [--opensearch <url>] [--data-dir <dir>]
-      every reference service on fixed ports (policy 8081, claim 8082, search 8083, auth 8084),
+      every reference service on fixed ports (gateway 8080, policy 8081, claim 8082, search
+      8083, auth 8084),
       embedded backends under ./data; --aws moves every service to DynamoDB and SNS/SQS at
       AWS_ENDPOINT_URL (or real AWS), creating what is missing; --redis keeps the auth
       service's sessions and throttling counters in Redis at <url> (such as
@@ -28,11 +28,11 @@ const USAGE: &str = "usage:
       customer (passwords from DOVETAIL_STACK_STAFF_PASSWORD and
       DOVETAIL_STACK_CUSTOMER_PASSWORD, or generated), prints them once and keeps them in
       <data-dir>/credentials.json (mode 0600)
-  dovetail-stack demo [--credentials <file>] [--policy-url <url>] [--claim-url <url>]
-                      [--search-url <url>] [--auth-url <url>]
-      walks through the system against a running stack, logging in with the credentials in
-      <file> (default data/credentials.json), or starts one in a temporary directory when
-      none answers";
+  dovetail-stack demo [--credentials <file>] [--gateway-url <url>]
+      walks through the system through the gateway of a running stack (default
+      http://127.0.0.1:8080), logging in with the credentials in <file> (default
+      data/credentials.json), or starts one in a temporary directory when none answers (and
+      then also stops its search service at the end to show a partial answer)";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -96,6 +96,10 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
         ),
     };
     println!("Dovetail stack running on {backends}:");
+    println!(
+        "  gateway         http://{}  (the front door: /auth /policies /claims /search /views; API: /openapi.json)",
+        stack.gateway
+    );
     println!(
         "  policy service  http://{}  (API: /openapi.json)",
         stack.policy
@@ -165,34 +169,22 @@ async fn demo(args: &[String]) -> anyhow::Result<()> {
         let value = || anyhow::anyhow!("{arg} needs a value\n{USAGE}");
         match arg.as_str() {
             "--credentials" => credentials_file = PathBuf::from(args.next().ok_or_else(value)?),
-            "--auth-url" => services.auth = args.next().ok_or_else(value)?.clone(),
-            "--policy-url" => services.policy = args.next().ok_or_else(value)?.clone(),
-            "--claim-url" => services.claim = args.next().ok_or_else(value)?.clone(),
-            "--search-url" => services.search = args.next().ok_or_else(value)?.clone(),
+            "--gateway-url" => services.gateway = args.next().ok_or_else(value)?.clone(),
             other => anyhow::bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
-    let mut running = true;
-    for url in [
-        &services.policy,
-        &services.claim,
-        &services.search,
-        &services.auth,
-    ] {
-        running &= reqwest::get(format!("{url}/healthz")).await.is_ok();
-    }
-    if running {
+    if reqwest::get(format!("{}/healthz", services.gateway))
+        .await
+        .is_ok()
+    {
         let credentials = Credentials::read(&credentials_file)?;
-        dovetail_stack::demo::run(&services, &credentials, &mut std::io::stdout()).await?;
+        dovetail_stack::demo::run(&services, &credentials, &mut std::io::stdout(), None).await?;
         return Ok(());
     }
     let dir = std::env::temp_dir().join(format!("dovetail-demo-{}", std::process::id()));
     println!(
-        "No stack answers at {}, {}, {} and {}; starting one in {} for the demo.\n",
-        services.policy,
-        services.claim,
-        services.search,
-        services.auth,
+        "No stack answers at {}; starting one in {} for the demo.\n",
+        services.gateway,
         dir.display()
     );
     let config = StackConfig {
@@ -201,17 +193,23 @@ async fn demo(args: &[String]) -> anyhow::Result<()> {
         claim_port: 0,
         search_port: 0,
         auth_port: 0,
+        gateway_port: 0,
         ..StackConfig::default()
     };
-    let stack = dovetail_stack::start(&config, Shutdown::new()).await?;
+    let mut stack = dovetail_stack::start(&config, Shutdown::new()).await?;
     let credentials = stack
         .users
         .credentials()
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("the demo's fresh stack has no credentials"))?;
-    let result =
-        dovetail_stack::demo::run(&Services::of(&stack), &credentials, &mut std::io::stdout())
-            .await;
+    let services = Services::of(&stack);
+    let result = dovetail_stack::demo::run(
+        &services,
+        &credentials,
+        &mut std::io::stdout(),
+        Some(&mut stack),
+    )
+    .await;
     stack.stop().await?;
     let _ = std::fs::remove_dir_all(dir);
     result.map(|_| ())

@@ -19,9 +19,14 @@ async fn walk_through(config: &StackConfig) -> demo::DemoReport {
         .cloned()
         .expect("the users' credentials are in the data directory");
     let mut transcript = Vec::new();
-    let report = demo::run(&demo::Services::of(&stack), &credentials, &mut transcript)
-        .await
-        .unwrap();
+    let report = demo::run(
+        &demo::Services::of(&stack),
+        &credentials,
+        &mut transcript,
+        None,
+    )
+    .await
+    .unwrap();
     crate::stack::assert_walk_through_is_searchable(&stack, &credentials, &report).await;
     stack.stop().await.unwrap();
     report
@@ -43,6 +48,7 @@ async fn the_demo_walks_through_on_aws_twice() {
         claim_port: 0,
         search_port: 0,
         auth_port: 0,
+        gateway_port: 0,
         redis_url: Some(dovetail_testkit::redis().await.url().to_owned()),
         relay_poll_interval_ms: 200,
         opensearch_url: Some(opensearch.url().to_string()),

@@ -1,5 +1,6 @@
 //! The requests the demo's steps share: an answer expected with its status, a refusal,
-//! and the waits (each as a caller with a bearer token) for the claim service's replica and the search service's index.
+//! a write's consistency token, and the waits (each as a caller with a bearer token) for
+//! the copies of a policy (through the gateway's page) and for the search index.
 
 use std::time::{Duration, Instant};
 
@@ -46,36 +47,51 @@ pub(super) async fn refusal(response: Response) -> anyhow::Result<String> {
     ))
 }
 
-/// Polls the claim service's replica (as the caller whose bearer token is `token`) until
-/// it holds `version` of `policy_id`, for at most 30 s; how long that took.
+/// The `dovetail-consistency` token of a write's answer; empty without one.
+pub(super) fn consistency_token(response: Option<&Response>) -> String {
+    response
+        .and_then(|response| response.headers().get("dovetail-consistency"))
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Reads the gateway's page of `policy_id` with the consistency `token` of a write (as
+/// the caller whose bearer token is `bearer`) until the claim service's copy is `ok` (the
+/// gateway waits up to its page budget on each read; 30 s in all); how long that took
+/// and the page.
 ///
 /// # Errors
-/// When the replica does not get there in time, or the service does not answer.
-pub(super) async fn wait_for_replica(
+/// When the copy does not get there in time, or the gateway does not answer.
+pub(super) async fn wait_for_copies(
     http: &Client,
-    claim_url: &str,
-    token: &str,
+    gateway: &str,
+    bearer: &str,
     policy_id: &str,
-    version: u64,
-) -> anyhow::Result<Duration> {
+    token: &str,
+) -> anyhow::Result<(Duration, Value)> {
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(30) {
-        let response = http
-            .get(format!("{claim_url}/replica/policies/{policy_id}"))
-            .bearer_auth(token)
-            .send()
-            .await?;
-        if response.status() == StatusCode::OK {
-            let copy: Value = response.json().await?;
-            if copy["policy"]["version"].as_u64() >= Some(version) {
-                return Ok(started.elapsed());
-            }
+    loop {
+        let page = expect(
+            http.get(format!("{gateway}/views/policies/{policy_id}"))
+                .bearer_auth(bearer)
+                .header("dovetail-consistency", token)
+                .send()
+                .await,
+            StatusCode::OK,
+            "reading the policy's page",
+        )
+        .await?;
+        if page["copies"]["claim_service"]["status"] == "ok" {
+            return Ok((started.elapsed(), page));
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "the claim service's copy of {policy_id} did not reach the write within 30 s: \
+                 {page}; is its consumer running?"
+            );
+        }
     }
-    bail!(
-        "the claim service's replica did not reach version {version} of {policy_id} within 30 s; is its consumer running?"
-    )
 }
 
 /// Searches `uri` as the caller whose bearer token is `token` until `done` holds of the hits (the index is refreshed

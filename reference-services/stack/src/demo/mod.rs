@@ -1,8 +1,11 @@
-//! The demo: a newcomer's walk through the system over HTTP — log in as staff, register a
-//! customer, draft and issue a policy, watch the claim service's replica catch up, file a
-//! claim, see a customer refused a staff action, approve and pay it, see the rules refuse
-//! what they should, and find it all in the search service, within the customer's scope —
-//! printing each step. Every request carries the bearer token of whoever makes it.
+//! The demo: a newcomer's walk through the system over HTTP, through the gateway only —
+//! log in as staff, register a customer, draft and issue a policy, read it back with the
+//! write's consistency token while the claim service's replica and the search index catch
+//! up, file a claim, see a customer refused a staff action, approve and pay it, see the
+//! rules refuse what they should, find it all in the search service within the
+//! customer's scope, read the composed dashboard, and (in a stack of its own) see it
+//! answer in part with the search service stopped — printing each step. Every request
+//! carries the bearer token of whoever makes it.
 //!
 //! This file holds what the demo is asked and answers, and [`run`], the steps in order;
 //! `steps.rs` holds each step, `callers.rs` the log-ins, `http.rs` the requests and waits
@@ -30,8 +33,16 @@ pub struct DemoReport {
     pub anonymous_refusal: String,
     /// The refusal of the customer's attempt to approve their own claim.
     pub customer_approval_refusal: String,
-    /// How long the claim service's replica took to show the issued policy.
+    /// How long the read of the issued policy with its consistency token took (the
+    /// gateway waits for the claim service's replica and the search index).
     pub replica_lag: Duration,
+    /// What that read said of each copy: `claim_service ok at version 2, ...`.
+    pub read_your_writes: String,
+    /// `section status` of each section of the customer's dashboard.
+    pub dashboard: Vec<String>,
+    /// The dashboard's sections with the search service stopped, when the demo stopped
+    /// it (in a stack of its own).
+    pub partial_answer: Option<String>,
     /// The refusal of a claim above what the policy pays.
     pub over_limit_refusal: String,
     /// The refusal of a claim on the cancelled policy.
@@ -44,54 +55,38 @@ pub struct DemoReport {
     pub transcript: String,
 }
 
-/// Where the services the demo walks through answer.
+/// Where the demo finds the stack: its gateway, the only address it calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Services {
-    /// The policy service's base URL, such as `http://127.0.0.1:8081`.
-    pub policy: String,
-    /// The claim service's.
-    pub claim: String,
-    /// The search service's.
-    pub search: String,
-    /// The auth service's.
-    pub auth: String,
+    /// The gateway's base URL, such as `http://127.0.0.1:8080`.
+    pub gateway: String,
 }
 
 impl Services {
-    /// The stack's fixed ports on this machine.
+    /// The stack's fixed gateway port on this machine.
     pub fn local() -> Self {
-        Self::at(
-            &format!("127.0.0.1:{}", crate::POLICY_PORT),
-            &format!("127.0.0.1:{}", crate::CLAIM_PORT),
-            &format!("127.0.0.1:{}", crate::SEARCH_PORT),
-            &format!("127.0.0.1:{}", crate::AUTH_PORT),
-        )
-    }
-
-    /// Those of a stack started in this process.
-    pub fn of(stack: &crate::RunningStack) -> Self {
-        Self::at(
-            &stack.policy.to_string(),
-            &stack.claim.to_string(),
-            &stack.search.to_string(),
-            &stack.auth.to_string(),
-        )
-    }
-
-    /// The services at these addresses (`host:port`), over plain HTTP.
-    fn at(policy: &str, claim: &str, search: &str, auth: &str) -> Self {
         Self {
-            policy: format!("http://{policy}"),
-            claim: format!("http://{claim}"),
-            search: format!("http://{search}"),
-            auth: format!("http://{auth}"),
+            gateway: format!("http://127.0.0.1:{}", crate::GATEWAY_PORT),
         }
+    }
+
+    /// That of a stack started in this process.
+    pub fn of(stack: &crate::RunningStack) -> Self {
+        Self {
+            gateway: format!("http://{}", stack.gateway),
+        }
+    }
+
+    /// The auth service, through the gateway.
+    pub fn auth(&self) -> String {
+        format!("{}/auth", self.gateway)
     }
 }
 
 /// Walks through the system at `services` as the stack's staff user and demo customer
 /// (`credentials`) and a customer it registers, writing each step to the report's
-/// transcript and to `out`.
+/// transcript and to `out`. Given the stack (`outage`), it ends by stopping its search
+/// service to show a partial answer; the stack runs on without it.
 ///
 /// # Errors
 /// When a service does not answer as the walk expects; the message says which step.
@@ -99,12 +94,13 @@ pub async fn run(
     services: &Services,
     credentials: &Credentials,
     out: &mut dyn std::io::Write,
+    outage: Option<&mut crate::RunningStack>,
 ) -> anyhow::Result<DemoReport> {
     let mut walk = Walk::start(services, out);
     walk.log_in(credentials).await?;
     walk.draft_policy().await?;
     walk.issue_policy().await?;
-    walk.watch_the_replica().await?;
+    walk.read_your_own_write().await?;
     walk.file_a_claim_twice().await?;
     walk.refuse_a_claim_over_the_limit().await?;
     walk.refuse_the_customer_a_staff_action().await?;
@@ -113,5 +109,7 @@ pub async fn run(
     walk.search_as_the_customer().await?;
     walk.find_the_cancelled_policy().await?;
     walk.search_as_another_customer().await?;
+    walk.show_the_dashboard().await?;
+    walk.show_a_partial_answer(outage).await?;
     Ok(walk.finish())
 }

@@ -3,7 +3,6 @@
 //! report needs.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use anyhow::bail;
 use reqwest::{Client, StatusCode};
@@ -11,7 +10,7 @@ use serde_json::{Value, json};
 use time::Date;
 
 use super::callers::{self, Caller};
-use super::http::{expect, refusal, text, wait_for_replica, wait_for_search};
+use super::http::{consistency_token, expect, refusal, text, wait_for_copies, wait_for_search};
 use super::{DemoReport, Services};
 use crate::users::Credentials;
 
@@ -32,6 +31,8 @@ pub(super) struct Walk<'a> {
     today: Date,
     /// The day of the claimed incident: yesterday.
     incident: Date,
+    /// The consistency token of the policy's issue.
+    issued_token: String,
     report: DemoReport,
 }
 
@@ -49,12 +50,13 @@ impl<'a> Walk<'a> {
             stranger: None,
             today,
             incident,
+            issued_token: String::new(),
             report: DemoReport::default(),
         };
         walk.say(&format!(
-            "Dovetail demo: policy service at {}, claim service at {}, search service at {}, \
-             auth service at {}\n",
-            services.policy, services.claim, services.search, services.auth
+            "Dovetail demo, through the gateway at {} only: /auth, /policies, /claims and \
+             /search go to their service, /views composes pages from several\n",
+            services.gateway
         ));
         walk
     }
@@ -80,10 +82,11 @@ impl<'a> Walk<'a> {
     /// customer and log in as them, and log in as the stack's demo customer.
     pub(super) async fn log_in(&mut self, credentials: &Credentials) -> anyhow::Result<()> {
         let services = self.services;
+        let auth = services.auth();
         self.say("0. Every API wants a bearer token from the auth service");
         self.report.anonymous_refusal = refusal(
             self.http
-                .get(format!("{}/policies", services.policy))
+                .get(format!("{}/policies", services.gateway))
                 .send()
                 .await?,
         )
@@ -92,17 +95,17 @@ impl<'a> Walk<'a> {
             "   GET /policies without a token -> {}",
             self.report.anonymous_refusal
         ));
-        let staff = callers::log_in(&self.http, &services.auth, &credentials.staff).await?;
+        let staff = callers::log_in(&self.http, &auth, &credentials.staff).await?;
         self.say(&format!(
-            "   POST {}/sessions as {} -> 200, a 15-minute EdDSA access token (and a refresh token)",
-            services.auth, staff.email
+            "   POST /auth/sessions as {} -> 200, a 15-minute EdDSA access token (and a refresh token)",
+            staff.email
         ));
-        let customer = callers::register_customer(&self.http, &services.auth).await?;
+        let customer = callers::register_customer(&self.http, &auth).await?;
         self.say(&format!(
-            "   POST /users {} -> 202; logged in, GET /users/me -> customer {}",
+            "   POST /auth/users {} -> 202; logged in, GET /users/me -> customer {}",
             customer.email, customer.customer_id
         ));
-        let stranger = callers::log_in(&self.http, &services.auth, &credentials.customer).await?;
+        let stranger = callers::log_in(&self.http, &auth, &credentials.customer).await?;
         self.report.customer_id.clone_from(&customer.customer_id);
         (self.staff, self.customer, self.stranger) = (Some(staff), Some(customer), Some(stranger));
         Ok(())
@@ -116,7 +119,7 @@ impl<'a> Walk<'a> {
 
     /// Step 1: drafts a home policy for the customer, covering the incident's day.
     pub(super) async fn draft_policy(&mut self) -> anyhow::Result<()> {
-        let policy_url = &self.services.policy;
+        let gateway = &self.services.gateway;
         let (today, incident) = (self.today, self.incident);
         let customer_id = self.customer_id();
         self.say(&format!(
@@ -125,7 +128,7 @@ impl<'a> Walk<'a> {
         ));
         let drafted = expect(
             self.http
-                .post(format!("{policy_url}/policies"))
+                .post(format!("{gateway}/policies"))
                 .bearer_auth(self.customer())
                 .json(&json!({
                     "customer_id": customer_id,
@@ -154,41 +157,63 @@ impl<'a> Walk<'a> {
 
     /// Step 2: issues the drafted policy.
     pub(super) async fn issue_policy(&mut self) -> anyhow::Result<()> {
-        let policy_url = &self.services.policy;
+        let gateway = &self.services.gateway;
         let policy_id = self.report.policy_id.clone();
         self.say("2. As staff, issue it");
-        let issued = expect(
-            self.http
-                .post(format!("{policy_url}/policies/{policy_id}/issue"))
-                .bearer_auth(self.staff())
-                .header("if-match", "\"1\"")
-                .send()
-                .await,
-            StatusCode::OK,
-            "issuing the policy",
-        )
-        .await?;
+        let issued = self
+            .http
+            .post(format!("{gateway}/policies/{policy_id}/issue"))
+            .bearer_auth(self.staff())
+            .header("if-match", "\"1\"")
+            .send()
+            .await;
+        self.issued_token = consistency_token(issued.as_ref().ok());
+        let issued = expect(issued, StatusCode::OK, "issuing the policy").await?;
         self.say(&format!(
-            "   POST /policies/{policy_id}/issue (If-Match \"1\") -> 200 {} (version {})",
+            "   POST /policies/{policy_id}/issue (If-Match \"1\") -> 200 {} (version {}), and a \
+             dovetail-consistency token from the gateway",
             text(&issued, "status"),
             issued["version"]
         ));
         Ok(())
     }
 
-    /// Step 3: waits for the claim service's replica to hold the issued policy, and
-    /// reports how long that took.
-    pub(super) async fn watch_the_replica(&mut self) -> anyhow::Result<()> {
-        let claim_url = &self.services.claim;
+    /// Step 3: reads the policy's page with the write's consistency token: the gateway
+    /// waits until the claim service's replica and the search index hold the issued
+    /// version, and the walk reports how long that took.
+    pub(super) async fn read_your_own_write(&mut self) -> anyhow::Result<()> {
+        let gateway = &self.services.gateway;
         let policy_id = self.report.policy_id.clone();
-        self.say("3. The claim service keeps its own copy of policies, fed by policy events");
-        self.report.replica_lag =
-            wait_for_replica(&self.http, claim_url, self.customer(), &policy_id, 2)
-                .await?
-                .max(Duration::ZERO);
+        self.say(
+            "3. Read your own write: the claim service and the search index keep their own copies \
+             of policies, fed by policy events; with the token, the policy's page waits for them",
+        );
+        let (lag, page) = wait_for_copies(
+            &self.http,
+            gateway,
+            self.customer(),
+            &policy_id,
+            &self.issued_token,
+        )
+        .await?;
+        self.report.replica_lag = lag;
+        let copies = &page["copies"];
+        self.report.read_your_writes = ["claim_service", "search"]
+            .map(|copy| {
+                let held = &copies[copy];
+                format!(
+                    "{copy} {} at version {}",
+                    text(held, "status"),
+                    held["data"]["version"]
+                )
+            })
+            .join(", ");
         self.say(&format!(
-            "   GET {claim_url}/replica/policies/{policy_id} -> version 2 (active) after {} ms",
-            self.report.replica_lag.as_millis()
+            "   GET /views/policies/{policy_id} (dovetail-consistency) -> policy {}, copies: {} \
+             after {} ms",
+            text(&page["policy"], "status"),
+            self.report.read_your_writes,
+            lag.as_millis()
         ));
         Ok(())
     }
@@ -196,7 +221,7 @@ impl<'a> Walk<'a> {
     /// Step 4: files a claim, then files it again with the same `Idempotency-Key` (a
     /// client's retry), which must answer the same claim.
     pub(super) async fn file_a_claim_twice(&mut self) -> anyhow::Result<()> {
-        let claim_url = &self.services.claim;
+        let gateway = &self.services.gateway;
         self.say(
             "4. As the customer, file a claim of 1200.00 with an Idempotency-Key, twice (a client retry)",
         );
@@ -204,7 +229,7 @@ impl<'a> Walk<'a> {
         let claim_body = self.claim_of("1200.00");
         let filed = expect(
             self.http
-                .post(format!("{claim_url}/claims"))
+                .post(format!("{gateway}/claims"))
                 .bearer_auth(self.customer())
                 .header("idempotency-key", &key)
                 .json(&claim_body)
@@ -217,7 +242,7 @@ impl<'a> Walk<'a> {
         self.report.claim_id = text(&filed, "claim_id");
         let retried = self
             .http
-            .post(format!("{claim_url}/claims"))
+            .post(format!("{gateway}/claims"))
             .bearer_auth(self.customer())
             .header("idempotency-key", &key)
             .json(&claim_body)
@@ -253,7 +278,10 @@ impl<'a> Walk<'a> {
         self.say("6. The customer tries to approve their own claim");
         self.report.customer_approval_refusal = refusal(
             self.http
-                .post(format!("{}/claims/{claim_id}/approve", self.services.claim))
+                .post(format!(
+                    "{}/claims/{claim_id}/approve",
+                    self.services.gateway
+                ))
                 .bearer_auth(self.customer())
                 .header("if-match", "\"1\"")
                 .send()
@@ -269,13 +297,13 @@ impl<'a> Walk<'a> {
 
     /// Step 7: staff review, approve and pay the filed claim.
     pub(super) async fn settle_the_claim(&mut self) -> anyhow::Result<()> {
-        let claim_url = &self.services.claim;
+        let gateway = &self.services.gateway;
         let claim_id = self.report.claim_id.clone();
         self.say("7. As staff, review, approve and pay the claim");
         for (step, version) in [("review", 1), ("approve", 2), ("pay", 3)] {
             let moved = expect(
                 self.http
-                    .post(format!("{claim_url}/claims/{claim_id}/{step}"))
+                    .post(format!("{gateway}/claims/{claim_id}/{step}"))
                     .bearer_auth(self.staff())
                     .header("if-match", format!("\"{version}\""))
                     .send()
@@ -295,25 +323,22 @@ impl<'a> Walk<'a> {
     /// Step 8: staff cancel the policy, waits for the replica to hold the cancellation, and
     /// files a claim on it, which the rules refuse.
     pub(super) async fn cancel_the_policy(&mut self) -> anyhow::Result<()> {
-        let services = self.services;
-        let (policy_url, claim_url) = (&services.policy, &services.claim);
+        let gateway = &self.services.gateway;
         let policy_id = self.report.policy_id.clone();
         self.say(
             "8. As staff, cancel the policy; a new claim on it is refused once the replica has the cancellation",
         );
-        expect(
-            self.http
-                .post(format!("{policy_url}/policies/{policy_id}/cancel"))
-                .bearer_auth(self.staff())
-                .header("if-match", "\"2\"")
-                .json(&json!({ "reason": "demo" }))
-                .send()
-                .await,
-            StatusCode::OK,
-            "cancelling the policy",
-        )
-        .await?;
-        wait_for_replica(&self.http, claim_url, self.customer(), &policy_id, 3).await?;
+        let cancelled = self
+            .http
+            .post(format!("{gateway}/policies/{policy_id}/cancel"))
+            .bearer_auth(self.staff())
+            .header("if-match", "\"2\"")
+            .json(&json!({ "reason": "demo" }))
+            .send()
+            .await;
+        let token = consistency_token(cancelled.as_ref().ok());
+        expect(cancelled, StatusCode::OK, "cancelling the policy").await?;
+        wait_for_copies(&self.http, gateway, self.customer(), &policy_id, &token).await?;
         self.report.cancelled_refusal = self.file_a_refused_claim("50.00").await?;
         self.say(&format!(
             "   POST /claims -> {}",
@@ -325,7 +350,7 @@ impl<'a> Walk<'a> {
     /// Step 9, first search: the customer's search for the claim's words, once it finds
     /// the paid claim; keeps each hit for the report.
     pub(super) async fn search_as_the_customer(&mut self) -> anyhow::Result<()> {
-        let search_url = &self.services.search;
+        let gateway = &self.services.gateway;
         let customer = self.customer_id();
         let paid_claim = format!("claim:{}", self.report.claim_id);
         self.say(&format!(
@@ -334,7 +359,7 @@ impl<'a> Walk<'a> {
         ));
         let found = wait_for_search(
             &self.http,
-            &format!("{search_url}/search?q={WORDS}"),
+            &format!("{gateway}/search?q={WORDS}"),
             self.customer(),
             |hits| {
                 hits.iter()
@@ -356,11 +381,11 @@ impl<'a> Walk<'a> {
     /// Step 9, second search: the customer's cancelled policies, once the policy is among
     /// them.
     pub(super) async fn find_the_cancelled_policy(&mut self) -> anyhow::Result<()> {
-        let search_url = &self.services.search;
+        let gateway = &self.services.gateway;
         let cancelled_policy = format!("policy:{}", self.report.policy_id);
         let policies = wait_for_search(
             &self.http,
-            &format!("{search_url}/search?type=policy&status=cancelled"),
+            &format!("{gateway}/search?type=policy&status=cancelled"),
             self.customer(),
             |hits| hits.iter().any(|hit| hit["id"] == cancelled_policy),
         )
@@ -379,10 +404,10 @@ impl<'a> Walk<'a> {
     /// Step 9, last search: the customer's words searched as another customer (the stack's
     /// demo customer), who must find none of the customer's documents.
     pub(super) async fn search_as_another_customer(&mut self) -> anyhow::Result<()> {
-        let search_url = &self.services.search;
+        let gateway = &self.services.gateway;
         let stranger = expect(
             self.http
-                .get(format!("{search_url}/search?q={WORDS}"))
+                .get(format!("{gateway}/search?q={WORDS}"))
                 .bearer_auth(self.stranger.as_ref().map_or("", |s| s.token.as_str()))
                 .send()
                 .await,
@@ -397,6 +422,72 @@ impl<'a> Walk<'a> {
             self.stranger.as_ref().map_or("", |s| s.customer_id.as_str()),
             self.report.other_customer_hits
         ));
+        Ok(())
+    }
+
+    /// Step 10: the customer's dashboard, composed by the gateway from the policy, claim
+    /// and search services in parallel.
+    pub(super) async fn show_the_dashboard(&mut self) -> anyhow::Result<()> {
+        let gateway = &self.services.gateway;
+        self.say(
+            "10. The customer's dashboard: policies, each with its claims, and recent activity, \
+             composed from three services in parallel under one deadline",
+        );
+        let page = expect(
+            self.http
+                .get(format!("{gateway}/views/dashboard"))
+                .bearer_auth(self.customer())
+                .send()
+                .await,
+            StatusCode::OK,
+            "reading the dashboard",
+        )
+        .await?;
+        self.report.dashboard = sections(&page);
+        let policies = page["policies"]["data"].as_array().map_or(0, Vec::len);
+        let activity = page["activity"]["data"].as_array().map_or(0, Vec::len);
+        self.say(&format!(
+            "   GET /views/dashboard -> {} ({policies} policies, {activity} recent changes)",
+            self.report.dashboard.join(", ")
+        ));
+        Ok(())
+    }
+
+    /// Step 11: with the search service stopped, the dashboard still answers, its
+    /// activity section saying what happened.
+    pub(super) async fn show_a_partial_answer(
+        &mut self,
+        outage: Option<&mut crate::RunningStack>,
+    ) -> anyhow::Result<()> {
+        let gateway = &self.services.gateway;
+        let Some(stack) = outage else {
+            self.say(
+                "11. (A partial answer needs a stack the demo started itself: run the demo with \
+                 no stack running to see the dashboard with the search service stopped.)",
+            );
+            return Ok(());
+        };
+        self.say(
+            "11. Stop the search service: the dashboard still answers, and says what is missing",
+        );
+        stack.stop_service("search").await?;
+        let page = expect(
+            self.http
+                .get(format!("{gateway}/views/dashboard"))
+                .bearer_auth(self.customer())
+                .send()
+                .await,
+            StatusCode::OK,
+            "reading the dashboard without the search service",
+        )
+        .await?;
+        let seen = sections(&page);
+        self.say(&format!(
+            "   GET /views/dashboard -> {}: {}",
+            seen.join(", "),
+            text(&page["activity"], "detail")
+        ));
+        self.report.partial_answer = Some(seen.join(", "));
         Ok(())
     }
 
@@ -423,7 +514,7 @@ impl<'a> Walk<'a> {
     async fn file_a_refused_claim(&self, amount: &str) -> anyhow::Result<String> {
         refusal(
             self.http
-                .post(format!("{}/claims", self.services.claim))
+                .post(format!("{}/claims", self.services.gateway))
                 .bearer_auth(self.customer())
                 .header("idempotency-key", uuid::Uuid::new_v4().to_string())
                 .json(&self.claim_of(amount))
@@ -432,4 +523,13 @@ impl<'a> Walk<'a> {
         )
         .await
     }
+}
+
+/// `name status` of each top-level section of a composed page.
+fn sections(page: &Value) -> Vec<String> {
+    page.as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, section)| Some(format!("{name} {}", section.get("status")?.as_str()?)))
+        .collect()
 }
