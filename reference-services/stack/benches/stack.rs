@@ -29,7 +29,6 @@ fn main() {
 }
 
 async fn run() {
-    let http = reqwest::Client::new();
     let mut ready = Vec::new();
     let mut lags = Vec::new();
     let mut creates = Vec::new();
@@ -52,6 +51,7 @@ async fn run() {
         let stack = dovetail_stack::start(&config, Shutdown::new())
             .await
             .unwrap();
+        let http = staff_client(&stack).await;
         let (policy, claim) = (
             format!("http://{}", stack.policy),
             format!("http://{}", stack.claim),
@@ -172,6 +172,27 @@ async fn rate(http: &reqwest::Client, policy: &str, create: bool) -> f64 {
         client.await.unwrap();
     }
     done.load(Ordering::Relaxed) as f64 / LOAD_SECONDS as f64
+}
+
+/// A client that sends the stack's staff user's bearer token (every API wants one).
+async fn staff_client(stack: &dovetail_stack::RunningStack) -> reqwest::Client {
+    let staff = stack.users.credentials().cloned().unwrap().staff;
+    let session: Value = reqwest::Client::new()
+        .post(format!("http://{}/sessions", stack.auth))
+        .json(&json!({"email": staff.email, "password": staff.password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {}", session["access_token"].as_str().unwrap());
+    headers.insert(reqwest::header::AUTHORIZATION, bearer.parse().unwrap());
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 async fn wait_ready(http: &reqwest::Client, base: &str) {
