@@ -50,7 +50,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use dovetail_http::identity::{Identity, IdentityLayer, JwtVerifier, Role};
-use dovetail_service_kit::{ApiQuery, Cursor, IdempotencyKeyHeader, Page, Problem, ops};
+use dovetail_service_kit::{ApiQuery, Cursor, IdempotencyKeyHeader, Page, Problem, etag, ops};
 use serde::{Deserialize, Serialize};
 use time::Date;
 
@@ -488,16 +488,12 @@ async fn document_version(
         let Some(version) = version else {
             return Err(not_indexed(doc_type, &id, &scope));
         };
-        let mut response = axum::Json(DocumentVersion {
+        let body = axum::Json(DocumentVersion {
             id: &id,
             doc_type,
             version,
-        })
-        .into_response();
-        if let Ok(etag) = HeaderValue::from_str(&format!("\"{version}\"")) {
-            response.headers_mut().insert(header::ETAG, etag);
-        }
-        Ok::<_, Problem>(response)
+        });
+        Ok::<_, Problem>(([(header::ETAG, etag(version))], body).into_response())
     };
     answer.await.unwrap_or_else(IntoResponse::into_response)
 }
