@@ -29,6 +29,7 @@
 //! | `testcontainers` | starts missing backends in Docker |
 //! | `http` | `http::assert_problem`, `http::assert_invalid_token`: an answer is the problem+json a test expects |
 //! | `identity` | `identity::TestIssuer`: real signed access tokens, their JWKS on loopback |
+//! | `fault-proxy` | `fault_proxy::FaultProxy`: a loopback TCP proxy in front of a real server that a test switches to pass, delay, hang or refuse, for open connections too |
 //! | `idempotency-contract` | `idempotency_contract`: the checks every `IdempotencyStore` of `dovetail-events` passes |
 //!
 //! No feature is on by default; the crate then only names backends and resources.
@@ -56,6 +57,8 @@
 
 mod backend;
 mod error_chain;
+#[cfg(feature = "fault-proxy")]
+pub mod fault_proxy;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "identity")]

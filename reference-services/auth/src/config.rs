@@ -10,6 +10,7 @@ use dovetail_service_kit::config::{EventsConfig, RelayTuning, StorageConfig};
 use serde::Deserialize;
 
 pub use crate::hashing::HashingConfig;
+pub use crate::http::{TrustedProxy, TrustedProxyError};
 pub use crate::sessions::SessionsConfig;
 pub use crate::tokens::TokenConfig;
 
@@ -22,6 +23,8 @@ pub const ENV_PREFIX: &str = "DOVETAIL_AUTH";
 pub struct AuthConfig {
     /// Where the HTTP API listens (default `127.0.0.1:8084`).
     pub listen: SocketAddr,
+    /// Who the HTTP API believes about client addresses.
+    pub http: HttpConfig,
     /// Where users and the outbox are kept: `backend = "sqlite"` (default) in
     /// `sqlite_path` (default `data/auth.db`), or `backend = "dynamodb"` in the table
     /// `dynamodb_table` (default `dovetail-auth`, created when missing; needs the AWS
@@ -51,6 +54,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8084)),
+            http: HttpConfig::default(),
             storage: StorageConfig::default(),
             keys_dir: PathBuf::from("data/auth-keys"),
             events: EventsConfig::default(),
@@ -60,6 +64,63 @@ impl Default for AuthConfig {
             sessions: SessionsConfig::default(),
         }
     }
+}
+
+/// The `http` section: what the API believes of the requests it gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// The proxies (the gateway, a load balancer) whose `X-Forwarded-For` names the
+    /// client that log-in and refresh throttling count per address: IP addresses or CIDR
+    /// blocks, such as `["10.0.0.0/8", "2001:db8::7"]`. Default none: the client is the
+    /// TCP peer and `X-Forwarded-For` is ignored, so that no caller picks its own address.
+    /// Behind a gateway, list the gateway (only): else every caller shares its address.
+    /// From a trusted peer the client is the rightmost entry that is not itself a
+    /// trusted proxy; a header that cannot be read there means the peer.
+    ///
+    /// In a variable, separated by commas:
+    /// `DOVETAIL_AUTH__HTTP__TRUSTED_PROXIES=10.0.0.5,10.1.0.0/16`.
+    #[serde(deserialize_with = "proxy_list")]
+    pub trusted_proxies: Vec<TrustedProxy>,
+}
+
+/// A list of proxies, as TOML's list of strings or one string of comma-separated ones (as
+/// an environment variable holds it).
+fn proxy_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<TrustedProxy>, D::Error> {
+    struct Proxies;
+
+    impl<'de> serde::de::Visitor<'de> for Proxies {
+        type Value = Vec<TrustedProxy>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(
+                "a list of IP addresses or CIDR blocks, such as [\"10.0.0.5\", \"10.1.0.0/16\"], \
+                 or one string of them separated by commas",
+            )
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            text.split(',')
+                .filter(|entry| !entry.trim().is_empty())
+                .map(|entry| entry.parse().map_err(E::custom))
+                .collect()
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut proxies = Vec::new();
+            while let Some(proxy) = seq.next_element()? {
+                proxies.push(proxy);
+            }
+            Ok(proxies)
+        }
+    }
+
+    deserializer.deserialize_any(Proxies)
 }
 
 #[cfg(test)]
@@ -93,6 +154,56 @@ mod tests {
             dovetail_service_kit::config::StorageBackend::Dynamodb
         );
         assert_eq!(config.storage.dynamodb_table("auth"), "users-prod");
+    }
+
+    #[test]
+    fn trusted_proxies_are_none_by_default_and_read_from_a_file_or_a_variable() {
+        assert!(AuthConfig::default().http.trusted_proxies.is_empty());
+        let expected: Vec<TrustedProxy> = ["10.0.0.5", "10.1.0.0/16", "2001:db8::/32"]
+            .iter()
+            .map(|text| text.parse().unwrap())
+            .collect();
+
+        let dir = std::env::temp_dir().join(format!("auth-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("auth.toml");
+        std::fs::write(
+            &file,
+            "[http]\ntrusted_proxies = [\"10.0.0.5\", \"10.1.0.0/16\", \"2001:db8::/32\"]\n",
+        )
+        .unwrap();
+        let config: AuthConfig =
+            dovetail_service_kit::config::load_from(Some(&file), ENV_PREFIX, []).unwrap();
+        assert_eq!(config.http.trusted_proxies, expected);
+
+        let env = [(
+            "DOVETAIL_AUTH__HTTP__TRUSTED_PROXIES".to_owned(),
+            " 10.0.0.5, 10.1.0.0/16 ,2001:db8::/32".to_owned(),
+        )];
+        let config: AuthConfig =
+            dovetail_service_kit::config::load_from(None, ENV_PREFIX, env).unwrap();
+        assert_eq!(config.http.trusted_proxies, expected);
+
+        // A wrong entry names itself and what to write instead.
+        for (name, value) in [
+            ("DOVETAIL_AUTH__HTTP__TRUSTED_PROXIES", "10.0.0.5,gateway"),
+            ("DOVETAIL_AUTH__HTTP__TRUSTED_PROXIES", "10.0.0.0/40"),
+        ] {
+            let env = [(name.to_owned(), value.to_owned())];
+            let error =
+                dovetail_service_kit::config::load_from::<AuthConfig>(None, ENV_PREFIX, env)
+                    .unwrap_err()
+                    .to_string();
+            assert!(error.contains("is not a trusted proxy"), "{value}: {error}");
+            assert!(error.contains("CIDR block"), "{value}: {error}");
+        }
+        std::fs::write(&file, "[http]\ntrusted_proxies = [\"10.0.0.5\", 7]\n").unwrap();
+        let error =
+            dovetail_service_kit::config::load_from::<AuthConfig>(Some(&file), ENV_PREFIX, [])
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains("trusted_proxies"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

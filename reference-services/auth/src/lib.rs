@@ -184,7 +184,12 @@ impl Application {
         let http = ServiceHttp::bind(
             SERVICE,
             config.listen,
-            http::router(sessions, keys.clone(), verifier),
+            http::router(
+                sessions,
+                keys.clone(),
+                verifier,
+                &config.http.trusted_proxies,
+            ),
             readiness,
         )
         .await?;

@@ -256,6 +256,10 @@ async fn visible_policy(
         .filter(|replicated| !access::hidden(identity, &replicated.policy.customer_id)))
 }
 
+/// `GET /replica/policies/{policy_id}`: the replica's copy of a policy the caller may
+/// see, with `ETag: "<version>"`, the version of the policy snapshot held (the sequence
+/// of the latest policy event applied here); 404 for a missing one or another
+/// customer's.
 async fn replicated_policy(
     State(store): State<ClaimStore>,
     identity: Identity,
@@ -269,7 +273,10 @@ async fn replicated_policy(
                  arrived (yet)"
             ))
         })?;
-    Ok(axum::Json(replicated).into_response())
+    // The version read from a header: a gateway polling for its own write to arrive
+    // here need not parse the body.
+    let version = etag(replicated.policy.version);
+    Ok(([(header::ETAG, version)], axum::Json(replicated)).into_response())
 }
 
 /// Loads the claim (if `identity` may see it), checks `If-Match`, applies `change` and

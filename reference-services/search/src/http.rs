@@ -1,4 +1,5 @@
-//! The search API: `GET /search`, rebuild jobs under `/admin/rebuilds` (staff) and
+//! The search API: `GET /search`, `GET /documents/{type}/{id}` (the version the index
+//! holds of one aggregate), rebuild jobs under `/admin/rebuilds` (staff) and
 //! `GET /openapi.json`; every bad parameter is a problem+json naming it. See
 //! `openapi.json` beside this file for the contract.
 //!
@@ -20,11 +21,22 @@
 //!   than shown their own as if they were the other's); naming their own is allowed.
 //! - neither: 403 saying what the token lacks.
 //!
+//! `/documents/{type}/{id}` has the same scope: staff read any document's version, a
+//! customer only their own; another customer's document is answered exactly as one the
+//! index does not hold (404), so a customer cannot learn which ids exist.
+//!
 //! `/admin/rebuilds` and `/admin/rebuilds/{id}` need the `staff` role (403 naming it).
 //!
 //! Every answer of `/search` and `/admin` depends on the token: it says so
 //! (`Vary: Authorization`) and is not to be stored by a shared cache
 //! (`Cache-Control: private, no-store`).
+//!
+//! # Document versions
+//!
+//! `GET /documents/{type}/{id}` answers `{"id", "type", "version"}` and `ETag: "<version>"`:
+//! the aggregate's sequence of the last event the index applied (one get by document id,
+//! refreshed or not). A caller that wrote version N and wants to read its own write polls
+//! it until the version is N or more; then `/search` shows it once the index refreshes.
 //!
 //! # Cursors
 //!
@@ -38,11 +50,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use dovetail_http::identity::{Identity, IdentityLayer, JwtVerifier, Role};
-use dovetail_service_kit::{ApiQuery, Cursor, IdempotencyKeyHeader, Page, Problem, ops};
+use dovetail_service_kit::{ApiQuery, Cursor, IdempotencyKeyHeader, Page, Problem, etag, ops};
 use serde::{Deserialize, Serialize};
 use time::Date;
 
-use crate::document::{DocumentType, SearchDocument};
+use crate::document::{DocumentType, IndexedDocument, SearchDocument};
 use crate::index::{AnyIndex, IndexError, Scope, SearchIndex, SearchQuery, SortOrder};
 use crate::rebuild_jobs::{RebuildJobs, StartError, Started};
 
@@ -72,6 +84,7 @@ pub fn router(index: AnyIndex, rebuilds: RebuildJobs, verifier: JwtVerifier) -> 
     // Their answers depend on the bearer token, problems (401s included) too.
     let scoped = Router::new()
         .route("/search", get(search))
+        .route("/documents/{type}/{id}", get(document_version))
         .route("/admin/rebuilds", get(list_rebuilds).post(start_rebuild))
         .route("/admin/rebuilds/{id}", get(rebuild_job))
         // Before the layers, so that a 405 needs a token and carries the headers too.
@@ -428,6 +441,75 @@ async fn search(
         Ok(page) => page.into_response(),
         Err(problem) => problem.into_response(),
     }
+}
+
+/// The version the index holds of one aggregate, as `GET /documents/{type}/{id}` answers
+/// it.
+#[derive(Debug, Serialize)]
+struct DocumentVersion<'a> {
+    /// The aggregate's id (not the document id): the `{id}` of the path.
+    id: &'a str,
+    /// The document type: the `{type}` of the path.
+    #[serde(rename = "type")]
+    doc_type: DocumentType,
+    /// The aggregate's sequence of the last event the index applied.
+    version: u64,
+}
+
+/// `GET /documents/{type}/{id}`: the version the index holds of aggregate `id` of `type`,
+/// within the caller's scope, with `ETag: "<version>"`.
+///
+/// A 400 naming `type` for an unknown type; a 404 when the index holds no live document
+/// of it that the caller may see (none indexed yet, deleted, or another customer's: a
+/// customer is told the same in each case).
+async fn document_version(
+    State(Api { index, .. }): State<Api>,
+    identity: Identity,
+    Path((doc_type, id)): Path<(String, String)>,
+) -> Response {
+    let answer = async {
+        let scope = scope(&identity)?;
+        let doc_type = DocumentType::parse(&doc_type).map_err(|message| {
+            Problem::bad_request(format!("path segment `type`: {message}")).field("type", message)
+        })?;
+        let held = index
+            .get(&doc_type.document_id(&id))
+            .await
+            .map_err(|error| problem(&error))?;
+        let version = match (held, &scope) {
+            (Some(IndexedDocument::Live(document)), Scope::Customer(own))
+                if document.customer_id != *own =>
+            {
+                None
+            }
+            (Some(IndexedDocument::Live(document)), _) => Some(document.version),
+            (Some(IndexedDocument::Deleted(_)) | None, _) => None,
+        };
+        let Some(version) = version else {
+            return Err(not_indexed(doc_type, &id, &scope));
+        };
+        let body = axum::Json(DocumentVersion {
+            id: &id,
+            doc_type,
+            version,
+        });
+        Ok::<_, Problem>(([(header::ETAG, etag(version))], body).into_response())
+    };
+    answer.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The 404 of a document the index does not hold for `scope`: the same words for a
+/// customer whether the document is missing or another customer's.
+fn not_indexed(doc_type: DocumentType, id: &str, scope: &Scope) -> Problem {
+    let whose = match scope {
+        Scope::Customer(_) => " among your documents",
+        Scope::Staff => "",
+    };
+    Problem::not_found(format!(
+        "the index holds no {} {id:?}{whose}: no event of it has been indexed yet; if you \
+         have just written it, retry in a moment",
+        doc_type.as_str()
+    ))
 }
 
 fn job_location(id: &str) -> String {

@@ -14,6 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
 pub use authenticate::SelfVerifier;
+pub use client_address::{TrustedProxy, TrustedProxyError};
 
 use crate::accounts::Accounts;
 use crate::keys::KeyRing;
@@ -44,8 +45,14 @@ impl FromRef<ApiState> for Sessions {
 /// The API's routes (operations endpoints are added by the application): registration,
 /// log-in, refresh, log-out and the JWKS are open; changing a password, disabling a user
 /// and changing a user's role need a bearer token this service issued, checked by
-/// `verifier`.
-pub fn router(sessions: Sessions, keys: KeyRing, verifier: SelfVerifier) -> Router {
+/// `verifier`. Log-in and refresh are throttled per client address: the TCP peer, or
+/// what a peer among `trusted_proxies` forwards (see [`TrustedProxy`]).
+pub fn router(
+    sessions: Sessions,
+    keys: KeyRing,
+    verifier: SelfVerifier,
+    trusted_proxies: &[TrustedProxy],
+) -> Router {
     let state = ApiState {
         accounts: sessions.accounts().clone(),
         sessions,
@@ -65,6 +72,9 @@ pub fn router(sessions: Sessions, keys: KeyRing, verifier: SelfVerifier) -> Rout
         .route("/sessions/refresh", post(sessions::refresh))
         .route("/sessions/logout", post(sessions::log_out))
         .merge(authenticated)
+        .layer(axum::Extension(client_address::TrustedProxies(
+            trusted_proxies.into(),
+        )))
         .with_state(state)
         .route("/.well-known/jwks.json", get(jwks).with_state(keys))
         .route(

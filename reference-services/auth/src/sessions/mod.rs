@@ -29,11 +29,10 @@
 //!   straddling two windows can make up to twice the limit of attempts, which still
 //!   bounds guessing to a few per account per window. A per-account limit also lets
 //!   anyone lock an account out for a window; the per-address limit bounds how many
-//!   accounts one address can do that to. The client address is the TCP peer (an IPv6
-//!   address by its /64): behind a proxy or the gateway,
-//!   every request comes from the proxy's address, so the per-address limit must be
-//!   raised or enforced there (the gateway should pass a trusted client address, which
-//!   this service does not yet read).
+//!   accounts one address can do that to. The client address (an IPv6 address by its
+//!   /64) is the TCP peer, unless the peer is listed in `http.trusted_proxies`: then the
+//!   rightmost `X-Forwarded-For` entry that is no trusted proxy. Behind the gateway, list
+//!   it there, else every request counts against the gateway's address.
 //! - **When the store is unreachable** the service *fails closed*: log-in, refresh and
 //!   log-out answer 503 problem+json with `Retry-After` naming the session store
 //!   ([`SessionError::Store`]). No session is issued that could not be revoked, and no

@@ -1,6 +1,7 @@
 //! Sessions over HTTP, on the SQLite store (on Redis in `needs_servers`): log-in gives a refresh token,
 //! refresh rotates it, reuse revokes the family, log-out, password change and disable
-//! revoke, expiry; throttling per account and per address without a password check;
+//! revoke, expiry; throttling per account and per address without a password check, the
+//! address being the peer's unless the peer is a trusted proxy (then what it forwards);
 //! attempts made at once counted before any runs; and what log-in and refresh answer
 //! while Redis is down (503, fail closed).
 
@@ -295,6 +296,99 @@ async fn failed_log_ins_are_throttled_per_address_across_accounts() {
         assert_eq!(response.status(), 401);
     }
     assert_throttled(service.log_in("ada@example.com", PASSWORD).await, 60).await;
+    service.stop().await;
+}
+
+/// A log-in with `X-Forwarded-For: <forwarded>` (each value its own header field).
+async fn log_in_forwarded(
+    service: &Service,
+    forwarded: &[&str],
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    let mut request = service
+        .http
+        .post(service.url("/sessions"))
+        .json(&json!({"email": email, "password": password}));
+    for value in forwarded {
+        request = request.header("x-forwarded-for", *value);
+    }
+    request.send().await.unwrap()
+}
+
+/// The service with 3 failed log-ins allowed per address a minute (and many per account,
+/// so only the address limit bites), trusting `trusted_proxies`.
+async fn start_with_address_limit(trusted_proxies: &[&str]) -> Service {
+    let service = Service::start_with(|config| {
+        config.sessions.throttle.per_address.max_failures = 3;
+        config.sessions.throttle.per_address.window_seconds = 60;
+        config.sessions.throttle.per_account.max_failures = 100;
+        config.http.trusted_proxies = trusted_proxies
+            .iter()
+            .map(|proxy| proxy.parse().unwrap())
+            .collect();
+    })
+    .await;
+    service.register("ada@example.com", "cust-1").await;
+    service
+}
+
+#[tokio::test]
+async fn from_an_untrusted_peer_a_forged_x_forwarded_for_does_not_escape_the_address_limit() {
+    // The test's peer is 127.0.0.1; only another address is trusted.
+    let service = start_with_address_limit(&["10.0.0.5", "192.168.0.0/16"]).await;
+    for forged in ["203.0.113.1", "203.0.113.2, 10.0.0.5", "garbage"] {
+        let response = log_in_forwarded(&service, &[forged], "ada@example.com", "wrong").await;
+        assert_eq!(response.status(), 401, "{forged}");
+    }
+    // A fresh forged address, and none at all: the same peer, throttled.
+    for forged in [&["198.51.100.77"][..], &["198.51.100.78", "10.0.0.5"], &[]] {
+        let response = log_in_forwarded(&service, forged, "ada@example.com", PASSWORD).await;
+        assert_throttled(response, 60).await;
+    }
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn from_a_trusted_peer_each_forwarded_client_is_throttled_on_its_own() {
+    let service = start_with_address_limit(&["127.0.0.1"]).await;
+    // Client A fails three times, through one proxy or two (the inner one trusted).
+    for forwarded in [
+        &["203.0.113.1"][..],
+        &["203.0.113.1, 127.0.0.1"],
+        &["198.51.100.9", "203.0.113.1"],
+    ] {
+        let response = log_in_forwarded(&service, forwarded, "ada@example.com", "wrong").await;
+        assert_eq!(response.status(), 401, "{forwarded:?}");
+    }
+    let a = log_in_forwarded(&service, &["203.0.113.1"], "ada@example.com", PASSWORD).await;
+    assert_throttled(a, 60).await;
+    // What the client writes left of the proxy's entry is not believed: still A.
+    let a = log_in_forwarded(
+        &service,
+        &["198.51.100.1, 203.0.113.1"],
+        "ada@example.com",
+        PASSWORD,
+    )
+    .await;
+    assert_throttled(a, 60).await;
+
+    // Client B, behind the same gateway, is not throttled: its own bucket.
+    let b = log_in_forwarded(&service, &["203.0.113.2"], "ada@example.com", PASSWORD).await;
+    assert_eq!(b.status(), 200, "{:?}", b.text().await);
+    let b6 = log_in_forwarded(&service, &["2001:db8::2"], "ada@example.com", PASSWORD).await;
+    assert_eq!(b6.status(), 200, "{:?}", b6.text().await);
+
+    // Garbage where the client should be counts against the gateway itself, which has
+    // not failed yet; three such failures throttle the gateway but not A's neighbour C.
+    for forwarded in [&["unknown"][..], &[""], &["203.0.113.3,"]] {
+        let response = log_in_forwarded(&service, forwarded, "ada@example.com", "wrong").await;
+        assert_eq!(response.status(), 401, "{forwarded:?}");
+    }
+    let gateway = log_in_forwarded(&service, &[], "ada@example.com", PASSWORD).await;
+    assert_throttled(gateway, 60).await;
+    let c = log_in_forwarded(&service, &["203.0.113.3"], "ada@example.com", PASSWORD).await;
+    assert_eq!(c.status(), 200, "{:?}", c.text().await);
     service.stop().await;
 }
 

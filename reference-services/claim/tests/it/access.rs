@@ -317,6 +317,8 @@ async fn another_customers_claims_and_policies_are_answered_exactly_like_missing
         .send()
         .await
         .unwrap();
+    // Not even the version of another customer's policy.
+    assert!(hidden.headers().get("etag").is_none(), "{hidden:?}");
     let missing = other(Method::GET, "/replica/policies/pol-nowhere".into())
         .send()
         .await

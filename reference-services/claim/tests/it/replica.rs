@@ -1,5 +1,6 @@
 //! The replica of policies keeps the newest version whatever the order and number of
-//! deliveries.
+//! deliveries, and says it in the `ETag` of its copy; an unknown event type goes to the
+//! dead letters.
 
 use dovetail_contracts::policy::{
     PolicyCancelled, PolicyDrafted, PolicyIssued, PolicyStatus, PolicyUpdated,
@@ -58,6 +59,15 @@ async fn late_and_duplicated_policy_events_never_move_the_replica_back() {
     let copy = service.replica_version("pol-order", 4).await;
     assert_eq!(copy["policy"]["premium"], "150.00");
     assert_eq!(copy["policy"]["status"], "cancelled");
+    // The header a gateway polls says the same, and never an older version.
+    let response = service
+        .http
+        .get(service.url("/replica/policies/pol-order"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["etag"], "\"4\"");
     service.stop().await;
 }
 

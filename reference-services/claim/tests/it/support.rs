@@ -171,6 +171,7 @@ impl Service {
     }
 
     /// Waits until the replica holds `version` of policy `id`, and returns its copy.
+    /// Every copy read on the way carries its snapshot's version as its `ETag`.
     pub(crate) async fn replica_version(&self, id: &str, version: u64) -> Value {
         let mut last = Value::Null;
         for _ in 0..500 {
@@ -181,7 +182,14 @@ impl Service {
                 .await
                 .unwrap();
             if response.status() == 200 {
+                let etag = response.headers().get("etag").cloned();
                 last = response.json().await.unwrap();
+                let held = last["policy"]["version"].as_u64().unwrap();
+                assert_eq!(
+                    etag.as_ref().and_then(|etag| etag.to_str().ok()),
+                    Some(format!("\"{held}\"").as_str()),
+                    "the ETag of policy {id}'s copy is not its version: {last}"
+                );
                 if last["policy"]["version"] == version {
                     return last;
                 }

@@ -784,6 +784,7 @@ async fn the_openapi_document_covers_every_route_and_the_operations_endpoints_an
         [
             "/admin/rebuilds",
             "/admin/rebuilds/{id}",
+            "/documents/{type}/{id}",
             "/healthz",
             "/metrics",
             "/openapi.json",

@@ -57,7 +57,9 @@ impl Row {
 
     /// Whether the route is behind the identity layer.
     fn protected(&self) -> bool {
-        self.uri.starts_with("/search") || self.uri.starts_with("/admin")
+        ["/search", "/documents", "/admin"]
+            .iter()
+            .any(|prefix| self.uri.starts_with(prefix))
     }
 }
 
@@ -203,6 +205,22 @@ pub(crate) async fn every_endpoint_answers_each_caller_as_its_token_allows(servi
         ),
         row(Method::GET, "/search?limit=0", [401, 400, 400, 400, 403]),
         row(Method::POST, "/search", [401, 405, 405, 405, 405]),
+        // Nothing is indexed: a missing document for everyone in scope.
+        row(
+            Method::GET,
+            "/documents/policy/pol-1",
+            [401, 404, 404, 404, 403],
+        ),
+        row(
+            Method::GET,
+            "/documents/order/pol-1",
+            [401, 400, 400, 400, 403],
+        ),
+        row(
+            Method::DELETE,
+            "/documents/policy/pol-1",
+            [401, 405, 405, 405, 405],
+        ),
         row(Method::GET, "/admin/rebuilds", [401, 403, 403, 200, 403]),
         // With one Idempotency-Key: the second staff caller gets the first one's job.
         row(Method::POST, "/admin/rebuilds", [401, 403, 403, 202, 403]),

@@ -2,7 +2,7 @@
 //! (tantivy here, OpenSearch in `needs_servers`), streams of shuffled and duplicated
 //! events ending in the ordered stream's index, the service over HTTP fed by the
 //! embedded bus, who may call it (bearer tokens of a test issuer, on tantivy here and on
-//! OpenSearch in `needs_servers`), the settings of its idempotency records, and rebuild
+//! OpenSearch in `needs_servers`), the version it holds of one document (likewise), the settings of its idempotency records, and rebuild
 //! jobs over an index whose rebuild fails, panics or waits as told.
 
 #![allow(
@@ -15,6 +15,7 @@
 mod contract;
 mod api;
 mod consumer;
+mod document_versions;
 mod idempotency_config;
 mod identity;
 #[cfg(feature = "opensearch")]
