@@ -370,7 +370,7 @@ async fn the_retry_budget_caps_the_extra_calls() {
             },
         )
         .await;
-    const CALLS: usize = 60;
+    const CALLS: u64 = 60;
     let url = format!("{}/views/dashboard", gateway.url);
     for _ in 0..CALLS {
         let (status, page, _) = get(&system.http, &url, &system.customer).await;

@@ -159,6 +159,14 @@ impl StackConfig {
             ..Default::default()
         };
         auth.relay.poll_interval_ms = self.relay_poll_interval_ms;
+        // The gateway connects from the stack's address: its X-Forwarded-For names the
+        // client the login throttling counts.
+        auth.http.trusted_proxies = self
+            .host
+            .to_string()
+            .parse()
+            .map(|gateway| vec![gateway])
+            .unwrap_or_default();
         auth.sessions.path = self.data_dir.join("auth-sessions.db");
         if let Some(url) = &self.redis_url {
             auth.sessions.backend = dovetail_auth::sessions::SessionBackend::Redis;
