@@ -581,7 +581,7 @@ async fn no_identity_gets_past_the_gateway_unless_the_auth_service_signed_it() {
 }
 
 #[tokio::test]
-async fn the_gateway_serves_one_openapi_document_for_every_route() {
+async fn the_gateway_serves_one_openapi_document_for_every_route_and_its_metrics() {
     let system = System::start().await;
     let gateway = system.gateway();
     let document: Value = system
@@ -616,6 +616,24 @@ async fn the_gateway_serves_one_openapi_document_for_every_route() {
                     .starts_with("no route for"),
             "{path}: {status} {body}"
         );
+    }
+    // The review queue called search and policy: the gateway's /metrics has them, per
+    // downstream.
+    let metrics = system
+        .http
+        .get(format!("{gateway}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "dovetail_bff_calls_total{downstream=\"search\",outcome=\"ok\"}",
+        "dovetail_bff_call_seconds_bucket{downstream=\"search\"",
+        "dovetail_bff_breaker_state{downstream=\"search\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} is not in /metrics");
     }
     system.stop().await;
 }
