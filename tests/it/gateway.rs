@@ -617,6 +617,19 @@ async fn the_gateway_serves_one_openapi_document_for_every_route_and_its_metrics
             "{path}: {status} {body}"
         );
     }
+    // A body past the gateway's limit is refused at the door, with what to do.
+    let response = system
+        .http
+        .post(format!("{gateway}/claims"))
+        .bearer_auth(&system.customer)
+        .header("content-type", "application/json")
+        .body(vec![b' '; dovetail_gateway::proxy::MAX_BODY_BYTES + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let problem: Value = response.json().await.unwrap();
+    assert!(problem["detail"].as_str().unwrap().contains("at most"), "{problem}");
     // The review queue called search and policy: the gateway's /metrics has them, per
     // downstream.
     let metrics = system
