@@ -13,7 +13,9 @@
 //!   concurrency limit, a [`CircuitBreaker`], retries of idempotent calls only (GET,
 //!   HEAD, or a POST with an `Idempotency-Key`) with jittered exponential backoff inside
 //!   the deadline and a retry budget (tower's `TpsBudget`, 20% extra load by default),
-//!   and a per-attempt timeout capped by the deadline.
+//!   optional hedged reads (a second attempt of a slow GET, paid from the same budget),
+//!   and a per-attempt timeout capped by the deadline. [`Downstream::send`] answers what
+//!   a section can use; [`Downstream::forward`] every answer as it came, for a proxy.
 //! - [`CallContext`]: what every call of one request carries downstream: the
 //!   `dovetail-deadline-ms` header ([`dovetail_http::deadline`]) set to the time that
 //!   remains, the caller's `Authorization`, `traceparent` and `x-request-id`. A handler
@@ -67,7 +69,7 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `metrics` | per downstream, through the `metrics` facade: `dovetail_bff_call_seconds` (histogram), `dovetail_bff_calls_total` by outcome, `dovetail_bff_breaker_state` (0 closed, 1 half-open, 2 open) |
+//! | `metrics` | per downstream, through the `metrics` facade: `dovetail_bff_call_seconds` (histogram), `dovetail_bff_calls_total` by outcome, `dovetail_bff_hedges_total`, `dovetail_bff_breaker_state` (0 closed, 1 half-open, 2 open) |
 
 mod compose;
 mod consistency;

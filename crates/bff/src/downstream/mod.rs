@@ -61,6 +61,11 @@ pub struct DownstreamConfig {
     pub retry: RetryConfig,
     /// The circuit breaker.
     pub breaker: BreakerConfig,
+    /// Hedged reads: when a GET or HEAD has not answered after this long, a second
+    /// attempt is sent and the first good answer wins (the other is dropped). Each hedge
+    /// is paid from the retry budget, so hedges and retries together stay within it.
+    /// `None` (the default): no hedging.
+    pub hedge_after: Option<Duration>,
 }
 
 impl DownstreamConfig {
@@ -74,6 +79,7 @@ impl DownstreamConfig {
             concurrency: 64,
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),
+            hedge_after: None,
         }
     }
 }
@@ -186,6 +192,11 @@ impl Call {
         self
     }
 
+    /// Whether it only reads (GET or HEAD): what may be hedged.
+    pub fn is_read(&self) -> bool {
+        self.method == Method::GET || self.method == Method::HEAD
+    }
+
     /// Whether it may be sent more than once.
     pub fn is_idempotent(&self) -> bool {
         self.method == Method::GET || self.method == Method::HEAD || self.idempotency_key.is_some()
@@ -221,6 +232,7 @@ struct Inner {
     stack: Stack,
     breaker: Arc<CircuitBreaker>,
     budget: Arc<TpsBudget>,
+    hedge_after: Option<Duration>,
 }
 
 /// Why a [`Downstream`] cannot be built.
@@ -295,6 +307,7 @@ impl Downstream {
                 stack,
                 breaker,
                 budget,
+                hedge_after: config.hedge_after,
             }),
         })
     }
@@ -349,6 +362,7 @@ impl Downstream {
             return result;
         }
         let idempotent = call.is_idempotent();
+        let hedge_after = self.inner.hedge_after.filter(|_| call.is_read());
         let url = format!("{}{}", self.inner.base_url, call.path);
         let mut builder = self.inner.client.request(call.method, url);
         if let Some(body) = call.body {
@@ -369,12 +383,13 @@ impl Downstream {
             idempotent,
         };
         self.inner.budget.deposit();
-        let result = match tokio::time::timeout_at(
-            deadline.instant(),
-            self.inner.stack.clone().oneshot(attempt),
-        )
-        .await
-        {
+        let exchange = async {
+            match (hedge_after, attempt.try_clone()) {
+                (Some(after), Some(second)) => self.hedged(attempt, second, after).await,
+                _ => self.inner.stack.clone().oneshot(attempt).await,
+            }
+        };
+        let result = match tokio::time::timeout_at(deadline.instant(), exchange).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout),
         };
@@ -394,6 +409,42 @@ impl Downstream {
             );
         }
         result
+    }
+
+    /// Sends `first`; when it has not answered after `after`, and the retry budget
+    /// allows, sends `second` too. The first good answer wins and the other attempt is
+    /// dropped; a failed one waits for the other when that one is in flight.
+    async fn hedged(
+        &self,
+        first: Attempt,
+        second: Attempt,
+        after: Duration,
+    ) -> Result<Answer, CallError> {
+        let started = std::sync::atomic::AtomicBool::new(false);
+        let first = self.inner.stack.clone().oneshot(first);
+        let second = async {
+            tokio::time::sleep(after).await;
+            if !self.inner.budget.withdraw() {
+                return std::future::pending().await;
+            }
+            started.store(true, std::sync::atomic::Ordering::Relaxed);
+            report::hedge(&self.inner.name);
+            self.inner.stack.clone().oneshot(second).await
+        };
+        tokio::pin!(first, second);
+        tokio::select! {
+            biased;
+            result = &mut first => {
+                if breaker::failed(&result) && started.load(std::sync::atomic::Ordering::Relaxed) {
+                    second.await
+                } else {
+                    result
+                }
+            }
+            result = &mut second => {
+                if breaker::failed(&result) { first.await } else { result }
+            }
+        }
     }
 
     /// GETs `path` and reads the answer as JSON.

@@ -34,6 +34,17 @@ pub(crate) fn call(
         .set(breaker.as_gauge());
 }
 
+/// Counts a hedge: a second attempt sent because the first was slow.
+#[cfg(feature = "metrics")]
+pub(crate) fn hedge(downstream: &str) {
+    metrics::counter!("dovetail_bff_hedges_total", "downstream" => downstream.to_owned())
+        .increment(1);
+}
+
+/// Without the `metrics` feature nothing is recorded.
+#[cfg(not(feature = "metrics"))]
+pub(crate) fn hedge(_downstream: &str) {}
+
 /// Without the `metrics` feature nothing is recorded.
 #[cfg(not(feature = "metrics"))]
 pub(crate) fn call(
@@ -56,6 +67,10 @@ pub fn describe_metrics() {
     metrics::describe_counter!(
         "dovetail_bff_calls_total",
         "Calls to a downstream by outcome: ok, timeout, circuit_open, unavailable, forbidden."
+    );
+    metrics::describe_counter!(
+        "dovetail_bff_hedges_total",
+        "Second attempts of slow reads sent to a downstream (hedged reads)."
     );
     metrics::describe_gauge!(
         "dovetail_bff_breaker_state",

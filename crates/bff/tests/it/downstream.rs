@@ -271,3 +271,86 @@ async fn a_hanging_attempt_times_out_at_the_call_timeout_and_a_get_tries_again()
     assert!(started.elapsed() < Duration::from_millis(500));
     assert!(deadline_ms(&server.last_headers()) <= 50);
 }
+
+#[tokio::test]
+async fn a_slow_read_is_hedged_and_the_fast_answer_wins_while_writes_never_are() {
+    let server = TestServer::start(Mode::SlowOdd).await;
+    let hedged = Downstream::new(DownstreamConfig {
+        hedge_after: Some(Duration::from_millis(50)),
+        retry: RetryConfig {
+            max_retries: 0,
+            min_retries_per_sec: 100,
+            ..RetryConfig::default()
+        },
+        ..server.config("search")
+    })
+    .unwrap();
+    let cx = context(Duration::from_secs(5));
+
+    // Call 0 is slow; the hedge (call 1) answers at once and wins.
+    let started = tokio::time::Instant::now();
+    let answer: Value = hedged.get_json(&cx, "/search").await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(answer["call"], 1, "the hedge's answer");
+    assert_eq!(server.calls(), 2);
+
+    // Call 2 is slow: a keyed POST waits for it, never sending a second.
+    let post = Call::post_json("/claims", &serde_json::json!({"amount": 10}))
+        .unwrap()
+        .idempotency_key(HeaderValue::from_static("k-9"));
+    let started = tokio::time::Instant::now();
+    hedged.send(&cx, post).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    assert_eq!(server.calls(), 3, "a write is not hedged");
+
+    // Without budget left, a slow read is not hedged either.
+    let unbudgeted = Downstream::new(DownstreamConfig {
+        hedge_after: Some(Duration::from_millis(50)),
+        retry: RetryConfig {
+            max_retries: 0,
+            budget_ratio: 0.0,
+            min_retries_per_sec: 0,
+            ..RetryConfig::default()
+        },
+        ..server.config("search")
+    })
+    .unwrap();
+    server.reset_calls();
+    let answer: Value = unbudgeted.get_json(&cx, "/search").await.unwrap();
+    assert_eq!(answer["call"], 0, "the first attempt's own answer");
+    assert_eq!(server.calls(), 1, "no budget, no hedge");
+}
+
+#[tokio::test]
+async fn forward_passes_a_failure_on_as_it_came_and_the_breaker_counts_it() {
+    let server = TestServer::start(Mode::Fail).await;
+    let downstream = Downstream::new(DownstreamConfig {
+        breaker: BreakerConfig {
+            failure_threshold: 2,
+            open_for: Duration::from_secs(30),
+        },
+        ..server.config("policy")
+    })
+    .unwrap();
+    let cx = context(Duration::from_secs(5));
+    let answer = downstream
+        .forward(&cx, Call::get("/policies"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 503, "the downstream's own answer");
+    let error = downstream
+        .send(&cx, Call::get("/policies"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, CallError::Failed { .. }), "{error:?}");
+    assert_eq!(downstream.breaker_state(), BreakerState::Open);
+    let refused = downstream.forward(&cx, Call::get("/policies")).await;
+    assert!(
+        matches!(refused, Err(CallError::CircuitOpen)),
+        "{refused:?}"
+    );
+}

@@ -20,6 +20,8 @@ pub enum Mode {
     Hang = 1,
     Fail = 2,
     Forbidden = 3,
+    /// Every other call, from the first, takes 800 ms; the others answer at once.
+    SlowOdd = 4,
 }
 
 #[derive(Clone, Default)]
@@ -47,6 +49,11 @@ impl TestServer {
 
     pub fn set_mode(&self, mode: Mode) {
         self.shared.mode.store(mode as u8, Ordering::SeqCst);
+    }
+
+    /// Counts calls from zero again (the slow-odd mode's next call is slow).
+    pub fn reset_calls(&self) {
+        self.shared.calls.store(0, Ordering::SeqCst);
     }
 
     pub fn calls(&self) -> usize {
@@ -80,10 +87,16 @@ impl TestServer {
 }
 
 async fn answer(State(shared): State<Shared>, uri: Uri, headers: HeaderMap) -> Response {
-    shared.calls.fetch_add(1, Ordering::SeqCst);
+    let call = shared.calls.fetch_add(1, Ordering::SeqCst);
     shared.seen.lock().unwrap().push(headers);
     match shared.mode.load(Ordering::SeqCst) {
         0 => Json(serde_json::json!({ "path": uri.path() })).into_response(),
+        4 => {
+            if call % 2 == 0 {
+                tokio::time::sleep(Duration::from_millis(800)).await;
+            }
+            Json(serde_json::json!({ "path": uri.path(), "call": call })).into_response()
+        }
         1 => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             StatusCode::OK.into_response()
