@@ -12,6 +12,12 @@
 //! missed, an item it lost, an item it holds extra. `MemoryView` answers a digest by
 //! summing its per-bucket digests (up to 2,048 of them for a half of the key space), as a
 //! SQL store would sum its bucket rows.
+//!
+//! What the figures showed (a two-core VM shared with other builds, so the times are
+//! noisy; the counts are exact): per side, 0/0/1 (entries / range reads / digests) for no
+//! difference, 264/10/85 for 10 (0.26% of the entries) and 22,414/892/2,400 for 1,000
+//! (22%); the check took 0.03%, 0.4% and 22% of the full comparison's time (about 95 ms,
+//! most of it copying 100,000 entries out of each view).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
@@ -48,29 +54,32 @@ fn stores(differences: usize) -> (MemoryView, MemoryView) {
 async fn full_comparison(owner: &MemoryView, replica: &MemoryView) -> usize {
     let source = owner.entries(BucketRange::FULL).await.unwrap();
     let copy = replica.entries(BucketRange::FULL).await.unwrap();
-    let order = |e: &Entry| (bucket(&e.key), e.key.clone());
-    let (source, copy): (Vec<_>, Vec<_>) = (
-        source.into_iter().map(|e| (order(&e), e)).collect(),
-        copy.into_iter().map(|e| (order(&e), e)).collect(),
-    );
+    // The bucket of each entry, computed once: the merge compares (bucket, key).
+    let buckets = |entries: &[Entry]| entries.iter().map(|e| bucket(&e.key)).collect::<Vec<_>>();
+    let (source_buckets, copy_buckets) = (buckets(&source), buckets(&copy));
     let visible = |e: &Entry| (!e.deleted).then_some(e.version);
     let (mut i, mut j, mut differing) = (0, 0, 0);
     while i < source.len() || j < copy.len() {
-        let step = match (source.get(i), copy.get(j)) {
-            (Some(s), Some(r)) => s.0.cmp(&r.0),
+        let step = match (at(&source, &source_buckets, i), at(&copy, &copy_buckets, j)) {
+            (Some(s), Some(r)) => s.cmp(&r),
             (Some(_), None) => Ordering::Less,
             _ => Ordering::Greater,
         };
         let (s, r) = match step {
-            Ordering::Less => (visible(&source[i].1), None),
-            Ordering::Greater => (None, visible(&copy[j].1)),
-            Ordering::Equal => (visible(&source[i].1), visible(&copy[j].1)),
+            Ordering::Less => (visible(&source[i]), None),
+            Ordering::Greater => (None, visible(&copy[j])),
+            Ordering::Equal => (visible(&source[i]), visible(&copy[j])),
         };
         differing += usize::from(s != r);
         i += usize::from(step != Ordering::Greater);
         j += usize::from(step != Ordering::Less);
     }
     differing
+}
+
+/// The (bucket, key) of the `i`th entry, if any.
+fn at<'a>(entries: &'a [Entry], buckets: &[u32], i: usize) -> Option<(u32, &'a str)> {
+    entries.get(i).map(|e| (buckets[i], e.key.as_str()))
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {

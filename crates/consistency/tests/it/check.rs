@@ -2,6 +2,7 @@
 
 use std::future::{Future, ready};
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dovetail_consistency::{
@@ -129,10 +130,16 @@ async fn identical_stores_cost_one_digest_a_side() {
     let (owner, replica) = twins(10_000);
     // Tombstones kept on one side only do not count.
     owner.delete("gone", 4);
-    let report = Check::new(&owner, &replica, CheckConfig::default())
-        .run()
-        .await
-        .unwrap();
+    // Views are taken by value, by reference or shared.
+    let (owner, replica) = (Arc::new(owner), Arc::new(replica));
+    let report = Check::new(
+        Arc::clone(&owner),
+        Arc::clone(&replica),
+        CheckConfig::default(),
+    )
+    .run()
+    .await
+    .unwrap();
     assert!(report.is_consistent());
     assert_eq!(report.source_cost.digests_read, 1);
     assert_eq!(report.replica_cost.digests_read, 1);
