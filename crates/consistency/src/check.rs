@@ -32,7 +32,7 @@ pub struct CheckConfig {
     /// the owner changed after `now - expected_lag` (the watermark) is a write in flight:
     /// it goes to [`CheckReport::recheck`] instead of the differences. Default 30 s.
     pub expected_lag: Duration,
-    /// The most differences (and recheck keys) to list; the check stops reading once it
+    /// The most differences and recheck keys (together) to list; the check stops reading once it
     /// has this many and sets [`CheckReport::truncated`]. Default 1,000.
     pub max_differences: usize,
 }

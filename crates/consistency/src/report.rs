@@ -178,7 +178,7 @@ pub struct CheckReport {
     pub truncated: bool,
     /// Keys that differ but whose owner changed them after the watermark: writes in
     /// flight, not reported as drift this round; look at them again in the next one.
-    /// Capped at `max_differences` too.
+    /// Counts towards `max_differences` with the differences.
     pub recheck: Vec<String>,
     /// How many differences of each kind.
     pub counts: DriftCounts,

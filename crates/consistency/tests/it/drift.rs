@@ -1,9 +1,15 @@
 //! Property: from any base set and any injected divergences, the check finds exactly
-//! the injected differences, with the right kinds, and nothing else.
+//! the injected differences, with the right kinds, and nothing else; an owner's write
+//! after the watermark goes to `recheck` instead.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dovetail_consistency::{BUCKETS, Check, CheckConfig, Drift, MemoryView, bucket};
+use std::time::Duration;
+
+use dovetail_consistency::{BUCKETS, Check, CheckConfig, Drift, Entry, MemoryView, bucket};
+
+const NOW_MS: u64 = 1_800_000_000_000;
+const LAG: Duration = Duration::from_secs(10);
 use proptest::prelude::*;
 
 /// What to do to one key, and the drift it should produce (if any).
@@ -48,12 +54,15 @@ fn divergence() -> impl Strategy<Value = Divergence> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn the_check_finds_exactly_the_injected_differences(
         base in prop::collection::btree_map(0..5_000_u32, 1..50_u64, 1..400),
-        divergences in prop::collection::vec((any::<prop::sample::Index>(), 1..5_u64, divergence()), 0..40),
+        divergences in prop::collection::vec(
+            (any::<prop::sample::Index>(), 1..5_u64, divergence(), any::<bool>()),
+            0..40,
+        ),
         leaf_buckets in prop_oneof![Just(1_u32), Just(2), Just(3), Just(16), Just(BUCKETS)],
     ) {
         let (owner, replica) = (MemoryView::new(), MemoryView::new());
@@ -65,7 +74,10 @@ proptest! {
 
         let mut expected = BTreeMap::new();
         let mut touched = BTreeSet::new();
-        for (n, (index, step, divergence)) in divergences.into_iter().enumerate() {
+        let mut expected_recheck = BTreeSet::new();
+        for (n, (index, step, divergence, in_flight)) in divergences.into_iter().enumerate() {
+            // The owner's writes happened a second ago (in flight) or a minute ago.
+            let changed_at = if in_flight { NOW_MS - 1_000 } else { NOW_MS - 60_000 };
             let key = keys[index.index(keys.len())].clone();
             if matches!(divergence, Divergence::Extra) {
                 let extra = format!("extra-{n}");
@@ -83,7 +95,11 @@ proptest! {
                     Some(Drift::MissingInReplica { source_version: v })
                 }
                 Divergence::Behind => {
-                    owner.put(key.clone(), v + step);
+                    owner.insert(Entry::live(key.clone(), v + step).changed_at(changed_at));
+                    if in_flight {
+                        expected_recheck.insert(key.clone());
+                        continue;
+                    }
                     Some(Drift::ReplicaBehind { source_version: v + step, replica_version: v })
                 }
                 Divergence::Ahead => {
@@ -91,7 +107,11 @@ proptest! {
                     Some(Drift::ReplicaAhead { source_version: v, replica_version: v + step })
                 }
                 Divergence::MissedDelete => {
-                    owner.delete(key.clone(), v + step);
+                    owner.insert(Entry::tombstone(key.clone(), v + step).changed_at(changed_at));
+                    if in_flight {
+                        expected_recheck.insert(key.clone());
+                        continue;
+                    }
                     Some(Drift::MissedDelete { source_version: v + step, replica_version: v })
                 }
                 Divergence::MissedRecreate => {
@@ -125,15 +145,17 @@ proptest! {
             }
         }
 
-        let config = CheckConfig { leaf_buckets, max_differences: 10_000, ..CheckConfig::default() };
+        let config = CheckConfig { leaf_buckets, max_differences: 10_000, expected_lag: LAG };
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let report = runtime.block_on(Check::new(&owner, &replica, config).run()).unwrap();
+        let report = runtime.block_on(Check::new(&owner, &replica, config).run_at(NOW_MS)).unwrap();
 
         let found: BTreeMap<String, Drift> =
             report.differences.iter().map(|d| (d.key.clone(), d.drift)).collect();
         prop_assert_eq!(found.len(), report.differences.len(), "a key reported twice");
         prop_assert_eq!(&found, &expected);
-        prop_assert!(report.recheck.is_empty());
+        let recheck: BTreeSet<String> = report.recheck.iter().cloned().collect();
+        prop_assert_eq!(recheck.len(), report.recheck.len(), "a key rechecked twice");
+        prop_assert_eq!(recheck, expected_recheck);
         prop_assert!(!report.truncated);
         prop_assert_eq!(report.counts.total(), expected.len() as u64);
         let ahead = expected.values().filter(|d| matches!(d, Drift::ReplicaAhead { .. })).count();
