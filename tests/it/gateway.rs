@@ -629,7 +629,10 @@ async fn the_gateway_serves_one_openapi_document_for_every_route_and_its_metrics
         .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let problem: Value = response.json().await.unwrap();
-    assert!(problem["detail"].as_str().unwrap().contains("at most"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("at most"),
+        "{problem}"
+    );
     // The review queue called search and policy: the gateway's /metrics has them, per
     // downstream.
     let metrics = system

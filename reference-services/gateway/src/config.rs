@@ -92,6 +92,9 @@ pub struct CallTuning {
     /// How often a read-your-writes read asks a replica for its version, in
     /// milliseconds (default 20).
     pub version_poll_ms: u64,
+    /// Hedged reads: a GET that has not answered after this many milliseconds gets a
+    /// second attempt, paid from the retry budget (default 0: off).
+    pub hedge_after_ms: u64,
 }
 
 impl Default for CallTuning {
@@ -106,6 +109,7 @@ impl Default for CallTuning {
             breaker_failures: 5,
             breaker_open_ms: 5000,
             version_poll_ms: 20,
+            hedge_after_ms: 0,
         }
     }
 }
@@ -126,6 +130,8 @@ impl CallTuning {
                 failure_threshold: self.breaker_failures.max(1),
                 open_for: Duration::from_millis(self.breaker_open_ms),
             },
+            hedge_after: (self.hedge_after_ms > 0)
+                .then(|| Duration::from_millis(self.hedge_after_ms)),
             ..DownstreamConfig::new(name, base_url)
         }
     }
