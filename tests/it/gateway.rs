@@ -646,7 +646,7 @@ async fn the_gateway_serves_one_openapi_document_for_every_route_and_its_metrics
         .unwrap();
     for series in [
         "dovetail_bff_calls_total{downstream=\"search\",outcome=\"ok\"}",
-        "dovetail_bff_call_seconds_bucket{downstream=\"search\"",
+        "dovetail_bff_call_seconds_count{downstream=\"search\"}",
         "dovetail_bff_breaker_state{downstream=\"search\"}",
     ] {
         assert!(metrics.contains(series), "{series} is not in /metrics");

@@ -387,7 +387,15 @@ where
             tokio::join!(Box::pin(publish), Box::pin(meanwhile));
         let mut store_failed = match marked {
             Ok(()) => false,
-            Err(OutboxError::LeaseLost { .. }) => return Batch::LeaseLost,
+            Err(OutboxError::LeaseLost { .. }) => {
+                // What the broker accepted is published, lease or not: the report says so.
+                if let Some(results) = results {
+                    let outcome =
+                        outcome::sort_results(&slots, results, &self.config, SystemTime::now());
+                    meter.published(count(outcome.published.len()));
+                }
+                return Batch::LeaseLost;
+            }
             Err(error) => {
                 meter.store_error();
                 tracing::warn!(%error, "could not mark the previous batch published; it will be published again");

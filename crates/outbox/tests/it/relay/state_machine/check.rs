@@ -202,12 +202,18 @@ pub(crate) fn check<S: OutboxStore + Clone + Debug + 'static>(
                 _ => 0,
             })
             .sum();
-        prop_assert_eq!(
-            report.published,
-            u64::try_from(accepted).unwrap(),
-            "relay {}",
-            relay
-        );
+        let accepted = u64::try_from(accepted).unwrap();
+        if report.leases_lost == 0 {
+            prop_assert_eq!(report.published, accepted, "relay {}", relay);
+        } else {
+            // A lease lost while a batch was being published ends the batch without its
+            // results: the broker may have accepted some the relay never heard back about.
+            prop_assert!(
+                report.published <= accepted,
+                "relay {relay} reports {} published, the broker accepted {accepted}",
+                report.published
+            );
+        }
     }
     Ok(())
 }
