@@ -39,10 +39,12 @@ impl BucketedTable {
     /// and fills it from the rows. All in one transaction, so a crash leaves the file as
     /// it was and the next open starts again.
     ///
-    /// A build that predates the digests and writes the file after this one leaves them
-    /// behind (its writes do not update them, and a check then reports drift that is not
-    /// there): after rolling back to such a build and forward again, drop the digest
-    /// table (`DROP TABLE <digests>`) and the next open rebuilds it.
+    /// The digests are only as true as the writes that keep them: a build that predates
+    /// them and writes the file after this one, or an edit by hand, changes rows and not
+    /// digests. A check then reports drift that is not there, or misses drift that is
+    /// (where the digests still agree, it does not read the rows). After rolling back to
+    /// such a build and forward again, or after editing rows by hand, drop the digest
+    /// table (`DROP TABLE <digests>`) and the next open rebuilds it from the rows.
     pub(super) fn migrate(&self, connection: &mut Connection) -> Result<(), StoreError> {
         let Self {
             table,
