@@ -4,8 +4,8 @@
 //! Every change commits with its event through the transactional outbox (SQLite by
 //! default, DynamoDB by configuration) and a relay publishes them. A consumer of policy
 //! events keeps the [`replica`] of policies the filing rules are checked against; see
-//! there what happens when it has not caught up. [`Application::build`] wires it all
-//! from a [`ClaimConfig`].
+//! there what happens when it has not caught up, and how to check it against the policy
+//! service's own policies. [`Application::build`] wires it all from a [`ClaimConfig`].
 //!
 //! ```no_run
 //! use dovetail_claim::{Application, ClaimConfig};

@@ -14,6 +14,17 @@
 //! the gap: that would couple its availability to the policy service's, which is what
 //! the database-per-service pattern avoids. The lag is measured
 //! (`claim_replica_lag_seconds`) and is milliseconds on the embedded stack.
+//!
+//! # When the replica has drifted
+//!
+//! An event the replica never applied (dead-lettered and not replayed, published before
+//! the subscription existed) leaves it behind for good, which no lag metric shows. On
+//! SQLite, [`ClaimStore::policy_replica_view`] gives the replica's
+//! [`dovetail_consistency::View`], kept in the transaction that applies each event;
+//! checked against the policy service's
+//! ([`dovetail_consistency::Check`]), it names each policy the replica lacks, holds at
+//! an old version, or holds without the owner having it. Nothing runs the check or
+//! repairs yet.
 
 use std::time::SystemTime;
 

@@ -6,6 +6,12 @@
 //! it from a [`PolicyConfig`]; `main.rs` only loads the configuration and waits for a
 //! signal.
 //!
+//! The service owns its policies, so it is the source of truth its replicas (the claim
+//! service's) are checked against: on SQLite,
+//! [`PolicyStore::consistency_view`](store::PolicyStore::consistency_view) gives the
+//! [`dovetail_consistency::View`] of them, with one digest per bucket kept in each
+//! write's transaction.
+//!
 //! ```no_run
 //! use dovetail_policy::{Application, PolicyConfig};
 //! use dovetail_service_kit::events::Transport;

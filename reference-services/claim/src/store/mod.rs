@@ -4,9 +4,11 @@
 //! replica together with its "processed" marker in one transaction too.
 
 mod append;
+mod buckets;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod sqlite;
+mod view;
 
 use dovetail_contracts::policy::PolicySnapshot;
 use dovetail_events::envelope::EventId;
@@ -19,6 +21,7 @@ pub use dovetail_service_kit::store::{OpenedStore, RequestRecord, StoreError, Wr
 use dovetail_service_kit::{StartError, on_backend};
 
 use crate::domain::{Claim, ClaimChange};
+pub use view::PolicyReplicaView;
 
 /// One change to commit: the claim after it, its event, the version the claim must
 /// still have, and (for a request with an `Idempotency-Key`) the answer to record.
@@ -171,6 +174,16 @@ impl ClaimStore {
         policy: PolicySnapshot,
     ) -> Result<ReplicaOutcome, StoreError> {
         on_backend!(&self.0, store => store.apply_policy(event_id, fingerprint, policy).await)
+    }
+
+    /// The [`View`](dovetail_consistency::View) of the policy replica, to check it against
+    /// the policy service's, on SQLite; `None` on DynamoDB, which has no view yet.
+    pub fn policy_replica_view(&self) -> Option<PolicyReplicaView> {
+        match &self.0 {
+            Backend::Sqlite(store) => Some(store.policy_replica_view()),
+            #[allow(unreachable_patterns)] // only the DynamoDB store without `aws`
+            _ => None,
+        }
     }
 
     /// Whether the database answers.

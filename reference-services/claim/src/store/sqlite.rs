@@ -2,7 +2,7 @@
 //! beside its outbox.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use dovetail_contracts::claim::ClaimSnapshot;
 use dovetail_contracts::policy::PolicySnapshot;
@@ -16,12 +16,19 @@ use dovetail_outbox::sqlite::SqliteOutbox;
 use dovetail_service_kit::store::sqlite::{SharedConnection, current_version, sql_version};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
+use super::buckets::now_ms;
+use super::view::{POLICY_REPLICA, PolicyReplicaView};
 use super::{
     ClaimFilter, ClaimWrite, ReplicaOutcome, ReplicatedPolicy, StoreError, WriteOutcome,
     replica_key,
 };
 use crate::domain::Claim;
 
+// `policy_replica.bucket` is the policy id's consistency bucket: `view::POLICY_REPLICA`'s
+// migration adds it to a file made before it existed, with the index on (bucket,
+// policy_id) and the table `policy_replica_buckets`. No SQL comment inside CREATE TABLE:
+// SQLite keeps its text and edits it on ALTER TABLE ... DROP COLUMN, which a comment can
+// break.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS claims (
     claim_id    TEXT PRIMARY KEY,
@@ -37,15 +44,17 @@ CREATE TABLE IF NOT EXISTS policy_replica (
     version           INTEGER NOT NULL,
     snapshot          TEXT NOT NULL,
     event_id          TEXT NOT NULL,
-    replicated_at_ms  INTEGER NOT NULL
+    replicated_at_ms  INTEGER NOT NULL,
+    bucket            INTEGER
 );
 ";
 
 /// How long a policy event's "processed" marker is kept: longer than any redelivery.
 const REPLICA_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Claims and the policy replica in a SQLite file: tables `claims` and `policy_replica`,
-/// the outbox's tables, and the idempotency records of requests and of policy events.
+/// Claims and the policy replica in a SQLite file: tables `claims` and `policy_replica`
+/// (with the digest of each of its buckets in `policy_replica_buckets`), the outbox's
+/// tables, and the idempotency records of requests and of policy events.
 #[derive(Debug, Clone)]
 pub struct SqliteClaimStore {
     connection: SharedConnection,
@@ -58,7 +67,8 @@ impl SqliteClaimStore {
     /// # Errors
     /// [`StoreError::Backend`] when the file cannot be opened or its tables created.
     pub fn open(path: &Path, outbox: SqliteOutbox) -> Result<Self, StoreError> {
-        let connection = dovetail_service_kit::store::sqlite::open(path, SCHEMA)?;
+        let mut connection = dovetail_service_kit::store::sqlite::open(path, SCHEMA)?;
+        POLICY_REPLICA.migrate(&mut connection)?;
         Ok(Self {
             connection: SharedConnection::new(connection),
             outbox,
@@ -200,22 +210,37 @@ impl SqliteClaimStore {
                 return Ok(ReplicaOutcome::Duplicate);
             }
             let json = serde_json::to_string(&policy).map_err(|error| StoreError::backend("serializing a replicated policy", error))?;
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+            let now_ms = now_ms();
+            // The version this event replaces, for the bucket's digest.
+            let old = current_version(&tx, "policy_replica", "policy_id", &policy.policy_id)?;
             let written = tx.execute(
-                "INSERT INTO policy_replica (policy_id, version, snapshot, event_id, replicated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO policy_replica (policy_id, version, snapshot, event_id, replicated_at_ms, bucket)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (policy_id) DO UPDATE SET
                      version = excluded.version, snapshot = excluded.snapshot,
                      event_id = excluded.event_id, replicated_at_ms = excluded.replicated_at_ms
                  WHERE excluded.version > policy_replica.version",
-                params![policy.policy_id, sql_version(policy.version), json, event_id.to_string(), now_ms],
+                params![
+                    policy.policy_id,
+                    sql_version(policy.version),
+                    json,
+                    event_id.to_string(),
+                    now_ms,
+                    dovetail_consistency::bucket(&policy.policy_id)
+                ],
             )?;
+            if written == 1 {
+                POLICY_REPLICA.record(&tx, &policy.policy_id, old, policy.version)?;
+            }
             tx.commit()?;
             Ok(if written == 1 { ReplicaOutcome::Applied } else { ReplicaOutcome::Stale })
         })
         .await
+    }
+
+    /// The consistency view of the policy replica in this file.
+    pub fn policy_replica_view(&self) -> PolicyReplicaView {
+        PolicyReplicaView::new(self.connection.clone())
     }
 
     /// See [`ClaimStore::ping`](super::ClaimStore::ping).

@@ -3,9 +3,11 @@
 //! idempotency record in one transaction of the service's own database.
 
 mod append;
+mod buckets;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod sqlite;
+mod view;
 
 use dovetail_events::envelope::Source;
 use dovetail_outbox::ExpectedVersion;
@@ -16,6 +18,7 @@ pub use dovetail_service_kit::store::{OpenedStore, RequestRecord, StoreError, Wr
 use dovetail_service_kit::{StartError, on_backend};
 
 use crate::domain::{Policy, PolicyChange};
+pub use view::PolicyConsistencyView;
 
 /// One change to commit: the policy after it, the event it produced, the version the
 /// policy must still have, and (for a request with an `Idempotency-Key`) the answer to
@@ -110,6 +113,17 @@ impl PolicyStore {
         limit: usize,
     ) -> Result<Vec<Policy>, StoreError> {
         on_backend!(&self.0, store => store.list_by_customer(customer_id, after, limit).await)
+    }
+
+    /// The [`View`](dovetail_consistency::View) of the policies for consistency checks
+    /// of their replicas (the claim service's, ...), on SQLite; `None` on DynamoDB,
+    /// which has no view yet.
+    pub fn consistency_view(&self) -> Option<PolicyConsistencyView> {
+        match &self.0 {
+            Backend::Sqlite(store) => Some(store.consistency_view()),
+            #[allow(unreachable_patterns)] // only the DynamoDB store without `aws`
+            _ => None,
+        }
     }
 
     /// Whether the database answers.

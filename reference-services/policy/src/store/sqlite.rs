@@ -8,22 +8,32 @@ use dovetail_outbox::sqlite::SqliteOutbox;
 use dovetail_service_kit::store::sqlite::{SharedConnection, current_version, sql_version};
 use rusqlite::{OptionalExtension, params};
 
+use super::buckets::now_ms;
+use super::view::{POLICIES, PolicyConsistencyView};
 use super::{PolicyWrite, StoreError, WriteOutcome};
 use crate::domain::Policy;
 
+// `bucket` is the policy id's consistency bucket, `changed_at_ms` when this service last
+// wrote the row (NULL in rows older than the column): `view::POLICIES`'s migration adds
+// both to a file made before they existed, with the index on (bucket, policy_id) and the
+// table `consistency_buckets`. No SQL comment inside CREATE TABLE: SQLite keeps its text
+// and edits it on ALTER TABLE ... DROP COLUMN, which a comment can break.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS policies (
-    policy_id   TEXT PRIMARY KEY,
-    customer_id TEXT NOT NULL,
-    version     INTEGER NOT NULL,
-    snapshot    TEXT NOT NULL
+    policy_id     TEXT PRIMARY KEY,
+    customer_id   TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    snapshot      TEXT NOT NULL,
+    bucket        INTEGER,
+    changed_at_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS policies_by_customer ON policies (customer_id, policy_id);
 ";
 
-/// Policies in a SQLite file: table `policies` (one row per policy: id, customer, version
-/// and the JSON snapshot), the outbox's tables and the idempotency records of requests,
-/// all written in one transaction per change.
+/// Policies in a SQLite file: table `policies` (one row per policy: id, customer, version,
+/// the JSON snapshot, its consistency bucket and when it last changed), the digest of
+/// each bucket (`consistency_buckets`), the outbox's tables and the idempotency records
+/// of requests, all written in one transaction per change.
 #[derive(Debug, Clone)]
 pub struct SqlitePolicyStore {
     connection: SharedConnection,
@@ -36,7 +46,8 @@ impl SqlitePolicyStore {
     /// # Errors
     /// [`StoreError::Backend`] when the file cannot be opened or its tables created.
     pub fn open(path: &Path, outbox: SqliteOutbox) -> Result<Self, StoreError> {
-        let connection = dovetail_service_kit::store::sqlite::open(path, SCHEMA)?;
+        let mut connection = dovetail_service_kit::store::sqlite::open(path, SCHEMA)?;
+        POLICIES.migrate(&mut connection)?;
         Ok(Self {
             connection: SharedConnection::new(connection),
             outbox,
@@ -51,19 +62,23 @@ impl SqlitePolicyStore {
                 let snapshot = write.policy.snapshot();
                 let json = serde_json::to_string(snapshot).map_err(|error| StoreError::backend("serializing a policy", error))?;
                 let version = sql_version(snapshot.version);
+                let id = &snapshot.policy_id;
+                // The version this write replaces, for the bucket's digest.
+                let old = current_version(unit.transaction(), "policies", "policy_id", id)?;
+                let now = now_ms();
                 let written = match write.expected {
                     ExpectedVersion::New => unit.transaction().execute(
-                        "INSERT INTO policies (policy_id, customer_id, version, snapshot) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (policy_id) DO NOTHING",
-                        params![snapshot.policy_id, snapshot.customer_id, version, json],
+                        "INSERT INTO policies (policy_id, customer_id, version, snapshot, bucket, changed_at_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (policy_id) DO NOTHING",
+                        params![id, snapshot.customer_id, version, json, dovetail_consistency::bucket(id), now],
                     )?,
                     ExpectedVersion::Exactly(expected) => unit.transaction().execute(
-                        "UPDATE policies SET version = ?2, snapshot = ?3 WHERE policy_id = ?1 AND version = ?4",
-                        params![snapshot.policy_id, version, json, sql_version(expected)],
+                        "UPDATE policies SET version = ?2, snapshot = ?3, changed_at_ms = ?5 WHERE policy_id = ?1 AND version = ?4",
+                        params![id, version, json, sql_version(expected), now],
                     )?,
                     ExpectedVersion::Any => unit.transaction().execute(
-                        "UPDATE policies SET version = ?2, snapshot = ?3 WHERE policy_id = ?1",
-                        params![snapshot.policy_id, version, json],
+                        "UPDATE policies SET version = ?2, snapshot = ?3, changed_at_ms = ?4 WHERE policy_id = ?1",
+                        params![id, version, json, now],
                     )?,
                 };
                 if written == 0 {
@@ -72,11 +87,17 @@ impl SqlitePolicyStore {
                         current: current_version(unit.transaction(), "policies", "policy_id", &snapshot.policy_id)?,
                     });
                 }
+                POLICIES.record(unit.transaction(), id, old, snapshot.version)?;
                 write.change.append_to(unit, write.expected)?;
                 Ok(())
             })
         })
         .await
+    }
+
+    /// The consistency view of the policies in this file.
+    pub fn consistency_view(&self) -> PolicyConsistencyView {
+        PolicyConsistencyView::new(self.connection.clone())
     }
 
     /// See [`PolicyStore::get`](super::PolicyStore::get).

@@ -7,6 +7,7 @@
 mod access;
 mod api;
 mod bad_input;
+mod consistency_view;
 mod deadline;
 #[cfg(feature = "aws")]
 mod needs_servers;
