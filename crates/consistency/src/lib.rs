@@ -76,12 +76,12 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | (none yet) | |
+//! | `sqlite` | [`sqlite::SqliteDigests`]: the bucket column, per-bucket digest table, migration, digest and entry reads of a SQLite table, for a [`View`] over it |
 //!
 //! # Not there yet
 //!
-//! This is the first slice: the port, the check and an in-memory view. There is no
-//! backend yet (SQLite, DynamoDB, the search index: each will be a feature), no repair
+//! This is the first slice: the port, the check, an in-memory view and the SQLite
+//! digests. There is no DynamoDB or search-index support yet (each will be a feature), no repair
 //! (re-emitting the owner's state through the outbox, re-indexing), no scheduling of
 //! rounds and rechecks, no drift metrics, and no checks of cross-service invariants.
 
@@ -92,6 +92,8 @@ mod digest;
 mod error;
 mod memory;
 mod report;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 mod view;
 
 pub use bucket::{BUCKET_BITS, BUCKETS, BucketRange, bucket, fnv1a64};

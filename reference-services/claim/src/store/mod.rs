@@ -4,7 +4,6 @@
 //! replica together with its "processed" marker in one transaction too.
 
 mod append;
-mod buckets;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod sqlite;

@@ -16,13 +16,13 @@ use dovetail_outbox::sqlite::SqliteOutbox;
 use dovetail_service_kit::store::sqlite::{SharedConnection, current_version, sql_version};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::buckets::now_ms;
 use super::view::{POLICY_REPLICA, PolicyReplicaView};
 use super::{
     ClaimFilter, ClaimWrite, ReplicaOutcome, ReplicatedPolicy, StoreError, WriteOutcome,
     replica_key,
 };
 use crate::domain::Claim;
+use dovetail_consistency::sqlite::now_ms;
 
 // `policy_replica.bucket` is the policy id's consistency bucket: `view::POLICY_REPLICA`'s
 // migration adds it to a file made before it existed, with the index on (bucket,
@@ -68,7 +68,9 @@ impl SqliteClaimStore {
     /// [`StoreError::Backend`] when the file cannot be opened or its tables created.
     pub fn open(path: &Path, outbox: SqliteOutbox) -> Result<Self, StoreError> {
         let mut connection = dovetail_service_kit::store::sqlite::open(path, SCHEMA)?;
-        POLICY_REPLICA.migrate(&mut connection)?;
+        POLICY_REPLICA
+            .migrate(&mut connection)
+            .map_err(|error| StoreError::backend("adding the consistency digests", error))?;
         Ok(Self {
             connection: SharedConnection::new(connection),
             outbox,

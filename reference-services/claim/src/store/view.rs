@@ -6,14 +6,14 @@ use std::future::Future;
 use dovetail_consistency::{BucketRange, Digest, Entry, View, ViewError};
 use dovetail_service_kit::store::sqlite::SharedConnection;
 
-use super::buckets::BucketedTable;
+use dovetail_consistency::sqlite::SqliteDigests;
 
 /// The `policy_replica` table as a check's entries: key the policy id, version the one
 /// of the newest snapshot applied. No change time: the check reads that from the owner.
 /// Its digests are in `policy_replica_buckets`, named for the table (not
 /// `consistency_buckets`, as in the policy service) because this file holds the claims
 /// too, which may get a view of their own.
-pub(super) const POLICY_REPLICA: BucketedTable = BucketedTable {
+pub(super) const POLICY_REPLICA: SqliteDigests = SqliteDigests {
     table: "policy_replica",
     key: "policy_id",
     digests: "policy_replica_buckets",
@@ -42,7 +42,7 @@ impl View for PolicyReplicaView {
         let connection = self.connection.clone();
         async move {
             connection
-                .run(move |connection| POLICY_REPLICA.digest(connection, range))
+                .run(move |connection| Ok(POLICY_REPLICA.digest(connection, range)?))
                 .await
                 .map_err(|error| ViewError::new("SQLite", error))
         }
@@ -55,7 +55,7 @@ impl View for PolicyReplicaView {
         let connection = self.connection.clone();
         async move {
             connection
-                .run(move |connection| POLICY_REPLICA.entries(connection, range))
+                .run(move |connection| Ok(POLICY_REPLICA.entries(connection, range)?))
                 .await
                 .map_err(|error| ViewError::new("SQLite", error))
         }

@@ -3,7 +3,6 @@
 //! idempotency record in one transaction of the service's own database.
 
 mod append;
-mod buckets;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod sqlite;

@@ -8,10 +8,10 @@ use dovetail_outbox::sqlite::SqliteOutbox;
 use dovetail_service_kit::store::sqlite::{SharedConnection, current_version, sql_version};
 use rusqlite::{OptionalExtension, params};
 
-use super::buckets::now_ms;
 use super::view::{POLICIES, PolicyConsistencyView};
 use super::{PolicyWrite, StoreError, WriteOutcome};
 use crate::domain::Policy;
+use dovetail_consistency::sqlite::now_ms;
 
 // `bucket` is the policy id's consistency bucket, `changed_at_ms` when this service last
 // wrote the row (NULL in rows older than the column): `view::POLICIES`'s migration adds
@@ -47,7 +47,9 @@ impl SqlitePolicyStore {
     /// [`StoreError::Backend`] when the file cannot be opened or its tables created.
     pub fn open(path: &Path, outbox: SqliteOutbox) -> Result<Self, StoreError> {
         let mut connection = dovetail_service_kit::store::sqlite::open(path, SCHEMA)?;
-        POLICIES.migrate(&mut connection)?;
+        POLICIES
+            .migrate(&mut connection)
+            .map_err(|error| StoreError::backend("adding the consistency digests", error))?;
         Ok(Self {
             connection: SharedConnection::new(connection),
             outbox,

@@ -6,12 +6,12 @@ use std::future::Future;
 use dovetail_consistency::{BucketRange, Digest, Entry, View, ViewError};
 use dovetail_service_kit::store::sqlite::SharedConnection;
 
-use super::buckets::BucketedTable;
+use dovetail_consistency::sqlite::SqliteDigests;
 
 /// The `policies` table as a check's entries: key the policy id, version the policy's,
 /// change time when this service last wrote it. Policies are never deleted (cancelling
 /// one is a status), so no entry is a tombstone.
-pub(super) const POLICIES: BucketedTable = BucketedTable {
+pub(super) const POLICIES: SqliteDigests = SqliteDigests {
     table: "policies",
     key: "policy_id",
     digests: "consistency_buckets",
@@ -42,7 +42,7 @@ impl View for PolicyConsistencyView {
         let connection = self.connection.clone();
         async move {
             connection
-                .run(move |connection| POLICIES.digest(connection, range))
+                .run(move |connection| Ok(POLICIES.digest(connection, range)?))
                 .await
                 .map_err(|error| ViewError::new("SQLite", error))
         }
@@ -55,7 +55,7 @@ impl View for PolicyConsistencyView {
         let connection = self.connection.clone();
         async move {
             connection
-                .run(move |connection| POLICIES.entries(connection, range))
+                .run(move |connection| Ok(POLICIES.entries(connection, range)?))
                 .await
                 .map_err(|error| ViewError::new("SQLite", error))
         }

@@ -1,16 +1,11 @@
-//! The bucket digests of a SQLite table, for consistency checks: each row's
-//! [`bucket`](dovetail_consistency::bucket) in an indexed column, one
+//! [`SqliteDigests`] (feature `sqlite`): the bucket digests of a SQLite table, for a
+//! [`View`](crate::View) over it: each row's [`bucket`] in an indexed column, one
 //! [`Digest`] per bucket in a side table updated in each write's transaction, and the
 //! migration that adds both to a file made before they existed.
-//!
-//! The same file lives in the policy service (`store/buckets.rs`), for its policies:
-//! it belongs in `dovetail-consistency` behind a `sqlite` feature once a third
-//! store needs it; keep the two copies the same until then.
 
-use dovetail_consistency::{BUCKETS, BucketRange, Digest, Entry, bucket};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::StoreError;
+use crate::{BUCKETS, BucketRange, Digest, Entry, bucket};
 
 /// A table whose rows are a check's entries: a unique text key and an integer version
 /// per row, plus the columns this module adds (`bucket`, and the change time when the
@@ -18,21 +13,46 @@ use super::StoreError;
 ///
 /// Rows are never deleted (a deleted item would be a tombstone row), so every row is a
 /// live entry.
+///
+/// The names are put into SQL as they are: give constants of your own schema, never
+/// text from outside.
+///
+/// ```
+/// use dovetail_consistency::{BucketRange, sqlite::SqliteDigests};
+///
+/// const POLICIES: SqliteDigests = SqliteDigests {
+///     table: "policies",
+///     key: "policy_id",
+///     digests: "policy_digests",
+///     changed_at: Some("changed_at_ms"),
+/// };
+/// let mut db = rusqlite::Connection::open_in_memory()?;
+/// db.execute_batch("CREATE TABLE policies (policy_id TEXT PRIMARY KEY, version INTEGER NOT NULL)")?;
+/// POLICIES.migrate(&mut db)?;
+/// let tx = db.transaction()?;
+/// tx.execute("INSERT INTO policies (policy_id, version, bucket, changed_at_ms) VALUES ('pol-1', 1, ?1, 0)",
+///            [dovetail_consistency::bucket("pol-1")])?;
+/// POLICIES.record(&tx, "pol-1", None, 1)?; // in the write's own transaction
+/// tx.commit()?;
+/// assert_eq!(POLICIES.digest(&db, BucketRange::FULL)?.count, 1);
+/// assert_eq!(POLICIES.entries(&db, BucketRange::FULL)?[0].key, "pol-1");
+/// # Ok::<(), rusqlite::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
-pub(super) struct BucketedTable {
+pub struct SqliteDigests {
     /// The table of entries, such as `policies`.
-    pub(super) table: &'static str,
+    pub table: &'static str,
     /// Its key column (`TEXT PRIMARY KEY`).
-    pub(super) key: &'static str,
+    pub key: &'static str,
     /// The side table of per-bucket digests: `bucket INTEGER PRIMARY KEY, count
     /// INTEGER, sum INTEGER`, the `u64`s stored as the `i64` with the same bits.
-    pub(super) digests: &'static str,
+    pub digests: &'static str,
     /// The column of when the owner last changed the row (milliseconds since the Unix
     /// epoch), on an owner's table; `None` on a replica's.
-    pub(super) changed_at: Option<&'static str>,
+    pub changed_at: Option<&'static str>,
 }
 
-impl BucketedTable {
+impl SqliteDigests {
     /// Brings a file made by an older build up to date, once: adds the `bucket` (and
     /// change time) columns when missing, fills the bucket of each row that has none,
     /// indexes `(bucket, key)`, and, when the digest table does not exist, creates it
@@ -45,14 +65,16 @@ impl BucketedTable {
     /// (where the digests still agree, it does not read the rows). After rolling back to
     /// such a build and forward again, or after editing rows by hand, drop the digest
     /// table (`DROP TABLE <digests>`) and the next open rebuilds it from the rows.
-    pub(super) fn migrate(&self, connection: &mut Connection) -> Result<(), StoreError> {
+    ///
+    /// # Errors
+    /// SQLite's, when the table is missing or the file cannot be written.
+    pub fn migrate(&self, connection: &mut Connection) -> Result<(), rusqlite::Error> {
         let Self {
             table,
             key,
             digests,
             changed_at,
         } = *self;
-        let migrating = || format!("adding the consistency digests to {table}");
         let run = |connection: &mut Connection| -> Result<(), rusqlite::Error> {
             let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let columns: Vec<String> = tx
@@ -121,7 +143,7 @@ impl BucketedTable {
             }
             tx.commit()
         };
-        run(connection).map_err(|error| StoreError::backend(migrating(), error))
+        run(connection)
     }
 
     /// Records, in the write's transaction `tx`, that row `id` went from `old` (`None`
@@ -131,13 +153,16 @@ impl BucketedTable {
     /// The sum wraps, so it is done here rather than in SQL (where an overflowing
     /// integer sum turns into a float): the row is read, changed and written back, under
     /// the write lock the transaction holds.
-    pub(super) fn record(
+    ///
+    /// # Errors
+    /// SQLite's; the caller's transaction then rolls back with the write.
+    pub fn record(
         &self,
         tx: &Connection,
         id: &str,
         old: Option<u64>,
         new: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), rusqlite::Error> {
         let digests = self.digests;
         let index = bucket(id);
         let mut sum = tx
@@ -164,11 +189,14 @@ impl BucketedTable {
     }
 
     /// The digest of `range`: the bucket digests in it, summed (wrapping) here.
-    pub(super) fn digest(
+    ///
+    /// # Errors
+    /// SQLite's.
+    pub fn digest(
         &self,
         connection: &Connection,
         range: BucketRange,
-    ) -> Result<Digest, StoreError> {
+    ) -> Result<Digest, rusqlite::Error> {
         let mut statement = connection.prepare_cached(&format!(
             "SELECT count, sum FROM {} WHERE bucket >= ?1 AND bucket < ?2",
             self.digests
@@ -181,11 +209,14 @@ impl BucketedTable {
 
     /// The entries of `range` in (bucket, key) order, all live, with their change times
     /// on an owner's table.
-    pub(super) fn entries(
+    ///
+    /// # Errors
+    /// SQLite's.
+    pub fn entries(
         &self,
         connection: &Connection,
         range: BucketRange,
-    ) -> Result<Vec<Entry>, StoreError> {
+    ) -> Result<Vec<Entry>, rusqlite::Error> {
         let Self {
             table,
             key,
@@ -204,12 +235,13 @@ impl BucketedTable {
                 None => entry,
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        rows.collect()
     }
 }
 
 /// The milliseconds since the Unix epoch, for a change time column.
-pub(super) fn now_ms() -> i64 {
+#[must_use]
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| {
