@@ -192,6 +192,19 @@ impl Gateway {
     }
 }
 
+/// A GET of `path` exactly as written, over a plain TCP connection; the answer's text.
+async fn raw_get(gateway: std::net::SocketAddr, path: &str, bearer: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(gateway).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nhost: {gateway}\r\nauthorization: Bearer {bearer}\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
 async fn log_in(http: &Client, gateway: &str, email: &str, password: &str) -> String {
     let session: Value = http
         .post(format!("{gateway}/auth/sessions"))
@@ -616,6 +629,13 @@ async fn the_gateway_serves_one_openapi_document_for_every_route_and_its_metrics
                     .starts_with("no route for"),
             "{path}: {status} {body}"
         );
+    }
+    // A path that would climb out of a passed-on prefix is refused at the door (sent
+    // raw: an HTTP client library resolves the dots before sending, as the gateway's own
+    // client would before calling the service).
+    for path in ["/claims/%2e%2e/replica/policies/pol-x", "/claims/../replica/policies/pol-x"] {
+        let answer = raw_get(system.stack.gateway, path, &system.staff).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
     }
     // A body past the gateway's limit is refused at the door, with what to do.
     let response = system

@@ -105,6 +105,9 @@ async fn forward(gateway: &Gateway, target: Target, cx: CallContext, request: Re
         ))
         .into_response();
     };
+    if let Some(problem) = dot_segment(parts.uri.path()) {
+        return problem.into_response();
+    }
     let path_and_query = parts.uri.path_and_query().map_or("/", |path| path.as_str());
     let path = match target {
         Target::Auth => path_and_query
@@ -152,6 +155,22 @@ async fn forward(gateway: &Gateway, target: Target, cx: CallContext, request: Re
         }
         Err(error) => unanswered(downstream, &error).into_response(),
     }
+}
+
+/// A 400 for a path with a `.` or `..` segment (as sent or percent-encoded): the URL
+/// the service is called at would resolve it, and `/claims/../replica/...` would reach a
+/// route the gateway does not serve.
+fn dot_segment(path: &str) -> Option<Problem> {
+    let dotted = path.split('/').any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    });
+    dotted.then(|| {
+        Problem::bad_request(format!(
+            "the path {path:?} has a `.` or `..` segment; send the resource's own path, \
+             such as /claims/<claim_id>"
+        ))
+    })
 }
 
 fn target_name(target: Target) -> &'static str {
@@ -230,6 +249,23 @@ pub(crate) fn unanswered(downstream: &Downstream, error: &CallError) -> Problem 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_segments_are_refused_as_sent_or_encoded() {
+        for path in [
+            "/claims/../replica/policies/p",
+            "/claims/%2e%2e/replica",
+            "/claims/%2E./x",
+            "/policies/./p",
+            "/auth/.%2e/admin",
+        ] {
+            let problem = dot_segment(path).expect(path);
+            assert_eq!(problem.status(), StatusCode::BAD_REQUEST);
+        }
+        for path in ["/claims/clm-1", "/policies/pol.1/issue", "/auth/.well-known/jwks.json"] {
+            assert!(dot_segment(path).is_none(), "{path}");
+        }
+    }
 
     #[test]
     fn a_write_names_its_aggregate_and_the_version_of_its_etag() {
