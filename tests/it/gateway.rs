@@ -34,14 +34,8 @@ impl System {
             uuid::Uuid::new_v4().simple()
         ));
         let config = StackConfig {
-            data_dir: dir.clone(),
-            policy_port: 0,
-            claim_port: 0,
-            search_port: 0,
-            auth_port: 0,
-            gateway_port: 0,
             relay_poll_interval_ms: 100,
-            ..StackConfig::default()
+            ..StackConfig::on_free_ports(dir.clone())
         };
         let stack = dovetail_stack::start(&config, Shutdown::new())
             .await

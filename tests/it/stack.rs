@@ -10,15 +10,7 @@ use dovetail_stack::{StackConfig, demo};
 async fn the_demo_walks_from_policy_to_paid_claim_and_a_cancelled_policy_refuses_claims() {
     let dir =
         std::env::temp_dir().join(format!("dovetail-system-{}", uuid::Uuid::new_v4().simple()));
-    let config = StackConfig {
-        data_dir: dir.clone(),
-        policy_port: 0,
-        claim_port: 0,
-        search_port: 0,
-        auth_port: 0,
-        gateway_port: 0,
-        ..StackConfig::default()
-    };
+    let config = StackConfig::on_free_ports(dir.clone());
     let mut stack = dovetail_stack::start(&config, Shutdown::new())
         .await
         .unwrap();

@@ -38,15 +38,7 @@ async fn run() {
             "dovetail-stack-bench-{}-{round}",
             std::process::id()
         ));
-        let config = StackConfig {
-            data_dir: dir.clone(),
-            policy_port: 0,
-            claim_port: 0,
-            search_port: 0,
-            auth_port: 0,
-            gateway_port: 0,
-            ..StackConfig::default()
-        };
+        let config = StackConfig::on_free_ports(dir.clone());
         let started = Instant::now();
         let stack = dovetail_stack::start(&config, Shutdown::new())
             .await

@@ -139,6 +139,25 @@ struct RunningService {
 }
 
 impl StackConfig {
+    /// The defaults with every service on a free port (port 0) and the data under
+    /// `data_dir`: a stack beside another one, for tests, benchmarks and the demo's own.
+    ///
+    /// ```
+    /// let config = dovetail_stack::StackConfig::on_free_ports("/tmp/stack-a");
+    /// assert_eq!((config.gateway_port, config.auth_port), (0, 0));
+    /// ```
+    pub fn on_free_ports(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            policy_port: 0,
+            claim_port: 0,
+            search_port: 0,
+            auth_port: 0,
+            gateway_port: 0,
+            ..Self::default()
+        }
+    }
+
     fn storage(&self, service: &str) -> StorageConfig {
         StorageConfig {
             backend: match self.backends {

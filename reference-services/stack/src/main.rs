@@ -187,15 +187,7 @@ async fn demo(args: &[String]) -> anyhow::Result<()> {
         services.gateway,
         dir.display()
     );
-    let config = StackConfig {
-        data_dir: dir.clone(),
-        policy_port: 0,
-        claim_port: 0,
-        search_port: 0,
-        auth_port: 0,
-        gateway_port: 0,
-        ..StackConfig::default()
-    };
+    let config = StackConfig::on_free_ports(dir.clone());
     let mut stack = dovetail_stack::start(&config, Shutdown::new()).await?;
     let credentials = stack
         .users

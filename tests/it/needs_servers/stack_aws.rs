@@ -43,17 +43,11 @@ async fn the_demo_walks_through_on_aws_twice() {
     ));
     let config = StackConfig {
         backends: Backends::Aws,
-        data_dir: dir.clone(),
-        policy_port: 0,
-        claim_port: 0,
-        search_port: 0,
-        auth_port: 0,
-        gateway_port: 0,
         redis_url: Some(dovetail_testkit::redis().await.url().to_owned()),
         relay_poll_interval_ms: 200,
         opensearch_url: Some(opensearch.url().to_string()),
         search_alias: opensearch.fresh_index_name("stack-search"),
-        ..StackConfig::default()
+        ..StackConfig::on_free_ports(dir.clone())
     };
     for _ in 0..2 {
         let report = walk_through(&config).await;
