@@ -627,7 +627,10 @@ async fn the_gateway_serves_one_openapi_document_for_every_route_and_its_metrics
     // A path that would climb out of a passed-on prefix is refused at the door (sent
     // raw: an HTTP client library resolves the dots before sending, as the gateway's own
     // client would before calling the service).
-    for path in ["/claims/%2e%2e/replica/policies/pol-x", "/claims/../replica/policies/pol-x"] {
+    for path in [
+        "/claims/%2e%2e/replica/policies/pol-x",
+        "/claims/../replica/policies/pol-x",
+    ] {
         let answer = raw_get(system.stack.gateway, path, &system.staff).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
     }

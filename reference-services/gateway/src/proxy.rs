@@ -262,7 +262,11 @@ mod tests {
             let problem = dot_segment(path).expect(path);
             assert_eq!(problem.status(), StatusCode::BAD_REQUEST);
         }
-        for path in ["/claims/clm-1", "/policies/pol.1/issue", "/auth/.well-known/jwks.json"] {
+        for path in [
+            "/claims/clm-1",
+            "/policies/pol.1/issue",
+            "/auth/.well-known/jwks.json",
+        ] {
             assert!(dot_segment(path).is_none(), "{path}");
         }
     }
