@@ -7,6 +7,9 @@ mod backend;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod sqlite;
+mod sqlite_view;
+
+pub use sqlite_view::SqliteTableView;
 
 pub use backend::{Backend, ServiceStore, open_store};
 

@@ -242,7 +242,7 @@ impl SqliteClaimStore {
 
     /// The consistency view of the policy replica in this file.
     pub fn policy_replica_view(&self) -> PolicyReplicaView {
-        PolicyReplicaView::new(self.connection.clone())
+        PolicyReplicaView::new(self.connection.clone(), POLICY_REPLICA)
     }
 
     /// See [`ClaimStore::ping`](super::ClaimStore::ping).

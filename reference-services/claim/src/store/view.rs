@@ -1,10 +1,7 @@
 //! [`PolicyReplicaView`]: the claim service's replica of policies as a consistency check
 //! sees it, to be checked against the policy service's own view.
 
-use std::future::Future;
-
-use dovetail_consistency::{BucketRange, Digest, Entry, View, ViewError};
-use dovetail_service_kit::store::sqlite::SharedConnection;
+use dovetail_service_kit::store::SqliteTableView;
 
 use dovetail_consistency::sqlite::SqliteDigests;
 
@@ -20,44 +17,10 @@ pub(super) const POLICY_REPLICA: SqliteDigests = SqliteDigests {
     changed_at: None,
 };
 
-/// The replica's [`View`] of policies on the claim service's SQLite file: digests from
+/// The replica's [`View`](dovetail_consistency::View) of policies on the claim service's SQLite file: digests from
 /// `policy_replica_buckets` (one row per bucket, kept in the transaction that applies a
 /// policy event), entries from `policy_replica` by its `(bucket, policy_id)` index.
 ///
 /// Get one from [`ClaimStore::policy_replica_view`](super::ClaimStore::policy_replica_view);
 /// check it against the policy service's with [`dovetail_consistency::Check`].
-#[derive(Debug, Clone)]
-pub struct PolicyReplicaView {
-    connection: SharedConnection,
-}
-
-impl PolicyReplicaView {
-    pub(super) fn new(connection: SharedConnection) -> Self {
-        Self { connection }
-    }
-}
-
-impl View for PolicyReplicaView {
-    fn digest(&self, range: BucketRange) -> impl Future<Output = Result<Digest, ViewError>> + Send {
-        let connection = self.connection.clone();
-        async move {
-            connection
-                .run(move |connection| Ok(POLICY_REPLICA.digest(connection, range)?))
-                .await
-                .map_err(|error| ViewError::new("SQLite", error))
-        }
-    }
-
-    fn entries(
-        &self,
-        range: BucketRange,
-    ) -> impl Future<Output = Result<Vec<Entry>, ViewError>> + Send {
-        let connection = self.connection.clone();
-        async move {
-            connection
-                .run(move |connection| Ok(POLICY_REPLICA.entries(connection, range)?))
-                .await
-                .map_err(|error| ViewError::new("SQLite", error))
-        }
-    }
-}
+pub type PolicyReplicaView = SqliteTableView;

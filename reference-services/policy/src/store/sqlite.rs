@@ -99,7 +99,7 @@ impl SqlitePolicyStore {
 
     /// The consistency view of the policies in this file.
     pub fn consistency_view(&self) -> PolicyConsistencyView {
-        PolicyConsistencyView::new(self.connection.clone())
+        PolicyConsistencyView::new(self.connection.clone(), POLICIES)
     }
 
     /// See [`PolicyStore::get`](super::PolicyStore::get).
