@@ -17,9 +17,10 @@ pub(super) const POLICY_REPLICA: SqliteDigests = SqliteDigests {
     changed_at: None,
 };
 
-/// The replica's [`View`](dovetail_consistency::View) of policies on the claim service's SQLite file: digests from
-/// `policy_replica_buckets` (one row per bucket, kept in the transaction that applies a
-/// policy event), entries from `policy_replica` by its `(bucket, policy_id)` index.
+/// The replica's [`View`](dovetail_consistency::View) of policies on the claim service's
+/// SQLite file: digests from `policy_replica_buckets` (one row per bucket, kept in the
+/// transaction that applies a policy event), entries from `policy_replica` by its `(bucket,
+/// policy_id)` index.
 ///
 /// Get one from [`ClaimStore::policy_replica_view`](super::ClaimStore::policy_replica_view);
 /// check it against the policy service's with [`dovetail_consistency::Check`].

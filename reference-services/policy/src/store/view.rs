@@ -15,11 +15,11 @@ pub(super) const POLICIES: SqliteDigests = SqliteDigests {
     changed_at: Some("changed_at_ms"),
 };
 
-/// The owner's [`View`](dovetail_consistency::View) of its policies on its SQLite file: digests from the table
-/// `consistency_buckets` (one row per bucket, kept in each write's transaction), entries
-/// from `policies` by its `(bucket, policy_id)` index. Rows written before the
-/// consistency columns existed have no change time (`None`), so a difference on one is
-/// never taken for a write in flight.
+/// The owner's [`View`](dovetail_consistency::View) of its policies on its SQLite file:
+/// digests from the table `consistency_buckets` (one row per bucket, kept in each write's
+/// transaction), entries from `policies` by its `(bucket, policy_id)` index. Rows written
+/// before the consistency columns existed have no change time (`None`), so a difference on
+/// one is never taken for a write in flight.
 ///
 /// Get one from [`PolicyStore::consistency_view`](super::PolicyStore::consistency_view);
 /// check a replica against it with [`dovetail_consistency::Check`].
