@@ -94,7 +94,8 @@ impl Committed {
     }
 
     /// The version `aggregate` has now (its last sequence), if the unit of work appended
-    /// to it.
+    /// to it or republished it (SQLite's `republish`, which leaves the version as it
+    /// was).
     pub fn version(&self, aggregate: &AggregateRef) -> Option<u64> {
         self.versions
             .iter()
@@ -102,8 +103,8 @@ impl Committed {
             .map(|&(_, version)| version)
     }
 
-    /// Every aggregate the unit of work appended to, with its new version, in the order
-    /// of their first event.
+    /// Every aggregate the unit of work appended to (or republished), with its new
+    /// version, in the order of their first event.
     pub fn versions(&self) -> impl Iterator<Item = (&AggregateRef, u64)> {
         self.versions
             .iter()

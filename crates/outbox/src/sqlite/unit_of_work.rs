@@ -114,6 +114,9 @@ struct Appending {
     /// The first event's sequence when the service keeps the aggregate's version in its
     /// own row ([`UnitOfWork::append_at`]); `None` when the outbox keeps it.
     own_first: Option<u64>,
+    /// The version its one event was republished at ([`SqliteUnitOfWork::republish`]),
+    /// checked already; such an aggregate has no other event in the unit of work.
+    republished: Option<u64>,
 }
 
 impl<'c> SqliteUnitOfWork<'c> {
@@ -171,6 +174,7 @@ impl<'c> SqliteUnitOfWork<'c> {
             metadata,
         )
         .map_err(OutboxError::invalid_event)?;
+        self.refuse_if_republished(&aggregate)?;
         if let Some(&known) = self.index.get(&aggregate)
             && self.aggregates[known].own_first.is_some()
         {
@@ -240,6 +244,7 @@ impl<'c> SqliteUnitOfWork<'c> {
         metadata: EventMetadata,
     ) -> Result<(), OutboxError> {
         let sequence = Sequence::new(version).map_err(OutboxError::invalid_event)?;
+        self.refuse_if_republished(&aggregate)?;
         let known = self
             .index
             .get(&aggregate)
@@ -279,6 +284,237 @@ impl<'c> SqliteUnitOfWork<'c> {
         Ok(())
     }
 
+    /// Republishes `event`, the current snapshot of `aggregate`, at sequence `version`:
+    /// the aggregate's version as the outbox kept it (the aggregate's events go through
+    /// [`append`](Self::append)). For repair: a consistency check found replicas that
+    /// drifted, and the owner sends its current state again through the outbox, so the
+    /// ordinary consumers fix their copies; nobody writes a replica directly.
+    ///
+    /// The version is **not** raised: the aggregate stays at `version`, and its next
+    /// [`append`](Self::append) gets `version + 1`. The envelope is new: a new event id
+    /// (a UUIDv7, as every event's), the current time as its `occurred_at`, and
+    /// `metadata` as given; set its `causation_id` to the id of the check run that asked
+    /// for the repair, so the republished event says why it exists.
+    ///
+    /// # What consumers see
+    /// A second event at a sequence they may have already (the aggregate's first event at
+    /// `version` was published before), with a different event id:
+    /// - a replica already at `version` ignores it (highest version wins; an equal
+    ///   version is no newer), and one ahead of it (a later event overtook) too;
+    /// - a replica behind `version`, or without the aggregate, applies it and is repaired;
+    /// - a consumer deduplicating by event id processes it once, as a new event: a
+    ///   handler with side effects beyond the replica (a notification) runs again, so
+    ///   such handlers should check the sequence, or ignore the republished event type.
+    ///
+    /// # Ordering with the relay
+    /// The relay publishes each aggregate's records in commit order (their position); it
+    /// orders nothing across aggregates. A republished record is just the aggregate's
+    /// newest record: it is published after every record of the aggregate committed
+    /// before it (and waits behind one of them that is failing or parked), and before the
+    /// aggregate's records of later units of work, which carry higher sequences. Nothing
+    /// in the relay looks at sequences, so the repeated one needs no special case. (Not
+    /// so on DynamoDB, whose outbox items are keyed and ordered by sequence: its unit of
+    /// work has no republish yet.)
+    ///
+    /// # What is checked
+    /// When it is called, in [`transaction`](Self::transaction), which holds the write
+    /// lock until commit, so no other writer can change the version in between:
+    /// - `version` must be the version the outbox kept, exactly. Above it is refused as
+    ///   [`OutboxError::InvalidEvent`]: that sequence was never stamped, a bug of the
+    ///   caller rather than a race, since versions only rise. Below it is refused as
+    ///   [`OutboxError::Conflict`]: a write came after the snapshot was read; reload it
+    ///   and republish the new one, or nothing, since that write's event repairs too.
+    /// - The aggregate has events (a version of at least 1); the outbox kept none for an
+    ///   aggregate with no events, or for one the service versions itself: use
+    ///   [`republish_at`](Self::republish_at) for those.
+    /// - The aggregate has no other event in this unit of work: one republish, alone, so
+    ///   that it is the snapshot at the version it says. Two republishes of it would only
+    ///   send the same state twice.
+    ///
+    /// # Errors
+    /// [`OutboxError::InvalidEvent`] and [`OutboxError::Conflict`] as above, and
+    /// `InvalidEvent` when `event` does not serialize to JSON; [`OutboxError::Storage`]
+    /// when the version cannot be read. The unit of work stays usable, without that event.
+    ///
+    /// # Example
+    /// ```
+    /// use dovetail_events::envelope::{AggregateRef, Event, EventId, EventMetadata, Source};
+    /// use dovetail_outbox::ExpectedVersion;
+    /// use dovetail_outbox::sqlite::{OutboxConfig, SqliteOutbox};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct PolicySnapshot { policy_id: String, premium: String }
+    /// impl Event for PolicySnapshot {
+    ///     const TYPE: &'static str = "policy.snapshot";
+    ///     const VERSION: u32 = 1;
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut db = rusqlite::Connection::open_in_memory()?;
+    /// # SqliteOutbox::create_schema(&db)?;
+    /// let outbox = SqliteOutbox::new(OutboxConfig::new(Source::parse("policy-service")?));
+    /// let policy = AggregateRef::parse("policy", "pol-7")?;
+    /// let snapshot = PolicySnapshot { policy_id: "pol-7".into(), premium: "120.00".into() };
+    /// let mut uow = outbox.begin(&mut db)?;
+    /// uow.append(policy.clone(), ExpectedVersion::New, &snapshot, EventMetadata::default())?;
+    /// let first = uow.commit()?.into_envelopes().remove(0);
+    ///
+    /// // A consistency check (run `check_run`) found a replica without pol-7.
+    /// let check_run = EventId::generate();
+    /// let metadata = EventMetadata { causation_id: Some(check_run), ..EventMetadata::default() };
+    /// let mut uow = outbox.begin(&mut db)?;
+    /// uow.republish(policy.clone(), 1, &snapshot, metadata)?;
+    /// let committed = uow.commit()?;
+    ///
+    /// let again = &committed.envelopes()[0];
+    /// assert_eq!(again.sequence(), first.sequence());
+    /// assert_ne!(again.id(), first.id());
+    /// assert_eq!(again.causation_id(), Some(check_run));
+    /// assert_eq!(committed.version(&policy), Some(1), "the version is not raised");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn republish<E: Event>(
+        &mut self,
+        aggregate: AggregateRef,
+        version: u64,
+        event: &E,
+        metadata: EventMetadata,
+    ) -> Result<(), OutboxError> {
+        self.refuse_if_appended(&aggregate)?;
+        let kept = self.kept_version(&aggregate)?.unwrap_or(0);
+        if kept == 0 {
+            return Err(refused(
+                &aggregate,
+                "has no events in this outbox, so nothing to republish (an aggregate the \
+                 service versions itself goes through republish_at)",
+            ));
+        }
+        if version > kept {
+            return Err(refused(
+                &aggregate,
+                &format!(
+                    "is at version {kept}: {version} was never stamped, so it cannot be \
+                     republished; republish at {kept}"
+                ),
+            ));
+        }
+        if version < kept {
+            return Err(OutboxError::Conflict {
+                aggregate_type: aggregate.aggregate_type.as_str().to_owned(),
+                aggregate_id: aggregate.id.as_str().to_owned(),
+                expected: format!("{version} (the republished snapshot's)"),
+                actual: kept,
+            });
+        }
+        self.push_republished(aggregate, version, event, metadata)
+    }
+
+    /// [`republish`](Self::republish) for an aggregate whose version the service keeps in
+    /// a row of its own ([`append_at`](Self::append_at)): `version` is that row's
+    /// version, read in [`transaction`](Self::transaction). The version is not raised,
+    /// and consumers and the relay see what `republish` describes.
+    ///
+    /// The outbox keeps no version for such an aggregate, so it cannot see whether
+    /// `version` is the service's current one: republishing above it (a sequence never
+    /// stamped, which would make replicas skip the next real event) or below it is the
+    /// caller's to rule out, by reading the row in the same transaction. The outbox checks
+    /// what it can see: `version` is at least 1, it is not below a version the outbox
+    /// kept for the aggregate (from `append`s before the service took its version over),
+    /// and the aggregate has no other event in this unit of work.
+    ///
+    /// # Errors
+    /// [`OutboxError::InvalidEvent`] when `version` is 0, the aggregate has another event
+    /// in this unit of work, or `event` does not serialize to JSON;
+    /// [`OutboxError::Conflict`] when `version` is below the version the outbox kept;
+    /// [`OutboxError::Storage`] when that version cannot be read. The unit of work stays
+    /// usable, without that event.
+    pub fn republish_at<E: Event>(
+        &mut self,
+        aggregate: AggregateRef,
+        version: u64,
+        event: &E,
+        metadata: EventMetadata,
+    ) -> Result<(), OutboxError> {
+        self.refuse_if_appended(&aggregate)?;
+        if version == 0 {
+            return Err(refused(
+                &aggregate,
+                "cannot be republished at version 0: an aggregate with no events has \
+                 nothing to republish",
+            ));
+        }
+        if let Some(kept) = self.kept_version(&aggregate)?
+            && kept > version
+        {
+            return Err(OutboxError::Conflict {
+                aggregate_type: aggregate.aggregate_type.as_str().to_owned(),
+                aggregate_id: aggregate.id.as_str().to_owned(),
+                expected: format!("{version} (the service's own version)"),
+                actual: kept,
+            });
+        }
+        self.push_republished(aggregate, version, event, metadata)
+    }
+
+    /// Refuses a republish of an aggregate that has events in this unit of work already.
+    fn refuse_if_appended(&self, aggregate: &AggregateRef) -> Result<(), OutboxError> {
+        let Some(&index) = self.index.get(aggregate) else {
+            return Ok(());
+        };
+        let how = if self.aggregates[index].republished.is_some() {
+            "is republished in this unit of work already; one republish sends its snapshot"
+        } else {
+            "has events in this unit of work; republish it in a unit of work of its own"
+        };
+        Err(refused(aggregate, how))
+    }
+
+    /// Refuses an append to an aggregate republished in this unit of work.
+    fn refuse_if_republished(&self, aggregate: &AggregateRef) -> Result<(), OutboxError> {
+        match self.index.get(aggregate) {
+            Some(&index) if self.aggregates[index].republished.is_some() => Err(refused(
+                aggregate,
+                "is republished in this unit of work; append its next events in another one",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The version the outbox kept for `aggregate`, if any, as this transaction sees it.
+    fn kept_version(&self, aggregate: &AggregateRef) -> Result<Option<u64>, OutboxError> {
+        let kept = query_version(
+            &self.transaction,
+            SELECT_VERSION,
+            params![aggregate.aggregate_type.as_str(), aggregate.id.as_str()],
+        )
+        .or_storage("reading an aggregate's version")?;
+        Ok(kept.map(to_u64))
+    }
+
+    /// Envelopes a checked republish at `version` and adds it.
+    fn push_republished<E: Event>(
+        &mut self,
+        aggregate: AggregateRef,
+        version: u64,
+        event: &E,
+        metadata: EventMetadata,
+    ) -> Result<(), OutboxError> {
+        let sequence = Sequence::new(version).map_err(OutboxError::invalid_event)?;
+        let envelope = Envelope::new(
+            self.source.clone(),
+            aggregate.clone(),
+            sequence,
+            event,
+            metadata,
+        )
+        .map_err(OutboxError::invalid_event)?;
+        let index = self.index_of(aggregate);
+        self.aggregates[index].republished = Some(version);
+        self.events.push((index, envelope));
+        Ok(())
+    }
+
     /// Where `aggregate` is in `aggregates`, adding it with no events if it is not there.
     fn index_of(&mut self, aggregate: AggregateRef) -> usize {
         if let Some(&index) = self.index.get(&aggregate) {
@@ -289,6 +525,7 @@ impl<'c> SqliteUnitOfWork<'c> {
             expected: Vec::new(),
             count: 0,
             own_first: None,
+            republished: None,
         });
         self.index.insert(aggregate, self.aggregates.len() - 1);
         self.aggregates.len() - 1
@@ -318,11 +555,17 @@ impl<'c> SqliteUnitOfWork<'c> {
         let mut next_sequence = Vec::with_capacity(aggregates.len());
         let mut versions = Vec::with_capacity(aggregates.len());
         for appending in aggregates {
+            // A republished event keeps the sequence it was checked at; the version stays.
+            if let Some(version) = appending.republished {
+                next_sequence.push(None);
+                versions.push((appending.aggregate, version));
+                continue;
+            }
             let version = match appending.own_first {
                 Some(first) => check_own_version(&transaction, &appending, first)?,
                 None => bump_version(&transaction, &appending)?,
             };
-            next_sequence.push(version.saturating_sub(appending.count) + 1);
+            next_sequence.push(Some(version.saturating_sub(appending.count) + 1));
             versions.push((appending.aggregate, version));
         }
 
@@ -334,10 +577,17 @@ impl<'c> SqliteUnitOfWork<'c> {
                 .prepare_cached(INSERT_EVENT)
                 .or_storage("writing an event to the outbox")?;
             for (index, envelope) in events {
-                let sequence =
-                    Sequence::new(next_sequence[index]).map_err(OutboxError::invalid_event)?;
-                next_sequence[index] += 1;
-                let envelope = stamp(envelope, sequence)?;
+                let (envelope, sequence) = match &mut next_sequence[index] {
+                    Some(next) => {
+                        let sequence = Sequence::new(*next).map_err(OutboxError::invalid_event)?;
+                        *next += 1;
+                        (stamp(envelope, sequence)?, sequence)
+                    }
+                    None => {
+                        let sequence = envelope.sequence();
+                        (envelope, sequence)
+                    }
+                };
                 let json = serde_json::to_string(&envelope).map_err(OutboxError::invalid_event)?;
                 insert
                     .execute(params![
@@ -488,6 +738,15 @@ fn query_version(
         .prepare_cached(sql)?
         .query_row(params, |row| row.get(0))
         .optional()
+}
+
+/// [`OutboxError::InvalidEvent`] saying why `aggregate` `how`.
+fn refused(aggregate: &AggregateRef, how: &str) -> OutboxError {
+    OutboxError::invalid_event(format!(
+        "{}/{} {how}",
+        aggregate.aggregate_type.as_str(),
+        aggregate.id.as_str()
+    ))
 }
 
 fn conflict(appending: &Appending, expected: ExpectedVersion, actual: u64) -> OutboxError {

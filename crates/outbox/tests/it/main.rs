@@ -5,6 +5,8 @@
 mod needs_servers;
 mod relay;
 #[cfg(feature = "sqlite")]
+mod sqlite_republish;
+#[cfg(feature = "sqlite")]
 mod sqlite_store;
 #[cfg(feature = "sqlite")]
 mod sqlite_unit_of_work;

@@ -14,15 +14,15 @@ use crate::support::{PolicyChanged, changed, policy, source, temp_db};
 
 /// A service's database with a business table and the outbox, and the store a relay
 /// would read it through.
-struct Service {
-    db: Connection,
-    outbox: SqliteOutbox,
-    store: SqliteOutboxStore,
+pub(crate) struct Service {
+    pub(crate) db: Connection,
+    pub(crate) outbox: SqliteOutbox,
+    pub(crate) store: SqliteOutboxStore,
     path: std::path::PathBuf,
 }
 
 impl Service {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let path = temp_db("uow");
         let store = SqliteOutboxStore::open(&path, "uow.relay").unwrap();
         let db = open_service_db(&path);
@@ -34,7 +34,7 @@ impl Service {
         }
     }
 
-    fn begin(&mut self) -> SqliteUnitOfWork<'_> {
+    pub(crate) fn begin(&mut self) -> SqliteUnitOfWork<'_> {
         self.outbox.begin(&mut self.db).unwrap()
     }
 
@@ -50,7 +50,7 @@ impl Service {
             .unwrap()
     }
 
-    fn version(&self, id: &str) -> Option<u64> {
+    pub(crate) fn version(&self, id: &str) -> Option<u64> {
         self.db
             .query_row(
                 "SELECT version FROM dovetail_outbox_aggregates
@@ -62,7 +62,7 @@ impl Service {
     }
 
     /// (aggregate id, sequence) of every event in the outbox, in commit order.
-    async fn outbox_events(&self) -> Vec<(String, u64)> {
+    pub(crate) async fn outbox_events(&self) -> Vec<(String, u64)> {
         self.store
             .fetch_ready(10_000)
             .await
@@ -94,7 +94,7 @@ fn insert_policy(uow: &SqliteUnitOfWork<'_>, id: &str) -> rusqlite::Result<usize
         .execute("INSERT INTO policies VALUES (?1, '100.00')", params![id])
 }
 
-fn append(
+pub(crate) fn append(
     uow: &mut SqliteUnitOfWork<'_>,
     id: &str,
     expected: ExpectedVersion,
@@ -556,7 +556,7 @@ async fn events_survive_reopening_the_file() {
 
 /// A service that keeps each policy's version in its own row, as `append_at` expects:
 /// `INSERT` at 1, then `UPDATE ... WHERE version = ?` raising it by one per event.
-fn versioned_policies(db: &Connection) {
+pub(crate) fn versioned_policies(db: &Connection) {
     db.execute_batch(
         "CREATE TABLE IF NOT EXISTS versioned_policies
              (id TEXT PRIMARY KEY, premium TEXT NOT NULL, version INTEGER NOT NULL)",
@@ -564,7 +564,11 @@ fn versioned_policies(db: &Connection) {
     .unwrap();
 }
 
-fn append_at(uow: &mut SqliteUnitOfWork<'_>, id: &str, version: u64) -> Result<(), OutboxError> {
+pub(crate) fn append_at(
+    uow: &mut SqliteUnitOfWork<'_>,
+    id: &str,
+    version: u64,
+) -> Result<(), OutboxError> {
     uow.append_at(
         policy(id),
         version,
@@ -575,7 +579,12 @@ fn append_at(uow: &mut SqliteUnitOfWork<'_>, id: &str, version: u64) -> Result<(
 
 /// Raises the service's own version from `from` to `from + events` if it is still `from`
 /// (`from` 0 inserts the row); `false` when another write came first.
-fn raise_own_version(uow: &SqliteUnitOfWork<'_>, id: &str, from: u64, events: u64) -> bool {
+pub(crate) fn raise_own_version(
+    uow: &SqliteUnitOfWork<'_>,
+    id: &str,
+    from: u64,
+    events: u64,
+) -> bool {
     let changed = if from == 0 {
         uow.transaction().execute(
             "INSERT INTO versioned_policies VALUES (?1, '100.00', ?2) ON CONFLICT DO NOTHING",
