@@ -10,7 +10,10 @@
 //! service's) are checked against: on SQLite,
 //! [`PolicyStore::consistency_view`](store::PolicyStore::consistency_view) gives the
 //! [`dovetail_consistency::View`] of them, with one digest per bucket kept in each
-//! write's transaction.
+//! write's transaction. The drift a check finds is repaired through this service, never by
+//! writing a replica: [`PolicyStore::repair`](store::PolicyStore::repair) republishes the
+//! drifted policies' current snapshots through the outbox, for the replicas' consumers to
+//! apply.
 //!
 //! ```no_run
 //! use dovetail_policy::{Application, PolicyConfig};

@@ -5,10 +5,11 @@
 mod append;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
+mod repair;
 pub mod sqlite;
 mod view;
 
-use dovetail_events::envelope::Source;
+use dovetail_events::envelope::{EventId, Source};
 use dovetail_outbox::ExpectedVersion;
 use dovetail_service_kit::config::StorageConfig;
 use dovetail_service_kit::events::Transport;
@@ -17,6 +18,7 @@ pub use dovetail_service_kit::store::{OpenedStore, RequestRecord, StoreError, Wr
 use dovetail_service_kit::{StartError, on_backend};
 
 use crate::domain::{Policy, PolicyChange};
+pub use repair::{REPAIR_BATCH, RepairReport, Republished, SkipReason, Skipped};
 pub use view::PolicyConsistencyView;
 
 /// One change to commit: the policy after it, the event it produced, the version the
@@ -122,6 +124,44 @@ impl PolicyStore {
             Backend::Sqlite(store) => Some(store.consistency_view()),
             #[allow(unreachable_patterns)] // only the DynamoDB store without `aws`
             _ => None,
+        }
+    }
+
+    /// Repairs the replicas a consistency check found drifted on `keys` (the policy ids
+    /// of its [`differences`](dovetail_consistency::CheckReport::differences)): republishes
+    /// each policy's current snapshot through the outbox, as a `policy.updated` event at
+    /// the policy's current version (not raised), with `run`, the check run's id, as its
+    /// causation id. The replicas' consumers apply it where they are behind or lack the
+    /// policy and ignore it where they are not, so repairing a policy that had not
+    /// drifted is harmless. Nothing writes a replica.
+    ///
+    /// At most [`REPAIR_BATCH`] distinct keys per call, in one transaction; the rest come
+    /// back in [`RepairReport::deferred`]. A key this service has no policy for, or one
+    /// the outbox refuses, is reported in [`RepairReport::skipped`] and the others go
+    /// ahead.
+    ///
+    /// Why `policy.updated`: every policy event carries the whole snapshot and every
+    /// consumer reads only that, so any type would repair; the type of the policy's last
+    /// change would fit best, but the store does not keep it (the outbox deletes records
+    /// once published), and a status cannot tell it (an active policy was issued, or
+    /// updated since) nor give back a cancellation's reason, which is not stored.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database fails (nothing is republished), or on
+    /// DynamoDB, whose outbox cannot republish yet: repair runs on SQLite only.
+    pub async fn repair(
+        &self,
+        keys: Vec<String>,
+        run: EventId,
+    ) -> Result<RepairReport, StoreError> {
+        match &self.0 {
+            Backend::Sqlite(store) => store.repair(keys, run).await,
+            #[allow(unreachable_patterns)] // only the DynamoDB store without `aws`
+            _ => Err(StoreError::backend(
+                "republishing policies for a repair",
+                "the DynamoDB outbox cannot republish yet: repair replicas of a policy \
+                 service on SQLite",
+            )),
         }
     }
 

@@ -3,13 +3,14 @@
 use std::path::Path;
 
 use dovetail_contracts::policy::PolicySnapshot;
+use dovetail_events::envelope::EventId;
 use dovetail_outbox::ExpectedVersion;
 use dovetail_outbox::sqlite::SqliteOutbox;
 use dovetail_service_kit::store::sqlite::{SharedConnection, current_version, sql_version};
 use rusqlite::{OptionalExtension, params};
 
 use super::view::{POLICIES, PolicyConsistencyView};
-use super::{PolicyWrite, StoreError, WriteOutcome};
+use super::{PolicyWrite, RepairReport, StoreError, WriteOutcome};
 use crate::domain::Policy;
 use dovetail_consistency::sqlite::now_ms;
 
@@ -100,6 +101,18 @@ impl SqlitePolicyStore {
     /// The consistency view of the policies in this file.
     pub fn consistency_view(&self) -> PolicyConsistencyView {
         PolicyConsistencyView::new(self.connection.clone(), POLICIES)
+    }
+
+    /// See [`PolicyStore::repair`](super::PolicyStore::repair).
+    pub(super) async fn repair(
+        &self,
+        keys: Vec<String>,
+        run: EventId,
+    ) -> Result<RepairReport, StoreError> {
+        let outbox = self.outbox.clone();
+        self.connection
+            .run(move |connection| super::repair::republish(connection, &outbox, keys, run))
+            .await
     }
 
     /// See [`PolicyStore::get`](super::PolicyStore::get).
