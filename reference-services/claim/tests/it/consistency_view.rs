@@ -2,7 +2,9 @@
 //! policies, both on real SQLite files: fed every policy event (duplicates and late
 //! ones included) the replica agrees with its owner; events it lost show up as the drift
 //! they cause, each classified; a file made before the digests gets them filled; and a
-//! row changed behind the store's back hides until the digests are rebuilt.
+//! row changed behind the store's back hides until the digests are rebuilt. Drift found
+//! is repaired through the owner: it republishes the drifted policies' snapshots through
+//! its outbox, and the replica, fed those events, agrees again.
 //!
 //! The owner side is the policy service's real store (`dovetail-policy` is a
 //! dev-dependency: it does not depend on this crate, so there is no cycle), and the
@@ -16,10 +18,10 @@ use std::time::Duration;
 use dovetail_claim::store::{ClaimStore, ReplicaOutcome};
 use dovetail_consistency::{Check, CheckConfig, CheckReport, Drift, View};
 use dovetail_events::bus::EmbeddedBus;
-use dovetail_events::envelope::{Envelope, Source};
+use dovetail_events::envelope::{Envelope, EventId, Source};
 use dovetail_outbox::{AnyOutboxStore, ExpectedVersion, OutboxStore};
-use dovetail_policy::domain::{Policy, PolicyChange, PolicyTerms};
-use dovetail_policy::store::{PolicyStore, PolicyWrite};
+use dovetail_policy::domain::{Policy, PolicyChange, PolicyTerms, TermsChange};
+use dovetail_policy::store::{PolicyStore, PolicyWrite, REPAIR_BATCH, SkipReason, Skipped};
 use dovetail_service_kit::config::{StorageBackend, StorageConfig};
 use dovetail_service_kit::events::Transport;
 
@@ -326,4 +328,144 @@ async fn a_row_deleted_behind_the_stores_back_is_found_once_the_digests_are_rebu
             Drift::MissingInReplica { source_version: 2 }
         )]
     );
+}
+
+/// The outbox's records whose event ids are not in `before`: what the last commits added.
+async fn new_events(outbox: &AnyOutboxStore, before: &[Envelope]) -> Vec<Envelope> {
+    let seen: Vec<EventId> = before.iter().map(Envelope::id).collect();
+    let mut added: Vec<Envelope> = outbox
+        .fetch_ready(10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|record| record.envelope)
+        .filter(|envelope| !seen.contains(&envelope.id()))
+        .collect();
+    added.sort_by(|a, b| a.aggregate_id().as_str().cmp(b.aggregate_id().as_str()));
+    added
+}
+
+/// Repair as it runs in production: the check names the drifted policies, the owner
+/// republishes their snapshots through its outbox (the run's id as causation), and the
+/// replica's own handler applies the republished events; nothing writes the replica
+/// directly. The check then finds nothing.
+#[tokio::test]
+async fn drift_is_repaired_by_the_owner_republishing_through_its_outbox() {
+    let (owner, outbox) = open_policies(&temp_file("policy.db")).await;
+    let replica = open_claims(&temp_file("claim.db")).await;
+    let ids = write_policies(&owner, "pol", 30).await;
+    let events = events_by_policy(&outbox).await;
+    // pol-001: drafted and issued, all lost; pol-004: drafted, issued, cancelled, the
+    // cancel lost.
+    let (missing, behind) = (ids[1].clone(), ids[4].clone());
+    for (id, list) in &events {
+        let lost = match id {
+            id if *id == missing => list.len(),
+            id if *id == behind => 1,
+            _ => 0,
+        };
+        for envelope in &list[..list.len() - lost] {
+            feed(&replica, envelope).await;
+        }
+    }
+    let report = check(&owner, &replica).await;
+    let mut keys: Vec<String> = report.differences.iter().map(|d| d.key.clone()).collect();
+    keys.sort();
+    assert_eq!(keys, [missing.clone(), behind.clone()], "{report:?}");
+
+    let before: Vec<Envelope> = events.values().flatten().cloned().collect();
+    let run = EventId::generate();
+    // An unknown key, and a key twice, beside the drifted ones: reported, not fatal.
+    keys.extend(["pol-nowhere".to_owned(), missing.clone()]);
+    let repair = owner.repair(keys, run).await.unwrap();
+    let republished: Vec<_> = repair
+        .republished
+        .iter()
+        .map(|r| (r.policy_id.clone(), r.version))
+        .collect();
+    assert_eq!(republished, [(missing.clone(), 2), (behind.clone(), 3)]);
+    assert_eq!(
+        repair.skipped,
+        [Skipped {
+            policy_id: "pol-nowhere".into(),
+            reason: SkipReason::NotFound
+        }]
+    );
+    assert!(repair.deferred.is_empty());
+
+    // The republished envelopes: new event ids, the run as causation, each at the
+    // policy's current sequence, carrying its whole snapshot.
+    let added = new_events(&outbox, &before).await;
+    assert_eq!(added.len(), 2, "{added:?}");
+    for (envelope, done) in added.iter().zip(&repair.republished) {
+        assert_eq!(envelope.aggregate_id().as_str(), done.policy_id);
+        assert_eq!(envelope.id(), done.event_id);
+        assert_eq!(envelope.causation_id(), Some(run));
+        assert_eq!(envelope.sequence().get(), done.version);
+        assert_eq!(envelope.event_type().as_str(), "policy.updated");
+        let original = &events[&done.policy_id];
+        assert!(original.iter().all(|first| first.id() != envelope.id()));
+        let current = owner.get(&done.policy_id).await.unwrap().unwrap();
+        assert_eq!(
+            envelope.payload()["policy"],
+            serde_json::json!(current.snapshot())
+        );
+        assert_eq!(feed(&replica, envelope).await, ReplicaOutcome::Applied);
+    }
+    let report = check(&owner, &replica).await;
+    assert!(report.is_consistent(), "{report:?}");
+
+    // The version was not raised: the policy's next change is at the next sequence,
+    // and the replica applies it.
+    let seen: Vec<Envelope> = before.into_iter().chain(added).collect();
+    let policy = owner.get(&missing).await.unwrap().unwrap();
+    let change: TermsChange =
+        serde_json::from_value(serde_json::json!({"premium": "130.00"})).unwrap();
+    commit(
+        &owner,
+        policy.update(change).unwrap(),
+        ExpectedVersion::Exactly(2),
+    )
+    .await;
+    let next = new_events(&outbox, &seen).await;
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert_eq!(next[0].sequence().get(), 3);
+    assert_eq!(feed(&replica, &next[0]).await, ReplicaOutcome::Applied);
+    assert!(check(&owner, &replica).await.is_consistent());
+}
+
+/// Repairing what had not drifted sends the replica a snapshot it already holds at that
+/// version: it ignores it, and stays in agreement. Keys beyond the batch are handed back.
+#[tokio::test]
+async fn repairing_a_policy_that_had_not_drifted_is_harmless() {
+    let (owner, outbox) = open_policies(&temp_file("policy.db")).await;
+    let replica = open_claims(&temp_file("claim.db")).await;
+    let ids = write_policies(&owner, "pol", 6).await;
+    let before: Vec<Envelope> = events_by_policy(&outbox)
+        .await
+        .into_values()
+        .flatten()
+        .collect();
+    for envelope in &before {
+        feed(&replica, envelope).await;
+    }
+    assert!(check(&owner, &replica).await.is_consistent());
+
+    let run = EventId::generate();
+    let repair = owner.repair(ids.clone(), run).await.unwrap();
+    assert_eq!(repair.republished.len(), ids.len(), "{repair:?}");
+    assert!(repair.skipped.is_empty() && repair.deferred.is_empty());
+    for envelope in new_events(&outbox, &before).await {
+        assert_eq!(envelope.causation_id(), Some(run));
+        assert_eq!(feed(&replica, &envelope).await, ReplicaOutcome::Stale);
+    }
+    assert!(check(&owner, &replica).await.is_consistent());
+
+    // At most REPAIR_BATCH keys a call; the rest come back for the next one.
+    let many: Vec<String> = (0..=REPAIR_BATCH)
+        .map(|i| format!("pol-none-{i}"))
+        .collect();
+    let repair = owner.repair(many.clone(), run).await.unwrap();
+    assert_eq!(repair.skipped.len(), REPAIR_BATCH);
+    assert_eq!(repair.deferred, many[REPAIR_BATCH..]);
 }
