@@ -23,8 +23,10 @@
 //! [`dovetail_consistency::View`], kept in the transaction that applies each event;
 //! checked against the policy service's
 //! ([`dovetail_consistency::Check`]), it names each policy the replica lacks, holds at
-//! an old version, or holds without the owner having it. Nothing runs the check or
-//! repairs yet.
+//! an old version, or holds without the owner having it. The policy service repairs
+//! what a check finds (`PolicyStore::repair` republishes each drifted policy's snapshot
+//! through its outbox, and this consumer applies it); nothing runs the two on a schedule
+//! yet.
 
 use std::time::SystemTime;
 
