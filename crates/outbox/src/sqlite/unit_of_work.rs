@@ -166,14 +166,7 @@ impl<'c> SqliteUnitOfWork<'c> {
         metadata: EventMetadata,
     ) -> Result<(), OutboxError> {
         // The sequence is a placeholder until commit, when the versions are read.
-        let envelope = Envelope::new(
-            self.source.clone(),
-            aggregate.clone(),
-            Sequence::FIRST,
-            event,
-            metadata,
-        )
-        .map_err(OutboxError::invalid_event)?;
+        let envelope = self.envelope(&aggregate, Sequence::FIRST, event, metadata)?;
         self.refuse_if_republished(&aggregate)?;
         if let Some(&known) = self.index.get(&aggregate)
             && self.aggregates[known].own_first.is_some()
@@ -268,14 +261,7 @@ impl<'c> SqliteUnitOfWork<'c> {
                 aggregate.id.as_str()
             )));
         }
-        let envelope = Envelope::new(
-            self.source.clone(),
-            aggregate.clone(),
-            sequence,
-            event,
-            metadata,
-        )
-        .map_err(OutboxError::invalid_event)?;
+        let envelope = self.envelope(&aggregate, sequence, event, metadata)?;
         let index = self.index_of(aggregate);
         let appending = &mut self.aggregates[index];
         appending.own_first.get_or_insert(version);
@@ -501,18 +487,29 @@ impl<'c> SqliteUnitOfWork<'c> {
         metadata: EventMetadata,
     ) -> Result<(), OutboxError> {
         let sequence = Sequence::new(version).map_err(OutboxError::invalid_event)?;
-        let envelope = Envelope::new(
+        let envelope = self.envelope(&aggregate, sequence, event, metadata)?;
+        let index = self.index_of(aggregate);
+        self.aggregates[index].republished = Some(version);
+        self.events.push((index, envelope));
+        Ok(())
+    }
+
+    /// `event` about `aggregate` at `sequence`, enveloped with this outbox's source.
+    fn envelope<E: Event>(
+        &self,
+        aggregate: &AggregateRef,
+        sequence: Sequence,
+        event: &E,
+        metadata: EventMetadata,
+    ) -> Result<Envelope, OutboxError> {
+        Envelope::new(
             self.source.clone(),
             aggregate.clone(),
             sequence,
             event,
             metadata,
         )
-        .map_err(OutboxError::invalid_event)?;
-        let index = self.index_of(aggregate);
-        self.aggregates[index].republished = Some(version);
-        self.events.push((index, envelope));
-        Ok(())
+        .map_err(OutboxError::invalid_event)
     }
 
     /// Where `aggregate` is in `aggregates`, adding it with no events if it is not there.
