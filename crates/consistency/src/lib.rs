@@ -76,14 +76,13 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `sqlite` | [`sqlite::SqliteDigests`]: the bucket column, per-bucket digest table, migration, digest and entry reads of a SQLite table, for a [`View`] over it |
+//! | `sqlite` | [`sqlite::SqliteDigests`]: the bucket column, per-bucket digest table, migration, digest and entry reads of a SQLite table, for a [`View`] over it; with `runner`, `SqliteRunStore` |
+//! | `runner` | `Runner`: scheduled and requested runs of many [`Check`]s and `Invariant`s, one runner at a time under a lease, repair through the owner (`Repair`), run records (`RunStore`, `MemoryRunStore`), metrics (`runner::metrics`) |
+//! | `http` | `runner::http::router`: the staff endpoints `POST /admin/consistency/runs`, `GET /admin/consistency/runs[/{id}]` |
 //!
-//! # Not there yet
-//!
-//! This is the first slice: the port, the check, an in-memory view and the SQLite
-//! digests. There is no DynamoDB or search-index support yet (each will be a feature), no repair
-//! (re-emitting the owner's state through the outbox, re-indexing), no scheduling of
-//! rounds and rechecks, no drift metrics, and no checks of cross-service invariants.
+//! A check never writes: repair goes through the owner, which republishes its current
+//! state through its outbox (`Repair`), and the replicas' ordinary consumers fix their
+//! copies.
 
 mod bucket;
 mod check;
@@ -92,6 +91,8 @@ mod digest;
 mod error;
 mod memory;
 mod report;
+#[cfg(feature = "runner")]
+pub mod runner;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod view;
@@ -103,3 +104,12 @@ pub use error::{BoxError, CheckError, ViewError, ViewOperation};
 pub use memory::{MemoryReads, MemoryView};
 pub use report::{CheckReport, Cost, Difference, Drift, DriftCounts, Side};
 pub use view::{Entry, View};
+
+#[cfg(all(feature = "runner", feature = "sqlite"))]
+pub use runner::SqliteRunStore;
+#[cfg(feature = "runner")]
+pub use runner::{
+    Invariant, InvariantRun, MemoryRunStore, Pair, PairRun, Repair, RepairOutcome, RepairPolicy,
+    RepairSummary, RunId, RunLease, RunRecord, RunStatus, RunStore, Runner, RunnerBuilder,
+    RunnerConfig, RunnerError, SharedView, SkippedKey, Trigger, Violation, Violations,
+};

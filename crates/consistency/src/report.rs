@@ -3,10 +3,10 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One side of a check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
     /// The owner of the data, the source of truth.
@@ -41,7 +41,7 @@ impl fmt::Display for Side {
 /// A replica tombstone below the owner's live version is `ReplicaBehind` rather than
 /// `MissingInReplica`: the replica applied a delete and missed the re-creation after it,
 /// and the repair is the same (re-send the owner's current state).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Drift {
@@ -100,7 +100,7 @@ impl Drift {
 }
 
 /// A key that differs, and how.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Difference {
     /// The key.
@@ -117,7 +117,7 @@ impl Difference {
 
 /// How many differences of each kind the check found, including those past
 /// [`CheckConfig::max_differences`](crate::CheckConfig) in the last range it read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct DriftCounts {
     /// [`Drift::MissingInReplica`].
@@ -155,7 +155,7 @@ impl DriftCounts {
 }
 
 /// What a check read from one side.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Cost {
     /// Calls of [`View::digest`](crate::View::digest).
@@ -167,7 +167,7 @@ pub struct Cost {
 }
 
 /// What a [`Check`](crate::Check) found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct CheckReport {
     /// The keys that differ, in (bucket, key) order, at most

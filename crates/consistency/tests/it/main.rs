@@ -4,3 +4,5 @@
 
 mod check;
 mod drift;
+mod runner;
+mod runner_http;
