@@ -575,7 +575,10 @@ async fn the_sqlite_run_store_keeps_runs_and_a_fenced_lease() {
     );
     scheduled.status = RunStatus::Succeeded;
     store.save(&scheduled).await.unwrap();
-    assert_eq!(store.queued().await.unwrap(), std::slice::from_ref(&requested));
+    assert_eq!(
+        store.queued().await.unwrap(),
+        std::slice::from_ref(&requested)
+    );
     assert_eq!(
         store.get(scheduled.id).await.unwrap(),
         Some(scheduled.clone())
