@@ -31,14 +31,16 @@ Commands:
   lint  cargo fmt --check and clippy with every feature, warnings denied.
   book  Builds the mdBook into book/build.
   bench Runs every benchmark (bench targets, release mode); each prints its figures.
-  stack [--aws] [--redis <url>] [--opensearch <url>] [--data-dir <dir>] | stack demo
+  stack [--aws] [--redis <url>] [--opensearch <url>] [--data-dir <dir>] | stack demo | stack check
         Runs the local stack: every reference service on fixed ports (policy 8081,
         claim 8082, search 8083, auth 8084) on embedded backends under ./data; --aws moves
         every service to DynamoDB and SNS/SQS at AWS_ENDPOINT_URL (see `cargo xtask
         servers`) or real AWS, --redis the auth service's sessions to Redis. The first
         start prints a staff user's and a demo customer's passwords once and keeps them
         in data/credentials.json. `stack demo` walks through the system against the
-        running stack (or a temporary one), logging in with those credentials.
+        running stack (or a temporary one), logging in with those credentials. `stack
+        check` asks the running stack's consistency runner (port 8085) for a run as the
+        staff user and prints what it found and repaired.
 ";
 
 fn main() -> ExitCode {

@@ -133,6 +133,23 @@ pub struct DriftCounts {
 }
 
 impl DriftCounts {
+    /// Each kind's name (as [`Drift::kind`] spells it) with its count, in the order of
+    /// the fields.
+    ///
+    /// ```
+    /// let counts = dovetail_consistency::DriftCounts::default();
+    /// assert_eq!(counts.by_kind()[0], ("missing_in_replica", 0));
+    /// ```
+    pub fn by_kind(&self) -> [(&'static str, u64); 5] {
+        [
+            ("missing_in_replica", self.missing_in_replica),
+            ("extra_in_replica", self.extra_in_replica),
+            ("replica_behind", self.replica_behind),
+            ("missed_delete", self.missed_delete),
+            ("replica_ahead", self.replica_ahead),
+        ]
+    }
+
     /// All kinds together.
     pub fn total(&self) -> u64 {
         self.missing_in_replica

@@ -41,6 +41,7 @@ impl Default for TokenConfig {
                 "claim-service",
                 "search-service",
                 "gateway-service",
+                "consistency-service",
             ]
             .map(str::to_owned)
             .to_vec(),

@@ -24,6 +24,7 @@
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod invariants;
 pub mod replica;
 pub mod store;
 
@@ -101,6 +102,12 @@ impl Application {
     /// Where the API listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.http.local_addr()
+    }
+
+    /// The claims' store (with the policy replica): for a consistency runner, its views
+    /// and the [claim-policy invariant](invariants::ClaimPolicyInvariant).
+    pub fn store(&self) -> &ClaimStore {
+        &self.store
     }
 
     /// The API's router (for tests that call it without a socket).

@@ -53,6 +53,7 @@ pub const SERVICE: &str = "policy-service";
 pub struct Application {
     http: ServiceHttp,
     relay: OutboxRelay,
+    store: PolicyStore,
 }
 
 impl std::fmt::Debug for Application {
@@ -86,12 +87,13 @@ impl Application {
         let http = ServiceHttp::bind(
             SERVICE,
             config.listen,
-            http::router(opened.store, identity),
+            http::router(opened.store.clone(), identity),
             readiness,
         )
         .await?;
         Ok(Self {
             http,
+            store: opened.store,
             relay: OutboxRelay::new(
                 opened.relay_store,
                 publisher,
@@ -103,6 +105,12 @@ impl Application {
     /// Where the API listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.http.local_addr()
+    }
+
+    /// The policies' store: for a consistency runner, its
+    /// [`consistency_view`](PolicyStore::consistency_view) and its repair.
+    pub fn store(&self) -> &PolicyStore {
+        &self.store
     }
 
     /// The API's router (for tests that call it without a socket).

@@ -8,6 +8,7 @@
 //! | search | 8083 | `data/search/` (a tantivy index, and `idempotency.db`) |
 //! | auth | 8084 | `data/auth.db` (users), `data/auth-sessions.db`, `data/auth-keys/` |
 //! | gateway | 8080 | `data/gateway-consistency.key` (signs consistency tokens) |
+//! | consistency runner | 8085 | `data/consistency.db` (run records, the runners' lease) |
 //! | events | – | `data/bus.db` (the embedded bus) |
 //!
 //! Each service still owns its own database: the stack only saves starting them one by
@@ -24,7 +25,11 @@
 //! [`StackConfig::redis_url`] names one, and stay in SQLite otherwise.
 //! The gateway starts last, in front of the others: one origin for all of them and the
 //! composed pages; [`demo`] walks through the system over HTTP, through the gateway only.
+//! The [`consistency`] runner checks the replicas against their owners every few minutes
+//! and on a staff member's request; [`check`] asks it for a run and prints the report.
 
+pub mod check;
+pub mod consistency;
 pub mod demo;
 pub mod users;
 
@@ -48,6 +53,8 @@ pub const SEARCH_PORT: u16 = 8083;
 pub const AUTH_PORT: u16 = 8084;
 /// The gateway's port: the stack's front door.
 pub const GATEWAY_PORT: u16 = 8080;
+/// The consistency runner's port (staff endpoints and metrics).
+pub const CONSISTENCY_PORT: u16 = 8085;
 
 /// Where the services keep their data and send their events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +85,10 @@ pub struct StackConfig {
     pub auth_port: u16,
     /// The gateway's port.
     pub gateway_port: u16,
+    /// The consistency runner's port.
+    pub consistency_port: u16,
+    /// How the consistency runner runs.
+    pub consistency: consistency::ConsistencySettings,
     /// The auth service's session store (refresh tokens, revocations, throttling): Redis
     /// at this URL, or (`None`, the default) a SQLite file under `data_dir`.
     pub redis_url: Option<String>,
@@ -102,6 +113,8 @@ impl Default for StackConfig {
             search_port: SEARCH_PORT,
             auth_port: AUTH_PORT,
             gateway_port: GATEWAY_PORT,
+            consistency_port: CONSISTENCY_PORT,
+            consistency: consistency::ConsistencySettings::default(),
             redis_url: None,
             relay_poll_interval_ms: 1000,
             opensearch_url: None,
@@ -123,6 +136,8 @@ pub struct RunningStack {
     pub auth: SocketAddr,
     /// Where the gateway listens.
     pub gateway: SocketAddr,
+    /// Where the consistency runner listens.
+    pub consistency: SocketAddr,
     /// The staff user and the demo customer, and whether this start made them.
     pub users: users::Seeding,
     shutdown: Shutdown,
@@ -154,6 +169,7 @@ impl StackConfig {
             search_port: 0,
             auth_port: 0,
             gateway_port: 0,
+            consistency_port: 0,
             ..Self::default()
         }
     }
@@ -273,6 +289,18 @@ pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<R
     let search = dovetail_search::Application::build(search, &transport)
         .await
         .map_err(|error| error.context("starting the search service"))?;
+    let consistency = consistency::ConsistencyService::build(
+        SocketAddr::new(config.host, config.consistency_port),
+        &config.data_dir,
+        &config.consistency,
+        &identity,
+        &consistency::Owners {
+            policy: &policy,
+            claim: &claim,
+        },
+    )
+    .await
+    .map_err(|error| error.context("starting the consistency runner"))?;
     let gateway_identity = identity;
 
     let gateway = dovetail_gateway::Application::build(dovetail_gateway::GatewayConfig {
@@ -292,12 +320,13 @@ pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<R
     .await
     .map_err(|error| error.context("starting the gateway"))?;
 
-    let (policy_addr, claim_addr, search_addr, auth_addr, gateway_addr) = (
+    let (policy_addr, claim_addr, search_addr, auth_addr, gateway_addr, consistency_addr) = (
         policy.local_addr(),
         claim.local_addr(),
         search.local_addr(),
         auth.local_addr(),
         gateway.local_addr(),
+        consistency.local_addr(),
     );
     let services = vec![
         RunningService::spawn("auth", &shutdown, |stop| auth.run_until_stopped(stop)),
@@ -305,6 +334,9 @@ pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<R
         RunningService::spawn("claim", &shutdown, |stop| claim.run_until_stopped(stop)),
         RunningService::spawn("search", &shutdown, |stop| search.run_until_stopped(stop)),
         RunningService::spawn("gateway", &shutdown, |stop| gateway.run_until_stopped(stop)),
+        RunningService::spawn("consistency", &shutdown, |stop| {
+            consistency.run_until_stopped(stop)
+        }),
     ];
     Ok(RunningStack {
         policy: policy_addr,
@@ -312,6 +344,7 @@ pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<R
         search: search_addr,
         auth: auth_addr,
         gateway: gateway_addr,
+        consistency: consistency_addr,
         users,
         shutdown,
         services,
@@ -346,7 +379,8 @@ impl RunningStack {
         }
     }
 
-    /// Stops one service (`auth`, `policy`, `claim`, `search` or `gateway`) and waits
+    /// Stops one service (`auth`, `policy`, `claim`, `search`, `gateway` or
+    /// `consistency`) and waits
     /// for it, leaving the others running: what the demo and the tests do to show a
     /// partial answer.
     ///

@@ -4,6 +4,7 @@
 //! ```text
 //! dovetail-stack [run] [--aws] [--redis <url>] [--opensearch <url>] [--data-dir <dir>]
 //! dovetail-stack demo [--credentials <file>] [--gateway-url <url>]
+//! dovetail-stack check [--credentials <file>] [--gateway-url <url>] [--consistency-url <url>]
 //! ```
 
 // A command-line program: its output is what it prints.
@@ -19,7 +20,7 @@ use dovetail_stack::{Backends, StackConfig};
 const USAGE: &str = "usage:
   dovetail-stack [run] [--aws] [--redis <url>] [--opensearch <url>] [--data-dir <dir>]
       every reference service on fixed ports (gateway 8080, policy 8081, claim 8082, search
-      8083, auth 8084),
+      8083, auth 8084, consistency runner 8085),
       embedded backends under ./data; --aws moves every service to DynamoDB and SNS/SQS at
       AWS_ENDPOINT_URL (or real AWS), creating what is missing; --redis keeps the auth
       service's sessions and throttling counters in Redis at <url> (such as
@@ -32,7 +33,12 @@ const USAGE: &str = "usage:
       walks through the system through the gateway of a running stack (default
       http://127.0.0.1:8080), logging in with the credentials in <file> (default
       data/credentials.json), or starts one in a temporary directory when none answers (and
-      then also stops its search service at the end to show a partial answer)";
+      then also stops its search service at the end to show a partial answer)
+  dovetail-stack check [--credentials <file>] [--gateway-url <url>] [--consistency-url <url>]
+      asks the running stack's consistency runner (default http://127.0.0.1:8085) for a run
+      as the staff user (logging in through the gateway, default http://127.0.0.1:8080),
+      follows it and prints what each check found and repaired; exits non-zero when the run
+      failed";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -45,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
     });
     match args.first().map(String::as_str) {
         Some("demo") => demo(&args[1..]).await,
+        Some("check") => check(&args[1..]).await,
         Some("run") => run(&args[1..]).await,
         Some("-h" | "--help") => {
             println!("{USAGE}");
@@ -124,8 +131,14 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
         "  auth service    http://{}  (API: /openapi.json; {sessions})",
         stack.auth
     );
+    println!(
+        "  consistency     http://{}  (staff: POST /admin/consistency/runs; runs in {}/consistency.db)",
+        stack.consistency,
+        config.data_dir.display()
+    );
     print_users(&stack.users, &config);
     println!("Try the walk-through in another terminal: cargo xtask stack demo");
+    println!("Check the replicas against their owners: cargo xtask stack check");
     println!("Ctrl-C stops every service after draining requests, consumers and relays.");
     stack.wait().await
 }
@@ -159,6 +172,29 @@ fn print_users(users: &Seeding, config: &StackConfig) {
              data directory; their passwords are in that directory's credentials.json"
         ),
     }
+}
+
+async fn check(args: &[String]) -> anyhow::Result<()> {
+    let mut endpoints = dovetail_stack::check::Endpoints::local();
+    let mut credentials_file = Credentials::path_in(&StackConfig::default().data_dir);
+    let mut args = args.iter();
+    let value = || anyhow::anyhow!("a value is missing\n{USAGE}");
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--credentials" => credentials_file = PathBuf::from(args.next().ok_or_else(value)?),
+            "--gateway-url" => endpoints.gateway.clone_from(args.next().ok_or_else(value)?),
+            "--consistency-url" => endpoints
+                .consistency
+                .clone_from(args.next().ok_or_else(value)?),
+            other => anyhow::bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    let credentials = Credentials::read(&credentials_file)?;
+    let run = dovetail_stack::check::run(&endpoints, &credentials, &mut std::io::stdout()).await?;
+    if run.status != dovetail_consistency::RunStatus::Succeeded {
+        anyhow::bail!("the run failed: {}", run.error.unwrap_or_default());
+    }
+    Ok(())
 }
 
 async fn demo(args: &[String]) -> anyhow::Result<()> {

@@ -1,7 +1,5 @@
 //! The runner's metrics: names, descriptions, and recording.
 
-use crate::report::DriftCounts;
-
 /// Differences found by the latest run, per pair and kind (invariant violations too).
 pub const DRIFT: &str = "dovetail_consistency_drift";
 /// Keys left for the next run as writes in flight, per pair.
@@ -40,17 +38,6 @@ pub fn describe_metrics() {
         metrics::Unit::Seconds,
         "When the latest successful consistency run finished."
     );
-}
-
-/// Every kind of drift, in the order of [`DriftCounts`]'s fields.
-pub(crate) fn drift_kinds(counts: &DriftCounts) -> [(&'static str, u64); 5] {
-    [
-        ("missing_in_replica", counts.missing_in_replica),
-        ("extra_in_replica", counts.extra_in_replica),
-        ("replica_behind", counts.replica_behind),
-        ("missed_delete", counts.missed_delete),
-        ("replica_ahead", counts.replica_ahead),
-    ]
 }
 
 /// Sets the drift gauge of `kind` between `source` and `replica`.

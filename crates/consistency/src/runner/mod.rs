@@ -553,7 +553,7 @@ impl Runner {
         match check.run().await {
             Err(error) => outcome.error = Some(error.to_string()),
             Ok(report) => {
-                for (kind, count) in metrics::drift_kinds(&report.counts) {
+                for (kind, count) in report.counts.by_kind() {
                     metrics::set_drift(&pair.source_name, &pair.replica_name, kind, count);
                 }
                 metrics::set_recheck(&pair.source_name, &pair.replica_name, report.recheck.len());

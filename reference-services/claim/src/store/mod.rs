@@ -9,6 +9,7 @@ pub mod dynamodb;
 pub mod sqlite;
 mod view;
 
+use dovetail_contracts::claim::ClaimSnapshot;
 use dovetail_contracts::policy::PolicySnapshot;
 use dovetail_events::envelope::EventId;
 use dovetail_events::envelope::Source;
@@ -173,6 +174,28 @@ impl ClaimStore {
         policy: PolicySnapshot,
     ) -> Result<ReplicaOutcome, StoreError> {
         on_backend!(&self.0, store => store.apply_policy(event_id, fingerprint, policy).await)
+    }
+
+    /// Up to `limit` claims after the claim id `after`, in claim id order, each with the
+    /// replica's copy of its policy (`None` when the replica holds none): what the
+    /// [claim-policy invariant](crate::invariants) reads. On SQLite only.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`], also on DynamoDB, where the invariant cannot run yet.
+    pub async fn claims_with_policies(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(ClaimSnapshot, Option<PolicySnapshot>)>, StoreError> {
+        match &self.0 {
+            Backend::Sqlite(store) => store.claims_with_policies(after, limit).await,
+            #[allow(unreachable_patterns)] // only the DynamoDB store without `aws`
+            _ => Err(StoreError::backend(
+                "reading claims with their policies",
+                "the claim-policy invariant reads a SQLite claim store only: on DynamoDB it \
+                 is not there yet",
+            )),
+        }
     }
 
     /// The [`View`](dovetail_consistency::View) of the policy replica, to check it against

@@ -183,6 +183,41 @@ impl SqliteClaimStore {
         .await
     }
 
+    /// See [`ClaimStore::claims_with_policies`](super::ClaimStore::claims_with_policies).
+    pub(super) async fn claims_with_policies(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(ClaimSnapshot, Option<PolicySnapshot>)>, StoreError> {
+        let after = after.unwrap_or("").to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.connection
+            .run(move |connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT c.snapshot, r.snapshot FROM claims c
+                     LEFT JOIN policy_replica r ON r.policy_id = c.policy_id
+                     WHERE c.claim_id > ?1 ORDER BY c.claim_id LIMIT ?2",
+                )?;
+                let rows = statement.query_map(params![after, limit], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+                })?;
+                rows.map(|row| {
+                    let (claim, policy) = row?;
+                    let claim = serde_json::from_str(&claim)
+                        .map_err(|error| StoreError::backend("reading a stored claim", error))?;
+                    let policy = policy
+                        .map(|json| serde_json::from_str(&json))
+                        .transpose()
+                        .map_err(|error| {
+                            StoreError::backend("reading a replicated policy", error)
+                        })?;
+                    Ok((claim, policy))
+                })
+                .collect()
+            })
+            .await
+    }
+
     /// See [`ClaimStore::apply_policy`](super::ClaimStore::apply_policy).
     pub(super) async fn apply_policy(
         &self,

@@ -11,9 +11,9 @@ use crate::users::Login;
 
 /// A logged-in user: their access token and, for a customer, the customer they act for.
 #[derive(Clone)]
-pub(super) struct Caller {
+pub(crate) struct Caller {
     pub(super) email: String,
-    pub(super) token: String,
+    pub(crate) token: String,
     pub(super) customer_id: String,
 }
 
@@ -30,7 +30,7 @@ impl std::fmt::Debug for Caller {
 ///
 /// # Errors
 /// When the auth service refuses or does not answer; the message says what to check.
-pub(super) async fn log_in(http: &Client, auth_url: &str, login: &Login) -> anyhow::Result<Caller> {
+pub(crate) async fn log_in(http: &Client, auth_url: &str, login: &Login) -> anyhow::Result<Caller> {
     let session = expect(
         http.post(format!("{auth_url}/sessions"))
             .json(&json!({ "email": login.email, "password": login.password }))

@@ -12,7 +12,7 @@ use serde_json::Value;
 ///
 /// # Errors
 /// When the service did not answer, the answer is not JSON or has another status.
-pub(super) async fn expect(
+pub(crate) async fn expect(
     response: reqwest::Result<Response>,
     status: StatusCode,
     step: &str,

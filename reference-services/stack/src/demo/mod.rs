@@ -11,8 +11,8 @@
 //! `steps.rs` holds each step, `callers.rs` the log-ins, `http.rs` the requests and waits
 //! the steps share.
 
-mod callers;
-mod http;
+pub(crate) mod callers;
+pub(crate) mod http;
 mod steps;
 
 use std::time::Duration;

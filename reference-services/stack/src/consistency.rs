@@ -1,0 +1,135 @@
+//! The stack's consistency runner (port 8085): checks each replica against its owner on a
+//! schedule and on request, repairs through the owners, serves the staff endpoints
+//! `POST /admin/consistency/runs` and `GET /admin/consistency/runs[/{id}]`, and
+//! `/metrics` with the `dovetail_consistency_*` series.
+//!
+//! | pair or invariant | owner (source) | replica | repair |
+//! |---|---|---|---|
+//! | policies | policy service | the claim service's policy replica | the policy service republishes |
+//! | `claim-policy` invariant | claim service (its claims) | policy service (through the replica) | – (reported) |
+//!
+//! The runner reads each store through its [`View`](dovetail_consistency::View), wired here
+//! in the stack's process, and records its runs in `data/consistency.db`
+//! ([`SqliteRunStore`]), whose lease lets one runner run at a time across stacks sharing
+//! the data directory. Only SQLite stores have views so far: on `--aws` the runner starts
+//! with the pairs it can check (none yet) and says so in its log.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use dovetail_consistency::runner::http::router;
+use dovetail_consistency::{Pair, Runner, RunnerConfig, SqliteRunStore};
+use dovetail_http::identity::IdentityLayer;
+use dovetail_service_kit::config::IdentityConfig;
+use dovetail_service_kit::ops::Readiness;
+use dovetail_service_kit::{Background, ServiceHttp, Shutdown};
+
+/// The runner's name: the audience of the tokens its endpoints accept, its `service`
+/// metrics label.
+pub const SERVICE: &str = "consistency-service";
+
+/// How the stack's runner runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsistencySettings {
+    /// Time between scheduled runs (default 5 minutes), plus up to `jitter`.
+    pub interval: Duration,
+    /// The random part added to each interval (default 30 s).
+    pub jitter: Duration,
+    /// How long an owner's write may take to reach its replicas (default 30 s): newer
+    /// differences are left for the next run.
+    pub expected_lag: Duration,
+}
+
+impl Default for ConsistencySettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(300),
+            jitter: Duration::from_secs(30),
+            expected_lag: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The runner, bound and wired, not yet running.
+#[derive(Debug)]
+pub(crate) struct ConsistencyService {
+    http: ServiceHttp,
+    runner: Runner,
+}
+
+/// What the runner checks, from the services the stack built.
+pub(crate) struct Owners<'a> {
+    pub(crate) policy: &'a dovetail_policy::Application,
+    pub(crate) claim: &'a dovetail_claim::Application,
+}
+
+impl ConsistencyService {
+    /// Opens the run store under `data_dir`, wires the pairs and binds `listen`.
+    pub(crate) async fn build(
+        listen: SocketAddr,
+        data_dir: &Path,
+        settings: &ConsistencySettings,
+        identity: &IdentityConfig,
+        owners: &Owners<'_>,
+    ) -> anyhow::Result<Self> {
+        let path = data_dir.join("consistency.db");
+        let store = SqliteRunStore::open(&path).map_err(|error| {
+            anyhow::anyhow!(
+                "opening the consistency runs at {}: {error}",
+                path.display()
+            )
+        })?;
+        let mut config = RunnerConfig::new(format!("{SERVICE}-{}", std::process::id()));
+        config.interval = settings.interval;
+        config.jitter = settings.jitter;
+        config.check.expected_lag = settings.expected_lag;
+        let mut builder = Runner::builder(store, config);
+        let policies = owners.policy.store();
+        let claims = owners.claim.store();
+        match (policies.consistency_view(), claims.policy_replica_view()) {
+            (Some(owner), Some(replica)) => {
+                builder = builder.pair(
+                    Pair::new("policy-service", owner, "claim-service", replica)
+                        .repaired_by(policies.clone()),
+                );
+                builder = builder.invariant(dovetail_claim::invariants::ClaimPolicyInvariant::new(
+                    claims.clone(),
+                ));
+            }
+            _ => tracing::warn!(
+                "consistency runner: the policy and claim stores have no consistency views on \
+                 this backend; runs will check nothing"
+            ),
+        }
+        let runner = builder.build();
+        let identity = IdentityLayer::new(identity.verifier(SERVICE)?);
+        let http = ServiceHttp::bind(
+            SERVICE,
+            listen,
+            router(runner.clone()).layer(identity),
+            Readiness::default(),
+        )
+        .await?;
+        Ok(Self { http, runner })
+    }
+
+    /// Where the staff endpoints listen.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.http.local_addr()
+    }
+
+    /// Serves the endpoints and runs checks until `shutdown` (a run in progress is cut
+    /// short and recorded as failed).
+    pub(crate) async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let runner = self.runner;
+        let background =
+            Background::default().consumer("consistency-runner", move |stop| async move {
+                runner
+                    .run_until_stopped(async move { stop.cancelled().await })
+                    .await;
+                Ok(())
+            });
+        Ok(self.http.run_until_stopped(background, shutdown).await?)
+    }
+}
