@@ -144,3 +144,64 @@ impl Invariant for ClaimPolicyInvariant {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use dovetail_contracts::claim::{ClaimSnapshot, ClaimStatus};
+    use dovetail_contracts::policy::{PolicySnapshot, PolicyStatus};
+    use time::macros::date;
+
+    use super::{AMOUNT_OVER_PAYABLE, CUSTOMER_MISMATCH, POLICY_MISSING, judge};
+
+    fn policy() -> PolicySnapshot {
+        PolicySnapshot {
+            policy_id: "pol-1".into(),
+            customer_id: "cust-1".into(),
+            product_line: "home".into(),
+            coverage_limit: "10000.00".parse().unwrap(),
+            deductible: "250.00".parse().unwrap(),
+            premium: "120.00".parse().unwrap(),
+            effective_date: date!(2026 - 01 - 01),
+            expiry_date: date!(2026 - 12 - 31),
+            status: PolicyStatus::Active,
+            version: 2,
+        }
+    }
+
+    fn claim(customer: &str, amount: &str) -> ClaimSnapshot {
+        ClaimSnapshot {
+            claim_id: "clm-1".into(),
+            policy_id: "pol-1".into(),
+            customer_id: customer.into(),
+            incident_date: date!(2026 - 06 - 01),
+            amount: amount.parse().unwrap(),
+            description: "burst pipe".into(),
+            status: ClaimStatus::Submitted,
+            rejection_reason: None,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn a_claim_within_its_policy_breaks_nothing_up_to_the_limit_less_the_deductible() {
+        assert_eq!(judge(&claim("cust-1", "9750.00"), Some(&policy())), None);
+    }
+
+    #[test]
+    fn each_breach_is_named_with_what_was_found() {
+        let missing = judge(&claim("cust-1", "10.00"), None).unwrap();
+        assert_eq!(
+            (missing.key.as_str(), missing.kind.as_str()),
+            ("clm-1", POLICY_MISSING)
+        );
+        assert!(missing.detail.contains("pol-1"), "{}", missing.detail);
+
+        let stranger = judge(&claim("cust-2", "10.00"), Some(&policy())).unwrap();
+        assert_eq!(stranger.kind, CUSTOMER_MISMATCH);
+        assert!(stranger.detail.contains("cust-2") && stranger.detail.contains("cust-1"));
+
+        let over = judge(&claim("cust-1", "9750.01"), Some(&policy())).unwrap();
+        assert_eq!(over.kind, AMOUNT_OVER_PAYABLE);
+        assert!(over.detail.contains("9750.00"), "{}", over.detail);
+    }
+}
