@@ -78,6 +78,7 @@
 //! |---|---|
 //! | `sqlite` | [`sqlite::SqliteDigests`]: the bucket column, per-bucket digest table, migration, digest and entry reads of a SQLite table, for a [`View`] over it; with `runner`, `SqliteRunStore` |
 //! | `runner` | `Runner`: scheduled and requested runs of many [`Check`]s and `Invariant`s, one runner at a time under a lease, repair through the owner (`Repair`), run records (`RunStore`, `MemoryRunStore`), metrics (`runner::metrics`) |
+//! | `dynamodb` | with `runner`, `DynamoDbRunStore`: run records and the lease in a DynamoDB table |
 //! | `http` | `runner::http::router`: the staff endpoints `POST /admin/consistency/runs`, `GET /admin/consistency/runs[/{id}]` |
 //!
 //! A check never writes: repair goes through the owner, which republishes its current
@@ -105,6 +106,8 @@ pub use memory::{MemoryReads, MemoryView};
 pub use report::{CheckReport, Cost, Difference, Drift, DriftCounts, Side};
 pub use view::{Entry, View};
 
+#[cfg(all(feature = "runner", feature = "dynamodb"))]
+pub use runner::DynamoDbRunStore;
 #[cfg(all(feature = "runner", feature = "sqlite"))]
 pub use runner::SqliteRunStore;
 #[cfg(feature = "runner")]

@@ -9,17 +9,20 @@
 //! | `claim-policy` invariant | claim service (its claims) | policy service (through the replica) | – (reported) |
 //!
 //! The runner reads each store through its [`View`](dovetail_consistency::View), wired here
-//! in the stack's process, and records its runs in `data/consistency.db`
-//! ([`SqliteRunStore`]), whose lease lets one runner run at a time across stacks sharing
-//! the data directory. Only SQLite stores have views so far: on `--aws` the runner starts
-//! with the pairs it can check (none yet) and says so in its log.
+//! in the stack's process, and records its runs, with the lease that lets one runner run
+//! at a time across every stack sharing them, in `data/consistency.db`
+//! ([`SqliteRunStore`]) on embedded backends, and in the DynamoDB table
+//! [`RUNS_TABLE`] on `--aws` (`DynamoDbRunStore`). Only SQLite stores have views so far:
+//! on `--aws` the runner starts with the pairs it can check and says so in its log.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use dovetail_consistency::runner::http::router;
-use dovetail_consistency::{Pair, Runner, RunnerConfig, SqliteRunStore};
+use std::sync::Arc;
+
+use dovetail_consistency::{Pair, RunStore, Runner, RunnerConfig, SqliteRunStore};
 use dovetail_http::identity::IdentityLayer;
 use dovetail_service_kit::config::IdentityConfig;
 use dovetail_service_kit::ops::Readiness;
@@ -28,6 +31,9 @@ use dovetail_service_kit::{Background, ServiceHttp, Shutdown};
 /// The runner's name: the audience of the tokens its endpoints accept, its `service`
 /// metrics label.
 pub const SERVICE: &str = "consistency-service";
+
+/// The DynamoDB table of the runs and the lease on `--aws`.
+pub const RUNS_TABLE: &str = "dovetail-consistency-runs";
 
 /// How the stack's runner runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,18 +74,13 @@ impl ConsistencyService {
     /// Opens the run store under `data_dir`, wires the pairs and binds `listen`.
     pub(crate) async fn build(
         listen: SocketAddr,
+        backends: crate::Backends,
         data_dir: &Path,
         settings: &ConsistencySettings,
         identity: &IdentityConfig,
         owners: &Owners<'_>,
     ) -> anyhow::Result<Self> {
-        let path = data_dir.join("consistency.db");
-        let store = SqliteRunStore::open(&path).map_err(|error| {
-            anyhow::anyhow!(
-                "opening the consistency runs at {}: {error}",
-                path.display()
-            )
-        })?;
+        let store = run_store(backends, data_dir).await?;
         let mut config = RunnerConfig::new(format!("{SERVICE}-{}", std::process::id()));
         config.interval = settings.interval;
         config.jitter = settings.jitter;
@@ -131,5 +132,39 @@ impl ConsistencyService {
                 Ok(())
             });
         Ok(self.http.run_until_stopped(background, shutdown).await?)
+    }
+}
+
+/// Where the runs and the lease live on `backends`.
+async fn run_store(
+    backends: crate::Backends,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn RunStore>> {
+    match backends {
+        crate::Backends::Embedded => {
+            let path = data_dir.join("consistency.db");
+            let store = SqliteRunStore::open(&path).map_err(|error| {
+                anyhow::anyhow!(
+                    "opening the consistency runs at {}: {error}",
+                    path.display()
+                )
+            })?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "aws")]
+        crate::Backends::Aws => {
+            let clients = dovetail_service_kit::aws::AwsClients::from_env()?;
+            let store =
+                dovetail_consistency::DynamoDbRunStore::new(clients.dynamodb().clone(), RUNS_TABLE);
+            store
+                .create_table_if_missing()
+                .await
+                .map_err(|error| anyhow::anyhow!("opening the consistency runs: {error}"))?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "aws"))]
+        crate::Backends::Aws => anyhow::bail!(
+            "this stack was built without the `aws` feature: build it with its default features for --aws"
+        ),
     }
 }

@@ -291,6 +291,7 @@ pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<R
         .map_err(|error| error.context("starting the search service"))?;
     let consistency = consistency::ConsistencyService::build(
         SocketAddr::new(config.host, config.consistency_port),
+        config.backends,
         &config.data_dir,
         &config.consistency,
         &identity,

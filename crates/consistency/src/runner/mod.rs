@@ -40,6 +40,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "dynamodb")]
+mod dynamodb;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod metrics;
@@ -62,6 +64,8 @@ use crate::check::{Check, CheckConfig};
 use crate::error::BoxError;
 use crate::report::{CheckReport, Drift};
 
+#[cfg(feature = "dynamodb")]
+pub use self::dynamodb::DynamoDbRunStore;
 pub use self::pair::{Invariant, Pair, Repair, RepairOutcome, SharedView, Violation, Violations};
 pub use self::record::{
     InvariantRun, PairRun, RepairSummary, RunId, RunRecord, RunStatus, SkippedKey, Trigger,

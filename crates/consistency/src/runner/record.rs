@@ -78,6 +78,16 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// The status as records spell it: `queued`, `running`, `succeeded`, `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
     /// Whether the run is over.
     pub fn is_finished(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed)

@@ -9,7 +9,7 @@ use futures_util::future::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::BoxError;
-use crate::runner::record::{RunId, RunRecord, RunStatus, Trigger};
+use crate::runner::record::{RunId, RunRecord, Trigger};
 use crate::runner::store::{RunLease, RunStore};
 use crate::sqlite::now_ms;
 
@@ -94,15 +94,6 @@ impl SqliteRunStore {
     }
 }
 
-fn status_name(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Queued => "queued",
-        RunStatus::Running => "running",
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::Failed => "failed",
-    }
-}
-
 fn parse(json: &str) -> Result<RunRecord, BoxError> {
     serde_json::from_str(json)
         .map_err(|error| format!("a stored run record is not valid: {error}").into())
@@ -169,7 +160,7 @@ impl RunStore for SqliteRunStore {
                  ON CONFLICT (run_id) DO UPDATE SET status = ?2, record = ?5",
                 params![
                     record.id.to_string(),
-                    status_name(record.status),
+                    record.status.as_str(),
                     record.trigger == Trigger::Scheduled,
                     to_i64(record.created_at_ms),
                     json

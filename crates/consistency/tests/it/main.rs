@@ -4,5 +4,6 @@
 
 mod check;
 mod drift;
+mod needs_servers;
 mod runner;
 mod runner_http;

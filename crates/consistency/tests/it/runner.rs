@@ -283,8 +283,14 @@ fn scratch(name: &str) -> std::path::PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_runners_sharing_a_store_never_run_at_once() {
+async fn two_runners_sharing_a_sqlite_store_never_run_at_once() {
     let path = scratch("two-runners");
+    two_runners_never_run_at_once(|| SqliteRunStore::open(&path).unwrap()).await;
+}
+
+/// Two runners, each with its own handle on the store `open` opens, run for two
+/// seconds with a schedule due all the time: no two runs overlap, both take turns.
+pub(crate) async fn two_runners_never_run_at_once<S: RunStore + 'static>(open: impl Fn() -> S) {
     let (inside, most, runs) = (
         Arc::default(),
         Arc::new(AtomicUsize::new(0)),
@@ -295,8 +301,8 @@ async fn two_runners_sharing_a_store_never_run_at_once() {
         config.interval = Duration::from_millis(20);
         config.jitter = Duration::ZERO;
         config.poll_interval = Duration::from_millis(5);
-        config.lease_ttl = Duration::from_millis(300);
-        Runner::builder(SqliteRunStore::open(&path).unwrap(), config)
+        config.lease_ttl = Duration::from_millis(600);
+        Runner::builder(open(), config)
             .invariant(Probe {
                 inside: Arc::clone(&inside),
                 most: Arc::clone(&most),
@@ -319,11 +325,7 @@ async fn two_runners_sharing_a_store_never_run_at_once() {
         "runs happened: {}",
         runs.load(Ordering::SeqCst)
     );
-    let records = SqliteRunStore::open(&path)
-        .unwrap()
-        .latest(1_000)
-        .await
-        .unwrap();
+    let records = open().latest(1_000).await.unwrap();
     let mut spans: Vec<(u64, u64)> = records
         .iter()
         .filter(|run| run.status == RunStatus::Succeeded)
@@ -537,8 +539,16 @@ fn now_ms() -> u64 {
 #[tokio::test]
 async fn the_sqlite_run_store_keeps_runs_and_a_fenced_lease() {
     let path = scratch("store");
-    let store = SqliteRunStore::open(&path).unwrap();
-    let ttl = Duration::from_millis(150);
+    keeps_runs_and_a_fenced_lease(|| SqliteRunStore::open(&path).unwrap()).await;
+}
+
+/// What every run store does, on handles `open` opens on one store: a lease one owner
+/// holds at a time, renewed by its holder, taken over once lapsed or released with a
+/// higher token; records saved, read, listed newest first; queued runs oldest first;
+/// the latest scheduled run's time.
+pub(crate) async fn keeps_runs_and_a_fenced_lease<S: RunStore>(open: impl Fn() -> S) {
+    let store = open();
+    let ttl = Duration::from_millis(300);
     let first = store.acquire_lease("a", ttl).await.unwrap().unwrap();
     assert_eq!(
         store.acquire_lease("b", ttl).await.unwrap(),
@@ -550,16 +560,11 @@ async fn the_sqlite_run_store_keeps_runs_and_a_fenced_lease() {
         Some(first),
         "a renews it"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let taken = store.acquire_lease("b", ttl).await.unwrap().unwrap();
     assert!(taken.token > first.token, "a new holder, a higher token");
     store.release_lease("b").await.unwrap();
-    let again = SqliteRunStore::open(&path)
-        .unwrap()
-        .acquire_lease("a", ttl)
-        .await
-        .unwrap()
-        .unwrap();
+    let again = open().acquire_lease("a", ttl).await.unwrap().unwrap();
     assert!(
         again.token > taken.token,
         "released: another process takes it at once"

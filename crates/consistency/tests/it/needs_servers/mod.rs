@@ -1,0 +1,3 @@
+//! Tests against real servers (`cargo xtask test` starts them).
+
+mod dynamodb_run_store;
