@@ -205,3 +205,63 @@ async fn drift_in_the_claim_replica_is_found_repaired_through_the_owner_and_brea
     stack.stop().await.unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn checks_during_a_write_load_report_no_false_drift() {
+    let dir = std::env::temp_dir().join(format!(
+        "dovetail-consistency-load-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let mut config = StackConfig::on_free_ports(dir.clone());
+    // Longer than the stack's replica lag (a relay poll and a bus delivery), far shorter
+    // than the load.
+    config.consistency.expected_lag = Duration::from_secs(3);
+    config.consistency.interval = Duration::from_secs(3600);
+    let stack = dovetail_stack::start(&config, Shutdown::new())
+        .await
+        .unwrap();
+    let credentials = match &stack.users {
+        Seeding::Created(credentials) => credentials.clone(),
+        other => panic!("a fresh data directory gets new users, not {other:?}"),
+    };
+    let services = demo::Services::of(&stack);
+    let loading = std::sync::atomic::AtomicBool::new(true);
+    // Three walks at a time, twice: policies issued, updated and cancelled, claims filed
+    // and paid, while the checks run.
+    let load = async {
+        for _ in 0..2 {
+            let walk = || async {
+                demo::run(&services, &credentials, &mut Vec::new(), None)
+                    .await
+                    .unwrap();
+            };
+            tokio::join!(walk(), walk(), walk());
+        }
+        loading.store(false, std::sync::atomic::Ordering::SeqCst);
+    };
+    let endpoints = Endpoints::of(&stack);
+    let checks = async {
+        let mut runs = Vec::new();
+        while loading.load(std::sync::atomic::Ordering::SeqCst) {
+            let run = check::run(&endpoints, &credentials, &mut Vec::new())
+                .await
+                .unwrap();
+            assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+            assert_eq!(
+                run.pairs[0].counts.total(),
+                0,
+                "false drift during the load: {run:?}"
+            );
+            runs.push(run);
+        }
+        runs
+    };
+    let ((), runs) = tokio::join!(load, checks);
+    assert!(
+        runs.len() >= 2,
+        "the checks ran during the load: {}",
+        runs.len()
+    );
+    stack.stop().await.unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}
