@@ -9,6 +9,7 @@
 mod book;
 mod paths;
 mod process;
+mod promtool;
 mod python_tools;
 mod servers;
 mod shell;

@@ -36,6 +36,7 @@ pub(crate) fn install_all() -> Result<(), String> {
             scope.spawn(crate::python_tools::install),
             scope.spawn(redis::install),
             scope.spawn(opensearch::install),
+            scope.spawn(crate::promtool::install),
         ];
         installs
             .into_iter()
@@ -125,6 +126,12 @@ pub(crate) fn start_all() -> Result<Servers, String> {
         versions.push(provisioned.version);
         processes.push(server.process);
     }
+    // Not a server: the tool that tests the alert rules, installed with them.
+    env.push((
+        crate::promtool::ENV.to_owned(),
+        crate::promtool::binary().display().to_string(),
+    ));
+    versions.push(crate::promtool::version()?);
     Ok(Servers {
         env,
         versions,
