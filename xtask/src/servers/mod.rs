@@ -34,9 +34,9 @@ pub(crate) fn install_all() -> Result<(), String> {
     let results = std::thread::scope(|scope| {
         let installs = [
             scope.spawn(crate::python_tools::install),
-            scope.spawn(redis::install),
+            // After redis: both use apt, and its `apt-get update` serves the download.
+            scope.spawn(|| redis::install().and_then(|()| crate::promtool::install())),
             scope.spawn(opensearch::install),
-            scope.spawn(crate::promtool::install),
         ];
         installs
             .into_iter()
