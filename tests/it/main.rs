@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::panic_in_result_fn)]
 
+mod alerts;
 mod consistency;
 mod gateway;
 mod needs_servers;

@@ -1,7 +1,7 @@
 //! `cargo xtask`: the project's automation — tests against real servers, lints, the book.
 //!
 //! Run `cargo xtask help` for the commands. Everything a fresh machine lacks (the AWS
-//! emulator, Redis, an OpenSearch node, mdBook) is installed by these commands, under
+//! emulator, Redis, an OpenSearch node, mdBook, promtool) is installed by these commands, under
 //! `target/` or through the system package manager, never by hand.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -9,6 +9,7 @@
 mod book;
 mod paths;
 mod process;
+mod promtool;
 mod python_tools;
 mod servers;
 mod shell;
@@ -22,8 +23,9 @@ cargo xtask <command>
 Commands:
   test [--no-servers] [-- <args for the test binaries>]
         Installs and starts the real servers on loopback (AWS emulator for DynamoDB,
-        DynamoDB Streams, SNS and SQS; Redis; OpenSearch), runs every test of the
-        workspace against them, builds the book, and stops the servers on exit.
+        DynamoDB Streams, SNS and SQS; Redis; OpenSearch) and promtool (for the alert
+        rules), runs every test of the workspace against them, builds the book, and
+        stops the servers on exit.
         --no-servers runs only the tests that need no server.
   servers
         Starts the same servers, prints the environment to export so that a plain

@@ -34,6 +34,7 @@ use axum::Router;
 use dovetail_events::consumer::{EnvelopeLayer, HandlerError};
 use dovetail_events::envelope::{Envelope, Source};
 use dovetail_http::identity::IdentityLayer;
+use dovetail_service_kit::admin::Admin;
 use dovetail_service_kit::events::{EventSource, OutboxRelay, Transport};
 use dovetail_service_kit::ops::Readiness;
 use dovetail_service_kit::{Background, ServiceHttp, Shutdown};
@@ -80,10 +81,13 @@ impl Application {
                 store.ping().await
             });
         let identity = IdentityLayer::new(config.identity.verifier(SERVICE)?);
+        let admin = Admin::default()
+            .outbox(opened.relay_store.clone())
+            .consumer(policy_events.clone());
         let http = ServiceHttp::bind(
             SERVICE,
             config.listen,
-            http::router(store.clone(), identity),
+            http::router(store.clone(), identity.clone()).merge(admin.router(identity)),
             readiness,
         )
         .await?;

@@ -6,6 +6,8 @@
 //!   answer kept with an `Idempotency-Key`, namespaced by the caller who sent it);
 //! - who may see what, from a verified identity ([`access`]: a list's scope, the 404 that
 //!   hides another customer's record);
+//! - the staff-only operator actions under `/admin` ([`admin`]: unpark the outbox,
+//!   list and redrive dead letters);
 //! - the operations endpoints ([`ops`]) and [`ServiceHttp`] (a service's listener and API
 //!   with those endpoints), [`serve`] with graceful shutdown, and
 //!   [`run_until_stopped`], which stops the server, consumers and relay in the order that
@@ -24,6 +26,7 @@
 //! `crates/` do not depend on this one.
 
 pub mod access;
+pub mod admin;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod cli;

@@ -39,6 +39,7 @@ use std::net::SocketAddr;
 use axum::Router;
 use dovetail_events::envelope::Source;
 use dovetail_http::identity::IdentityLayer;
+use dovetail_service_kit::admin::Admin;
 use dovetail_service_kit::events::{OutboxRelay, Transport};
 use dovetail_service_kit::ops::Readiness;
 use dovetail_service_kit::{Background, ServiceHttp, Shutdown};
@@ -87,7 +88,11 @@ impl Application {
         let http = ServiceHttp::bind(
             SERVICE,
             config.listen,
-            http::router(opened.store.clone(), identity),
+            http::router(opened.store.clone(), identity.clone()).merge(
+                Admin::default()
+                    .outbox(opened.relay_store.clone())
+                    .router(identity),
+            ),
             readiness,
         )
         .await?;

@@ -48,6 +48,8 @@ use axum::Router;
 use dovetail_events::consumer::{EnvelopeLayer, HandlerError};
 use dovetail_events::envelope::Envelope;
 use dovetail_events::idempotency::{DynIdempotencyStore, IdempotencyLayer};
+use dovetail_http::identity::IdentityLayer;
+use dovetail_service_kit::admin::Admin;
 use dovetail_service_kit::events::{EventSource, Transport};
 use dovetail_service_kit::ops::Readiness;
 use dovetail_service_kit::{Background, ServiceHttp, Shutdown};
@@ -142,7 +144,14 @@ impl Application {
         let http = ServiceHttp::bind(
             SERVICE,
             config.listen,
-            http::router(index.clone(), rebuilds.clone(), verifier),
+            http::router(index.clone(), rebuilds.clone(), verifier.clone()).merge(
+                sources
+                    .iter()
+                    .fold(Admin::default(), |admin, source| {
+                        admin.consumer(source.clone())
+                    })
+                    .router(IdentityLayer::new(verifier)),
+            ),
             readiness,
         )
         .await?;

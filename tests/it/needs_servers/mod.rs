@@ -1,5 +1,6 @@
 //! Tests that run against the real servers started by `cargo xtask test`.
 
+mod alert_rules;
 mod smoke_dynamodb;
 mod smoke_opensearch;
 mod smoke_redis;

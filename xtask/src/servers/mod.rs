@@ -34,7 +34,8 @@ pub(crate) fn install_all() -> Result<(), String> {
     let results = std::thread::scope(|scope| {
         let installs = [
             scope.spawn(crate::python_tools::install),
-            scope.spawn(redis::install),
+            // After redis: both use apt, and its `apt-get update` serves the download.
+            scope.spawn(|| redis::install().and_then(|()| crate::promtool::install())),
             scope.spawn(opensearch::install),
         ];
         installs
@@ -125,6 +126,12 @@ pub(crate) fn start_all() -> Result<Servers, String> {
         versions.push(provisioned.version);
         processes.push(server.process);
     }
+    // Not a server: the tool that tests the alert rules, installed with them.
+    env.push((
+        crate::promtool::ENV.to_owned(),
+        crate::promtool::binary().display().to_string(),
+    ));
+    versions.push(crate::promtool::version()?);
     Ok(Servers {
         env,
         versions,

@@ -595,6 +595,8 @@ impl Runner {
             return (summary, None);
         };
         summary.attempted = true;
+        // The series exists from the first run on, also while nothing needs repair.
+        metrics::count_repairs(&pair.source_name, &pair.replica_name, 0);
         let mut keys = Vec::new();
         {
             let repaired_at = self

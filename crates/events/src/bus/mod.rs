@@ -83,6 +83,8 @@ pub struct Backlog {
     pub pending: u64,
     /// Age of the oldest of them.
     pub oldest: Option<Duration>,
+    /// Messages dead-lettered and waiting for an operator ([`EmbeddedBus::redrive`]).
+    pub dead_letters: u64,
 }
 
 /// A durable bus in one SQLite file; cheap to clone (shared).
@@ -184,16 +186,21 @@ impl EmbeddedBus {
         Ok(moved)
     }
 
-    /// How much `subscription` has left to do: the consumer-lag metric.
+    /// How much `subscription` has left to do: the consumer-lag metric, and its dead
+    /// letters (the `dovetail_consumer_dead_letters` gauge).
     ///
     /// # Errors
     /// [`BusError::Storage`].
     pub async fn backlog(&self, subscription: &str) -> Result<Backlog, BusError> {
         let subscription = subscription.to_owned();
-        let (pending, oldest) = self
+        let (pending, oldest, dead_letters) = self
             .run(move |connection| store::backlog(connection, &subscription))
             .await?;
-        Ok(Backlog { pending, oldest })
+        Ok(Backlog {
+            pending,
+            oldest,
+            dead_letters,
+        })
     }
 
     pub(crate) async fn receive(

@@ -398,19 +398,22 @@ pub(crate) fn redrive(connection: &Connection, subscription: &str) -> Result<usi
     )?)
 }
 
-/// Pending (not dead-lettered) messages of `subscription`, and the age of the oldest.
+/// Pending (not dead-lettered) messages of `subscription`, the age of the oldest, and
+/// its dead letters.
 pub(crate) fn backlog(
     connection: &Connection,
     subscription: &str,
-) -> Result<(u64, Option<Duration>), BusError> {
-    let (count, oldest): (u64, Option<i64>) = connection.query_row(
-        "SELECT COUNT(*), MIN(sent_at_ms) FROM dovetail_bus_messages
-         WHERE subscription = ?1 AND dead_reason IS NULL",
+) -> Result<(u64, Option<Duration>, u64), BusError> {
+    let (pending, oldest, dead): (u64, Option<i64>, u64) = connection.query_row(
+        "SELECT COALESCE(SUM(dead_reason IS NULL), 0),
+                MIN(CASE WHEN dead_reason IS NULL THEN sent_at_ms END),
+                COALESCE(SUM(dead_reason IS NOT NULL), 0)
+         FROM dovetail_bus_messages WHERE subscription = ?1",
         params![subscription],
-        |row| Ok((row.get(0)?, row.get(1)?)),
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
     )?;
     let age = oldest.map(|sent| Duration::from_millis(u64::try_from(now_ms() - sent).unwrap_or(0)));
-    Ok((count, age))
+    Ok((pending, age, dead))
 }
 
 fn now_ms() -> i64 {

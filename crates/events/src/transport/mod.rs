@@ -25,10 +25,14 @@
 
 #[cfg(all(feature = "sns", feature = "sqs"))]
 mod aws;
+mod dead_letters;
 mod error;
 mod source;
 mod subscription;
 
+#[cfg(feature = "metrics")]
+pub use dead_letters::record_dead_letters;
+pub use dead_letters::{DEAD_LETTER_SAMPLE_EVERY, DeadLetterDepth};
 pub use error::{BoxedSource, TransportError};
 pub use source::EventSource;
 pub use subscription::{Subscription, TopicSubscription, TypeFilter};

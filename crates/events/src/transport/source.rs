@@ -14,7 +14,7 @@ use crate::consumer::{ConsumerReport, Delivery, HandlerError};
 #[derive(Debug, Clone)]
 pub struct EventSource {
     consumer: String,
-    parts: Vec<Part>,
+    pub(super) parts: Vec<Part>,
 }
 
 /// One consumer runtime's part of a source.
@@ -35,7 +35,7 @@ pub(super) enum Part {
 }
 
 impl Part {
-    fn name(&self) -> &str {
+    pub(super) fn name(&self) -> &str {
         match self {
             #[cfg(feature = "sqlite")]
             Self::Bus { config, .. } => &config.subscription,
@@ -107,7 +107,10 @@ impl EventSource {
     }
 
     /// Runs `handler` over every part's deliveries until `shutdown` completes, then
-    /// drains each part, and answers their reports added up.
+    /// drains each part, and answers their reports added up. Meanwhile (feature
+    /// `metrics`) it samples the parts' dead letters every
+    /// [`DEAD_LETTER_SAMPLE_EVERY`](super::DEAD_LETTER_SAMPLE_EVERY) into the
+    /// `dovetail_consumer_dead_letters{queue}` gauge.
     ///
     /// # Errors
     /// [`TransportError::Consumer`] when a part cannot consume (its subscription or queue
@@ -122,11 +125,19 @@ impl EventSource {
         H: Service<Delivery, Response = (), Error = HandlerError> + Clone + Send + 'static,
         H::Future: Send + 'static,
     {
+        #[cfg(feature = "metrics")]
+        let sampler = tokio::spawn(super::dead_letters::sample_dead_letters(
+            self.clone(),
+            super::DEAD_LETTER_SAMPLE_EVERY,
+        ));
         let name = self.consumer;
         let report = match <[Part; 1]>::try_from(self.parts) {
-            Ok([only]) => only.run(handler, shutdown).await?,
-            Err(parts) => run_parts(parts, handler, shutdown).await?,
+            Ok([only]) => only.run(handler, shutdown).await,
+            Err(parts) => run_parts(parts, handler, shutdown).await,
         };
+        #[cfg(feature = "metrics")]
+        sampler.abort();
+        let report = report?;
         tracing::info!(consumer = %name, ?report, "consumer stopped");
         Ok(report)
     }

@@ -271,8 +271,11 @@ async fn rejected_and_exhausted_messages_become_dead_letters_with_reasons_and_ca
         "dead letters are not pending"
     );
 
+    assert_eq!(bus.backlog("dlq").await.unwrap().dead_letters, 2);
+
     assert_eq!(bus.redrive("dlq").await.unwrap(), 2);
     assert_eq!(bus.backlog("dlq").await.unwrap().pending, 2);
+    assert_eq!(bus.backlog("dlq").await.unwrap().dead_letters, 0);
     assert!(bus.dead_letters("dlq").await.unwrap().is_empty());
 }
 

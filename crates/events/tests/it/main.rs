@@ -13,3 +13,5 @@ mod idempotent_layer;
 mod needs_servers;
 mod publish;
 mod support;
+#[cfg(all(feature = "sqlite", feature = "metrics"))]
+mod transport_dead_letters;

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
 
 mod access;
+mod admin;
 mod api;
 mod consistency_view;
 #[cfg(feature = "aws")]

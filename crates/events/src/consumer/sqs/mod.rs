@@ -30,6 +30,7 @@ mod deleter;
 mod error;
 mod heartbeat;
 mod message;
+mod redrive;
 mod run;
 
 use std::future::Future;
@@ -39,6 +40,7 @@ use tower::Service;
 pub use config::SqsConsumerConfig;
 pub use dead_letter::{REASON_ATTRIBUTE, SOURCE_ATTRIBUTE};
 pub use error::ConsumerError;
+pub use redrive::{DeadLetterError, dead_letter_depth, redrive_dead_letters};
 
 use crate::consumer::{ConsumerReport, Delivery, HandlerError};
 

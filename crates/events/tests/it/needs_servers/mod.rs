@@ -8,5 +8,7 @@ mod idempotency_redis;
 mod sns_publisher;
 #[cfg(feature = "sqs")]
 mod sqs_consumer;
+#[cfg(all(feature = "sns", feature = "sqs", feature = "metrics"))]
+mod sqs_dead_letters;
 #[cfg(all(feature = "sns", feature = "sqs"))]
 mod transport_provisioning;
