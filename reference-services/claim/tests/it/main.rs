@@ -7,6 +7,7 @@
 
 mod access;
 mod api;
+mod claims_view;
 mod consistency_view;
 #[cfg(feature = "aws")]
 mod needs_servers;
