@@ -13,6 +13,8 @@
 
 #[macro_use]
 mod contract;
+#[macro_use]
+mod views;
 mod api;
 mod consumer;
 mod document_versions;
@@ -23,3 +25,4 @@ mod needs_servers;
 mod rebuild_jobs;
 mod support;
 mod tantivy;
+mod tantivy_views;
