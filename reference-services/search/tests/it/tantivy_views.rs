@@ -1,5 +1,6 @@
 //! The consistency views of tantivy against the testkit's contract, each test on an index
-//! in a directory of its own; and the digests after a reopen.
+//! in a directory of its own; drift against the policy and claim stores found and
+//! repaired through them (`drift.rs`); and the digests after a reopen.
 
 use dovetail_search::index::TantivyIndex;
 
@@ -10,6 +11,7 @@ async fn open() -> TantivyIndex {
 }
 
 view_contract!(open());
+drift_suite!(open());
 
 /// The digests are read from the committed index: after a reopen they are what they
 /// were.

@@ -106,7 +106,7 @@ fn exact_sum(aggregations: &Value, name: &str) -> Result<u64, IndexError> {
     let value = aggregations[name]["value"].as_f64().unwrap_or(f64::NAN);
     // 2^53: below it a double holds every integer.
     const EXACT: f64 = 9_007_199_254_740_992.0;
-    if value.is_finite() && value >= 0.0 && value < EXACT && value.fract() == 0.0 {
+    if (0.0..EXACT).contains(&value) && value.fract() == 0.0 {
         // Checked above: a whole number in range.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         Ok(value as u64)

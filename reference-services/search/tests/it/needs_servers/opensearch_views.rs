@@ -1,5 +1,6 @@
 //! The consistency views of OpenSearch against the testkit's contract, each test behind
-//! an alias of its own; and an index made before the consistency fields, refused with an
+//! an alias of its own; drift against the policy and claim stores found and repaired
+//! through them (`drift.rs`); and an index made before the consistency fields, refused with an
 //! error that says to rebuild, and checkable once rebuilt.
 
 use dovetail_search::index::OpenSearchIndex;
@@ -18,6 +19,7 @@ pub(crate) async fn open() -> OpenSearchIndex {
 }
 
 view_contract!(open());
+drift_suite!(open());
 
 /// An index made before the consistency fields (no `consistency` in its mapping, its
 /// documents without the fields) is refused by the view, which says to rebuild; after a
