@@ -81,11 +81,14 @@ fn hash_parts(hash: u64) -> [u16; 4] {
     std::array::from_fn(|part| ((hash >> (16 * part)) & 0xffff) as u16)
 }
 
-/// The wrapping sum of hashes whose parts summed to `sums` (lowest first).
+/// The wrapping sum of hashes whose parts summed to `sums` (lowest first): each part's
+/// sum shifted into its place, wrapping, since the sum of the hashes wraps too.
 fn from_part_sums(sums: [u64; 4]) -> u64 {
-    sums.iter().enumerate().fold(0_u64, |total, (part, sum)| {
-        total.wrapping_add(sum.wrapping_shl(16 * u32::try_from(part).unwrap_or(0)))
-    })
+    sums.iter()
+        .zip([0, 16, 32, 48])
+        .fold(0_u64, |total, (sum, shift)| {
+            total.wrapping_add(sum.wrapping_shl(shift))
+        })
 }
 
 /// The filters of the documents of `doc_type` in `range`, tombstones too unless
@@ -101,11 +104,12 @@ fn filters(doc_type: DocumentType, range: BucketRange, live_only: bool) -> Vec<V
     filters
 }
 
+/// 2^53: below it a double holds every integer.
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
 /// An aggregation's sum, which must be a whole number below 2^53 to be exact.
 fn exact_sum(aggregations: &Value, name: &str) -> Result<u64, IndexError> {
     let value = aggregations[name]["value"].as_f64().unwrap_or(f64::NAN);
-    // 2^53: below it a double holds every integer.
-    const EXACT: f64 = 9_007_199_254_740_992.0;
     if (0.0..EXACT).contains(&value) && value.fract() == 0.0 {
         // Checked above: a whole number in range.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
