@@ -31,6 +31,7 @@
 //! | `identity` | `identity::TestIssuer`: real signed access tokens, their JWKS on loopback |
 //! | `fault-proxy` | `fault_proxy::FaultProxy`: a loopback TCP proxy in front of a real server that a test switches to pass, delay, hang or refuse, for open connections too |
 //! | `idempotency-contract` | `idempotency_contract`: the checks every `IdempotencyStore` of `dovetail-events` passes |
+//! | `consistency-contract` | `consistency_contract`: the checks every `View` of `dovetail-consistency` passes, written through a `ViewFixture` on the store's own API |
 //!
 //! No feature is on by default; the crate then only names backends and resources.
 //!
@@ -39,7 +40,8 @@
 //! The testkit knows the *ports* of Dovetail's crates, each behind a feature, so that
 //! every implementation of a port — Dovetail's own and other teams' — runs the same
 //! checks: `idempotency_contract` (feature `idempotency-contract`) for
-//! `dovetail_events::idempotency::IdempotencyStore`. A suite uses only the port's trait and
+//! `dovetail_events::idempotency::IdempotencyStore`, and `consistency_contract` (feature
+//! `consistency-contract`) for `dovetail_consistency::View`. A suite uses only the port's trait and
 //! types, and turns on none of the port crate's backend features.
 //!
 //! # Example
@@ -67,6 +69,8 @@ mod names;
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "consistency-contract")]
+pub mod consistency_contract;
 #[cfg(feature = "testcontainers")]
 mod containers;
 #[cfg(feature = "idempotency-contract")]

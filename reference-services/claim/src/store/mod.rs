@@ -6,6 +6,7 @@
 mod append;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
+mod repair;
 pub mod sqlite;
 mod view;
 
@@ -21,7 +22,8 @@ pub use dovetail_service_kit::store::{OpenedStore, RequestRecord, StoreError, Wr
 use dovetail_service_kit::{StartError, on_backend};
 
 use crate::domain::{Claim, ClaimChange};
-pub use view::PolicyReplicaView;
+pub use repair::{REPAIR_BATCH, RepairReport, Republished, SkipReason, Skipped};
+pub use view::{ClaimConsistencyView, PolicyReplicaView};
 
 /// One change to commit: the claim after it, its event, the version the claim must
 /// still have, and (for a request with an `Idempotency-Key`) the answer to record.
@@ -205,6 +207,50 @@ impl ClaimStore {
             Backend::Sqlite(store) => Some(store.policy_replica_view()),
             #[allow(unreachable_patterns)] // only the DynamoDB store without `aws`
             _ => None,
+        }
+    }
+
+    /// The [`View`](dovetail_consistency::View) of the claims for consistency checks of
+    /// their replicas (the search index's), on SQLite; `None` on DynamoDB, which has no
+    /// view of its claims yet.
+    pub fn consistency_view(&self) -> Option<ClaimConsistencyView> {
+        match &self.0 {
+            Backend::Sqlite(store) => Some(store.consistency_view()),
+            #[allow(unreachable_patterns)] // only the DynamoDB store without `aws`
+            _ => None,
+        }
+    }
+
+    /// Repairs the replicas a consistency check found drifted on `keys` (the claim ids
+    /// of its [`differences`](dovetail_consistency::CheckReport::differences)):
+    /// republishes each claim's current snapshot through the outbox, as the event of its
+    /// status (`claim.approved` for an approved claim: each status is entered by one
+    /// event) at the claim's current version (not raised), with `run`, the check run's
+    /// id, as its causation id. The replicas' consumers apply it where they are behind or
+    /// lack the claim and ignore it where they are not, so repairing a claim that had not
+    /// drifted is harmless. Nothing writes a replica.
+    ///
+    /// At most [`REPAIR_BATCH`] distinct keys per call, in one transaction; the rest come
+    /// back in [`RepairReport::deferred`]. A key this service has no claim for, or one the
+    /// outbox refuses, is reported in [`RepairReport::skipped`] and the others go ahead.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database fails (nothing is republished), or on
+    /// DynamoDB, where the claims have no consistency view yet: repair runs on SQLite
+    /// only.
+    pub async fn repair(
+        &self,
+        keys: Vec<String>,
+        run: EventId,
+    ) -> Result<RepairReport, StoreError> {
+        match &self.0 {
+            Backend::Sqlite(store) => store.repair(keys, run).await,
+            #[allow(unreachable_patterns)] // only the DynamoDB store without `aws`
+            _ => Err(StoreError::backend(
+                "republishing claims for a repair",
+                "the claims of a claim service on DynamoDB have no consistency view or \
+                 repair yet: repair replicas of a claim service on SQLite",
+            )),
         }
     }
 

@@ -16,17 +16,19 @@ use dovetail_outbox::sqlite::SqliteOutbox;
 use dovetail_service_kit::store::sqlite::{SharedConnection, current_version, sql_version};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::view::{POLICY_REPLICA, PolicyReplicaView};
+use super::view::{CLAIMS, ClaimConsistencyView, POLICY_REPLICA, PolicyReplicaView};
 use super::{
-    ClaimFilter, ClaimWrite, ReplicaOutcome, ReplicatedPolicy, StoreError, WriteOutcome,
-    replica_key,
+    ClaimFilter, ClaimWrite, RepairReport, ReplicaOutcome, ReplicatedPolicy, StoreError,
+    WriteOutcome, replica_key,
 };
 use crate::domain::Claim;
 use dovetail_consistency::sqlite::now_ms;
 
 // `policy_replica.bucket` is the policy id's consistency bucket: `view::POLICY_REPLICA`'s
 // migration adds it to a file made before it existed, with the index on (bucket,
-// policy_id) and the table `policy_replica_buckets`. No SQL comment inside CREATE TABLE:
+// policy_id) and the table `policy_replica_buckets`. Likewise `claims.bucket` (the claim
+// id's) and `claims.changed_at_ms` (when this service last wrote the row, NULL in rows
+// older than the column), with `claim_buckets`, by `view::CLAIMS`. No SQL comment inside CREATE TABLE:
 // SQLite keeps its text and edits it on ALTER TABLE ... DROP COLUMN, which a comment can
 // break.
 const SCHEMA: &str = "
@@ -34,8 +36,10 @@ CREATE TABLE IF NOT EXISTS claims (
     claim_id    TEXT PRIMARY KEY,
     policy_id   TEXT NOT NULL,
     customer_id TEXT NOT NULL,
-    version     INTEGER NOT NULL,
-    snapshot    TEXT NOT NULL
+    version       INTEGER NOT NULL,
+    snapshot      TEXT NOT NULL,
+    bucket        INTEGER,
+    changed_at_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS claims_by_policy ON claims (policy_id, claim_id);
 CREATE INDEX IF NOT EXISTS claims_by_customer ON claims (customer_id, claim_id);
@@ -53,7 +57,8 @@ CREATE TABLE IF NOT EXISTS policy_replica (
 const REPLICA_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Claims and the policy replica in a SQLite file: tables `claims` and `policy_replica`
-/// (with the digest of each of its buckets in `policy_replica_buckets`), the outbox's
+/// (with the digest of each of their buckets in `claim_buckets` and
+/// `policy_replica_buckets`), the outbox's
 /// tables, and the idempotency records of requests and of policy events.
 #[derive(Debug, Clone)]
 pub struct SqliteClaimStore {
@@ -68,9 +73,11 @@ impl SqliteClaimStore {
     /// [`StoreError::Backend`] when the file cannot be opened or its tables created.
     pub fn open(path: &Path, outbox: SqliteOutbox) -> Result<Self, StoreError> {
         let mut connection = dovetail_service_kit::store::sqlite::open(path, SCHEMA)?;
-        POLICY_REPLICA
-            .migrate(&mut connection)
-            .map_err(|error| StoreError::backend("adding the consistency digests", error))?;
+        for table in [POLICY_REPLICA, CLAIMS] {
+            table
+                .migrate(&mut connection)
+                .map_err(|error| StoreError::backend("adding the consistency digests", error))?;
+        }
         Ok(Self {
             connection: SharedConnection::new(connection),
             outbox,
@@ -85,27 +92,32 @@ impl SqliteClaimStore {
                 let snapshot = write.claim.snapshot();
                 let json = serde_json::to_string(snapshot).map_err(|error| StoreError::backend("serializing a claim", error))?;
                 let version = sql_version(snapshot.version);
+                let id = &snapshot.claim_id;
+                // The version this write replaces, for the bucket's digest.
+                let old = current_version(unit.transaction(), "claims", "claim_id", id)?;
+                let now = now_ms();
                 let written = match write.expected {
                     ExpectedVersion::New => unit.transaction().execute(
-                        "INSERT INTO claims (claim_id, policy_id, customer_id, version, snapshot)
-                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (claim_id) DO NOTHING",
-                        params![snapshot.claim_id, snapshot.policy_id, snapshot.customer_id, version, json],
+                        "INSERT INTO claims (claim_id, policy_id, customer_id, version, snapshot, bucket, changed_at_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (claim_id) DO NOTHING",
+                        params![id, snapshot.policy_id, snapshot.customer_id, version, json, dovetail_consistency::bucket(id), now],
                     )?,
                     ExpectedVersion::Exactly(expected) => unit.transaction().execute(
-                        "UPDATE claims SET version = ?2, snapshot = ?3 WHERE claim_id = ?1 AND version = ?4",
-                        params![snapshot.claim_id, version, json, sql_version(expected)],
+                        "UPDATE claims SET version = ?2, snapshot = ?3, changed_at_ms = ?5 WHERE claim_id = ?1 AND version = ?4",
+                        params![id, version, json, sql_version(expected), now],
                     )?,
                     ExpectedVersion::Any => unit.transaction().execute(
-                        "UPDATE claims SET version = ?2, snapshot = ?3 WHERE claim_id = ?1",
-                        params![snapshot.claim_id, version, json],
+                        "UPDATE claims SET version = ?2, snapshot = ?3, changed_at_ms = ?4 WHERE claim_id = ?1",
+                        params![id, version, json, now],
                     )?,
                 };
                 if written == 0 {
                     return Err(StoreError::VersionConflict {
-                        id: snapshot.claim_id.clone(),
-                        current: current_version(unit.transaction(), "claims", "claim_id", &snapshot.claim_id)?,
+                        id: id.clone(),
+                        current: current_version(unit.transaction(), "claims", "claim_id", id)?,
                     });
                 }
+                CLAIMS.record(unit.transaction(), id, old, snapshot.version)?;
                 write.change.append_to(unit, write.expected)?;
                 Ok(())
             })
@@ -273,6 +285,23 @@ impl SqliteClaimStore {
             Ok(if written == 1 { ReplicaOutcome::Applied } else { ReplicaOutcome::Stale })
         })
         .await
+    }
+
+    /// The consistency view of the claims in this file.
+    pub fn consistency_view(&self) -> ClaimConsistencyView {
+        ClaimConsistencyView::new(self.connection.clone(), CLAIMS)
+    }
+
+    /// See [`ClaimStore::repair`](super::ClaimStore::repair).
+    pub(super) async fn repair(
+        &self,
+        keys: Vec<String>,
+        run: EventId,
+    ) -> Result<RepairReport, StoreError> {
+        let outbox = self.outbox.clone();
+        self.connection
+            .run(move |connection| super::repair::republish(connection, &outbox, keys, run))
+            .await
     }
 
     /// The consistency view of the policy replica in this file.

@@ -1,5 +1,7 @@
-//! [`PolicyReplicaView`]: the claim service's replica of policies as a consistency check
-//! sees it, to be checked against the policy service's own view.
+//! The claim service's tables as a consistency check sees them: [`PolicyReplicaView`],
+//! its replica of policies, to be checked against the policy service's own view; and
+//! [`ClaimConsistencyView`], its own claims, the source of truth their replicas (the
+//! search index) are checked against.
 
 use dovetail_service_kit::store::SqliteTableView;
 
@@ -25,3 +27,24 @@ pub(super) const POLICY_REPLICA: SqliteDigests = SqliteDigests {
 /// Get one from [`ClaimStore::policy_replica_view`](super::ClaimStore::policy_replica_view);
 /// check it against the policy service's with [`dovetail_consistency::Check`].
 pub type PolicyReplicaView = SqliteTableView;
+
+/// The `claims` table as a check's entries: key the claim id, version the claim's,
+/// change time when this service last wrote it. Claims are never deleted (a claim ends
+/// rejected or paid), so no entry is a tombstone. Digests in `claim_buckets`, beside the
+/// replica's `policy_replica_buckets` in the same file.
+pub(super) const CLAIMS: SqliteDigests = SqliteDigests {
+    table: "claims",
+    key: "claim_id",
+    digests: "claim_buckets",
+    changed_at: Some("changed_at_ms"),
+};
+
+/// The owner's [`View`](dovetail_consistency::View) of its claims on its SQLite file:
+/// digests from `claim_buckets` (one row per bucket, kept in each claim write's
+/// transaction), entries from `claims` by its `(bucket, claim_id)` index, each with the
+/// time the claim last changed. Rows written before the consistency columns existed have
+/// no change time (`None`), so a difference on one is never taken for a write in flight.
+///
+/// Get one from [`ClaimStore::consistency_view`](super::ClaimStore::consistency_view);
+/// check a replica of claims against it with [`dovetail_consistency::Check`].
+pub type ClaimConsistencyView = SqliteTableView;

@@ -8,6 +8,7 @@
 mod access;
 mod admin;
 mod api;
+mod claims_view;
 mod consistency_view;
 #[cfg(feature = "aws")]
 mod needs_servers;

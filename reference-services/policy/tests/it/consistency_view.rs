@@ -198,3 +198,39 @@ async fn a_file_made_before_the_digests_gets_them_filled_once() {
     more.extend(policies);
     assert_agrees(&store.consistency_view().unwrap(), &memory_of(&more)).await;
 }
+
+/// The policies of a fresh store, written by drafting and issuing policies.
+struct Policies {
+    store: PolicyStore,
+    view: PolicyConsistencyView,
+}
+
+impl dovetail_testkit::consistency_contract::ViewFixture for Policies {
+    type View = PolicyConsistencyView;
+
+    fn view(&self) -> &PolicyConsistencyView {
+        &self.view
+    }
+
+    async fn create(&self, n: u32) -> Entry {
+        let write = new_policy(&format!("cust-{}", n % 3));
+        let entry = Entry::live(write.policy.id(), write.policy.version());
+        self.store.write(write).await.unwrap();
+        entry
+    }
+
+    async fn update(&self, key: &str) -> Entry {
+        let policy = self.store.get(key).await.unwrap().expect("drafted before");
+        let version = policy.version();
+        let issued = commit(&self.store, policy.issue().unwrap(), version).await;
+        Entry::live(key, issued.version())
+    }
+}
+
+mod policies_contract {
+    dovetail_testkit::consistency_contract_tests!(|| async {
+        let store = super::open_file(&crate::support::temp_dir().join("policy.db")).await;
+        let view = store.consistency_view().expect("a view on SQLite");
+        super::Policies { store, view }
+    });
+}

@@ -23,11 +23,13 @@ pub mod batch;
 #[cfg(feature = "opensearch")]
 pub mod opensearch;
 pub mod tantivy;
+pub mod view;
 
 pub use self::batch::Batching;
 #[cfg(feature = "opensearch")]
 pub use self::opensearch::OpenSearchIndex;
 pub use self::tantivy::TantivyIndex;
+pub use self::view::{ConsistencyIndex, IndexView};
 
 /// The outcome of each document of a batch, in the batch's order: one document the index
 /// refuses does not fail the others.

@@ -131,6 +131,21 @@ async fn an_index_of_an_older_schema_is_moved_to_the_current_one_when_opened() {
         "gen-000002"
     );
     assert!(!old_dir.exists(), "the old generation is removed");
+    // The new generation has the consistency fields the old one lacked.
+    {
+        use dovetail_consistency::{BucketRange, Digest, Entry, View};
+        use dovetail_search::document::DocumentType;
+        use dovetail_search::index::IndexView;
+
+        let view = IndexView::new(index.clone(), DocumentType::Policy);
+        let mut expected = vec![Entry::live("pol-1", 3), Entry::live("pol-2", 4)];
+        expected.sort_by_key(|entry| (entry.bucket(), entry.key.clone()));
+        assert_eq!(view.entries(BucketRange::FULL).await.unwrap(), expected);
+        assert_eq!(
+            view.digest(BucketRange::FULL).await.unwrap(),
+            Digest::of(&expected)
+        );
+    }
     // Versions hold in the new generation.
     let stale = policy("pol-1", "cust-1", 2, PolicyStatus::Active);
     assert_eq!(

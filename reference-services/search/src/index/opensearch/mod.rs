@@ -48,6 +48,7 @@
 
 mod lease;
 mod rebuild;
+mod view;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,6 +94,9 @@ pub struct OpenSearchIndex {
     instance: String,
     /// Whether a rebuild runs (so writes go to both aliases), as last looked up.
     rebuild_seen: Arc<Mutex<RebuildSeen>>,
+    /// Whether the index behind the alias was seen to map the consistency fields (an
+    /// index made before them does not, until a rebuild).
+    view_fields_seen: Arc<std::sync::atomic::AtomicBool>,
     /// This instance's rebuild, if it runs one.
     rebuilding: Arc<Mutex<()>>,
     freshness: Arc<std::sync::Mutex<Freshness>>,
@@ -199,6 +203,9 @@ pub fn mapping() -> Value {
             "text": { "type": "text" },
             "date": { "type": "date", "format": "yyyy-MM-dd" },
             "version": { "type": "long" },
+            // For the consistency views (`view.rs`): the type (tombstones' too), the
+            // key's bucket, and a live document's entry hash in four 16-bit parts.
+            "consistency": view::mapping(),
             // The event the document was built from: kept for rebuilds, never searched.
             "source_event": { "type": "object", "enabled": false },
             "lineage": {
@@ -281,6 +288,7 @@ impl OpenSearchIndex {
             alias: settings.alias.clone(),
             rebuild_alias: format!("{}{REBUILD_ALIAS_SUFFIX}", settings.alias),
             rebuild_seen: Arc::default(),
+            view_fields_seen: Arc::default(),
             rebuilding: Arc::default(),
             freshness: Arc::new(std::sync::Mutex::new(Freshness {
                 // One probe document for every instance: it is rewritten, never piles up.
@@ -477,7 +485,7 @@ impl OpenSearchIndex {
         let operations: Vec<BulkOperation<Value>> = documents
             .iter()
             .map(|document| {
-                BulkOperation::index(document.to_stored_json())
+                BulkOperation::index(view::with_view_fields(document))
                     .id(document.id())
                     .version(i64::try_from(document.version()).unwrap_or(i64::MAX))
                     .version_type(VersionType::External)

@@ -28,13 +28,15 @@
 //!   rebuild;
 //! - `migrate.rs`: moving every document into a new generation, at open (another schema)
 //!   and in a rebuild;
-//! - `search.rs`: the query of a [`SearchQuery`], its pages and highlights.
+//! - `search.rs`: the query of a [`SearchQuery`], its pages and highlights;
+//! - `view.rs`: the consistency views, digests and entries of a bucket range.
 
 mod generation;
 mod layout;
 mod migrate;
 mod schema;
 mod search;
+mod view;
 mod write;
 
 use std::path::{Path, PathBuf};

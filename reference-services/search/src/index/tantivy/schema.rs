@@ -6,6 +6,7 @@ use tantivy::{DocAddress, Searcher, TantivyDocument};
 
 use crate::document::IndexedDocument;
 use crate::index::IndexError;
+use crate::index::view::{Keyed, key_of};
 
 /// The fields of the current schema.
 #[derive(Debug, Clone, Copy)]
@@ -19,8 +20,15 @@ pub(super) struct Fields {
     pub(super) date: Field,
     tiebreak: Field,
     version: Field,
+    /// The bucket of the document's key (see `index::view`), tombstones' too.
+    pub(super) bucket: Field,
+    /// The entry hash of a live document's key and version; none on a tombstone.
+    pub(super) entry_hash: Field,
     pub(super) stored: Field,
 }
+
+/// The name of the field of live documents' entry hashes, read by the digests.
+pub(super) const ENTRY_HASH_FIELD: &str = "entry_hash";
 
 /// The name of the field holding each document's stored JSON, in every schema so far.
 pub(super) const STORED_FIELD: &str = "stored";
@@ -38,6 +46,8 @@ pub(super) fn schema() -> (Schema, Fields) {
         date: builder.add_i64_field("date", INDEXED | FAST),
         tiebreak: builder.add_u64_field("tiebreak", FAST),
         version: builder.add_u64_field("version", FAST),
+        bucket: builder.add_u64_field("bucket", INDEXED | FAST),
+        entry_hash: builder.add_u64_field(ENTRY_HASH_FIELD, FAST),
         stored: builder.add_text_field(STORED_FIELD, STORED),
     };
     (builder.build(), fields)
@@ -61,12 +71,22 @@ impl Fields {
             }
             IndexedDocument::Deleted(tombstone) => {
                 document.add_text(self.id, &tombstone.id);
+                // For the views: a tombstone is listed with its type's entries.
+                if let Some((doc_type, _)) = key_of(&tombstone.id) {
+                    document.add_text(self.doc_type, doc_type.as_str());
+                }
                 document.add_text(self.deleted, "true");
                 document.add_i64(self.date, 0);
                 document.add_u64(self.tiebreak, tiebreak_of(&tombstone.id));
             }
         }
         document.add_u64(self.version, indexed.version());
+        if let Some(keyed) = Keyed::of(indexed) {
+            document.add_u64(self.bucket, u64::from(keyed.bucket));
+            if let Some(hash) = keyed.hash {
+                document.add_u64(self.entry_hash, hash);
+            }
+        }
         document.add_text(self.stored, stored);
         document
     }

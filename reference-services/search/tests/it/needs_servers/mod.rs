@@ -11,6 +11,7 @@ mod dynamodb_idempotency;
 mod opensearch;
 mod opensearch_identity;
 mod opensearch_rebuild;
+mod opensearch_views;
 
 /// Clients for the emulator: fails with how to start it when it does not answer.
 #[cfg(feature = "aws")]
