@@ -6,6 +6,8 @@
 //! | pair or invariant | owner (source) | replica | repair |
 //! |---|---|---|---|
 //! | policies | policy service | the claim service's policy replica | the policy service republishes |
+//! | policies | policy service | the search index's policy documents | the policy service republishes |
+//! | claims | claim service | the search index's claim documents | the claim service republishes |
 //! | `claim-policy` invariant | claim service (its claims) | policy service (through the replica) | – (reported) |
 //!
 //! The runner reads each store through its [`View`](dovetail_consistency::View), wired here
@@ -22,8 +24,10 @@ use std::time::Duration;
 use dovetail_consistency::runner::http::router;
 use std::sync::Arc;
 
+use dovetail_claim::invariants::ClaimPolicyInvariant;
 use dovetail_consistency::{Pair, RunStore, Runner, RunnerConfig, SqliteRunStore};
 use dovetail_http::identity::IdentityLayer;
+use dovetail_search::document::DocumentType;
 use dovetail_service_kit::config::IdentityConfig;
 use dovetail_service_kit::ops::Readiness;
 use dovetail_service_kit::{Background, ServiceHttp, Shutdown};
@@ -31,6 +35,13 @@ use dovetail_service_kit::{Background, ServiceHttp, Shutdown};
 /// The runner's name: the audience of the tokens its endpoints accept, its `service`
 /// metrics label.
 pub const SERVICE: &str = "consistency-service";
+
+/// The policy service's name in run records and metric labels.
+const POLICY_SERVICE: &str = "policy-service";
+/// The search index's policy documents, as a replica's name.
+pub const SEARCH_POLICIES: &str = "search-service/policies";
+/// The search index's claim documents, as a replica's name.
+pub const SEARCH_CLAIMS: &str = "search-service/claims";
 
 /// The DynamoDB table of the runs and the lease on `--aws`.
 pub const RUNS_TABLE: &str = "dovetail-consistency-runs";
@@ -68,6 +79,7 @@ pub(crate) struct ConsistencyService {
 pub(crate) struct Owners<'a> {
     pub(crate) policy: &'a dovetail_policy::Application,
     pub(crate) claim: &'a dovetail_claim::Application,
+    pub(crate) search: &'a dovetail_search::Application,
 }
 
 impl ConsistencyService {
@@ -86,22 +98,18 @@ impl ConsistencyService {
         config.jitter = settings.jitter;
         config.check.expected_lag = settings.expected_lag;
         let mut builder = Runner::builder(store, config);
-        let policies = owners.policy.store();
-        let claims = owners.claim.store();
-        match (policies.consistency_view(), claims.policy_replica_view()) {
-            (Some(owner), Some(replica)) => {
-                builder = builder.pair(
-                    Pair::new("policy-service", owner, "claim-service", replica)
-                        .repaired_by(policies.clone()),
-                );
-                builder = builder.invariant(dovetail_claim::invariants::ClaimPolicyInvariant::new(
-                    claims.clone(),
-                ));
-            }
-            _ => tracing::warn!(
-                "consistency runner: the policy and claim stores have no consistency views on \
-                 this backend; runs will check nothing"
-            ),
+        let (pairs, invariant) = pairs(owners);
+        if pairs.is_empty() {
+            tracing::warn!(
+                "consistency runner: the stores have no consistency views on this backend; \
+                 runs will check nothing"
+            );
+        }
+        for pair in pairs {
+            builder = builder.pair(pair);
+        }
+        if let Some(invariant) = invariant {
+            builder = builder.invariant(invariant);
         }
         let runner = builder.build();
         let identity = IdentityLayer::new(identity.verifier(SERVICE)?);
@@ -133,6 +141,52 @@ impl ConsistencyService {
             });
         Ok(self.http.run_until_stopped(background, shutdown).await?)
     }
+}
+
+/// The pairs the stores have views for, and the claim-policy invariant when the claim
+/// store can run it.
+fn pairs(owners: &Owners<'_>) -> (Vec<Pair>, Option<ClaimPolicyInvariant>) {
+    let policies = owners.policy.store();
+    let claims = owners.claim.store();
+    let index = owners.search.index();
+    let mut pairs = Vec::new();
+    if let Some(owner) = policies.consistency_view() {
+        if let Some(replica) = claims.policy_replica_view() {
+            pairs.push(
+                Pair::new(
+                    POLICY_SERVICE,
+                    owner.clone(),
+                    dovetail_claim::SERVICE,
+                    replica,
+                )
+                .repaired_by(policies.clone()),
+            );
+        }
+        pairs.push(
+            Pair::new(
+                POLICY_SERVICE,
+                owner,
+                SEARCH_POLICIES,
+                index.consistency_view(DocumentType::Policy),
+            )
+            .repaired_by(policies.clone()),
+        );
+    }
+    if let Some(owner) = claims.consistency_view() {
+        pairs.push(
+            Pair::new(
+                dovetail_claim::SERVICE,
+                owner,
+                SEARCH_CLAIMS,
+                index.consistency_view(DocumentType::Claim),
+            )
+            .repaired_by(claims.clone()),
+        );
+    }
+    let invariant = claims
+        .policy_replica_view()
+        .map(|_| ClaimPolicyInvariant::new(claims.clone()));
+    (pairs, invariant)
 }
 
 /// Where the runs and the lease live on `backends`.

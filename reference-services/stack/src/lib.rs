@@ -298,6 +298,7 @@ pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<R
         &consistency::Owners {
             policy: &policy,
             claim: &claim,
+            search: &search,
         },
     )
     .await

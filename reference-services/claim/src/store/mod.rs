@@ -7,6 +7,7 @@ mod append;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 mod repair;
+mod repairer;
 pub mod sqlite;
 mod view;
 
