@@ -12,8 +12,8 @@
 //!   runner has it) or cannot be renewed before it lapses, the run stops at once and is
 //!   recorded as failed, so two runners never run together for longer than the store's
 //!   clock allows.
-//! - Each pair: one [`Check`](crate::Check); then the differences go to the owner's
-//!   [`Repair`] (except `ReplicaAhead`, which republishing cannot fix), at most
+//! - Each pair: one [`Check`](crate::Check); then each [`Invariant`]; then each pair's
+//!   differences go to the owner's [`Repair`] (except `ReplicaAhead`, which republishing cannot fix), at most
 //!   [`RepairPolicy::max_keys_per_run`] keys a run, a key repaired less than
 //!   [`RepairPolicy::cooldown`] ago postponed (its events may still be on their way), and
 //!   [`RepairPolicy::pause`] between the owner's batches.
@@ -512,16 +512,30 @@ impl Runner {
     }
 
     /// Checks every pair, then every invariant, saving the record after each.
+    /// Checks every pair, then every invariant, then repairs what the pairs found,
+    /// saving the record after each step. Repairs come last so that the invariants
+    /// judge the data as the checks found it, and one run's report is one picture.
     async fn check_all(&self, record: &mut RunRecord) {
-        let mut budget = self.inner.config.repair.max_keys_per_run;
-        for (index, pair) in self.inner.pairs.iter().enumerate() {
-            let run = self.check_pair(index, pair, record.id, &mut budget).await;
+        let mut reports = Vec::new();
+        for pair in &self.inner.pairs {
+            let (run, report) = self.check_pair(pair).await;
             record.pairs.push(run);
+            reports.push(report);
             self.save_progress(record).await;
         }
         for invariant in &self.inner.invariants {
             let run = self.check_invariant(invariant.as_ref()).await;
             record.invariants.push(run);
+            self.save_progress(record).await;
+        }
+        let mut budget = self.inner.config.repair.max_keys_per_run;
+        for (index, (pair, report)) in self.inner.pairs.iter().zip(reports).enumerate() {
+            let Some(report) = report else { continue };
+            let (summary, error) = self
+                .repair(index, pair, &report, record.id, &mut budget)
+                .await;
+            record.pairs[index].repair = summary;
+            record.pairs[index].error = error;
             self.save_progress(record).await;
         }
     }
@@ -532,13 +546,8 @@ impl Runner {
         }
     }
 
-    async fn check_pair(
-        &self,
-        index: usize,
-        pair: &Pair,
-        run: RunId,
-        budget: &mut usize,
-    ) -> PairRun {
+    /// One pair's check: what it found, and the full report for the repair.
+    async fn check_pair(&self, pair: &Pair) -> (PairRun, Option<CheckReport>) {
         let started = Instant::now();
         let check = Check::new(&pair.source, &pair.replica, self.inner.config.check.clone());
         let mut outcome = PairRun {
@@ -554,15 +563,16 @@ impl Runner {
             repair: RepairSummary::default(),
             error: None,
         };
-        match check.run().await {
-            Err(error) => outcome.error = Some(error.to_string()),
+        let report = match check.run().await {
+            Err(error) => {
+                outcome.error = Some(error.to_string());
+                None
+            }
             Ok(report) => {
                 for (kind, count) in report.counts.by_kind() {
                     metrics::set_drift(&pair.source_name, &pair.replica_name, kind, count);
                 }
                 metrics::set_recheck(&pair.source_name, &pair.replica_name, report.recheck.len());
-                (outcome.repair, outcome.error) =
-                    self.repair(index, pair, &report, run, budget).await;
                 outcome.counts = report.counts;
                 outcome.truncated = report.truncated;
                 outcome.recheck = report.recheck.len();
@@ -570,13 +580,15 @@ impl Runner {
                 outcome.replica_cost = report.replica_cost;
                 outcome.differences = report
                     .differences
-                    .into_iter()
+                    .iter()
                     .take(self.inner.config.differences_kept)
+                    .cloned()
                     .collect();
+                Some(report)
             }
-        }
+        };
         outcome.took_ms = millis(started.elapsed());
-        outcome
+        (outcome, report)
     }
 
     /// Sends the repairable differences of `report` to the pair's owner; also answers
