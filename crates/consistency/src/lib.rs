@@ -77,11 +77,12 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `sqlite` | [`sqlite::SqliteDigests`]: the bucket column, per-bucket digest table, migration, digest and entry reads of a SQLite table, for a [`View`] over it |
+//! | `dynamodb` | [`dynamodb::DynamoDbDigests`]: per-bucket digest items and entry items of a set of DynamoDB items, kept in each write's `TransactWriteItems`; [`dynamodb::DynamoDbView`] reads them |
 //!
 //! # Not there yet
 //!
-//! This is the first slice: the port, the check, an in-memory view and the SQLite
-//! digests. There is no DynamoDB or search-index support yet (each will be a feature), no repair
+//! This is the first slice: the port, the check, an in-memory view and the SQLite and
+//! DynamoDB digests. There is no search-index support yet (it will be a feature), no repair
 //! (re-emitting the owner's state through the outbox, re-indexing), no scheduling of
 //! rounds and rechecks, no drift metrics, and no checks of cross-service invariants.
 
@@ -89,6 +90,8 @@ mod bucket;
 mod check;
 mod diff;
 mod digest;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 mod error;
 mod memory;
 mod report;

@@ -4,3 +4,4 @@
 
 mod check;
 mod drift;
+mod needs_servers;
