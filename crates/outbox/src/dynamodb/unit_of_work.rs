@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure,
+    AttributeValue, CancellationReason, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, Update,
 };
 use dovetail_events::envelope::{AggregateRef, Envelope, Event, EventMetadata, Sequence};
@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{
     ATTEMPTS, COMMITTED_AT, DynamoDbOutboxConfig, ENVELOPE, EVENT_ID, LAST_ERROR, PARKED, PENDING,
-    RETRY_AT, STATE, VERSION, budget, epoch_ms, number, number_of, record_sort_key,
+    RETRY_AT, STATE, VERSION, budget, envelope_sort_key, epoch_ms, number, number_of,
     shard_partition, storage,
 };
 use crate::{Committed, ExpectedVersion, OutboxError};
@@ -26,7 +26,13 @@ use crate::{Committed, ExpectedVersion, OutboxError};
 /// changed one between the read and the transaction.
 const ANY_ATTEMPTS: u32 = 5;
 
+/// How often a commit sends its transaction again when DynamoDB cancelled it for a
+/// conflict with another transaction on one of its items (`TransactionConflict`: two
+/// writes of one hot item, such as a consistency digest, at once).
+const CONFLICT_ATTEMPTS: u32 = 6;
+
 const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailed";
+const TRANSACTION_CONFLICT: &str = "TransactionConflict";
 
 /// A service's writes and the events about them, committed together in one DynamoDB
 /// `TransactWriteItems`, or not at all.
@@ -38,8 +44,10 @@ const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailed";
 /// work sends nothing.
 ///
 /// The transaction holds, in this order: the business actions, one `Update` of each
-/// aggregate's version item (conditional on the expected version), and one `Put` per
-/// event. It must fit DynamoDB's budget of 100 actions and 4 MB: `commit` counts it first
+/// aggregate's version item (conditional on the expected version; a `ConditionCheck` of
+/// it for an aggregate [republished](Self::republish)), and one `Put` per event. A
+/// transaction DynamoDB cancels for a conflict with another one on the same item
+/// (`TransactionConflict`) is sent again, a few times, after a short pause. It must fit DynamoDB's budget of 100 actions and 4 MB: `commit` counts it first
 /// and refuses with [`OutboxError::TooLarge`] without sending anything.
 ///
 /// # Example
@@ -113,6 +121,18 @@ struct Appending {
     expected: Vec<ExpectedVersion>,
     /// How many events.
     count: u64,
+    /// Set when its one event is a republish ([`DynamoDbUnitOfWork::republish`]): the
+    /// sequence it is stamped with, and how the commit checks the version item.
+    republished: Option<Republish>,
+}
+
+/// A republish's sequence and the check of the aggregate's version item at commit.
+#[derive(Debug, Clone, Copy)]
+struct Republish {
+    version: u64,
+    /// `republish`: the version item is at `version` exactly; `republish_at`: it is
+    /// absent or not above `version`.
+    exact: bool,
 }
 
 /// A transaction ready to send, and what it commits.
@@ -167,8 +187,9 @@ impl DynamoDbUnitOfWork {
     /// version then, and tries again a few times if another writer changes it meanwhile).
     ///
     /// # Errors
-    /// [`OutboxError::InvalidEvent`] when `event` does not serialize to JSON. The unit of
-    /// work stays usable, without that event.
+    /// [`OutboxError::InvalidEvent`] when `event` does not serialize to JSON, or the
+    /// aggregate is [republished](Self::republish) in this unit of work. The unit of work
+    /// stays usable, without that event.
     pub fn append<E: Event>(
         &mut self,
         aggregate: AggregateRef,
@@ -185,12 +206,19 @@ impl DynamoDbUnitOfWork {
         )
         .map_err(OutboxError::invalid_event)?;
         let index = if let Some(&index) = self.index.get(&aggregate) {
+            if self.aggregates[index].republished.is_some() {
+                return Err(refused(
+                    &aggregate,
+                    "is republished in this unit of work; append its next events in another one",
+                ));
+            }
             index
         } else {
             self.aggregates.push(Appending {
                 aggregate: aggregate.clone(),
                 expected: Vec::new(),
                 count: 0,
+                republished: None,
             });
             self.index.insert(aggregate, self.aggregates.len() - 1);
             self.aggregates.len() - 1
@@ -208,6 +236,169 @@ impl DynamoDbUnitOfWork {
         self.events.push((index, envelope));
         self.prepared = None;
         Ok(self)
+    }
+
+    /// Republishes `event`, the current snapshot of `aggregate`, at sequence `version`:
+    /// the aggregate's version as the outbox keeps it. For repair: a consistency check
+    /// found replicas that drifted, and the owner sends its current state again through
+    /// the outbox, so the ordinary consumers fix their copies.
+    ///
+    /// The same as SQLite's `SqliteUnitOfWork::republish`: the version is **not** raised
+    /// (the next [`append`](Self::append) gets `version + 1`); the envelope is new (a new
+    /// event id, the current time, `metadata`: set its `causation_id` to the check run's
+    /// id); consumers see a second event at a sequence they may have seen, which a
+    /// replica at or past `version` ignores and one behind it applies.
+    ///
+    /// # Its record
+    /// An outbox record is keyed by its sequence, and the first record at `version` may
+    /// still be there (pending, or published and waiting for its TTL), so a republished
+    /// record has a key of its own: the first record's, then `#r` and its event id. It
+    /// sorts right after the first record at `version` and before the aggregate's next
+    /// sequence, so [`DynamoDbOutboxStore`](super::DynamoDbOutboxStore) hands the
+    /// aggregate's records to the relay in that order (behind a failing or parked
+    /// earlier record, as every record), and the Streams relay holds it back while the
+    /// first record at `version` is pending.
+    ///
+    /// # What is checked
+    /// Now, with a strongly consistent read of the aggregate's version item, so that a
+    /// refusal leaves the unit of work usable: the aggregate has events (a version of at
+    /// least 1; else [`OutboxError::InvalidEvent`]), `version` is not above it (never
+    /// stamped, a bug of the caller: `InvalidEvent`) nor below it (a write came after the
+    /// snapshot was read: [`OutboxError::Conflict`]; reload and republish, or nothing,
+    /// since that write's event repairs too); and the aggregate has no other event in
+    /// this unit of work. Again at commit, by a `ConditionCheck` of the version item at
+    /// `version` in the transaction (one action per republished aggregate instead of the
+    /// version's update): a write between the two makes the commit fail with
+    /// [`OutboxError::Conflict`], and nothing is committed.
+    ///
+    /// # Errors
+    /// As above; `InvalidEvent` when `event` does not serialize; [`OutboxError::Storage`]
+    /// when the version cannot be read. The unit of work stays usable, without that
+    /// event.
+    pub async fn republish<E: Event>(
+        &mut self,
+        aggregate: AggregateRef,
+        version: u64,
+        event: &E,
+        metadata: EventMetadata,
+    ) -> Result<&mut Self, OutboxError> {
+        self.refuse_if_appended(&aggregate)?;
+        let kept = self.read_version(&aggregate).await?;
+        if kept == 0 {
+            return Err(refused(
+                &aggregate,
+                "has no events in this outbox, so nothing to republish (an aggregate the \
+                 service versions itself goes through republish_at)",
+            ));
+        }
+        if version > kept {
+            return Err(refused(
+                &aggregate,
+                &format!(
+                    "is at version {kept}: {version} was never stamped, so it cannot be \
+                     republished; republish at {kept}"
+                ),
+            ));
+        }
+        if version < kept {
+            return Err(conflict(
+                &aggregate,
+                ExpectedVersion::Exactly(version),
+                kept,
+            ));
+        }
+        self.push_republished(
+            aggregate,
+            Republish {
+                version,
+                exact: true,
+            },
+            event,
+            metadata,
+        )
+    }
+
+    /// [`republish`](Self::republish) for an aggregate whose version the service keeps in
+    /// an item of its own: `version` is that item's version, which the caller reads (or
+    /// checks with a `ConditionCheck` in this unit of work, through
+    /// [`write`](Self::write)). The version is not raised.
+    ///
+    /// The outbox cannot see the service's version, so republishing above it (a
+    /// sequence never stamped) or below it is the caller's to rule out. It checks what it
+    /// can: `version` is at least 1, the aggregate has no other event in this unit of
+    /// work, and, at commit, `version` is not below a version the outbox kept for the
+    /// aggregate ([`OutboxError::Conflict`] then, nothing committed).
+    ///
+    /// # Errors
+    /// [`OutboxError::InvalidEvent`] when `version` is 0, the aggregate has another event
+    /// in this unit of work, or `event` does not serialize. The unit of work stays usable,
+    /// without that event.
+    pub fn republish_at<E: Event>(
+        &mut self,
+        aggregate: AggregateRef,
+        version: u64,
+        event: &E,
+        metadata: EventMetadata,
+    ) -> Result<&mut Self, OutboxError> {
+        self.refuse_if_appended(&aggregate)?;
+        if version == 0 {
+            return Err(refused(
+                &aggregate,
+                "cannot be republished at version 0: an aggregate with no events has \
+                 nothing to republish",
+            ));
+        }
+        self.push_republished(
+            aggregate,
+            Republish {
+                version,
+                exact: false,
+            },
+            event,
+            metadata,
+        )
+    }
+
+    fn push_republished<E: Event>(
+        &mut self,
+        aggregate: AggregateRef,
+        republish: Republish,
+        event: &E,
+        metadata: EventMetadata,
+    ) -> Result<&mut Self, OutboxError> {
+        let sequence = Sequence::new(republish.version).map_err(OutboxError::invalid_event)?;
+        let envelope = Envelope::new(
+            self.config.source.clone(),
+            aggregate.clone(),
+            sequence,
+            event,
+            metadata,
+        )
+        .map_err(OutboxError::invalid_event)?;
+        self.aggregates.push(Appending {
+            aggregate: aggregate.clone(),
+            expected: Vec::new(),
+            count: 1,
+            republished: Some(republish),
+        });
+        let index = self.aggregates.len() - 1;
+        self.index.insert(aggregate, index);
+        self.events.push((index, envelope));
+        self.prepared = None;
+        Ok(self)
+    }
+
+    /// Refuses a republish of an aggregate that has events in this unit of work already.
+    fn refuse_if_appended(&self, aggregate: &AggregateRef) -> Result<(), OutboxError> {
+        let Some(&index) = self.index.get(aggregate) else {
+            return Ok(());
+        };
+        let how = if self.aggregates[index].republished.is_some() {
+            "is republished in this unit of work already; one republish sends its snapshot"
+        } else {
+            "has events in this unit of work; republish it in a unit of work of its own"
+        };
+        Err(refused(aggregate, how))
     }
 
     /// How many actions the transaction will have: business writes, one per aggregate,
@@ -242,7 +433,8 @@ impl DynamoDbUnitOfWork {
         }
         // Counted before anything is read or sent; the size once the items are built.
         budget::check_count(self.action_count())?;
-        for _ in 0..ANY_ATTEMPTS {
+        let (mut any_moved, mut conflicts) = (0, 0);
+        loop {
             let prepared = match self.prepared.take() {
                 Some(prepared) => prepared,
                 None => self.prepare().await?,
@@ -257,9 +449,36 @@ impl DynamoDbUnitOfWork {
                     self.prepared = Some(prepared);
                     return Ok(committed);
                 }
+                Err(Sent::Conflicted) => {
+                    // Another transaction held one of the items; nothing was committed.
+                    // Built again (with a new request token) after a short pause.
+                    conflicts += 1;
+                    if conflicts >= CONFLICT_ATTEMPTS {
+                        return Err(OutboxError::storage(
+                            "committing a unit of work",
+                            format!(
+                                "DynamoDB cancelled it {CONFLICT_ATTEMPTS} times for conflicts \
+                                 with other transactions on the same items \
+                                 (TransactionConflict); nothing was committed, retry it"
+                            ),
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(10 << conflicts)).await;
+                }
                 Err(Sent::Cancelled(reasons)) => {
                     if self.refused_by_any(&prepared, &reasons)? {
                         // An `Any` aggregate moved: read again and retry.
+                        any_moved += 1;
+                        if any_moved >= ANY_ATTEMPTS {
+                            return Err(OutboxError::storage(
+                                "committing a unit of work",
+                                format!(
+                                    "the version of an aggregate appended with \
+                                     ExpectedVersion::Any kept changing; gave up after \
+                                     {ANY_ATTEMPTS} attempts (retry the unit of work)"
+                                ),
+                            ));
+                        }
                         continue;
                     }
                     return Err(self.explain(&prepared, &reasons));
@@ -271,14 +490,6 @@ impl DynamoDbUnitOfWork {
                 }
             }
         }
-        Err(OutboxError::storage(
-            "committing a unit of work",
-            format!(
-                "the version of an aggregate appended with \
-             ExpectedVersion::Any kept changing; gave up after {ANY_ATTEMPTS} attempts \
-             (retry the unit of work)"
-            ),
-        ))
     }
 
     /// Builds the transaction: reads versions where needed, stamps the sequences.
@@ -286,6 +497,12 @@ impl DynamoDbUnitOfWork {
         let mut versions = Vec::with_capacity(self.aggregates.len());
         let mut expectations = Vec::with_capacity(self.aggregates.len());
         for appending in &self.aggregates {
+            if let Some(republish) = appending.republished {
+                // Checked by the transaction's ConditionCheck, not read.
+                expectations.push(ExpectedVersion::Exactly(republish.version));
+                versions.push(republish.version);
+                continue;
+            }
             let (expected, before) = match appending.expected.as_slice() {
                 [] => (
                     ExpectedVersion::Any,
@@ -312,18 +529,32 @@ impl DynamoDbUnitOfWork {
         let mut actions = self.writes.clone();
         let mut next_sequence = Vec::with_capacity(versions.len());
         let mut new_versions = Vec::with_capacity(versions.len());
+        let mut republished = Vec::new();
         for (appending, &before) in self.aggregates.iter().zip(&versions) {
+            if let Some(republish) = appending.republished {
+                actions.push(self.version_check(&appending.aggregate, republish)?);
+                next_sequence.push(republish.version);
+                new_versions.push((appending.aggregate.clone(), republish.version));
+                continue;
+            }
             actions.push(self.version_update(&appending.aggregate, before, appending.count)?);
             next_sequence.push(before + 1);
             new_versions.push((appending.aggregate.clone(), before + appending.count));
         }
         let mut envelopes = Vec::with_capacity(self.events.len());
         for (index, envelope) in &self.events {
-            let sequence =
-                Sequence::new(next_sequence[*index]).map_err(OutboxError::invalid_event)?;
-            next_sequence[*index] += 1;
-            let envelope = stamp(envelope.clone(), sequence)?;
-            actions.push(self.outbox_put(&envelope, &committed_at)?);
+            let is_republish = self.aggregates[*index].republished.is_some();
+            let envelope = if is_republish {
+                // Stamped when it was republished.
+                republished.push(envelope.id());
+                envelope.clone()
+            } else {
+                let sequence =
+                    Sequence::new(next_sequence[*index]).map_err(OutboxError::invalid_event)?;
+                next_sequence[*index] += 1;
+                stamp(envelope.clone(), sequence)?
+            };
+            actions.push(self.outbox_put(&envelope, is_republish, &committed_at)?);
             envelopes.push(envelope);
         }
         budget::check(&actions)?;
@@ -337,7 +568,7 @@ impl DynamoDbUnitOfWork {
         Ok(Prepared {
             actions,
             token,
-            committed: Committed::unnumbered(envelopes, new_versions),
+            committed: Committed::unnumbered(envelopes, new_versions, republished),
             expectations,
         })
     }
@@ -391,10 +622,37 @@ impl DynamoDbUnitOfWork {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// The `Put` of an event's outbox item.
+    /// The check of a republished aggregate's version item: at the republished version
+    /// (`republish`), or absent or not above it (`republish_at`).
+    fn version_check(
+        &self,
+        aggregate: &AggregateRef,
+        republish: Republish,
+    ) -> Result<TransactWriteItem, OutboxError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.config.table)
+            .set_key(Some(self.config.version_key(aggregate)))
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_values(":version", number(republish.version))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let check = if republish.exact {
+            check.condition_expression("#version = :version")
+        } else {
+            check
+                .condition_expression("attribute_not_exists(#pk) OR #version <= :version")
+                .expression_attribute_names("#pk", &self.config.partition_key)
+        };
+        let check = check
+            .build()
+            .map_err(|error| storage("building a version check", error))?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    /// The `Put` of an event's outbox item, keyed apart when it is `republished`.
     fn outbox_put(
         &self,
         envelope: &Envelope,
+        republished: bool,
         committed_at: &AttributeValue,
     ) -> Result<TransactWriteItem, OutboxError> {
         let aggregate_type = envelope.aggregate_type().as_str();
@@ -403,7 +661,7 @@ impl DynamoDbUnitOfWork {
         let json = serde_json::to_string(envelope).map_err(OutboxError::invalid_event)?;
         let mut item = self.config.key(
             shard_partition(shard),
-            record_sort_key(aggregate_type, aggregate_id, envelope.sequence().get()),
+            envelope_sort_key(envelope, republished),
         );
         item.extend([
             (ENVELOPE.to_owned(), AttributeValue::S(json)),
@@ -446,6 +704,14 @@ impl DynamoDbUnitOfWork {
                         .any(|reason| reason.code() == Some(CONDITIONAL_CHECK_FAILED)) =>
                 {
                     Err(Sent::Cancelled(cancelled.cancellation_reasons().to_vec()))
+                }
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled))
+                    if cancelled
+                        .cancellation_reasons()
+                        .iter()
+                        .any(|reason| reason.code() == Some(TRANSACTION_CONFLICT)) =>
+                {
+                    Err(Sent::Conflicted)
                 }
                 Some(TransactWriteItemsError::IdempotentParameterMismatchException(_)) => {
                     Err(Sent::Failed(OutboxError::storage(
@@ -565,6 +831,9 @@ impl DynamoDbUnitOfWork {
 enum Sent {
     /// The transaction was cancelled because conditions failed; one reason per action.
     Cancelled(Vec<CancellationReason>),
+    /// The transaction was cancelled for a conflict with another transaction on one of
+    /// its items, and no condition failed: worth sending again.
+    Conflicted,
     /// Anything else.
     Failed(OutboxError),
 }
@@ -589,6 +858,15 @@ fn conflict(aggregate: &AggregateRef, expected: ExpectedVersion, actual: u64) ->
         },
         actual,
     }
+}
+
+/// [`OutboxError::InvalidEvent`] saying why `aggregate` `how`.
+fn refused(aggregate: &AggregateRef, how: &str) -> OutboxError {
+    OutboxError::invalid_event(format!(
+        "{}/{} {how}",
+        aggregate.aggregate_type.as_str(),
+        aggregate.id.as_str()
+    ))
 }
 
 /// `envelope` with its stamped `sequence`.
