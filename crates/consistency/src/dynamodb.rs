@@ -14,7 +14,8 @@
 //!
 //! A write adds two actions to its transaction ([`DynamoDbDigests::record`]): an `Update`
 //! of its bucket's digest item, `ADD count :dc, sum :ds` with the difference between the
-//! entry's new and old state, and a `Put` of its entry item.
+//! entry's new and old state, and a `Put` of its entry item. Removing a key for good
+//! ([`DynamoDbDigests::forget`]) is the digest's `Update` and a `Delete` of the entry.
 //!
 //! # Numbers
 //!
@@ -59,7 +60,7 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 
 use crate::{BUCKETS, BucketRange, Digest, Entry, View, ViewError, bucket};
 
@@ -143,15 +144,7 @@ impl DynamoDbDigests {
             change -= Digest::of_entry(old);
         }
         let index = bucket(&new.key);
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(self.digest_key(index)))
-            .update_expression("ADD #count :count, #sum :sum")
-            .expression_attribute_names("#count", COUNT)
-            .expression_attribute_names("#sum", SUM)
-            .expression_attribute_values(":count", signed(change.count))
-            .expression_attribute_values(":sum", signed(change.sum))
-            .build()?;
+        let update = self.digest_update(index, change)?;
         let mut item = self.entry_key(index, &new.key);
         item.extend([
             (KEY.to_owned(), AttributeValue::S(new.key.clone())),
@@ -172,6 +165,55 @@ impl DynamoDbDigests {
             TransactWriteItem::builder().update(update).build(),
             TransactWriteItem::builder().put(put).build(),
         ])
+    }
+
+    /// The two actions to add to the transaction of a write that removes `old.key` for
+    /// good (no tombstone: a store purging one, or an item deleted): the `Update` of its
+    /// bucket's digest item taking `old` out, and the `Delete` of its entry item.
+    ///
+    /// ```
+    /// use dovetail_consistency::Entry;
+    /// use dovetail_consistency::dynamodb::DynamoDbDigests;
+    ///
+    /// let digests = DynamoDbDigests::new("claim-service", "policy-replica");
+    /// let [digest, entry] = digests.forget(&Entry::live("pol-1", 3))?;
+    /// assert!(digest.update.is_some() && entry.delete.is_some());
+    /// # Ok::<(), aws_sdk_dynamodb::error::BuildError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The SDK's, when a request cannot be built (a bug).
+    pub fn forget(
+        &self,
+        old: &Entry,
+    ) -> Result<[TransactWriteItem; 2], aws_sdk_dynamodb::error::BuildError> {
+        let index = bucket(&old.key);
+        let update = self.digest_update(index, Digest::EMPTY - Digest::of_entry(old))?;
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(self.entry_key(index, &old.key)))
+            .build()?;
+        Ok([
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder().delete(delete).build(),
+        ])
+    }
+
+    /// The `Update` adding `change` to bucket `index`'s digest item.
+    fn digest_update(
+        &self,
+        index: u32,
+        change: Digest,
+    ) -> Result<Update, aws_sdk_dynamodb::error::BuildError> {
+        Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(self.digest_key(index)))
+            .update_expression("ADD #count :count, #sum :sum")
+            .expression_attribute_names("#count", COUNT)
+            .expression_attribute_names("#sum", SUM)
+            .expression_attribute_values(":count", signed(change.count))
+            .expression_attribute_values(":sum", signed(change.sum))
+            .build()
     }
 
     /// The digest of `range`, read with strongly consistent queries of the digest items

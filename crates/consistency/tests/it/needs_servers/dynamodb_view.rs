@@ -93,6 +93,26 @@ async fn a_check_between_two_sets_finds_and_classifies_drift() {
     .await;
     // The replica holds one the owner never had.
     write(&client, &replica, None, &Entry::live("stray", 1)).await;
+    // The owner deletes policy-7 (a tombstone); the replica misses it.
+    write(
+        &client,
+        &owner,
+        Some(&Entry::live("policy-7", 1)),
+        &Entry::tombstone("policy-7", 2).changed_at(1),
+    )
+    .await;
+    // The replica lost policy-9 for good (its entry removed, as by a purge).
+    client
+        .transact_write_items()
+        .set_transact_items(Some(
+            replica
+                .forget(&Entry::live("policy-9", 1))
+                .unwrap()
+                .to_vec(),
+        ))
+        .send()
+        .await
+        .unwrap();
 
     let owner = DynamoDbView::new(client.clone(), owner);
     let replica = DynamoDbView::new(client, replica);
@@ -117,6 +137,14 @@ async fn a_check_between_two_sets_finds_and_classifies_drift() {
                     replica_version: 1
                 }
             ),
+            (
+                "policy-7",
+                Drift::MissedDelete {
+                    source_version: 2,
+                    replica_version: 1
+                }
+            ),
+            ("policy-9", Drift::MissingInReplica { source_version: 1 }),
             ("stray", Drift::ExtraInReplica { replica_version: 1 }),
         ]
     );
