@@ -8,8 +8,10 @@ mod backend;
 pub mod dynamodb;
 pub mod sqlite;
 mod sqlite_view;
+mod table_view;
 
 pub use sqlite_view::SqliteTableView;
+pub use table_view::TableView;
 
 pub use backend::{Backend, ServiceStore, open_store};
 

@@ -1,7 +1,7 @@
 //! [`PolicyReplicaView`]: the claim service's replica of policies as a consistency check
 //! sees it, to be checked against the policy service's own view.
 
-use dovetail_service_kit::store::SqliteTableView;
+use dovetail_service_kit::store::TableView;
 
 use dovetail_consistency::sqlite::SqliteDigests;
 
@@ -17,11 +17,24 @@ pub(super) const POLICY_REPLICA: SqliteDigests = SqliteDigests {
     changed_at: None,
 };
 
-/// The replica's [`View`](dovetail_consistency::View) of policies on the claim service's
-/// SQLite file: digests from `policy_replica_buckets` (one row per bucket, kept in the
-/// transaction that applies a policy event), entries from `policy_replica` by its `(bucket,
-/// policy_id)` index.
+/// The set of the policy replica's digests and entries in the DynamoDB table (see
+/// [`dovetail_consistency::dynamodb`]), named for the replica, as on SQLite, because the
+/// table holds the claims too.
+#[cfg(feature = "aws")]
+pub(super) const POLICY_REPLICA_SET: &str = "policy-replica";
+
+/// The replica's [`View`](dovetail_consistency::View) of policies.
+///
+/// On SQLite: digests from `policy_replica_buckets` (one row per bucket, kept in the
+/// transaction that applies a policy event), entries from `policy_replica` by its
+/// `(bucket, policy_id)` index.
+///
+/// On DynamoDB: the digest and entry items of the set `policy-replica`
+/// ([`dovetail_consistency::dynamodb::DynamoDbDigests`]), kept in the `TransactWriteItems`
+/// that applies a policy event. Replicated policies written before the store kept them
+/// have neither, so a check reports them missing from the replica until an event of
+/// theirs (or the owner's repair) writes them again.
 ///
 /// Get one from [`ClaimStore::policy_replica_view`](super::ClaimStore::policy_replica_view);
 /// check it against the policy service's with [`dovetail_consistency::Check`].
-pub type PolicyReplicaView = SqliteTableView;
+pub type PolicyReplicaView = TableView;

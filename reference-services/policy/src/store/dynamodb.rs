@@ -6,6 +6,7 @@
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
 //! | policy | `policy#<policy id>` | `policy` | `policy_id`, `customer_id`, `version` (N), `snapshot` (the policy's JSON) |
+//! | consistency digests and entries | `consistency#policies#...` | | see [`dovetail_consistency::dynamodb`]: one digest item per bucket and one entry item per policy, both written in each policy write's transaction |
 //!
 //! The global secondary index `by-customer` (partition key `customer_id`, sort key
 //! `policy_id`, every attribute projected) lists a customer's policies in id order; only
@@ -14,14 +15,18 @@
 //! may be missing from a listing for a moment (usually well under a second), while
 //! [`get`](super::PolicyStore::get) reads strongly consistently.
 
+use dovetail_consistency::Entry;
+use dovetail_consistency::dynamodb::DynamoDbDigests;
 use dovetail_contracts::policy::PolicySnapshot;
-use dovetail_events::envelope::Source;
+use dovetail_events::envelope::{EventId, Source};
+use dovetail_outbox::ExpectedVersion;
 use dovetail_service_kit::aws::AwsClients;
 use dovetail_service_kit::store::dynamodb::{
-    ServiceTable, SnapshotIndex, SnapshotItem, SnapshotItems, open_table,
+    ServiceTable, SnapshotIndex, SnapshotItem, SnapshotItems, backend, open_table,
 };
 
-use super::{OpenedStore, PolicyWrite, StoreError, WriteOutcome};
+use super::view::{POLICY_SET, PolicyConsistencyView};
+use super::{OpenedStore, PolicyWrite, RepairReport, StoreError, WriteOutcome};
 use crate::domain::Policy;
 
 /// The index listing a customer's policies.
@@ -30,7 +35,8 @@ pub const BY_CUSTOMER: &str = "by-customer";
 const CUSTOMER_ID: &str = "customer_id";
 
 /// The policy items: `policy#<id>`/`policy`, with `policy_id`.
-const POLICIES: SnapshotItems<PolicySnapshot> = SnapshotItems::new("policy", "policy_id");
+pub(super) const POLICIES: SnapshotItems<PolicySnapshot> =
+    SnapshotItems::new("policy", "policy_id");
 /// A customer's policies.
 const CUSTOMER_POLICIES: SnapshotIndex = SnapshotIndex {
     name: BY_CUSTOMER,
@@ -38,10 +44,12 @@ const CUSTOMER_POLICIES: SnapshotIndex = SnapshotIndex {
 };
 
 /// Policies in a DynamoDB table: one item per policy, written in the same
-/// `TransactWriteItems` as the policy's event and the request's record.
+/// `TransactWriteItems` as the policy's event, the request's record, and the policy's
+/// consistency digest and entry.
 #[derive(Debug, Clone)]
 pub struct DynamoDbPolicyStore {
     table: ServiceTable,
+    digests: DynamoDbDigests,
 }
 
 impl DynamoDbPolicyStore {
@@ -58,12 +66,44 @@ impl DynamoDbPolicyStore {
     ) -> Result<OpenedStore<Self>, StoreError> {
         let indexes = [POLICIES.index(&CUSTOMER_POLICIES)];
         let table = open_table(clients.dynamodb(), table, source, &indexes).await?;
-        Ok(table.opened(crate::SERVICE, |table| Self { table }))
+        Ok(table.opened(crate::SERVICE, |table| Self {
+            digests: table.digests(POLICY_SET),
+            table,
+        }))
     }
 
     /// See [`PolicyStore::write`](super::PolicyStore::write).
+    ///
+    /// The policy's bucket digest moves from its old version to its new one in the same
+    /// transaction. The old version is the one the write expects; a write that expects
+    /// [`ExpectedVersion::Any`] reads it first, and is then checked against it (a
+    /// [`StoreError::VersionConflict`] when another write came between), so that the
+    /// digest takes out the version the write replaced.
     pub(super) async fn write(&self, write: PolicyWrite) -> Result<WriteOutcome, StoreError> {
         let policy = write.policy.snapshot();
+        let (old, expected) = match write.expected {
+            ExpectedVersion::New => (None, ExpectedVersion::New),
+            ExpectedVersion::Exactly(version) => (Some(version), write.expected),
+            ExpectedVersion::Any => {
+                let key = self
+                    .table
+                    .key(format!("policy#{}", policy.policy_id), "policy");
+                match self.table.version_of(key).await? {
+                    Some(version) => (Some(version), ExpectedVersion::Exactly(version)),
+                    // No such policy: the put's condition (present) refuses the write.
+                    None => (None, ExpectedVersion::Any),
+                }
+            }
+        };
+        let changed_at = u64::try_from(dovetail_consistency::sqlite::now_ms()).unwrap_or(0);
+        let digest = self
+            .digests
+            .record(
+                old.map(|version| Entry::live(&policy.policy_id, version))
+                    .as_ref(),
+                &Entry::live(&policy.policy_id, policy.version).changed_at(changed_at),
+            )
+            .map_err(|error| backend("building the policy's consistency digest", error))?;
         let item = SnapshotItem {
             id: &policy.policy_id,
             version: policy.version,
@@ -74,14 +114,31 @@ impl DynamoDbPolicyStore {
             .write(
                 &self.table,
                 item,
-                write.expected,
+                expected,
                 write.request.as_ref(),
                 |unit| {
+                    for action in digest {
+                        unit.write(action);
+                    }
                     write.change.append_to(unit, write.expected)?;
                     Ok(())
                 },
             )
             .await
+    }
+
+    /// The consistency view of the policies in this table.
+    pub fn consistency_view(&self) -> PolicyConsistencyView {
+        self.table.consistency_view(self.digests.clone())
+    }
+
+    /// See [`PolicyStore::repair`](super::PolicyStore::repair).
+    pub(super) async fn repair(
+        &self,
+        keys: Vec<String>,
+        run: EventId,
+    ) -> Result<RepairReport, StoreError> {
+        super::dynamodb_repair::republish(&self.table, keys, run).await
     }
 
     /// See [`PolicyStore::get`](super::PolicyStore::get).
