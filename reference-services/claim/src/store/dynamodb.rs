@@ -245,8 +245,7 @@ impl DynamoDbClaimStore {
                 .table
                 .client()
                 .transact_write_items()
-                .transact_items(marker)
-                .set_transact_items(Some(actions))
+                .set_transact_items(Some(std::iter::once(marker).chain(actions).collect()))
                 .send()
                 .await;
             match sent {
