@@ -1,8 +1,6 @@
 //! [`TableView`]: a consistency check's [`View`] of one table of a service's store,
 //! whichever backend holds it.
 
-use std::future::Future;
-
 use dovetail_consistency::{BucketRange, Digest, Entry, View, ViewError};
 
 use super::SqliteTableView;
@@ -22,26 +20,19 @@ pub enum TableView {
 }
 
 impl View for TableView {
-    fn digest(&self, range: BucketRange) -> impl Future<Output = Result<Digest, ViewError>> + Send {
-        async move {
-            match self {
-                Self::Sqlite(view) => view.digest(range).await,
-                #[cfg(feature = "aws")]
-                Self::DynamoDb(view) => view.digest(range).await,
-            }
+    async fn digest(&self, range: BucketRange) -> Result<Digest, ViewError> {
+        match self {
+            Self::Sqlite(view) => view.digest(range).await,
+            #[cfg(feature = "aws")]
+            Self::DynamoDb(view) => view.digest(range).await,
         }
     }
 
-    fn entries(
-        &self,
-        range: BucketRange,
-    ) -> impl Future<Output = Result<Vec<Entry>, ViewError>> + Send {
-        async move {
-            match self {
-                Self::Sqlite(view) => view.entries(range).await,
-                #[cfg(feature = "aws")]
-                Self::DynamoDb(view) => view.entries(range).await,
-            }
+    async fn entries(&self, range: BucketRange) -> Result<Vec<Entry>, ViewError> {
+        match self {
+            Self::Sqlite(view) => view.entries(range).await,
+            #[cfg(feature = "aws")]
+            Self::DynamoDb(view) => view.entries(range).await,
         }
     }
 }

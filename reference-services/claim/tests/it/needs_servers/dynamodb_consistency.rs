@@ -391,7 +391,7 @@ async fn a_check_while_both_sides_are_written_reports_no_false_drift() {
     // replica by a feeder behind it, as a consumer is.
     let writing = Arc::new(AtomicBool::new(true));
     let writer = {
-        let (owner, writing) = (owner.clone(), writing.clone());
+        let (owner, writing) = (owner.clone(), Arc::clone(&writing));
         tokio::spawn(async move {
             let mut round = 0;
             // At most 60, so that the checks stay short.
@@ -404,7 +404,7 @@ async fn a_check_while_both_sides_are_written_reports_no_false_drift() {
         })
     };
     let feeder = {
-        let (outbox, replica, writing) = (outbox.clone(), replica.clone(), writing.clone());
+        let (outbox, replica, writing) = (outbox.clone(), replica.clone(), Arc::clone(&writing));
         tokio::spawn(async move {
             let mut fed = HashSet::new();
             while writing.load(Ordering::SeqCst) {

@@ -1,0 +1,107 @@
+//! The policy service's consistency view on DynamoDB: the digest and entry items kept in
+//! each write's transaction follow every write (drafts, issues, cancels, a refused stale
+//! write, a write at any version) and agree with a `MemoryView` of the same policies;
+//! they are not kept for a write that was refused.
+
+use std::time::Duration;
+
+use dovetail_consistency::{BucketRange, Check, CheckConfig, Entry, View};
+use dovetail_outbox::ExpectedVersion;
+use dovetail_policy::domain::Policy;
+use dovetail_policy::store::{PolicyStore, PolicyWrite, StoreError};
+use dovetail_service_kit::config::{StorageBackend, StorageConfig};
+use dovetail_service_kit::events::Transport;
+
+use crate::consistency_view::{memory_of, ranges, write_policies};
+use crate::store_promises::open_with;
+
+async fn open() -> PolicyStore {
+    let mut storage = StorageConfig::default();
+    storage.backend = StorageBackend::Dynamodb;
+    storage.dynamodb_table = Some(dovetail_testkit::unique_name("policy-view"));
+    open_with(&storage, &Transport::Aws(super::clients().await))
+        .await
+        .0
+}
+
+#[tokio::test]
+async fn the_policy_view_on_dynamodb_follows_every_write() {
+    let store = open().await;
+    let view = store.consistency_view().expect("DynamoDB has a view");
+    assert_eq!(view.digest(BucketRange::FULL).await.unwrap().count, 0);
+
+    let mut policies = write_policies(&store, 40).await;
+    // A stale write is refused and changes no digest.
+    let (again, change) = Policy::from_snapshot(policies[1].snapshot().clone()) // issued at 2
+        .update(serde_json::from_value(serde_json::json!({ "premium": "99.00" })).unwrap())
+        .unwrap();
+    let refused = store
+        .write(PolicyWrite {
+            policy: again.clone(),
+            change: change.clone(),
+            expected: ExpectedVersion::Exactly(1),
+            request: None,
+        })
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::VersionConflict {
+                current: Some(2),
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    // A write at any version takes the version it replaces out of its bucket.
+    store
+        .write(PolicyWrite {
+            policy: again.clone(),
+            change,
+            expected: ExpectedVersion::Any,
+            request: None,
+        })
+        .await
+        .unwrap();
+    policies[1] = again;
+
+    // Entries are one query per bucket: compared on the small ranges only (a check
+    // reads no others), digests on every range.
+    let memory = memory_of(&policies);
+    for range in ranges() {
+        assert_eq!(
+            view.digest(range).await.unwrap(),
+            memory.digest_of(range),
+            "{range}"
+        );
+        if range.len() <= 100 {
+            let entries: Vec<Entry> = view
+                .entries(range)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|entry| Entry {
+                    changed_at_ms: None,
+                    ..entry
+                })
+                .collect();
+            assert_eq!(entries, memory.entries_of(range), "{range}");
+        }
+    }
+    let config = CheckConfig {
+        expected_lag: Duration::ZERO,
+        ..CheckConfig::default()
+    };
+    let report = Check::new(&view, &memory, config).run().await.unwrap();
+    assert!(report.is_consistent(), "{report:?}");
+    for policy in &policies {
+        let bucket = BucketRange::single(dovetail_consistency::bucket(policy.id())).unwrap();
+        let entries = view.entries(bucket).await.unwrap();
+        let entry = entries.iter().find(|e| e.key == policy.id()).unwrap();
+        assert_eq!(entry.version, policy.version());
+        assert!(
+            entry.changed_at_ms.is_some() && !entry.deleted,
+            "the owner says when each policy changed: {entry:?}"
+        );
+    }
+}
