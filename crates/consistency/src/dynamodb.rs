@@ -21,7 +21,7 @@
 //!
 //! A [`Digest`]'s sum is a wrapping `u64`. DynamoDB numbers hold 38 digits and `ADD` does
 //! not wrap, so each difference is added as the signed `i64` with the same bits, and
-//! the total read back is reduced modulo 2⁶⁴ ([`digest_of_numbers`]): the same value as
+//! the total read back is reduced modulo 2⁶⁴: the same value as
 //! the wrapping sum, since `x mod 2⁶⁴` does not depend on how many times the sum went
 //! round. A total of 10¹⁹ writes of one bucket would be needed to reach 38 digits.
 //!
@@ -50,11 +50,14 @@
 //!
 //! # Tables made before the digests
 //!
-//! Nothing here fills the items for data written before a store kept them: such items
-//! have no entry and count in no digest, so a check reports each of them as drift (on
-//! the owner's side, missing from the owner; on a replica's, extra). Until a store
-//! backfills them, keep the digests from the table's first write on, or rebuild the
-//! table's data through its events (a replica fed again from its owner's republish).
+//! Nothing here fills the items for data written before a store kept them (there is no
+//! backfill yet). Such an item has no entry and counts in no digest, so a check reports
+//! it as drift where the other side has it (on the owner's side, missing from the owner:
+//! `ExtraInReplica`; on a replica's, `MissingInReplica`). A later write of it takes its
+//! old version out of a digest it was never in, so that bucket's digest stays off: the
+//! check then reads that bucket's entries in every round, which decide (no false drift,
+//! one leaf's reads more). Keep the digests from a table's first write on; for a
+//! replica, the owner's repair (or the next event of each item) writes each one again.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -405,21 +408,9 @@ impl View for DynamoDbView {
 
 /// The digest a digest item's `count` and `sum` numbers (as DynamoDB gives them, decimal
 /// text, `None` when absent) stand for: each reduced modulo 2⁶⁴, so a sum of signed
-/// differences gives the wrapping sum a [`Digest`] keeps.
-///
-/// ```
-/// use dovetail_consistency::Digest;
-/// use dovetail_consistency::dynamodb::digest_of_numbers;
-///
-/// // Two entries whose hashes, as signed numbers, add up to -1.
-/// let digest = digest_of_numbers(Some("2"), Some("-1"))?;
-/// assert_eq!(digest, Digest { count: 2, sum: u64::MAX });
-/// # Ok::<(), String>(())
-/// ```
-///
-/// # Errors
-/// A number that is not a whole number of at most 38 digits, named in the message.
-pub fn digest_of_numbers(count: Option<&str>, sum: Option<&str>) -> Result<Digest, String> {
+/// differences gives the wrapping sum a [`Digest`] keeps. The error names the number
+/// that is not a whole number of at most 38 digits.
+fn digest_of_numbers(count: Option<&str>, sum: Option<&str>) -> Result<Digest, String> {
     let wrap = |name: &str, text: Option<&str>| -> Result<u64, String> {
         let Some(text) = text else { return Ok(0) };
         let value: i128 = text
