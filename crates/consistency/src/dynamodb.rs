@@ -53,11 +53,11 @@
 //! Nothing here fills the items for data written before a store kept them (there is no
 //! backfill yet). Such an item has no entry and counts in no digest, so a check reports
 //! it as drift where the other side has it (on the owner's side, missing from the owner:
-//! `ExtraInReplica`; on a replica's, `MissingInReplica`). A later write of it takes its
-//! old version out of a digest it was never in, so that bucket's digest stays off: the
-//! check then reads that bucket's entries in every round, which decide (no false drift,
-//! one leaf's reads more). Keep the digests from a table's first write on; for a
-//! replica, the owner's repair (or the next event of each item) writes each one again.
+//! `ExtraInReplica`; on a replica's, `MissingInReplica`), until its next write: a store
+//! that reads the state a write replaces with [`DynamoDbDigests::entry`] (rather than
+//! from the version the write expects) then adds it, and from then on it counts. For a
+//! replica, the owner's repair writes each item again; for an owner, each item's next
+//! write does.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -273,6 +273,26 @@ impl DynamoDbDigests {
             }
         }
         Ok(entries)
+    }
+
+    /// The entry of `key`, read strongly consistently; `None` when it has none (a key
+    /// never written, or written before the store kept its digests). A write that reads
+    /// it to give [`record`](Self::record) the state it replaces stays right for items
+    /// older than the digests: it adds them instead of taking out a version that was
+    /// never in.
+    ///
+    /// # Errors
+    /// DynamoDB's, or an entry item that is not this module's.
+    pub async fn entry(&self, client: &Client, key: &str) -> Result<Option<Entry>, ViewError> {
+        let read = client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.entry_key(bucket(key), key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| ViewError::new("DynamoDB", error))?;
+        read.item().map(|item| self.parse_entry(item)).transpose()
     }
 
     fn parse_entry(&self, item: &HashMap<String, AttributeValue>) -> Result<Entry, ViewError> {

@@ -225,8 +225,14 @@ impl DynamoDbClaimStore {
                 .await?;
             let (actions, outcome) = if current.is_none_or(|version| version < policy.version) {
                 let mut actions = vec![self.replica_put(event_id, &policy, current)?];
-                // The replica's bucket digest, from the version it replaces.
-                let old = current.map(|version| Entry::live(&policy.policy_id, version));
+                // The replica's bucket digest, from the entry it replaces (none for an
+                // item older than the digests, which is then added), guarded by the
+                // put's condition on the version read.
+                let old = self
+                    .replica_digests
+                    .entry(self.table.client(), &policy.policy_id)
+                    .await
+                    .map_err(|error| backend("reading the replica's consistency entry", error))?;
                 actions.extend(
                     self.replica_digests
                         .record(

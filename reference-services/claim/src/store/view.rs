@@ -33,7 +33,7 @@ pub(super) const POLICY_REPLICA_SET: &str = "policy-replica";
 /// ([`dovetail_consistency::dynamodb::DynamoDbDigests`]), kept in the `TransactWriteItems`
 /// that applies a policy event. Replicated policies written before the store kept them
 /// have neither, so a check reports them missing from the replica until an event of
-/// theirs (or the owner's repair) writes them again.
+/// theirs (or the owner's repair) writes them again, which adds them.
 ///
 /// Get one from [`ClaimStore::policy_replica_view`](super::ClaimStore::policy_replica_view);
 /// check it against the policy service's with [`dovetail_consistency::Check`].

@@ -74,34 +74,39 @@ impl DynamoDbPolicyStore {
 
     /// See [`PolicyStore::write`](super::PolicyStore::write).
     ///
-    /// The policy's bucket digest moves from its old version to its new one in the same
-    /// transaction. The old version is the one the write expects; a write that expects
-    /// [`ExpectedVersion::Any`] reads it first, and is then checked against it (a
-    /// [`StoreError::VersionConflict`] when another write came between), so that the
-    /// digest takes out the version the write replaced.
+    /// The policy's bucket digest moves from its old entry to its new one in the same
+    /// transaction. The old entry is read first (strongly consistent), so a policy
+    /// written before the store kept digests is added on its next write rather than
+    /// taken out of a digest it was never in; the policy item's condition (the version
+    /// the write expects) keeps another write from coming between. A write that expects
+    /// [`ExpectedVersion::Any`] is checked against the version it read (a
+    /// [`StoreError::VersionConflict`] when another write came between), for the same
+    /// reason.
     pub(super) async fn write(&self, write: PolicyWrite) -> Result<WriteOutcome, StoreError> {
         let policy = write.policy.snapshot();
-        let (old, expected) = match write.expected {
-            ExpectedVersion::New => (None, ExpectedVersion::New),
-            ExpectedVersion::Exactly(version) => (Some(version), write.expected),
+        let id = &policy.policy_id;
+        let expected = match write.expected {
             ExpectedVersion::Any => {
-                let key = self
-                    .table
-                    .key(format!("policy#{}", policy.policy_id), "policy");
-                match self.table.version_of(key).await? {
-                    Some(version) => (Some(version), ExpectedVersion::Exactly(version)),
-                    // No such policy: the put's condition (present) refuses the write.
-                    None => (None, ExpectedVersion::Any),
-                }
+                let key = self.table.key(format!("policy#{id}"), "policy");
+                // No such policy: the put's condition (present) refuses the write.
+                self.table
+                    .version_of(key)
+                    .await?
+                    .map_or(ExpectedVersion::Any, ExpectedVersion::Exactly)
             }
+            other => other,
         };
+        let old = self
+            .digests
+            .entry(self.table.client(), id)
+            .await
+            .map_err(|error| backend("reading the policy's consistency entry", error))?;
         let changed_at = u64::try_from(dovetail_consistency::sqlite::now_ms()).unwrap_or(0);
         let digest = self
             .digests
             .record(
-                old.map(|version| Entry::live(&policy.policy_id, version))
-                    .as_ref(),
-                &Entry::live(&policy.policy_id, policy.version).changed_at(changed_at),
+                old.as_ref(),
+                &Entry::live(id, policy.version).changed_at(changed_at),
             )
             .map_err(|error| backend("building the policy's consistency digest", error))?;
         let item = SnapshotItem {

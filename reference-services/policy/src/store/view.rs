@@ -31,7 +31,8 @@ pub(super) const POLICY_SET: &str = "policies";
 /// ([`dovetail_consistency::dynamodb::DynamoDbDigests`]), kept in each write's
 /// `TransactWriteItems`, each entry with the write's change time. Policies written before
 /// the store kept them have neither, so a check reports them missing from the owner
-/// (`ExtraInReplica` against a replica that has them); no backfill exists yet.
+/// (`ExtraInReplica` against a replica that has them) until their next write, which adds
+/// them; no backfill exists yet for those never written again.
 ///
 /// Get one from [`PolicyStore::consistency_view`](super::PolicyStore::consistency_view);
 /// check a replica against it with [`dovetail_consistency::Check`].

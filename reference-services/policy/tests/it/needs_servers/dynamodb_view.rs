@@ -1,7 +1,8 @@
 //! The policy service's consistency view on DynamoDB: the digest and entry items kept in
 //! each write's transaction follow every write (drafts, issues, cancels, a refused stale
 //! write, a write at any version) and agree with a `MemoryView` of the same policies;
-//! they are not kept for a write that was refused.
+//! they are not kept for a write that was refused; a policy written before them counts
+//! from its next write.
 
 use std::time::Duration;
 
@@ -12,16 +13,25 @@ use dovetail_policy::store::{PolicyStore, PolicyWrite, StoreError};
 use dovetail_service_kit::config::{StorageBackend, StorageConfig};
 use dovetail_service_kit::events::Transport;
 
-use crate::consistency_view::{memory_of, ranges, write_policies};
-use crate::store_promises::open_with;
+use dovetail_consistency::dynamodb::DynamoDbDigests;
 
-async fn open() -> PolicyStore {
+use crate::consistency_view::{memory_of, ranges, write_policies};
+use crate::store_promises::{new_policy, open_with};
+
+/// The store on a fresh table, and the table's name.
+async fn open_table() -> (PolicyStore, String) {
+    let table = dovetail_testkit::unique_name("policy-view");
     let mut storage = StorageConfig::default();
     storage.backend = StorageBackend::Dynamodb;
-    storage.dynamodb_table = Some(dovetail_testkit::unique_name("policy-view"));
-    open_with(&storage, &Transport::Aws(super::clients().await))
+    storage.dynamodb_table = Some(table.clone());
+    let store = open_with(&storage, &Transport::Aws(super::clients().await))
         .await
-        .0
+        .0;
+    (store, table)
+}
+
+async fn open() -> PolicyStore {
+    open_table().await.0
 }
 
 #[tokio::test]
@@ -104,4 +114,50 @@ async fn the_policy_view_on_dynamodb_follows_every_write() {
             "the owner says when each policy changed: {entry:?}"
         );
     }
+}
+
+/// A policy item without its entry (written by a build that predates the digests) is
+/// missing from the view, and counts, once, from its next write.
+#[tokio::test]
+async fn a_policy_written_before_the_digests_counts_from_its_next_write() {
+    let (store, table) = open_table().await;
+    let write = new_policy("cust-1");
+    store.write(write.clone()).await.unwrap();
+    let id = write.policy.id().to_owned();
+    // As an older build left it: the item, and no entry or digest.
+    let client = super::clients().await.dynamodb().clone();
+    let digests = DynamoDbDigests::new(&table, "policies");
+    client
+        .transact_write_items()
+        .set_transact_items(Some(digests.forget(&Entry::live(&id, 1)).unwrap().to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let view = store.consistency_view().unwrap();
+    assert_eq!(view.digest(BucketRange::FULL).await.unwrap().count, 0);
+
+    let issued = write.policy.issue().unwrap();
+    store
+        .write(PolicyWrite {
+            policy: issued.0.clone(),
+            change: issued.1,
+            expected: ExpectedVersion::Exactly(1),
+            request: None,
+        })
+        .await
+        .unwrap();
+    let memory = memory_of(&[issued.0]);
+    assert_eq!(
+        view.digest(BucketRange::FULL).await.unwrap(),
+        memory.digest_of(BucketRange::FULL)
+    );
+    let bucket = BucketRange::single(dovetail_consistency::bucket(&id)).unwrap();
+    let entries = view.entries(bucket).await.unwrap();
+    assert_eq!(
+        entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.version))
+            .collect::<Vec<_>>(),
+        [(id.as_str(), 2)]
+    );
 }
