@@ -50,14 +50,12 @@
 //!
 //! # Tables made before the digests
 //!
-//! Nothing here fills the items for data written before a store kept them (there is no
-//! backfill yet). Such an item has no entry and counts in no digest, so a check reports
-//! it as drift where the other side has it (on the owner's side, missing from the owner:
-//! `ExtraInReplica`; on a replica's, `MissingInReplica`), until its next write: a store
-//! that reads the state a write replaces with [`DynamoDbDigests::entry`] (rather than
-//! from the version the write expects) then adds it, and from then on it counts. For a
-//! replica, the owner's repair writes each item again; for an owner, each item's next
-//! write does.
+//! Items a store wrote before it kept digests have no entry and count in no digest. A
+//! store backfills them once with [`DynamoDbDigests::backfill`] (the service kit's
+//! `store::backfill_digests` scans a set's items and does so), each conditional on the
+//! item being unchanged and on it having no entry yet; and each write reads the entry it
+//! replaces with [`DynamoDbDigests::entry`], its entry `Put` conditional on that state, so
+//! a write and a backfill of one item never both count it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -129,11 +127,18 @@ impl DynamoDbDigests {
         &self.table
     }
 
+    /// The set's name.
+    pub fn set(&self) -> &str {
+        &self.set
+    }
+
     /// The two actions to add to the transaction of a write that took `new.key` from
     /// `old` (`None` for a new key) to `new`: the `Update` of its bucket's digest item
     /// (out with the old state, in with the new; tombstones count in neither) and the
-    /// `Put` of its entry item. Add them only when the write changes the item; their
-    /// transaction's other conditions decide whether they commit.
+    /// `Put` of its entry item, conditional on the entry being `old` still (absent for
+    /// `None`). Read `old` with [`entry`](Self::entry) (not from the version the write
+    /// expects: an item older than the digests has none). Add them only when the write
+    /// changes the item.
     ///
     /// # Errors
     /// The SDK's, when a request cannot be built (a bug).
@@ -160,14 +165,40 @@ impl DynamoDbDigests {
         if let Some(ms) = new.changed_at_ms {
             item.insert(CHANGED_AT_MS.to_owned(), AttributeValue::N(ms.to_string()));
         }
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .build()?;
+        let put = Put::builder().table_name(&self.table).set_item(Some(item));
+        // The entry must still be the `old` the digest takes out: a backfill or another
+        // writer in between cancels the transaction rather than skew the digest.
+        let put = match old {
+            None => put
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", &self.partition_key),
+            Some(old) => put
+                .condition_expression("#version = :old")
+                .expression_attribute_names("#version", VERSION)
+                .expression_attribute_values(":old", AttributeValue::N(old.version.to_string())),
+        };
         Ok([
             TransactWriteItem::builder().update(update).build(),
-            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().put(put.build()?).build(),
         ])
+    }
+
+    /// The actions that add `entry`, for an item written before its store kept digests,
+    /// in one transaction with `unchanged` (the caller's `ConditionCheck` that the item
+    /// is still at `entry.version`): the digest's `Update` and the entry's `Put`,
+    /// conditional on the item having no entry yet. Run by a backfill while the store is
+    /// written: a write that came first (and added the entry) or comes between (and
+    /// changes the item) cancels it, and the write's own actions are right.
+    ///
+    /// # Errors
+    /// The SDK's, when a request cannot be built (a bug).
+    pub fn backfill(
+        &self,
+        entry: &Entry,
+        unchanged: TransactWriteItem,
+    ) -> Result<[TransactWriteItem; 3], aws_sdk_dynamodb::error::BuildError> {
+        let [update, put] = self.record(None, entry)?;
+        Ok([unchanged, update, put])
     }
 
     /// The two actions to add to the transaction of a write that removes `old.key` for

@@ -33,6 +33,7 @@ use dovetail_service_kit::store::dynamodb::{
     KeyRecord, SNAPSHOT, ServiceTable, SnapshotIndex, SnapshotItem, SnapshotItems, VERSION,
     backend, number_of, open_table, string_of,
 };
+use dovetail_service_kit::store::{SetItems, backfill_digests};
 
 use super::view::{POLICY_REPLICA_SET, PolicyReplicaView};
 use super::{
@@ -84,7 +85,10 @@ pub struct DynamoDbClaimStore {
 
 impl DynamoDbClaimStore {
     /// Opens the table `table` (creating it, its indexes and its TTL when missing) for
-    /// the events of `source`, and the relay's store on its outbox.
+    /// the events of `source`, and the relay's store on its outbox; on the first open of
+    /// a table made before the consistency digests, adds the entry and digest of each
+    /// replicated policy (see
+    /// [`backfill_digests`](dovetail_service_kit::store::backfill_digests)).
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the table cannot be created or has other keys; the
@@ -96,9 +100,20 @@ impl DynamoDbClaimStore {
     ) -> Result<OpenedStore<Self>, StoreError> {
         let indexes = [CLAIMS.index(&POLICY_CLAIMS), CLAIMS.index(&CUSTOMER_CLAIMS)];
         let table = open_table(clients.dynamodb(), table, source, &indexes).await?;
+        let replica_digests = table.digests(POLICY_REPLICA_SET);
+        // A table made before the digests: its replicated policies' entries, once.
+        backfill_digests(
+            &table,
+            &replica_digests,
+            SetItems {
+                prefix: "policy#",
+                sort_key: REPLICA_SORT_KEY,
+            },
+        )
+        .await?;
         Ok(table.opened(crate::SERVICE, |table| Self {
-            replica_digests: table.digests(POLICY_REPLICA_SET),
             table,
+            replica_digests,
         }))
     }
 

@@ -32,8 +32,8 @@ pub(super) const POLICY_REPLICA_SET: &str = "policy-replica";
 /// On DynamoDB: the digest and entry items of the set `policy-replica`
 /// ([`dovetail_consistency::dynamodb::DynamoDbDigests`]), kept in the `TransactWriteItems`
 /// that applies a policy event. Replicated policies written before the store kept them
-/// have neither, so a check reports them missing from the replica until an event of
-/// theirs (or the owner's repair) writes them again, which adds them.
+/// are backfilled on the store's first open of the table
+/// ([`backfill_digests`](dovetail_service_kit::store::backfill_digests)).
 ///
 /// Get one from [`ClaimStore::policy_replica_view`](super::ClaimStore::policy_replica_view);
 /// check it against the policy service's with [`dovetail_consistency::Check`].

@@ -24,6 +24,7 @@ use dovetail_service_kit::aws::AwsClients;
 use dovetail_service_kit::store::dynamodb::{
     ServiceTable, SnapshotIndex, SnapshotItem, SnapshotItems, backend, open_table,
 };
+use dovetail_service_kit::store::{SetItems, backfill_digests};
 
 use super::view::{POLICY_SET, PolicyConsistencyView};
 use super::{OpenedStore, PolicyWrite, RepairReport, StoreError, WriteOutcome};
@@ -54,7 +55,10 @@ pub struct DynamoDbPolicyStore {
 
 impl DynamoDbPolicyStore {
     /// Opens the table `table` (creating it, its index and its TTL when missing) for the
-    /// events of `source`, with the relay's store on its outbox and its commit signal.
+    /// events of `source`, with the relay's store on its outbox and its commit signal;
+    /// on the first open of a table made before the consistency digests, adds the entry
+    /// and digest of each policy (see
+    /// [`backfill_digests`](dovetail_service_kit::store::backfill_digests)).
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the table cannot be created or has other keys; the
@@ -66,10 +70,18 @@ impl DynamoDbPolicyStore {
     ) -> Result<OpenedStore<Self>, StoreError> {
         let indexes = [POLICIES.index(&CUSTOMER_POLICIES)];
         let table = open_table(clients.dynamodb(), table, source, &indexes).await?;
-        Ok(table.opened(crate::SERVICE, |table| Self {
-            digests: table.digests(POLICY_SET),
-            table,
-        }))
+        let digests = table.digests(POLICY_SET);
+        // A table made before the digests: its policies' entries, once.
+        backfill_digests(
+            &table,
+            &digests,
+            SetItems {
+                prefix: "policy#",
+                sort_key: "policy",
+            },
+        )
+        .await?;
+        Ok(table.opened(crate::SERVICE, |table| Self { table, digests }))
     }
 
     /// See [`PolicyStore::write`](super::PolicyStore::write).

@@ -30,9 +30,8 @@ pub(super) const POLICY_SET: &str = "policies";
 /// On DynamoDB: the digest and entry items of the set `policies`
 /// ([`dovetail_consistency::dynamodb::DynamoDbDigests`]), kept in each write's
 /// `TransactWriteItems`, each entry with the write's change time. Policies written before
-/// the store kept them have neither, so a check reports them missing from the owner
-/// (`ExtraInReplica` against a replica that has them) until their next write, which adds
-/// them; no backfill exists yet for those never written again.
+/// the store kept them are backfilled on the store's first open of the table, without a
+/// change time ([`backfill_digests`](dovetail_service_kit::store::backfill_digests)).
 ///
 /// Get one from [`PolicyStore::consistency_view`](super::PolicyStore::consistency_view);
 /// check a replica against it with [`dovetail_consistency::Check`].

@@ -53,18 +53,23 @@ async fn open_policies() -> (PolicyStore, AnyOutboxStore) {
     (opened.store, opened.relay_store)
 }
 
-/// The claim store on a fresh table, and the table's name.
-async fn open_claims() -> (ClaimStore, String) {
-    let table = dovetail_testkit::unique_name("claim-view");
+/// The claim store on the table `table`, opened as the service opens it.
+async fn open_claims_on(table: &str) -> ClaimStore {
     let transport = Transport::Aws(super::clients().await);
-    let opened = ClaimStore::open(
-        &storage(&table),
+    ClaimStore::open(
+        &storage(table),
         &transport,
         Source::parse("claim-service").unwrap(),
     )
     .await
-    .unwrap();
-    (opened.store, table)
+    .unwrap()
+    .store
+}
+
+/// The claim store on a fresh table, and the table's name.
+async fn open_claims() -> (ClaimStore, String) {
+    let table = dovetail_testkit::unique_name("claim-view");
+    (open_claims_on(&table).await, table)
 }
 
 async fn commit(
@@ -217,6 +222,29 @@ impl HandEdits {
             .build()
             .unwrap();
         TransactWriteItem::builder().delete(delete).build()
+    }
+
+    /// The replica's item as a build before the digests left it: no entry, in no
+    /// digest, and no backfill done.
+    async fn before_the_digests(&self, policy_id: &str, version: u64) {
+        self.send(
+            self.digests
+                .forget(&Entry::live(policy_id, version))
+                .unwrap()
+                .to_vec(),
+        )
+        .await;
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(
+                "pk",
+                AttributeValue::S(format!("consistency#{REPLICA_SET}#backfill")),
+            )
+            .key("sk", AttributeValue::S("done".into()))
+            .send()
+            .await
+            .unwrap();
     }
 
     /// The replica lost the policy's item.
@@ -436,4 +464,41 @@ async fn a_check_while_both_sides_are_written_reports_no_false_drift() {
     let report = check(&owner, &replica, Duration::ZERO).await;
     assert!(report.is_consistent(), "{report:?}");
     println!("{rounds} policies written during 3 checks, {rechecked} keys left for a recheck");
+}
+
+/// A replica table made before the digests: a check against the owner reports its
+/// policies missing, until the claim store's next open backfills them, once.
+#[tokio::test]
+async fn a_replica_made_before_the_digests_is_backfilled_on_open() {
+    let (owner, outbox) = open_policies().await;
+    let (replica, replica_table) = open_claims().await;
+    let ids = write_policies(&owner, "old", 9).await;
+    let mut fed = HashSet::new();
+    feed_new(&outbox, &replica, &mut fed).await;
+    let edits = HandEdits::new(&replica_table).await;
+    for id in &ids[..5] {
+        let version = replica
+            .replicated_policy(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .policy
+            .version;
+        edits.before_the_digests(id, version).await;
+    }
+    let report = check(&owner, &replica, Duration::ZERO).await;
+    assert_eq!(report.differences.len(), 5, "{report:?}");
+    assert!(
+        report
+            .differences
+            .iter()
+            .all(|d| matches!(d.drift, Drift::MissingInReplica { .. })),
+        "{report:?}"
+    );
+
+    for _ in 0..2 {
+        let replica = open_claims_on(&replica_table).await;
+        let report = check(&owner, &replica, Duration::ZERO).await;
+        assert!(report.is_consistent(), "{report:?}");
+    }
 }

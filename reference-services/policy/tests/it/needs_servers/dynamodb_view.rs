@@ -2,7 +2,7 @@
 //! each write's transaction follow every write (drafts, issues, cancels, a refused stale
 //! write, a write at any version) and agree with a `MemoryView` of the same policies;
 //! they are not kept for a write that was refused; a policy written before them counts
-//! from its next write.
+//! from its next write, and a table made before them is backfilled once on open.
 
 use std::time::Duration;
 
@@ -13,21 +13,57 @@ use dovetail_policy::store::{PolicyStore, PolicyWrite, StoreError};
 use dovetail_service_kit::config::{StorageBackend, StorageConfig};
 use dovetail_service_kit::events::Transport;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use dovetail_consistency::dynamodb::DynamoDbDigests;
 
 use crate::consistency_view::{memory_of, ranges, write_policies};
 use crate::store_promises::{new_policy, open_with};
 
+/// The store on the table `table`, opened as the service opens it.
+async fn open_on(table: &str) -> PolicyStore {
+    let mut storage = StorageConfig::default();
+    storage.backend = StorageBackend::Dynamodb;
+    storage.dynamodb_table = Some(table.to_owned());
+    open_with(&storage, &Transport::Aws(super::clients().await))
+        .await
+        .0
+}
+
 /// The store on a fresh table, and the table's name.
 async fn open_table() -> (PolicyStore, String) {
     let table = dovetail_testkit::unique_name("policy-view");
-    let mut storage = StorageConfig::default();
-    storage.backend = StorageBackend::Dynamodb;
-    storage.dynamodb_table = Some(table.clone());
-    let store = open_with(&storage, &Transport::Aws(super::clients().await))
+    (open_on(&table).await, table)
+}
+
+/// Takes the entries and digests of `policies` (each at its version) out of `table`, and
+/// its backfill's marker: the table as a build that predates the digests left it.
+async fn as_before_the_digests(table: &str, policies: &[Policy]) {
+    let client = super::clients().await.dynamodb().clone();
+    let digests = DynamoDbDigests::new(table, "policies");
+    for policy in policies {
+        client
+            .transact_write_items()
+            .set_transact_items(Some(
+                digests
+                    .forget(&Entry::live(policy.id(), policy.version()))
+                    .unwrap()
+                    .to_vec(),
+            ))
+            .send()
+            .await
+            .unwrap();
+    }
+    client
+        .delete_item()
+        .table_name(table)
+        .key(
+            "pk",
+            AttributeValue::S("consistency#policies#backfill".into()),
+        )
+        .key("sk", AttributeValue::S("done".into()))
+        .send()
         .await
-        .0;
-    (store, table)
+        .unwrap();
 }
 
 async fn open() -> PolicyStore {
@@ -124,15 +160,7 @@ async fn a_policy_written_before_the_digests_counts_from_its_next_write() {
     let write = new_policy("cust-1");
     store.write(write.clone()).await.unwrap();
     let id = write.policy.id().to_owned();
-    // As an older build left it: the item, and no entry or digest.
-    let client = super::clients().await.dynamodb().clone();
-    let digests = DynamoDbDigests::new(&table, "policies");
-    client
-        .transact_write_items()
-        .set_transact_items(Some(digests.forget(&Entry::live(&id, 1)).unwrap().to_vec()))
-        .send()
-        .await
-        .unwrap();
+    as_before_the_digests(&table, std::slice::from_ref(&write.policy)).await;
     let view = store.consistency_view().unwrap();
     assert_eq!(view.digest(BucketRange::FULL).await.unwrap().count, 0);
 
@@ -160,4 +188,45 @@ async fn a_policy_written_before_the_digests_counts_from_its_next_write() {
             .collect::<Vec<_>>(),
         [(id.as_str(), 2)]
     );
+}
+
+/// A table made before the digests gets its policies' entries on the store's next open,
+/// once: opening it again adds nothing.
+#[tokio::test]
+async fn a_table_made_before_the_digests_is_backfilled_once_on_open() {
+    let (store, table) = open_table().await;
+    let policies = write_policies(&store, 12).await;
+    as_before_the_digests(&table, &policies[..8]).await;
+    let view = store.consistency_view().unwrap();
+    assert_eq!(view.digest(BucketRange::FULL).await.unwrap().count, 4);
+
+    let memory = memory_of(&policies);
+    for _ in 0..2 {
+        let store = open_on(&table).await;
+        let view = store.consistency_view().unwrap();
+        assert_eq!(
+            view.digest(BucketRange::FULL).await.unwrap(),
+            memory.digest_of(BucketRange::FULL)
+        );
+        let config = CheckConfig {
+            expected_lag: Duration::ZERO,
+            ..CheckConfig::default()
+        };
+        let report = Check::new(&view, &memory, config).run().await.unwrap();
+        assert!(report.is_consistent(), "{report:?}");
+    }
+    // Backfilled entries have no change time; written ones do.
+    let mut times = 0;
+    for policy in &policies {
+        let bucket = BucketRange::single(dovetail_consistency::bucket(policy.id())).unwrap();
+        let entries = store
+            .consistency_view()
+            .unwrap()
+            .entries(bucket)
+            .await
+            .unwrap();
+        let entry = entries.iter().find(|e| e.key == policy.id()).unwrap();
+        times += usize::from(entry.changed_at_ms.is_some());
+    }
+    assert_eq!(times, 4);
 }
