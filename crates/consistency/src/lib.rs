@@ -77,8 +77,8 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `sqlite` | [`sqlite::SqliteDigests`]: the bucket column, per-bucket digest table, migration, digest and entry reads of a SQLite table, for a [`View`] over it; with `runner`, `SqliteRunStore` |
+//! | `dynamodb` | [`dynamodb::DynamoDbDigests`]: per-bucket digest items and entry items of a set of DynamoDB items, kept in each write's `TransactWriteItems`; [`dynamodb::DynamoDbView`] reads them; with `runner`, `DynamoDbRunStore`: run records and the lease in a DynamoDB table |
 //! | `runner` | `Runner`: scheduled and requested runs of many [`Check`]s and `Invariant`s, one runner at a time under a lease, repair through the owner (`Repair`), run records (`RunStore`, `MemoryRunStore`), metrics (`runner::metrics`) |
-//! | `dynamodb` | with `runner`, `DynamoDbRunStore`: run records and the lease in a DynamoDB table |
 //! | `http` | `runner::http::router`: the staff endpoints `POST /admin/consistency/runs`, `GET /admin/consistency/runs[/{id}]` |
 //!
 //! A check never writes: repair goes through the owner, which republishes its current
@@ -89,6 +89,8 @@ mod bucket;
 mod check;
 mod diff;
 mod digest;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 mod error;
 mod memory;
 mod report;

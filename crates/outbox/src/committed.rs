@@ -1,7 +1,7 @@
 //! [`Committed`]: what a unit of work reports once its events are in the outbox, the same
 //! type whichever database holds them.
 
-use dovetail_events::envelope::{AggregateRef, Envelope};
+use dovetail_events::envelope::{AggregateRef, Envelope, EventId};
 
 use crate::Position;
 
@@ -47,6 +47,9 @@ pub struct Committed {
     envelopes: Vec<Envelope>,
     positions: Option<Vec<Position>>,
     versions: Vec<(AggregateRef, u64)>,
+    /// The ids of the envelopes that are republished snapshots (DynamoDB keys their
+    /// records apart from the first record at the same sequence).
+    republished: Vec<EventId>,
 }
 
 impl Committed {
@@ -62,17 +65,29 @@ impl Committed {
             envelopes,
             positions: Some(positions),
             versions,
+            republished: Vec::new(),
         }
     }
 
     /// What a unit of work whose store hands out positions itself (DynamoDB) reports.
     #[cfg(feature = "dynamodb")]
-    pub(crate) fn unnumbered(envelopes: Vec<Envelope>, versions: Vec<(AggregateRef, u64)>) -> Self {
+    pub(crate) fn unnumbered(
+        envelopes: Vec<Envelope>,
+        versions: Vec<(AggregateRef, u64)>,
+        republished: Vec<EventId>,
+    ) -> Self {
         Self {
             envelopes,
             positions: None,
             versions,
+            republished,
         }
+    }
+
+    /// Whether the event `id` of this commit is a republished snapshot (DynamoDB's).
+    #[cfg(feature = "dynamodb")]
+    pub(crate) fn is_republished(&self, id: EventId) -> bool {
+        self.republished.contains(&id)
     }
 
     /// The events, in the order they were appended, with their ids and stamped sequences.

@@ -19,7 +19,7 @@
 //!
 //! An event the replica never applied (dead-lettered and not replayed, published before
 //! the subscription existed) leaves it behind for good, which no lag metric shows. On
-//! SQLite, [`ClaimStore::policy_replica_view`] gives the replica's
+//! either backend, [`ClaimStore::policy_replica_view`] gives the replica's
 //! [`dovetail_consistency::View`], kept in the transaction that applies each event;
 //! checked against the policy service's
 //! ([`dovetail_consistency::Check`]), it names each policy the replica lacks, holds at

@@ -6,10 +6,16 @@
 mod backend;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
+#[cfg(feature = "aws")]
+mod dynamodb_backfill;
 pub mod sqlite;
 mod sqlite_view;
+mod table_view;
 
+#[cfg(feature = "aws")]
+pub use dynamodb_backfill::{SetItems, backfill_digests};
 pub use sqlite_view::SqliteTableView;
+pub use table_view::TableView;
 
 pub use backend::{Backend, ServiceStore, open_store};
 

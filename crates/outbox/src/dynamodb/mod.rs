@@ -8,7 +8,7 @@
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
 //! | aggregate version | `aggregate#<type>#<id>` | `version` | `version` (its last sequence) |
-//! | outbox record | `outbox#<shard>` | `<type>#<id>#<sequence, 20 digits>` | `envelope` (JSON), `event_id`, `committed_at` (ms), `state` (`pending`/`published`), `attempts`, `retry_at` (ms or NULL), `parked`, `last_error`, TTL `expires_at` (s, once published) |
+//! | outbox record | `outbox#<shard>` | `<type>#<id>#<sequence, 20 digits>`, and for a republished snapshot `#r<event id, 32 hex digits>` after it | `envelope` (JSON), `event_id`, `committed_at` (ms), `state` (`pending`/`published`), `attempts`, `retry_at` (ms or NULL), `parked`, `last_error`, TTL `expires_at` (s, once published) |
 //! | relay lease | `outbox-lease` | lease name | `owner`, `fencing_token`, `held_until` (ms) |
 //!
 //! An aggregate's records share a shard (a stable hash of the aggregate), so one strongly
@@ -216,6 +216,38 @@ fn record_sort_key(aggregate_type: &str, aggregate_id: &str, sequence: u64) -> S
     format!("{aggregate_type}#{aggregate_id}#{sequence:020}")
 }
 
+/// The sort key of a republished record (see
+/// [`DynamoDbUnitOfWork::republish`]): the first record's at the same sequence, then
+/// `#r` and the event id's 32 hex digits. It sorts after that first record and before the
+/// aggregate's next sequence (`#` and digits sort before nothing longer), and
+/// republishes at one sequence in the order of their (UUIDv7, time-ordered) ids.
+fn republished_sort_key(
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: u64,
+    event_id: dovetail_events::envelope::EventId,
+) -> String {
+    format!(
+        "{}#r{}",
+        record_sort_key(aggregate_type, aggregate_id, sequence),
+        event_id.as_uuid().simple()
+    )
+}
+
+/// The sort key of `envelope`'s record, `republished` or not.
+fn envelope_sort_key(envelope: &dovetail_events::envelope::Envelope, republished: bool) -> String {
+    let (aggregate_type, aggregate_id) = (
+        envelope.aggregate_type().as_str(),
+        envelope.aggregate_id().as_str(),
+    );
+    let sequence = envelope.sequence().get();
+    if republished {
+        republished_sort_key(aggregate_type, aggregate_id, sequence, envelope.id())
+    } else {
+        record_sort_key(aggregate_type, aggregate_id, sequence)
+    }
+}
+
 /// A service's outbox on DynamoDB: begins [units of work](DynamoDbUnitOfWork), creates
 /// the table, and tells a relay in the same process when one commits.
 ///
@@ -345,6 +377,28 @@ mod tests {
         assert_eq!(config(0).shard_of("policy", "pol-1"), 0);
         // The type and id are separated, so `ab`/`c` and `a`/`bc` differ in general.
         assert_eq!(config(1).shard_of("a", "bc"), 0);
+    }
+
+    #[test]
+    fn republished_records_sort_between_their_sequence_and_the_next() {
+        let first = dovetail_events::envelope::EventId::generate();
+        let later = dovetail_events::envelope::EventId::generate();
+        let mut keys = vec![
+            record_sort_key("policy", "p", 10),
+            republished_sort_key("policy", "p", 9, later),
+            record_sort_key("policy", "p", 9),
+            republished_sort_key("policy", "p", 9, first),
+        ];
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                record_sort_key("policy", "p", 9),
+                republished_sort_key("policy", "p", 9, first),
+                republished_sort_key("policy", "p", 9, later),
+                record_sort_key("policy", "p", 10),
+            ]
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@ use dovetail_events::envelope::{Envelope, EventId};
 
 use super::{
     ATTEMPTS, COMMITTED_AT, DynamoDbOutboxConfig, ENVELOPE, FENCING_TOKEN, HELD_UNTIL,
-    LEASE_PARTITION, OWNER, PARKED, PENDING, PUBLISHED, RETRY_AT, epoch_ms, number, number_of,
-    record_sort_key, shard_partition, storage, string_of, time_of,
+    LEASE_PARTITION, OWNER, PARKED, PENDING, PUBLISHED, RETRY_AT, envelope_sort_key, epoch_ms,
+    number, number_of, shard_partition, storage, string_of, time_of,
 };
 use crate::{
     Committed, Failure, OutboxBacklog, OutboxError, OutboxRecord, OutboxStore, Position, RelayLease,
@@ -41,7 +41,7 @@ const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailed";
 ///   same store. [`positions_of`](Self::positions_of) hands them out for records a
 ///   caller committed itself.
 /// - **Order**: each aggregate's records come in sequence order (its records share a
-///   shard); across aggregates, by commit time, then event id. Clocks of different
+///   shard), a republished record right after the first record at its sequence; across aggregates, by commit time, then event id. Clocks of different
 ///   writers may disagree: an aggregate's record is never placed before its predecessor
 ///   whatever the clocks say.
 /// - **Marks** are `TransactWriteItems` of up to 99 updates plus a `ConditionCheck` of
@@ -160,7 +160,9 @@ impl DynamoDbOutboxStore {
         committed
             .envelopes()
             .iter()
-            .map(|envelope| handles.intern(&self.key_of(envelope)))
+            .map(|envelope| {
+                handles.intern(&self.key_of(envelope, committed.is_republished(envelope.id())))
+            })
             .collect()
     }
 
@@ -196,12 +198,13 @@ impl DynamoDbOutboxStore {
         }
     }
 
-    fn key_of(&self, envelope: &Envelope) -> RecordKey {
-        let aggregate_type = envelope.aggregate_type().as_str();
-        let aggregate_id = envelope.aggregate_id().as_str();
+    fn key_of(&self, envelope: &Envelope, republished: bool) -> RecordKey {
         RecordKey {
-            shard: self.config.shard_of(aggregate_type, aggregate_id),
-            sort_key: record_sort_key(aggregate_type, aggregate_id, envelope.sequence().get()),
+            shard: self.config.shard_of(
+                envelope.aggregate_type().as_str(),
+                envelope.aggregate_id().as_str(),
+            ),
+            sort_key: envelope_sort_key(envelope, republished),
         }
     }
 
@@ -459,7 +462,9 @@ impl DynamoDbOutboxStore {
         // predecessor whatever the writers' clocks said.
         let mut ready: Vec<((u64, EventId), u64, Stored)> = Vec::new();
         for (_, mut records) in aggregates {
-            records.sort_by_key(|stored| stored.envelope.sequence());
+            // In sort key order: by sequence, and a republished record right after the
+            // first record at its sequence (see `republished_sort_key`).
+            records.sort_by(|a, b| a.key.sort_key.cmp(&b.key.sort_key));
             let mut place: Option<(u64, EventId)> = None;
             for stored in records {
                 let waiting = stored.retry_at.is_some_and(|at| at > now);
@@ -488,6 +493,7 @@ impl DynamoDbOutboxStore {
                         .cmp(b.envelope.aggregate_id().as_str())
                 })
                 .then_with(|| a_sequence.cmp(b_sequence))
+                .then_with(|| a.key.sort_key.cmp(&b.key.sort_key))
         });
         ready.truncate(limit);
 

@@ -298,9 +298,9 @@ impl<'c> SqliteUnitOfWork<'c> {
     /// newest record: it is published after every record of the aggregate committed
     /// before it (and waits behind one of them that is failing or parked), and before the
     /// aggregate's records of later units of work, which carry higher sequences. Nothing
-    /// in the relay looks at sequences, so the repeated one needs no special case. (Not
-    /// so on DynamoDB, whose outbox items are keyed and ordered by sequence: its unit of
-    /// work has no republish yet.)
+    /// in the relay looks at sequences, so the repeated one needs no special case. (On
+    /// DynamoDB, whose outbox items are keyed and ordered by sequence, a republished
+    /// record gets a key of its own: see `DynamoDbUnitOfWork::republish`.)
     ///
     /// # What is checked
     /// When it is called, in [`transaction`](Self::transaction), which holds the write

@@ -8,6 +8,7 @@
 //! |---|---|---|---|
 //! | claim | `claim#<claim id>` | `claim` | `claim_id`, `policy_id`, `customer_id`, `version` (N), `snapshot` (the claim's JSON) |
 //! | replicated policy | `policy#<policy id>` | `replica` | `version` (N), `snapshot` (the policy's JSON), `event_id`, `replicated_at_ms` (N) |
+//! | consistency digests and entries of the replica | `consistency#policy-replica#...` | | see [`dovetail_consistency::dynamodb`]: written in the transaction that applies a policy event |
 //!
 //! Claims are listed through two global secondary indexes, `by-policy` (`policy_id`,
 //! `claim_id`) and `by-customer` (`customer_id`, `claim_id`); only claim items have a
@@ -21,6 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
+use dovetail_consistency::Entry;
+use dovetail_consistency::dynamodb::DynamoDbDigests;
 use dovetail_contracts::claim::ClaimSnapshot;
 use dovetail_contracts::policy::PolicySnapshot;
 use dovetail_events::envelope::{EventId, Source};
@@ -30,7 +33,9 @@ use dovetail_service_kit::store::dynamodb::{
     KeyRecord, SNAPSHOT, ServiceTable, SnapshotIndex, SnapshotItem, SnapshotItems, VERSION,
     backend, number_of, open_table, string_of,
 };
+use dovetail_service_kit::store::{SetItems, backfill_digests};
 
+use super::view::{POLICY_REPLICA_SET, PolicyReplicaView};
 use super::{
     ClaimFilter, ClaimWrite, OpenedStore, ReplicaOutcome, ReplicatedPolicy, StoreError,
     WriteOutcome, replica_key,
@@ -75,11 +80,15 @@ const REPLICA_ATTEMPTS: usize = 5;
 #[derive(Debug, Clone)]
 pub struct DynamoDbClaimStore {
     table: ServiceTable,
+    replica_digests: DynamoDbDigests,
 }
 
 impl DynamoDbClaimStore {
     /// Opens the table `table` (creating it, its indexes and its TTL when missing) for
-    /// the events of `source`, and the relay's store on its outbox.
+    /// the events of `source`, and the relay's store on its outbox; on the first open of
+    /// a table made before the consistency digests, adds the entry and digest of each
+    /// replicated policy (see
+    /// [`backfill_digests`](dovetail_service_kit::store::backfill_digests)).
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the table cannot be created or has other keys; the
@@ -91,7 +100,21 @@ impl DynamoDbClaimStore {
     ) -> Result<OpenedStore<Self>, StoreError> {
         let indexes = [CLAIMS.index(&POLICY_CLAIMS), CLAIMS.index(&CUSTOMER_CLAIMS)];
         let table = open_table(clients.dynamodb(), table, source, &indexes).await?;
-        Ok(table.opened(crate::SERVICE, |table| Self { table }))
+        let replica_digests = table.digests(POLICY_REPLICA_SET);
+        // A table made before the digests: its replicated policies' entries, once.
+        backfill_digests(
+            &table,
+            &replica_digests,
+            SetItems {
+                prefix: "policy#",
+                sort_key: REPLICA_SORT_KEY,
+            },
+        )
+        .await?;
+        Ok(table.opened(crate::SERVICE, |table| Self {
+            table,
+            replica_digests,
+        }))
     }
 
     /// See [`ClaimStore::write`](super::ClaimStore::write).
@@ -177,10 +200,11 @@ impl DynamoDbClaimStore {
     /// See [`ClaimStore::apply_policy`](super::ClaimStore::apply_policy).
     ///
     /// Reads the event's marker and the replica's version, then commits the marker with
-    /// either the new replica item (conditional on the replica still being older) or a
-    /// check that the replica is still as new (a late event: nothing changes but the
-    /// marker). When either changed meanwhile, the transaction is cancelled and it looks
-    /// again.
+    /// either the new replica item (conditional on the replica still being at the version
+    /// read, which its bucket's consistency digest, updated in the same transaction, takes
+    /// out) or a check that the replica is still as new (a late event: nothing changes
+    /// but the marker). When either changed meanwhile, the transaction is cancelled and it
+    /// looks again.
     pub(super) async fn apply_policy(
         &self,
         event_id: EventId,
@@ -214,20 +238,35 @@ impl DynamoDbClaimStore {
                 .table
                 .version_of(self.replica_item_key(&policy.policy_id))
                 .await?;
-            let (action, outcome) = if current.is_none_or(|version| version < policy.version) {
-                (
-                    self.replica_put(event_id, &policy)?,
-                    ReplicaOutcome::Applied,
-                )
+            let (actions, outcome) = if current.is_none_or(|version| version < policy.version) {
+                let mut actions = vec![self.replica_put(event_id, &policy, current)?];
+                // The replica's bucket digest, from the entry it replaces (none for an
+                // item older than the digests, which is then added), guarded by the
+                // put's condition on the version read.
+                let old = self
+                    .replica_digests
+                    .entry(self.table.client(), &policy.policy_id)
+                    .await
+                    .map_err(|error| backend("reading the replica's consistency entry", error))?;
+                actions.extend(
+                    self.replica_digests
+                        .record(
+                            old.as_ref(),
+                            &Entry::live(&policy.policy_id, policy.version),
+                        )
+                        .map_err(|error| {
+                            backend("building the replica's consistency digest", error)
+                        })?,
+                );
+                (actions, ReplicaOutcome::Applied)
             } else {
-                (self.replica_as_new(&policy)?, ReplicaOutcome::Stale)
+                (vec![self.replica_as_new(&policy)?], ReplicaOutcome::Stale)
             };
             let sent = self
                 .table
                 .client()
                 .transact_write_items()
-                .transact_items(marker)
-                .transact_items(action)
+                .set_transact_items(Some(std::iter::once(marker).chain(actions).collect()))
                 .send()
                 .await;
             match sent {
@@ -260,6 +299,11 @@ impl DynamoDbClaimStore {
         ))
     }
 
+    /// The consistency view of the policy replica in this table.
+    pub fn policy_replica_view(&self) -> PolicyReplicaView {
+        self.table.consistency_view(self.replica_digests.clone())
+    }
+
     /// See [`ClaimStore::ping`](super::ClaimStore::ping).
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         self.table.ping().await
@@ -270,11 +314,13 @@ impl DynamoDbClaimStore {
             .key(format!("policy#{policy_id}"), REPLICA_SORT_KEY)
     }
 
-    /// The replica's new item, conditional on the replica being older (or absent).
+    /// The replica's new item, conditional on the replica being still at `current`, the
+    /// version read (absent for `None`), so that its digest takes that version out.
     fn replica_put(
         &self,
         event_id: EventId,
         policy: &PolicySnapshot,
+        current: Option<u64>,
     ) -> Result<TransactWriteItem, StoreError> {
         let json = serde_json::to_string(policy).map_err(|error| {
             StoreError::backend(format!("serializing policy {}", policy.policy_id), error)
@@ -299,11 +345,17 @@ impl DynamoDbClaimStore {
         ]);
         let put = Put::builder()
             .table_name(self.table.name())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk) OR #version < :version")
-            .expression_attribute_names("#pk", &self.table.outbox().config().partition_key)
-            .expression_attribute_names("#version", VERSION)
-            .expression_attribute_values(":version", AttributeValue::N(policy.version.to_string()))
+            .set_item(Some(item));
+        let put = match current {
+            None => put
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", &self.table.outbox().config().partition_key),
+            Some(current) => put
+                .condition_expression("#version = :current")
+                .expression_attribute_names("#version", VERSION)
+                .expression_attribute_values(":current", AttributeValue::N(current.to_string())),
+        };
+        let put = put
             .build()
             .map_err(|error| backend("building the replica's item", error))?;
         Ok(TransactWriteItem::builder().put(put).build())

@@ -202,10 +202,13 @@ impl ClaimStore {
     }
 
     /// The [`View`](dovetail_consistency::View) of the policy replica, to check it against
-    /// the policy service's, on SQLite; `None` on DynamoDB, which has no view yet.
+    /// the policy service's, on either backend; `None` only for a DynamoDB store in a
+    /// build without the `aws` feature, which cannot exist.
     pub fn policy_replica_view(&self) -> Option<PolicyReplicaView> {
         match &self.0 {
             Backend::Sqlite(store) => Some(store.policy_replica_view()),
+            #[cfg(feature = "aws")]
+            Backend::DynamoDb(store) => Some(store.policy_replica_view()),
             #[allow(unreachable_patterns)] // only the DynamoDB store without `aws`
             _ => None,
         }

@@ -306,7 +306,8 @@ impl SqliteClaimStore {
 
     /// The consistency view of the policy replica in this file.
     pub fn policy_replica_view(&self) -> PolicyReplicaView {
-        PolicyReplicaView::new(self.connection.clone(), POLICY_REPLICA)
+        dovetail_service_kit::store::SqliteTableView::new(self.connection.clone(), POLICY_REPLICA)
+            .into()
     }
 
     /// See [`ClaimStore::ping`](super::ClaimStore::ping).

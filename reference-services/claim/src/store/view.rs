@@ -3,7 +3,7 @@
 //! [`ClaimConsistencyView`], its own claims, the source of truth their replicas (the
 //! search index) are checked against.
 
-use dovetail_service_kit::store::SqliteTableView;
+use dovetail_service_kit::store::{SqliteTableView, TableView};
 
 use dovetail_consistency::sqlite::SqliteDigests;
 
@@ -19,14 +19,27 @@ pub(super) const POLICY_REPLICA: SqliteDigests = SqliteDigests {
     changed_at: None,
 };
 
-/// The replica's [`View`](dovetail_consistency::View) of policies on the claim service's
-/// SQLite file: digests from `policy_replica_buckets` (one row per bucket, kept in the
-/// transaction that applies a policy event), entries from `policy_replica` by its `(bucket,
-/// policy_id)` index.
+/// The set of the policy replica's digests and entries in the DynamoDB table (see
+/// [`dovetail_consistency::dynamodb`]), named for the replica, as on SQLite, because the
+/// table holds the claims too.
+#[cfg(feature = "aws")]
+pub(super) const POLICY_REPLICA_SET: &str = "policy-replica";
+
+/// The replica's [`View`](dovetail_consistency::View) of policies.
+///
+/// On SQLite: digests from `policy_replica_buckets` (one row per bucket, kept in the
+/// transaction that applies a policy event), entries from `policy_replica` by its
+/// `(bucket, policy_id)` index.
+///
+/// On DynamoDB: the digest and entry items of the set `policy-replica`
+/// ([`dovetail_consistency::dynamodb::DynamoDbDigests`]), kept in the `TransactWriteItems`
+/// that applies a policy event. Replicated policies written before the store kept them
+/// are backfilled on the store's first open of the table
+/// ([`backfill_digests`](dovetail_service_kit::store::backfill_digests)).
 ///
 /// Get one from [`ClaimStore::policy_replica_view`](super::ClaimStore::policy_replica_view);
 /// check it against the policy service's with [`dovetail_consistency::Check`].
-pub type PolicyReplicaView = SqliteTableView;
+pub type PolicyReplicaView = TableView;
 
 /// The `claims` table as a check's entries: key the claim id, version the claim's,
 /// change time when this service last wrote it. Claims are never deleted (a claim ends

@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use dovetail_consistency::dynamodb::{DynamoDbDigests, DynamoDbView};
 use dovetail_events::envelope::Source;
 use dovetail_events::idempotency::{
     DynamoDbIdempotencyConfig, DynamoDbIdempotencyStore, Fingerprint, IdempotencyKey, StoredOutcome,
@@ -31,7 +32,9 @@ use dovetail_outbox::dynamodb::{DynamoDbOutbox, DynamoDbOutboxConfig, DynamoDbUn
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{IDEMPOTENCY_RETENTION, OpenedStore, RequestRecord, StoreError, WriteOutcome};
+use super::{
+    IDEMPOTENCY_RETENTION, OpenedStore, RequestRecord, StoreError, TableView, WriteOutcome,
+};
 use crate::RecordedResponse;
 
 /// The partition key prefix of request records.
@@ -111,6 +114,21 @@ impl ServiceTable {
     /// The table's name.
     pub fn name(&self) -> &str {
         &self.outbox.config().table
+    }
+
+    /// Where the consistency digests and entries of the set `set` (such as `policies`)
+    /// live in this table: see [`DynamoDbDigests`]. Keep them in each write's unit of
+    /// work ([`DynamoDbDigests::record`]), and read them through
+    /// [`consistency_view`](Self::consistency_view).
+    pub fn digests(&self, set: &str) -> DynamoDbDigests {
+        let config = self.outbox.config();
+        DynamoDbDigests::new(self.name(), set)
+            .with_keys(config.partition_key.clone(), config.sort_key.clone())
+    }
+
+    /// The consistency check's view of `digests`' set, read on this table's client.
+    pub fn consistency_view(&self, digests: DynamoDbDigests) -> TableView {
+        TableView::DynamoDb(DynamoDbView::new(self.client.clone(), digests))
     }
 
     /// The key of the item `pk`/`sk` in the table's key attributes.

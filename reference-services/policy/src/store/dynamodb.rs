@@ -6,6 +6,7 @@
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
 //! | policy | `policy#<policy id>` | `policy` | `policy_id`, `customer_id`, `version` (N), `snapshot` (the policy's JSON) |
+//! | consistency digests and entries | `consistency#policies#...` | | see [`dovetail_consistency::dynamodb`]: one digest item per bucket and one entry item per policy, both written in each policy write's transaction |
 //!
 //! The global secondary index `by-customer` (partition key `customer_id`, sort key
 //! `policy_id`, every attribute projected) lists a customer's policies in id order; only
@@ -14,14 +15,19 @@
 //! may be missing from a listing for a moment (usually well under a second), while
 //! [`get`](super::PolicyStore::get) reads strongly consistently.
 
+use dovetail_consistency::Entry;
+use dovetail_consistency::dynamodb::DynamoDbDigests;
 use dovetail_contracts::policy::PolicySnapshot;
-use dovetail_events::envelope::Source;
+use dovetail_events::envelope::{EventId, Source};
+use dovetail_outbox::ExpectedVersion;
 use dovetail_service_kit::aws::AwsClients;
 use dovetail_service_kit::store::dynamodb::{
-    ServiceTable, SnapshotIndex, SnapshotItem, SnapshotItems, open_table,
+    ServiceTable, SnapshotIndex, SnapshotItem, SnapshotItems, backend, open_table,
 };
+use dovetail_service_kit::store::{SetItems, backfill_digests};
 
-use super::{OpenedStore, PolicyWrite, StoreError, WriteOutcome};
+use super::view::{POLICY_SET, PolicyConsistencyView};
+use super::{OpenedStore, PolicyWrite, RepairReport, StoreError, WriteOutcome};
 use crate::domain::Policy;
 
 /// The index listing a customer's policies.
@@ -30,7 +36,8 @@ pub const BY_CUSTOMER: &str = "by-customer";
 const CUSTOMER_ID: &str = "customer_id";
 
 /// The policy items: `policy#<id>`/`policy`, with `policy_id`.
-const POLICIES: SnapshotItems<PolicySnapshot> = SnapshotItems::new("policy", "policy_id");
+pub(super) const POLICIES: SnapshotItems<PolicySnapshot> =
+    SnapshotItems::new("policy", "policy_id");
 /// A customer's policies.
 const CUSTOMER_POLICIES: SnapshotIndex = SnapshotIndex {
     name: BY_CUSTOMER,
@@ -38,15 +45,20 @@ const CUSTOMER_POLICIES: SnapshotIndex = SnapshotIndex {
 };
 
 /// Policies in a DynamoDB table: one item per policy, written in the same
-/// `TransactWriteItems` as the policy's event and the request's record.
+/// `TransactWriteItems` as the policy's event, the request's record, and the policy's
+/// consistency digest and entry.
 #[derive(Debug, Clone)]
 pub struct DynamoDbPolicyStore {
     table: ServiceTable,
+    digests: DynamoDbDigests,
 }
 
 impl DynamoDbPolicyStore {
     /// Opens the table `table` (creating it, its index and its TTL when missing) for the
-    /// events of `source`, with the relay's store on its outbox and its commit signal.
+    /// events of `source`, with the relay's store on its outbox and its commit signal;
+    /// on the first open of a table made before the consistency digests, adds the entry
+    /// and digest of each policy (see
+    /// [`backfill_digests`](dovetail_service_kit::store::backfill_digests)).
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the table cannot be created or has other keys; the
@@ -58,12 +70,57 @@ impl DynamoDbPolicyStore {
     ) -> Result<OpenedStore<Self>, StoreError> {
         let indexes = [POLICIES.index(&CUSTOMER_POLICIES)];
         let table = open_table(clients.dynamodb(), table, source, &indexes).await?;
-        Ok(table.opened(crate::SERVICE, |table| Self { table }))
+        let digests = table.digests(POLICY_SET);
+        // A table made before the digests: its policies' entries, once.
+        backfill_digests(
+            &table,
+            &digests,
+            SetItems {
+                prefix: "policy#",
+                sort_key: "policy",
+            },
+        )
+        .await?;
+        Ok(table.opened(crate::SERVICE, |table| Self { table, digests }))
     }
 
     /// See [`PolicyStore::write`](super::PolicyStore::write).
+    ///
+    /// The policy's bucket digest moves from its old entry to its new one in the same
+    /// transaction. The old entry is read first (strongly consistent), so a policy
+    /// written before the store kept digests is added on its next write rather than
+    /// taken out of a digest it was never in; the policy item's condition (the version
+    /// the write expects) keeps another write from coming between. A write that expects
+    /// [`ExpectedVersion::Any`] is checked against the version it read (a
+    /// [`StoreError::VersionConflict`] when another write came between), for the same
+    /// reason.
     pub(super) async fn write(&self, write: PolicyWrite) -> Result<WriteOutcome, StoreError> {
         let policy = write.policy.snapshot();
+        let id = &policy.policy_id;
+        let expected = match write.expected {
+            ExpectedVersion::Any => {
+                let key = self.table.key(format!("policy#{id}"), "policy");
+                // No such policy: the put's condition (present) refuses the write.
+                self.table
+                    .version_of(key)
+                    .await?
+                    .map_or(ExpectedVersion::Any, ExpectedVersion::Exactly)
+            }
+            other => other,
+        };
+        let old = self
+            .digests
+            .entry(self.table.client(), id)
+            .await
+            .map_err(|error| backend("reading the policy's consistency entry", error))?;
+        let changed_at = u64::try_from(dovetail_consistency::sqlite::now_ms()).unwrap_or(0);
+        let digest = self
+            .digests
+            .record(
+                old.as_ref(),
+                &Entry::live(id, policy.version).changed_at(changed_at),
+            )
+            .map_err(|error| backend("building the policy's consistency digest", error))?;
         let item = SnapshotItem {
             id: &policy.policy_id,
             version: policy.version,
@@ -74,14 +131,31 @@ impl DynamoDbPolicyStore {
             .write(
                 &self.table,
                 item,
-                write.expected,
+                expected,
                 write.request.as_ref(),
                 |unit| {
+                    for action in digest {
+                        unit.write(action);
+                    }
                     write.change.append_to(unit, write.expected)?;
                     Ok(())
                 },
             )
             .await
+    }
+
+    /// The consistency view of the policies in this table.
+    pub fn consistency_view(&self) -> PolicyConsistencyView {
+        self.table.consistency_view(self.digests.clone())
+    }
+
+    /// See [`PolicyStore::repair`](super::PolicyStore::repair).
+    pub(super) async fn repair(
+        &self,
+        keys: Vec<String>,
+        run: EventId,
+    ) -> Result<RepairReport, StoreError> {
+        super::dynamodb_repair::republish(&self.table, keys, run).await
     }
 
     /// See [`PolicyStore::get`](super::PolicyStore::get).

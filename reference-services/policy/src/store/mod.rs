@@ -5,6 +5,8 @@
 mod append;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
+#[cfg(feature = "aws")]
+mod dynamodb_repair;
 mod repair;
 mod repairer;
 pub mod sqlite;
@@ -118,11 +120,13 @@ impl PolicyStore {
     }
 
     /// The [`View`](dovetail_consistency::View) of the policies for consistency checks
-    /// of their replicas (the claim service's, ...), on SQLite; `None` on DynamoDB,
-    /// which has no view yet.
+    /// of their replicas (the claim service's, ...), on either backend; `None` only for
+    /// a DynamoDB store in a build without the `aws` feature, which cannot exist.
     pub fn consistency_view(&self) -> Option<PolicyConsistencyView> {
         match &self.0 {
             Backend::Sqlite(store) => Some(store.consistency_view()),
+            #[cfg(feature = "aws")]
+            Backend::DynamoDb(store) => Some(store.consistency_view()),
             #[allow(unreachable_patterns)] // only the DynamoDB store without `aws`
             _ => None,
         }
@@ -147,9 +151,13 @@ impl PolicyStore {
     /// once published), and a status cannot tell it (an active policy was issued, or
     /// updated since) nor give back a cancellation's reason, which is not stored.
     ///
+    /// On DynamoDB the batch goes out in transactions of 25 policies, and a policy
+    /// written between its read and its transaction is skipped as
+    /// [`SkipReason::Refused`] (its write's event repairs it).
+    ///
     /// # Errors
-    /// [`StoreError::Backend`] when the database fails (nothing is republished), or on
-    /// DynamoDB, whose outbox cannot republish yet: repair runs on SQLite only.
+    /// [`StoreError::Backend`] when the database fails (on SQLite nothing is
+    /// republished; on DynamoDB, the transactions before the failing one are).
     pub async fn repair(
         &self,
         keys: Vec<String>,
@@ -157,11 +165,12 @@ impl PolicyStore {
     ) -> Result<RepairReport, StoreError> {
         match &self.0 {
             Backend::Sqlite(store) => store.repair(keys, run).await,
+            #[cfg(feature = "aws")]
+            Backend::DynamoDb(store) => store.repair(keys, run).await,
             #[allow(unreachable_patterns)] // only the DynamoDB store without `aws`
             _ => Err(StoreError::backend(
                 "republishing policies for a repair",
-                "the DynamoDB outbox cannot republish yet: repair replicas of a policy \
-                 service on SQLite",
+                "this build has no DynamoDB support (the `aws` feature)",
             )),
         }
     }

@@ -27,7 +27,9 @@ use super::StoreError;
 /// [`RepairReport::deferred`], for the next call. One call is one transaction, holding
 /// SQLite's write lock while it reads and republishes, and its records reach the relay
 /// together; the cap keeps both short so repairing a badly drifted replica does not
-/// stall the service's own writes or flood the relay. The caller paces the calls.
+/// stall the service's own writes or flood the relay. The caller paces the calls. (On
+/// DynamoDB, a call's policies go in transactions of 25: each republish is two of the
+/// 100 actions a transaction may hold.)
 pub const REPAIR_BATCH: usize = 100;
 
 /// What one [`repair`](super::PolicyStore::repair) call did.
@@ -83,18 +85,11 @@ pub(super) fn republish(
     keys: Vec<String>,
     run: EventId,
 ) -> Result<RepairReport, StoreError> {
-    let mut report = RepairReport::default();
-    let mut batch: Vec<String> = Vec::new();
-    for key in keys {
-        if batch.contains(&key) || report.deferred.contains(&key) {
-            continue;
-        }
-        if batch.len() < REPAIR_BATCH {
-            batch.push(key);
-        } else {
-            report.deferred.push(key);
-        }
-    }
+    let (batch, deferred) = take_batch(keys);
+    let mut report = RepairReport {
+        deferred,
+        ..RepairReport::default()
+    };
     let mut unit = outbox.begin(connection)?;
     let mut pending = Vec::new();
     for policy_id in batch {
@@ -147,8 +142,24 @@ pub(super) fn republish(
     Ok(report)
 }
 
+/// The first [`REPAIR_BATCH`] distinct `keys`, in order, and the distinct rest (deferred).
+pub(super) fn take_batch(keys: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let (mut batch, mut deferred): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    for key in keys {
+        if batch.contains(&key) || deferred.contains(&key) {
+            continue;
+        }
+        if batch.len() < REPAIR_BATCH {
+            batch.push(key);
+        } else {
+            deferred.push(key);
+        }
+    }
+    (batch, deferred)
+}
+
 /// `error`'s message followed by its sources', which say what the outbox refused and why.
-fn with_sources(error: &dyn std::error::Error) -> String {
+pub(super) fn with_sources(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -100,7 +100,7 @@ impl SqlitePolicyStore {
 
     /// The consistency view of the policies in this file.
     pub fn consistency_view(&self) -> PolicyConsistencyView {
-        PolicyConsistencyView::new(self.connection.clone(), POLICIES)
+        dovetail_service_kit::store::SqliteTableView::new(self.connection.clone(), POLICIES).into()
     }
 
     /// See [`PolicyStore::repair`](super::PolicyStore::repair).

@@ -43,7 +43,7 @@ async fn commit(
 
 /// Writes `count` policies: all drafted, two in three issued, every fourth of those
 /// cancelled, every fifth draft cancelled as a draft; returns them as they end.
-async fn write_policies(store: &PolicyStore, count: usize) -> Vec<Policy> {
+pub(crate) async fn write_policies(store: &PolicyStore, count: usize) -> Vec<Policy> {
     let mut policies = Vec::new();
     for i in 0..count {
         let write = new_policy(&format!("cust-{}", i % 7));
@@ -62,7 +62,7 @@ async fn write_policies(store: &PolicyStore, count: usize) -> Vec<Policy> {
     policies
 }
 
-fn memory_of(policies: &[Policy]) -> MemoryView {
+pub(crate) fn memory_of(policies: &[Policy]) -> MemoryView {
     let memory = MemoryView::new();
     for policy in policies {
         memory.put(policy.id(), policy.version());
@@ -71,7 +71,7 @@ fn memory_of(policies: &[Policy]) -> MemoryView {
 }
 
 /// The full range, its halves, a few odd ranges and single buckets.
-fn ranges() -> Vec<BucketRange> {
+pub(crate) fn ranges() -> Vec<BucketRange> {
     let (left, right) = BucketRange::FULL.split().unwrap();
     let mut ranges = vec![BucketRange::FULL, left, right];
     ranges.extend(

@@ -1,3 +1,5 @@
-//! Tests against real servers (`cargo xtask test` starts them).
+//! Tests against the real servers (the AWS emulator; `cargo xtask test` starts it).
 
 mod dynamodb_run_store;
+#[cfg(feature = "dynamodb")]
+mod dynamodb_view;

@@ -19,8 +19,23 @@ pub(super) struct Candidate {
 
 impl Candidate {
     /// The sort key of the previous record of the same aggregate; `None` for its first.
+    ///
+    /// For a republished record (its sort key longer than the first record's at its
+    /// sequence), that first record: it waits behind it. A record waits behind the first
+    /// record of the sequence before it only, not behind republishes of that sequence,
+    /// whose keys it cannot know; a republished record still pending may then be
+    /// overtaken by the aggregate's next event, which is harmless: the republish carries
+    /// an older state, which consumers ignore.
     pub(super) fn predecessor(&self) -> Option<String> {
         let sequence = self.envelope.sequence().get();
+        let first = record_sort_key(
+            self.envelope.aggregate_type().as_str(),
+            self.envelope.aggregate_id().as_str(),
+            sequence,
+        );
+        if self.sort_key != first {
+            return Some(first);
+        }
         (sequence > 1).then(|| {
             record_sort_key(
                 self.envelope.aggregate_type().as_str(),
@@ -132,6 +147,20 @@ mod tests {
             .event_name(event)
             .dynamodb(change.build())
             .build()
+    }
+
+    #[test]
+    fn a_republished_record_waits_behind_the_first_record_at_its_sequence() {
+        let envelope = envelope(3);
+        let republished = Candidate {
+            shard: 0,
+            sort_key: crate::dynamodb::republished_sort_key("policy", "p-1", 3, envelope.id()),
+            envelope,
+        };
+        assert_eq!(
+            republished.predecessor(),
+            Some(record_sort_key("policy", "p-1", 3))
+        );
     }
 
     #[test]

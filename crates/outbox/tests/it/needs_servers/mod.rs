@@ -1,6 +1,10 @@
 //! Tests that run against the real servers started by `cargo xtask test`.
 
 #[cfg(feature = "dynamodb")]
+mod dynamodb_hot_items;
+#[cfg(feature = "dynamodb")]
+mod dynamodb_republish;
+#[cfg(feature = "dynamodb")]
 mod dynamodb_state_machine;
 #[cfg(feature = "dynamodb")]
 mod dynamodb_store;

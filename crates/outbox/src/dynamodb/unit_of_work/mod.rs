@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure,
+    AttributeValue, CancellationReason, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, Update,
 };
 use dovetail_events::envelope::{AggregateRef, Envelope, Event, EventMetadata, Sequence};
@@ -17,16 +17,26 @@ use uuid::Uuid;
 
 use super::{
     ATTEMPTS, COMMITTED_AT, DynamoDbOutboxConfig, ENVELOPE, EVENT_ID, LAST_ERROR, PARKED, PENDING,
-    RETRY_AT, STATE, VERSION, budget, epoch_ms, number, number_of, record_sort_key,
+    RETRY_AT, STATE, VERSION, budget, envelope_sort_key, epoch_ms, number, number_of,
     shard_partition, storage,
 };
 use crate::{Committed, ExpectedVersion, OutboxError};
+
+mod republish;
+
+use republish::{Republish, refused};
 
 /// How often a commit re-reads the versions of `Any` aggregates when another writer
 /// changed one between the read and the transaction.
 const ANY_ATTEMPTS: u32 = 5;
 
+/// How often a commit sends its transaction again when DynamoDB cancelled it for a
+/// conflict with another transaction on one of its items (`TransactionConflict`: two
+/// writes of one hot item, such as a consistency digest, at once).
+const CONFLICT_ATTEMPTS: u32 = 6;
+
 const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailed";
+const TRANSACTION_CONFLICT: &str = "TransactionConflict";
 
 /// A service's writes and the events about them, committed together in one DynamoDB
 /// `TransactWriteItems`, or not at all.
@@ -38,8 +48,10 @@ const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailed";
 /// work sends nothing.
 ///
 /// The transaction holds, in this order: the business actions, one `Update` of each
-/// aggregate's version item (conditional on the expected version), and one `Put` per
-/// event. It must fit DynamoDB's budget of 100 actions and 4 MB: `commit` counts it first
+/// aggregate's version item (conditional on the expected version; a `ConditionCheck` of
+/// it for an aggregate [republished](Self::republish)), and one `Put` per event. A
+/// transaction DynamoDB cancels for a conflict with another one on the same item
+/// (`TransactionConflict`) is sent again, a few times, after a short pause. It must fit DynamoDB's budget of 100 actions and 4 MB: `commit` counts it first
 /// and refuses with [`OutboxError::TooLarge`] without sending anything.
 ///
 /// # Example
@@ -113,6 +125,9 @@ struct Appending {
     expected: Vec<ExpectedVersion>,
     /// How many events.
     count: u64,
+    /// Set when its one event is a republish ([`DynamoDbUnitOfWork::republish`]): the
+    /// sequence it is stamped with, and how the commit checks the version item.
+    republished: Option<Republish>,
 }
 
 /// A transaction ready to send, and what it commits.
@@ -167,8 +182,9 @@ impl DynamoDbUnitOfWork {
     /// version then, and tries again a few times if another writer changes it meanwhile).
     ///
     /// # Errors
-    /// [`OutboxError::InvalidEvent`] when `event` does not serialize to JSON. The unit of
-    /// work stays usable, without that event.
+    /// [`OutboxError::InvalidEvent`] when `event` does not serialize to JSON, or the
+    /// aggregate is [republished](Self::republish) in this unit of work. The unit of work
+    /// stays usable, without that event.
     pub fn append<E: Event>(
         &mut self,
         aggregate: AggregateRef,
@@ -185,12 +201,19 @@ impl DynamoDbUnitOfWork {
         )
         .map_err(OutboxError::invalid_event)?;
         let index = if let Some(&index) = self.index.get(&aggregate) {
+            if self.aggregates[index].republished.is_some() {
+                return Err(refused(
+                    &aggregate,
+                    "is republished in this unit of work; append its next events in another one",
+                ));
+            }
             index
         } else {
             self.aggregates.push(Appending {
                 aggregate: aggregate.clone(),
                 expected: Vec::new(),
                 count: 0,
+                republished: None,
             });
             self.index.insert(aggregate, self.aggregates.len() - 1);
             self.aggregates.len() - 1
@@ -242,7 +265,8 @@ impl DynamoDbUnitOfWork {
         }
         // Counted before anything is read or sent; the size once the items are built.
         budget::check_count(self.action_count())?;
-        for _ in 0..ANY_ATTEMPTS {
+        let (mut any_moved, mut conflicts) = (0, 0);
+        loop {
             let prepared = match self.prepared.take() {
                 Some(prepared) => prepared,
                 None => self.prepare().await?,
@@ -257,9 +281,36 @@ impl DynamoDbUnitOfWork {
                     self.prepared = Some(prepared);
                     return Ok(committed);
                 }
+                Err(Sent::Conflicted) => {
+                    // Another transaction held one of the items; nothing was committed.
+                    // Built again (with a new request token) after a short pause.
+                    conflicts += 1;
+                    if conflicts >= CONFLICT_ATTEMPTS {
+                        return Err(OutboxError::storage(
+                            "committing a unit of work",
+                            format!(
+                                "DynamoDB cancelled it {CONFLICT_ATTEMPTS} times for conflicts \
+                                 with other transactions on the same items \
+                                 (TransactionConflict); nothing was committed, retry it"
+                            ),
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(10 << conflicts)).await;
+                }
                 Err(Sent::Cancelled(reasons)) => {
                     if self.refused_by_any(&prepared, &reasons)? {
                         // An `Any` aggregate moved: read again and retry.
+                        any_moved += 1;
+                        if any_moved >= ANY_ATTEMPTS {
+                            return Err(OutboxError::storage(
+                                "committing a unit of work",
+                                format!(
+                                    "the version of an aggregate appended with \
+                                     ExpectedVersion::Any kept changing; gave up after \
+                                     {ANY_ATTEMPTS} attempts (retry the unit of work)"
+                                ),
+                            ));
+                        }
                         continue;
                     }
                     return Err(self.explain(&prepared, &reasons));
@@ -271,14 +322,6 @@ impl DynamoDbUnitOfWork {
                 }
             }
         }
-        Err(OutboxError::storage(
-            "committing a unit of work",
-            format!(
-                "the version of an aggregate appended with \
-             ExpectedVersion::Any kept changing; gave up after {ANY_ATTEMPTS} attempts \
-             (retry the unit of work)"
-            ),
-        ))
     }
 
     /// Builds the transaction: reads versions where needed, stamps the sequences.
@@ -286,6 +329,12 @@ impl DynamoDbUnitOfWork {
         let mut versions = Vec::with_capacity(self.aggregates.len());
         let mut expectations = Vec::with_capacity(self.aggregates.len());
         for appending in &self.aggregates {
+            if let Some(republish) = appending.republished {
+                // Checked by the transaction's ConditionCheck, not read.
+                expectations.push(ExpectedVersion::Exactly(republish.version));
+                versions.push(republish.version);
+                continue;
+            }
             let (expected, before) = match appending.expected.as_slice() {
                 [] => (
                     ExpectedVersion::Any,
@@ -312,18 +361,32 @@ impl DynamoDbUnitOfWork {
         let mut actions = self.writes.clone();
         let mut next_sequence = Vec::with_capacity(versions.len());
         let mut new_versions = Vec::with_capacity(versions.len());
+        let mut republished = Vec::new();
         for (appending, &before) in self.aggregates.iter().zip(&versions) {
+            if let Some(republish) = appending.republished {
+                actions.push(self.version_check(&appending.aggregate, republish)?);
+                next_sequence.push(republish.version);
+                new_versions.push((appending.aggregate.clone(), republish.version));
+                continue;
+            }
             actions.push(self.version_update(&appending.aggregate, before, appending.count)?);
             next_sequence.push(before + 1);
             new_versions.push((appending.aggregate.clone(), before + appending.count));
         }
         let mut envelopes = Vec::with_capacity(self.events.len());
         for (index, envelope) in &self.events {
-            let sequence =
-                Sequence::new(next_sequence[*index]).map_err(OutboxError::invalid_event)?;
-            next_sequence[*index] += 1;
-            let envelope = stamp(envelope.clone(), sequence)?;
-            actions.push(self.outbox_put(&envelope, &committed_at)?);
+            let is_republish = self.aggregates[*index].republished.is_some();
+            let envelope = if is_republish {
+                // Stamped when it was republished.
+                republished.push(envelope.id());
+                envelope.clone()
+            } else {
+                let sequence =
+                    Sequence::new(next_sequence[*index]).map_err(OutboxError::invalid_event)?;
+                next_sequence[*index] += 1;
+                stamp(envelope.clone(), sequence)?
+            };
+            actions.push(self.outbox_put(&envelope, is_republish, &committed_at)?);
             envelopes.push(envelope);
         }
         budget::check(&actions)?;
@@ -337,7 +400,7 @@ impl DynamoDbUnitOfWork {
         Ok(Prepared {
             actions,
             token,
-            committed: Committed::unnumbered(envelopes, new_versions),
+            committed: Committed::unnumbered(envelopes, new_versions, republished),
             expectations,
         })
     }
@@ -391,10 +454,37 @@ impl DynamoDbUnitOfWork {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// The `Put` of an event's outbox item.
+    /// The check of a republished aggregate's version item: at the republished version
+    /// (`republish`), or absent or not above it (`republish_at`).
+    fn version_check(
+        &self,
+        aggregate: &AggregateRef,
+        republish: Republish,
+    ) -> Result<TransactWriteItem, OutboxError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.config.table)
+            .set_key(Some(self.config.version_key(aggregate)))
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_values(":version", number(republish.version))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let check = if republish.exact {
+            check.condition_expression("#version = :version")
+        } else {
+            check
+                .condition_expression("attribute_not_exists(#pk) OR #version <= :version")
+                .expression_attribute_names("#pk", &self.config.partition_key)
+        };
+        let check = check
+            .build()
+            .map_err(|error| storage("building a version check", error))?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    /// The `Put` of an event's outbox item, keyed apart when it is `republished`.
     fn outbox_put(
         &self,
         envelope: &Envelope,
+        republished: bool,
         committed_at: &AttributeValue,
     ) -> Result<TransactWriteItem, OutboxError> {
         let aggregate_type = envelope.aggregate_type().as_str();
@@ -403,7 +493,7 @@ impl DynamoDbUnitOfWork {
         let json = serde_json::to_string(envelope).map_err(OutboxError::invalid_event)?;
         let mut item = self.config.key(
             shard_partition(shard),
-            record_sort_key(aggregate_type, aggregate_id, envelope.sequence().get()),
+            envelope_sort_key(envelope, republished),
         );
         item.extend([
             (ENVELOPE.to_owned(), AttributeValue::S(json)),
@@ -446,6 +536,14 @@ impl DynamoDbUnitOfWork {
                         .any(|reason| reason.code() == Some(CONDITIONAL_CHECK_FAILED)) =>
                 {
                     Err(Sent::Cancelled(cancelled.cancellation_reasons().to_vec()))
+                }
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled))
+                    if cancelled
+                        .cancellation_reasons()
+                        .iter()
+                        .any(|reason| reason.code() == Some(TRANSACTION_CONFLICT)) =>
+                {
+                    Err(Sent::Conflicted)
                 }
                 Some(TransactWriteItemsError::IdempotentParameterMismatchException(_)) => {
                     Err(Sent::Failed(OutboxError::storage(
@@ -565,6 +663,9 @@ impl DynamoDbUnitOfWork {
 enum Sent {
     /// The transaction was cancelled because conditions failed; one reason per action.
     Cancelled(Vec<CancellationReason>),
+    /// The transaction was cancelled for a conflict with another transaction on one of
+    /// its items, and no condition failed: worth sending again.
+    Conflicted,
     /// Anything else.
     Failed(OutboxError),
 }
