@@ -7,6 +7,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod book;
+mod package;
 mod paths;
 mod process;
 mod promtool;
@@ -30,7 +31,8 @@ Commands:
   servers
         Starts the same servers, prints the environment to export so that a plain
         `cargo test` in another shell uses them, and waits for Ctrl-C.
-  lint  cargo fmt --check and clippy with every feature, warnings denied.
+  lint  cargo fmt --check, clippy with every feature, and the published crates' docs,
+        warnings denied.
   book  Builds the mdBook into book/build.
   bench Runs every benchmark (bench targets, release mode); each prints its figures.
   stack [--aws] [--redis <url>] [--opensearch <url>] [--data-dir <dir>] | stack demo | stack check
@@ -83,7 +85,23 @@ fn lint() -> Result<(), String> {
         "--",
         "-D",
         "warnings",
-    ])
+    ])?;
+    docs()
+}
+
+/// The published crates' docs, every feature on, with rustdoc's warnings (broken links,
+/// missing docs) denied: what docs.rs will show.
+fn docs() -> Result<(), String> {
+    let mut command =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command
+        .args(["doc", "--no-deps", "--all-features"])
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .current_dir(paths::workspace_root());
+    for name in package::PUBLISHED {
+        command.args(["-p", name]);
+    }
+    shell::status(&mut command)
 }
 
 /// Runs the stack binary (built on first use) with `args`.

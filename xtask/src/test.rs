@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::{book, paths, process, servers};
+use crate::{book, package, paths, process, servers};
 
 /// Tests that need a server live in a module of this name, so they can be left out.
 const SERVER_TEST_MODULE: &str = "needs_servers::";
@@ -47,6 +47,7 @@ fn run_without_servers(passthrough: &[String]) -> Result<(), String> {
     skip.extend_from_slice(passthrough);
     let tests = timed(|| cargo_test(&[], &skip, &[]));
     let book = timed(book::build);
+    let packages = timed(package::package);
     eprintln!("\nxtask: tests that need a server were left out (--no-servers).");
     summary(
         None,
@@ -54,8 +55,9 @@ fn run_without_servers(passthrough: &[String]) -> Result<(), String> {
         build,
         tests.as_ref().ok().copied(),
         book.as_ref().ok().copied(),
+        packages.as_ref().ok().copied(),
     );
-    tests.and(book).map(|_| ())
+    tests.and(book).and(packages).map(|_| ())
 }
 
 fn run_with_servers(passthrough: &[String]) -> Result<(), String> {
@@ -94,14 +96,16 @@ fn run_with_servers(passthrough: &[String]) -> Result<(), String> {
             eprintln!("xtask: servers ready: {}", ready.versions.join(", "));
             let tests = timed(|| cargo_test(&[], passthrough, &ready.env));
             let book = timed(book::build);
+            let packages = timed(package::package);
             summary(
                 Some(ready.took),
                 &ready.versions,
                 build,
                 tests.as_ref().ok().copied(),
                 book.as_ref().ok().copied(),
+                packages.as_ref().ok().copied(),
             );
-            tests.and(book).map(|_| ())
+            tests.and(book).and(packages).map(|_| ())
         }
     };
     let _ = stop_tx.send(());
@@ -137,6 +141,7 @@ fn summary(
     build: Duration,
     tests: Option<Duration>,
     book: Option<Duration>,
+    packages: Option<Duration>,
 ) {
     let show = |duration: Option<Duration>| {
         duration.map_or_else(
@@ -157,4 +162,5 @@ fn summary(
     eprintln!("  build of the tests           {}", show(Some(build)));
     eprintln!("  tests                        {}", show(tests));
     eprintln!("  book                         {}", show(book));
+    eprintln!("  cargo package (published)    {}", show(packages));
 }

@@ -97,3 +97,8 @@ pub use section::{Section, SectionOutcome, section_schema};
 
 #[doc(no_inline)]
 pub use dovetail_http::deadline::Deadline;
+
+/// The README's example, compiled and run as a doc test so that it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

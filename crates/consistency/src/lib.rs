@@ -118,3 +118,8 @@ pub use runner::{
     RepairSummary, RunId, RunLease, RunRecord, RunStatus, RunStore, Runner, RunnerBuilder,
     RunnerConfig, RunnerError, SharedView, SkippedKey, Trigger, Violation, Violations,
 };
+
+/// The README's example, compiled and run as a doc test so that it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

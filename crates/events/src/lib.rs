@@ -36,3 +36,8 @@ pub mod transport;
 
 mod error_chain;
 pub(crate) use error_chain::error_chain;
+
+/// The README's example, compiled and run as a doc test so that it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

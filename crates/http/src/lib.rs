@@ -75,3 +75,8 @@ mod problem;
 pub mod request_id;
 
 pub use problem::{FieldProblem, Problem};
+
+/// The README's example, compiled and run as a doc test so that it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -53,3 +53,8 @@ pub use error::OutboxError;
 pub use memory::MemoryOutboxStore;
 pub use record::{ExpectedVersion, Failure, OutboxBacklog, OutboxRecord, Position};
 pub use store::{OutboxStore, RelayLease};
+
+/// The README's example, compiled and run as a doc test so that it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

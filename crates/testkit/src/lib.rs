@@ -92,3 +92,8 @@ pub use aws::{AwsFixture, aws};
 pub use opensearch::{OpenSearchFixture, opensearch};
 #[cfg(feature = "redis")]
 pub use redis::{RedisFixture, redis};
+
+/// The README's example, compiled and run as a doc test so that it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

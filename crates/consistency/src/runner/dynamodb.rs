@@ -33,8 +33,11 @@ use crate::runner::store::{RunLease, RunStore};
 /// How long [`DynamoDbRunStore::create_table_if_missing`] waits for the table.
 const TABLE_WAIT: Duration = Duration::from_secs(60);
 
-/// Run records and the lease in the DynamoDB table `table`; see the
-/// [module docs](self) for its items.
+/// Run records and the lease in the DynamoDB table `table` (keys `pk` and `sk`): the
+/// lease item (`lease`/`runner`: `owner`, `token`, `expires_at_ms`), one item per run
+/// (`run`/run id: the record as JSON), a marker per queued run (`queued`/run id) and the
+/// schedule (`schedule`/`last`). Reads are strongly consistent; the lease changes hands
+/// only through a conditional write over the very state read.
 ///
 /// ```no_run
 /// use dovetail_consistency::DynamoDbRunStore;

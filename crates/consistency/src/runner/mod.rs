@@ -12,7 +12,7 @@
 //!   runner has it) or cannot be renewed before it lapses, the run stops at once and is
 //!   recorded as failed, so two runners never run together for longer than the store's
 //!   clock allows.
-//! - Each pair: one [`Check`](crate::Check); then each [`Invariant`]; then each pair's
+//! - Each pair: one [`Check`]; then each [`Invariant`]; then each pair's
 //!   differences go to the owner's [`Repair`] (except `ReplicaAhead`, which republishing cannot fix), at most
 //!   [`RepairPolicy::max_keys_per_run`] keys a run, a key repaired less than
 //!   [`RepairPolicy::cooldown`] ago postponed (its events may still be on their way), and

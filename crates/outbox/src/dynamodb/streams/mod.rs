@@ -29,7 +29,7 @@
 //!    the shard's checkpoint (`pk = "outbox-checkpoint"`, `sk = <shard id>`, the last
 //!    record's sequence number), in one transaction with a check of its lease.
 //! 6. **Sweep.** Every `sweep_every` it publishes, like the polling relay, the ready
-//!    records ([`OutboxStore::fetch_ready`]) committed more
+//!    records ([`OutboxStore::fetch_ready`](crate::OutboxStore::fetch_ready)) committed more
 //!    than `sweep_after` ago: records the stream no longer holds (it keeps 24 hours),
 //!    records held back, records committed while the stream was unreadable.
 //!
