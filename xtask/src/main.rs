@@ -34,6 +34,10 @@ Commands:
   lint  cargo fmt --check, clippy with every feature, and the published crates' docs,
         warnings denied.
   book  Builds the mdBook into book/build.
+  package
+        Packages and verifies every published crate, then builds and runs programs in a
+        new project outside the workspace that uses only the packaged crates (part of
+        `test`).
   bench Runs every benchmark (bench targets, release mode); each prints its figures.
   stack [--aws] [--redis <url>] [--opensearch <url>] [--data-dir <dir>] | stack demo | stack check
         Runs the local stack: every reference service on fixed ports (policy 8081,
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         "book" => book::build(),
         "bench" => shell::cargo(&["bench", "--workspace", "--all-features", "--benches"]),
         "stack" => stack(rest),
+        "package" => package::package().and_then(|()| package::outside()),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(())
