@@ -588,6 +588,22 @@ impl<S: Serialize + DeserializeOwned> SnapshotItems<S> {
     /// # Errors
     /// [`StoreError::Backend`] when the read fails or the item is unreadable.
     pub async fn get(&self, table: &ServiceTable, id: &str) -> Result<Option<S>, StoreError> {
+        Ok(self
+            .get_versioned(table, id)
+            .await?
+            .map(|(_, snapshot)| snapshot))
+    }
+
+    /// The `version` attribute and the snapshot of aggregate `id`, read strongly
+    /// consistently (as [`get`](Self::get)); `None` when there is no such item.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the read fails or the item is unreadable.
+    pub async fn get_versioned(
+        &self,
+        table: &ServiceTable,
+        id: &str,
+    ) -> Result<Option<(u64, S)>, StoreError> {
         let read = table
             .client()
             .get_item()
@@ -597,7 +613,16 @@ impl<S: Serialize + DeserializeOwned> SnapshotItems<S> {
             .send()
             .await
             .map_err(|error| backend(&format!("reading {} {id}", self.kind), error))?;
-        read.item().map(|item| self.parse(item)).transpose()
+        let Some(item) = read.item() else {
+            return Ok(None);
+        };
+        let version = number_of(item, VERSION).ok_or_else(|| {
+            StoreError::backend(
+                format!("reading {} {id}", self.kind),
+                "its item has no whole `version` number",
+            )
+        })?;
+        Ok(Some((version, self.parse(item)?)))
     }
 
     /// Up to `limit` snapshots whose attribute `index.partition_key` is `value`, in id

@@ -155,7 +155,7 @@ impl DynamoDbPolicyStore {
         keys: Vec<String>,
         run: EventId,
     ) -> Result<RepairReport, StoreError> {
-        super::dynamodb_repair::republish(&self.table, keys, run).await
+        super::repair::republish_on_dynamodb(&self.table, keys, run).await
     }
 
     /// See [`PolicyStore::get`](super::PolicyStore::get).
