@@ -119,7 +119,7 @@ where
                         |((item, event_type), envelope)| Republished {
                             key: item.key.clone(),
                             version: item.version,
-                            event_type: *event_type,
+                            event_type,
                             event_id: envelope.id(),
                         },
                     ));
