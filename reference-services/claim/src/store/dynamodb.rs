@@ -36,8 +36,6 @@ use dovetail_service_kit::store::dynamodb::{
 };
 use dovetail_service_kit::store::{SetItems, backfill_digests};
 
-use dovetail_outbox::ExpectedVersion;
-
 use super::view::{CLAIM_SET, ClaimConsistencyView, POLICY_REPLICA_SET, PolicyReplicaView};
 use super::{
     ClaimFilter, ClaimWrite, OpenedStore, RepairReport, ReplicaOutcome, ReplicatedPolicy,
@@ -138,39 +136,23 @@ impl DynamoDbClaimStore {
     /// See [`ClaimStore::write`](super::ClaimStore::write).
     ///
     /// The claim's bucket digest moves from its old entry to its new one (with the
-    /// write's change time) in the same transaction, as the policy store's does: the old
-    /// entry is read first (strongly consistent), so a claim written before the store
-    /// kept digests is added on its next write rather than taken out of a digest it was
-    /// never in; the claim item's condition (the version the write expects) keeps another
-    /// write from coming between. A write that expects [`ExpectedVersion::Any`] is
-    /// checked against the version it read, for the same reason.
+    /// write's change time) in the same transaction, as
+    /// [`SnapshotItems::digest_write`] says: a claim written before the store kept
+    /// digests is added on its next write rather than taken out of a digest it was never
+    /// in, and a write at any version is checked against the version it read (a
+    /// [`StoreError::VersionConflict`] when another write came between).
     pub(super) async fn write(&self, write: ClaimWrite) -> Result<WriteOutcome, StoreError> {
         let claim = write.claim.snapshot();
         let id = &claim.claim_id;
-        let expected = match write.expected {
-            ExpectedVersion::Any => {
-                let key = self.table.key(format!("claim#{id}"), "claim");
-                // No such claim: the put's condition (present) refuses the write.
-                self.table
-                    .version_of(key)
-                    .await?
-                    .map_or(ExpectedVersion::Any, ExpectedVersion::Exactly)
-            }
-            other => other,
-        };
-        let old = self
-            .claim_digests
-            .entry(self.table.client(), id)
-            .await
-            .map_err(|error| backend("reading the claim's consistency entry", error))?;
-        let changed_at = u64::try_from(dovetail_consistency::sqlite::now_ms()).unwrap_or(0);
-        let digest = self
-            .claim_digests
-            .record(
-                old.as_ref(),
-                &Entry::live(id, claim.version).changed_at(changed_at),
+        let (expected, digest) = CLAIMS
+            .digest_write(
+                &self.table,
+                &self.claim_digests,
+                id,
+                claim.version,
+                write.expected,
             )
-            .map_err(|error| backend("building the claim's consistency digest", error))?;
+            .await?;
         let item = SnapshotItem {
             id: &claim.claim_id,
             version: claim.version,
