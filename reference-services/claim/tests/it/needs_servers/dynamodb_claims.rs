@@ -247,6 +247,68 @@ async fn drift_in_a_replica_of_claims_is_found_and_repaired_through_the_claim_st
     );
 }
 
+/// A repair on DynamoDB goes out in transactions of 25 claims, in the order of the keys;
+/// a claim item whose version is not the outbox's (edited behind the store's back) is
+/// refused and reported, an unknown key is not found, and the others go ahead.
+#[tokio::test]
+async fn a_repair_on_dynamodb_spans_transactions_and_reports_what_it_skips() {
+    let (store, outbox, table) = open().await;
+    let count = dovetail_service_kit::store::PER_TRANSACTION + 5;
+    let claims = file_claims(&store, count).await;
+    let edited = claims[7].id().to_owned();
+    super::clients()
+        .await
+        .dynamodb()
+        .update_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S(format!("claim#{edited}")))
+        .key("sk", AttributeValue::S("claim".into()))
+        .update_expression("SET #version = :version")
+        .expression_attribute_names("#version", "version")
+        .expression_attribute_values(":version", AttributeValue::N("9".into()))
+        .send()
+        .await
+        .unwrap();
+    let mut keys: Vec<String> = claims.iter().rev().map(|c| c.id().to_owned()).collect();
+    keys.insert(3, "clm-unknown".into());
+
+    let run = EventId::generate();
+    let repair = store.repair(keys.clone(), run).await.unwrap();
+    let expected: Vec<&str> = keys
+        .iter()
+        .map(String::as_str)
+        .filter(|key| *key != edited && *key != "clm-unknown")
+        .collect();
+    let republished: Vec<&str> = repair.republished.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(republished, expected, "in the order of the keys");
+    let skipped: Vec<_> = repair
+        .skipped
+        .iter()
+        .map(|s| (s.key.as_str(), matches!(s.reason, SkipReason::Refused(_))))
+        .collect();
+    assert_eq!(
+        skipped,
+        [("clm-unknown", false), (edited.as_str(), true)],
+        "{:?}",
+        repair.skipped
+    );
+    assert_eq!(repair.skipped[0].reason, SkipReason::NotFound);
+
+    let sent: HashSet<EventId> = outbox
+        .fetch_ready(10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|record| record.envelope.causation_id() == Some(run))
+        .map(|record| record.envelope.id())
+        .collect();
+    let reported: HashSet<EventId> = repair.republished.iter().map(|r| r.event_id).collect();
+    assert_eq!(
+        sent, reported,
+        "one event per claim republished, and no other"
+    );
+}
+
 /// A table made before the claims' digests: its claims are missing from the view until
 /// the store's next open backfills them, once, without a change time; a write after
 /// that keeps the digests true.
