@@ -185,9 +185,15 @@ impl ClaimStore {
 
     /// Up to `limit` claims after the claim id `after`, in claim id order, each with the
     /// replica's copy of its policy (`None` when the replica holds none): what the
-    /// [claim-policy invariant](crate::invariants) reads. On SQLite one query (a join by
-    /// the claims' primary key); on DynamoDB one scan of the table and a batch read of
-    /// the page's policies (see [`dynamodb_with_policies`] for the cost).
+    /// [claim-policy invariant](crate::invariants) reads.
+    ///
+    /// # Cost
+    /// On SQLite one query (a join by the claims' primary key). On DynamoDB the table has
+    /// no index of all claims in id order, so each call is one strongly consistent `Scan`
+    /// of the whole table (every item read, the `limit` lowest claim ids after `after`
+    /// kept) and one `BatchGetItem` per 100 of the page's policies: a full pass over `n`
+    /// claims in pages of `p` is `n / p + 1` scans, fine at a reference service's size;
+    /// a bigger table wants a sparse index sorted by claim id.
     ///
     /// # Errors
     /// [`StoreError::Backend`].
