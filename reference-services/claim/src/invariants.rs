@@ -8,7 +8,9 @@
 //! (pair `policy-service` → `claim-service`), so where the replica has no drift this is a
 //! check against the owner; where it has, the replica's drift is reported beside it and
 //! repaired, and the next run judges again. The cost is a scan of every claim, in pages
-//! of [`PAGE`] by claim id.
+//! of [`PAGE`] by claim id: on SQLite one query a page; on DynamoDB one scan of the
+//! service's table a page (see
+//! [`ClaimStore::claims_with_policies`](crate::store::ClaimStore::claims_with_policies)).
 
 use dovetail_consistency::{BoxError, Invariant, Violation, Violations};
 use dovetail_contracts::claim::ClaimSnapshot;

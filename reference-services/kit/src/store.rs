@@ -8,12 +8,21 @@ mod backend;
 pub mod dynamodb;
 #[cfg(feature = "aws")]
 mod dynamodb_backfill;
+#[cfg(feature = "aws")]
+mod dynamodb_repair;
+mod repair;
 pub mod sqlite;
 mod sqlite_view;
 mod table_view;
 
 #[cfg(feature = "aws")]
 pub use dynamodb_backfill::{SetItems, backfill_digests};
+#[cfg(feature = "aws")]
+pub use dynamodb_repair::{PER_TRANSACTION, RepublishFuture, republish_items};
+pub use repair::{
+    REPAIR_BATCH, RepairReport, Republished, RunnerRepair, SkipReason, Skipped, SnapshotRows,
+    republish_rows, runner_repair,
+};
 pub use sqlite_view::SqliteTableView;
 pub use table_view::TableView;
 

@@ -8,6 +8,7 @@
 //! |---|---|---|---|
 //! | claim | `claim#<claim id>` | `claim` | `claim_id`, `policy_id`, `customer_id`, `version` (N), `snapshot` (the claim's JSON) |
 //! | replicated policy | `policy#<policy id>` | `replica` | `version` (N), `snapshot` (the policy's JSON), `event_id`, `replicated_at_ms` (N) |
+//! | consistency digests and entries of the claims | `consistency#claims#...` | | see [`dovetail_consistency::dynamodb`]: one digest item per bucket and one entry item per claim (with the write's change time), both written in each claim write's transaction |
 //! | consistency digests and entries of the replica | `consistency#policy-replica#...` | | see [`dovetail_consistency::dynamodb`]: written in the transaction that applies a policy event |
 //!
 //! Claims are listed through two global secondary indexes, `by-policy` (`policy_id`,
@@ -35,10 +36,10 @@ use dovetail_service_kit::store::dynamodb::{
 };
 use dovetail_service_kit::store::{SetItems, backfill_digests};
 
-use super::view::{POLICY_REPLICA_SET, PolicyReplicaView};
+use super::view::{CLAIM_SET, ClaimConsistencyView, POLICY_REPLICA_SET, PolicyReplicaView};
 use super::{
-    ClaimFilter, ClaimWrite, OpenedStore, ReplicaOutcome, ReplicatedPolicy, StoreError,
-    WriteOutcome, replica_key,
+    ClaimFilter, ClaimWrite, OpenedStore, RepairReport, ReplicaOutcome, ReplicatedPolicy,
+    StoreError, WriteOutcome, replica_key,
 };
 use crate::domain::Claim;
 
@@ -47,7 +48,8 @@ pub const BY_POLICY: &str = "by-policy";
 /// The index listing a customer's claims.
 pub const BY_CUSTOMER: &str = "by-customer";
 
-const REPLICA_SORT_KEY: &str = "replica";
+/// The sort key of the replica's items.
+pub(super) const REPLICA_SORT_KEY: &str = "replica";
 
 const POLICY_ID: &str = "policy_id";
 const CUSTOMER_ID: &str = "customer_id";
@@ -55,7 +57,7 @@ const EVENT_ID: &str = "event_id";
 const REPLICATED_AT_MS: &str = "replicated_at_ms";
 
 /// The claim items: `claim#<id>`/`claim`, with `claim_id`.
-const CLAIMS: SnapshotItems<ClaimSnapshot> = SnapshotItems::new("claim", "claim_id");
+pub(super) const CLAIMS: SnapshotItems<ClaimSnapshot> = SnapshotItems::new("claim", "claim_id");
 /// A policy's claims.
 const POLICY_CLAIMS: SnapshotIndex = SnapshotIndex {
     name: BY_POLICY,
@@ -75,11 +77,13 @@ const REPLICA_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 const REPLICA_ATTEMPTS: usize = 5;
 
 /// Claims and the policy replica in a DynamoDB table: a claim's change commits with its
-/// event and the request's record in one `TransactWriteItems`; a policy event's replica
-/// item commits with the event's "processed" marker in another.
+/// event, the request's record and the claim's consistency digest and entry in one
+/// `TransactWriteItems`; a policy event's replica item commits with the event's
+/// "processed" marker and the replica's digest and entry in another.
 #[derive(Debug, Clone)]
 pub struct DynamoDbClaimStore {
     table: ServiceTable,
+    claim_digests: DynamoDbDigests,
     replica_digests: DynamoDbDigests,
 }
 
@@ -87,7 +91,7 @@ impl DynamoDbClaimStore {
     /// Opens the table `table` (creating it, its indexes and its TTL when missing) for
     /// the events of `source`, and the relay's store on its outbox; on the first open of
     /// a table made before the consistency digests, adds the entry and digest of each
-    /// replicated policy (see
+    /// claim and of each replicated policy (see
     /// [`backfill_digests`](dovetail_service_kit::store::backfill_digests)).
     ///
     /// # Errors
@@ -100,8 +104,19 @@ impl DynamoDbClaimStore {
     ) -> Result<OpenedStore<Self>, StoreError> {
         let indexes = [CLAIMS.index(&POLICY_CLAIMS), CLAIMS.index(&CUSTOMER_CLAIMS)];
         let table = open_table(clients.dynamodb(), table, source, &indexes).await?;
+        let claim_digests = table.digests(CLAIM_SET);
         let replica_digests = table.digests(POLICY_REPLICA_SET);
-        // A table made before the digests: its replicated policies' entries, once.
+        // A table made before the digests: its claims' and replicated policies' entries,
+        // once each.
+        backfill_digests(
+            &table,
+            &claim_digests,
+            SetItems {
+                prefix: "claim#",
+                sort_key: "claim",
+            },
+        )
+        .await?;
         backfill_digests(
             &table,
             &replica_digests,
@@ -113,13 +128,31 @@ impl DynamoDbClaimStore {
         .await?;
         Ok(table.opened(crate::SERVICE, |table| Self {
             table,
+            claim_digests,
             replica_digests,
         }))
     }
 
     /// See [`ClaimStore::write`](super::ClaimStore::write).
+    ///
+    /// The claim's bucket digest moves from its old entry to its new one (with the
+    /// write's change time) in the same transaction, as
+    /// [`SnapshotItems::digest_write`] says: a claim written before the store kept
+    /// digests is added on its next write rather than taken out of a digest it was never
+    /// in, and a write at any version is checked against the version it read (a
+    /// [`StoreError::VersionConflict`] when another write came between).
     pub(super) async fn write(&self, write: ClaimWrite) -> Result<WriteOutcome, StoreError> {
         let claim = write.claim.snapshot();
+        let id = &claim.claim_id;
+        let (expected, digest) = CLAIMS
+            .digest_write(
+                &self.table,
+                &self.claim_digests,
+                id,
+                claim.version,
+                write.expected,
+            )
+            .await?;
         let item = SnapshotItem {
             id: &claim.claim_id,
             version: claim.version,
@@ -133,14 +166,31 @@ impl DynamoDbClaimStore {
             .write(
                 &self.table,
                 item,
-                write.expected,
+                expected,
                 write.request.as_ref(),
                 |unit| {
+                    for action in digest {
+                        unit.write(action);
+                    }
                     write.change.append_to(unit, write.expected)?;
                     Ok(())
                 },
             )
             .await
+    }
+
+    /// The consistency view of the claims in this table.
+    pub fn consistency_view(&self) -> ClaimConsistencyView {
+        self.table.consistency_view(self.claim_digests.clone())
+    }
+
+    /// See [`ClaimStore::repair`](super::ClaimStore::repair).
+    pub(super) async fn repair(
+        &self,
+        keys: Vec<String>,
+        run: EventId,
+    ) -> Result<RepairReport, StoreError> {
+        super::repair::republish_on_dynamodb(&self.table, &CLAIMS, keys, run).await
     }
 
     /// See [`ClaimStore::get`](super::ClaimStore::get).
@@ -162,6 +212,16 @@ impl DynamoDbClaimStore {
         };
         let claims = CLAIMS.list(&self.table, index, value, after, limit).await?;
         Ok(claims.into_iter().map(Claim::from_snapshot).collect())
+    }
+
+    /// See [`ClaimStore::claims_with_policies`](super::ClaimStore::claims_with_policies)
+    /// and, for what it costs, [`dynamodb_with_policies`](super::dynamodb_with_policies).
+    pub(super) async fn claims_with_policies(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(ClaimSnapshot, Option<PolicySnapshot>)>, StoreError> {
+        super::dynamodb_with_policies::claims_with_policies(&self.table, after, limit).await
     }
 
     /// See [`ClaimStore::replicated_policy`](super::ClaimStore::replicated_policy).

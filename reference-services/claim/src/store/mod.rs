@@ -6,6 +6,8 @@
 mod append;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
+#[cfg(feature = "aws")]
+mod dynamodb_with_policies;
 mod repair;
 mod repairer;
 pub mod sqlite;
@@ -23,7 +25,9 @@ pub use dovetail_service_kit::store::{OpenedStore, RequestRecord, StoreError, Wr
 use dovetail_service_kit::{StartError, on_backend};
 
 use crate::domain::{Claim, ClaimChange};
-pub use repair::{REPAIR_BATCH, RepairReport, Republished, SkipReason, Skipped};
+pub use dovetail_service_kit::store::{
+    REPAIR_BATCH, RepairReport, Republished, SkipReason, Skipped,
+};
 pub use view::{ClaimConsistencyView, PolicyReplicaView};
 
 /// One change to commit: the claim after it, its event, the version the claim must
@@ -181,24 +185,24 @@ impl ClaimStore {
 
     /// Up to `limit` claims after the claim id `after`, in claim id order, each with the
     /// replica's copy of its policy (`None` when the replica holds none): what the
-    /// [claim-policy invariant](crate::invariants) reads. On SQLite only.
+    /// [claim-policy invariant](crate::invariants) reads.
+    ///
+    /// # Cost
+    /// On SQLite one query (a join by the claims' primary key). On DynamoDB the table has
+    /// no index of all claims in id order, so each call is one strongly consistent `Scan`
+    /// of the whole table (every item read, the `limit` lowest claim ids after `after`
+    /// kept) and one `BatchGetItem` per 100 of the page's policies: a full pass over `n`
+    /// claims in pages of `p` is `n / p + 1` scans, fine at a reference service's size;
+    /// a bigger table wants a sparse index sorted by claim id.
     ///
     /// # Errors
-    /// [`StoreError::Backend`], also on DynamoDB, where the invariant cannot run yet.
+    /// [`StoreError::Backend`].
     pub async fn claims_with_policies(
         &self,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(ClaimSnapshot, Option<PolicySnapshot>)>, StoreError> {
-        match &self.0 {
-            Backend::Sqlite(store) => store.claims_with_policies(after, limit).await,
-            #[allow(unreachable_patterns)] // only the DynamoDB store without `aws`
-            _ => Err(StoreError::backend(
-                "reading claims with their policies",
-                "the claim-policy invariant reads a SQLite claim store only: on DynamoDB it \
-                 is not there yet",
-            )),
-        }
+        on_backend!(&self.0, store => store.claims_with_policies(after, limit).await)
     }
 
     /// The [`View`](dovetail_consistency::View) of the policy replica, to check it against
@@ -215,11 +219,13 @@ impl ClaimStore {
     }
 
     /// The [`View`](dovetail_consistency::View) of the claims for consistency checks of
-    /// their replicas (the search index's), on SQLite; `None` on DynamoDB, which has no
-    /// view of its claims yet.
+    /// their replicas (the search index's), on either backend; `None` only for a DynamoDB
+    /// store in a build without the `aws` feature, which cannot exist.
     pub fn consistency_view(&self) -> Option<ClaimConsistencyView> {
         match &self.0 {
             Backend::Sqlite(store) => Some(store.consistency_view()),
+            #[cfg(feature = "aws")]
+            Backend::DynamoDb(store) => Some(store.consistency_view()),
             #[allow(unreachable_patterns)] // only the DynamoDB store without `aws`
             _ => None,
         }
@@ -234,28 +240,23 @@ impl ClaimStore {
     /// lack the claim and ignore it where they are not, so repairing a claim that had not
     /// drifted is harmless. Nothing writes a replica.
     ///
-    /// At most [`REPAIR_BATCH`] distinct keys per call, in one transaction; the rest come
-    /// back in [`RepairReport::deferred`]. A key this service has no claim for, or one the
-    /// outbox refuses, is reported in [`RepairReport::skipped`] and the others go ahead.
+    /// At most [`REPAIR_BATCH`] distinct keys per call; the rest come back in
+    /// [`RepairReport::deferred`]. A key this service has no claim for, or one the outbox
+    /// refuses, is reported in [`RepairReport::skipped`] and the others go ahead.
+    ///
+    /// On SQLite the batch is one transaction. On DynamoDB it goes out in transactions
+    /// of 25 claims, and a claim written between its read and its transaction is skipped
+    /// as [`SkipReason::Refused`] (its write's event repairs it).
     ///
     /// # Errors
-    /// [`StoreError::Backend`] when the database fails (nothing is republished), or on
-    /// DynamoDB, where the claims have no consistency view yet: repair runs on SQLite
-    /// only.
+    /// [`StoreError::Backend`] when the database fails (on SQLite nothing is
+    /// republished; on DynamoDB, the transactions before the failing one are).
     pub async fn repair(
         &self,
         keys: Vec<String>,
         run: EventId,
     ) -> Result<RepairReport, StoreError> {
-        match &self.0 {
-            Backend::Sqlite(store) => store.repair(keys, run).await,
-            #[allow(unreachable_patterns)] // only the DynamoDB store without `aws`
-            _ => Err(StoreError::backend(
-                "republishing claims for a repair",
-                "the claims of a claim service on DynamoDB have no consistency view or \
-                 repair yet: repair replicas of a claim service on SQLite",
-            )),
-        }
+        on_backend!(&self.0, store => store.repair(keys, run).await)
     }
 
     /// Whether the database answers.

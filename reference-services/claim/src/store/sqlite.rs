@@ -289,7 +289,7 @@ impl SqliteClaimStore {
 
     /// The consistency view of the claims in this file.
     pub fn consistency_view(&self) -> ClaimConsistencyView {
-        ClaimConsistencyView::new(self.connection.clone(), CLAIMS)
+        dovetail_service_kit::store::SqliteTableView::new(self.connection.clone(), CLAIMS).into()
     }
 
     /// See [`ClaimStore::repair`](super::ClaimStore::repair).

@@ -3,7 +3,7 @@
 //! [`ClaimConsistencyView`], its own claims, the source of truth their replicas (the
 //! search index) are checked against.
 
-use dovetail_service_kit::store::{SqliteTableView, TableView};
+use dovetail_service_kit::store::TableView;
 
 use dovetail_consistency::sqlite::SqliteDigests;
 
@@ -52,12 +52,25 @@ pub(super) const CLAIMS: SqliteDigests = SqliteDigests {
     changed_at: Some("changed_at_ms"),
 };
 
-/// The owner's [`View`](dovetail_consistency::View) of its claims on its SQLite file:
-/// digests from `claim_buckets` (one row per bucket, kept in each claim write's
-/// transaction), entries from `claims` by its `(bucket, claim_id)` index, each with the
-/// time the claim last changed. Rows written before the consistency columns existed have
-/// no change time (`None`), so a difference on one is never taken for a write in flight.
+/// The set of the claims' digests and entries in the DynamoDB table (see
+/// [`dovetail_consistency::dynamodb`]).
+#[cfg(feature = "aws")]
+pub(super) const CLAIM_SET: &str = "claims";
+
+/// The owner's [`View`](dovetail_consistency::View) of its claims.
+///
+/// On SQLite: digests from `claim_buckets` (one row per bucket, kept in each claim
+/// write's transaction), entries from `claims` by its `(bucket, claim_id)` index, each
+/// with the time the claim last changed. Rows written before the consistency columns
+/// existed have no change time (`None`), so a difference on one is never taken for a
+/// write in flight.
+///
+/// On DynamoDB: the digest and entry items of the set `claims`
+/// ([`dovetail_consistency::dynamodb::DynamoDbDigests`]), kept in each claim write's
+/// `TransactWriteItems`, each entry with the write's change time. Claims written before
+/// the store kept them are backfilled on the store's first open of the table, without a
+/// change time ([`backfill_digests`](dovetail_service_kit::store::backfill_digests)).
 ///
 /// Get one from [`ClaimStore::consistency_view`](super::ClaimStore::consistency_view);
 /// check a replica of claims against it with [`dovetail_consistency::Check`].
-pub type ClaimConsistencyView = SqliteTableView;
+pub type ClaimConsistencyView = TableView;

@@ -50,11 +50,11 @@ async fn open() -> (ClaimStore, AnyOutboxStore) {
     (store, outbox)
 }
 
-fn active_policy() -> PolicySnapshot {
+pub(crate) fn active_policy() -> PolicySnapshot {
     policy("pol-1", PolicyStatus::Active, 2)
 }
 
-async fn commit(
+pub(crate) async fn commit(
     store: &ClaimStore,
     (claim, change): (Claim, ClaimChange),
     expected: ExpectedVersion,
@@ -72,7 +72,7 @@ async fn commit(
 }
 
 /// Files the claim `claim_id` against [`active_policy`].
-async fn file(store: &ClaimStore, claim_id: &str) -> Claim {
+pub(crate) async fn file(store: &ClaimStore, claim_id: &str) -> Claim {
     let request: ClaimRequest = serde_json::from_value(claim_body("pol-1", "500.00")).unwrap();
     let filed = Claim::file(
         claim_id.to_owned(),
@@ -84,10 +84,11 @@ async fn file(store: &ClaimStore, claim_id: &str) -> Claim {
     commit(store, filed, ExpectedVersion::New).await
 }
 
-/// The claims of a fresh store, written by filing and reviewing claims.
-struct Claims {
-    store: ClaimStore,
-    view: ClaimConsistencyView,
+/// The claims of a fresh store, written by filing and reviewing claims (on DynamoDB
+/// too, in `needs_servers::dynamodb_claims`).
+pub(crate) struct Claims {
+    pub(crate) store: ClaimStore,
+    pub(crate) view: ClaimConsistencyView,
 }
 
 impl ViewFixture for Claims {
@@ -222,7 +223,7 @@ async fn repair_republishes_each_claim_as_the_event_of_its_status() {
     let republished: Vec<_> = report
         .republished
         .iter()
-        .map(|r| (r.claim_id.as_str(), r.version, r.event_type))
+        .map(|r| (r.key.as_str(), r.version, r.event_type))
         .collect();
     assert_eq!(
         republished,
@@ -235,7 +236,7 @@ async fn repair_republishes_each_claim_as_the_event_of_its_status() {
         "in the order given, each once, as the event of its status"
     );
     assert_eq!(report.skipped.len(), 1, "{report:?}");
-    assert_eq!(report.skipped[0].claim_id, "clm-unknown");
+    assert_eq!(report.skipped[0].key, "clm-unknown");
     assert_eq!(report.skipped[0].reason, SkipReason::NotFound);
     assert!(report.deferred.is_empty());
 
@@ -318,14 +319,10 @@ async fn repair_defers_past_its_batch_and_reports_what_the_outbox_refuses() {
     let report = store.repair(keys, EventId::generate()).await.unwrap();
 
     assert_eq!(report.deferred, ["clm-late"], "the key past the batch");
-    let republished: Vec<_> = report
-        .republished
-        .iter()
-        .map(|r| r.claim_id.as_str())
-        .collect();
+    let republished: Vec<_> = report.republished.iter().map(|r| r.key.as_str()).collect();
     assert_eq!(republished, ["clm-fine"]);
     assert_eq!(report.skipped.len(), REPAIR_BATCH - 1, "{report:?}");
-    assert_eq!(report.skipped[0].claim_id, "clm-edited");
+    assert_eq!(report.skipped[0].key, "clm-edited");
     assert!(
         matches!(&report.skipped[0].reason, SkipReason::Refused(why) if why.contains("never stamped")),
         "{report:?}"

@@ -381,13 +381,13 @@ async fn drift_is_repaired_by_the_owner_republishing_through_its_outbox() {
     let republished: Vec<_> = repair
         .republished
         .iter()
-        .map(|r| (r.policy_id.clone(), r.version))
+        .map(|r| (r.key.clone(), r.version))
         .collect();
     assert_eq!(republished, [(missing.clone(), 2), (behind.clone(), 3)]);
     assert_eq!(
         repair.skipped,
         [Skipped {
-            policy_id: "pol-nowhere".into(),
+            key: "pol-nowhere".into(),
             reason: SkipReason::NotFound
         }]
     );
@@ -398,14 +398,14 @@ async fn drift_is_repaired_by_the_owner_republishing_through_its_outbox() {
     let added = new_events(&outbox, &before).await;
     assert_eq!(added.len(), 2, "{added:?}");
     for (envelope, done) in added.iter().zip(&repair.republished) {
-        assert_eq!(envelope.aggregate_id().as_str(), done.policy_id);
+        assert_eq!(envelope.aggregate_id().as_str(), done.key);
         assert_eq!(envelope.id(), done.event_id);
         assert_eq!(envelope.causation_id(), Some(run));
         assert_eq!(envelope.sequence().get(), done.version);
         assert_eq!(envelope.event_type().as_str(), "policy.updated");
-        let original = &events[&done.policy_id];
+        let original = &events[&done.key];
         assert!(original.iter().all(|first| first.id() != envelope.id()));
-        let current = owner.get(&done.policy_id).await.unwrap().unwrap();
+        let current = owner.get(&done.key).await.unwrap().unwrap();
         assert_eq!(
             envelope.payload()["policy"],
             serde_json::json!(current.snapshot())

@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use dovetail_consistency::Entry;
 use dovetail_consistency::dynamodb::{DynamoDbDigests, DynamoDbView};
 use dovetail_events::envelope::Source;
 use dovetail_events::idempotency::{
@@ -582,12 +583,71 @@ impl<S: Serialize + DeserializeOwned> SnapshotItems<S> {
         }
     }
 
+    /// What an owner's write of aggregate `id` at `version` adds to its transaction for
+    /// the consistency set `digests`: the version to expect (for
+    /// [`ExpectedVersion::Any`], the version read now, so that the digest takes out the
+    /// one the write replaces; the item's condition on it keeps another write from
+    /// coming between, which fails as a [`StoreError::VersionConflict`]), and the two
+    /// actions of [`DynamoDbDigests::record`] moving the aggregate's bucket digest from its
+    /// old entry (read strongly consistently: an item older than the digests has none, and
+    /// is added) to its new one, stamped with the time of the write.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when a read fails.
+    pub async fn digest_write(
+        &self,
+        table: &ServiceTable,
+        digests: &DynamoDbDigests,
+        id: &str,
+        version: u64,
+        expected: ExpectedVersion,
+    ) -> Result<(ExpectedVersion, [TransactWriteItem; 2]), StoreError> {
+        let expected = match expected {
+            // No such item: the put's condition (present) refuses the write.
+            ExpectedVersion::Any => table
+                .version_of(self.key(table, id))
+                .await?
+                .map_or(ExpectedVersion::Any, ExpectedVersion::Exactly),
+            other => other,
+        };
+        let old = digests.entry(table.client(), id).await.map_err(|error| {
+            backend(
+                &format!("reading the consistency entry of {} {id}", self.kind),
+                error,
+            )
+        })?;
+        let changed_at = epoch_ms(SystemTime::now());
+        let actions = digests
+            .record(
+                old.as_ref(),
+                &Entry::live(id, version).changed_at(changed_at),
+            )
+            .map_err(|error| backend("building a consistency digest", error))?;
+        Ok((expected, actions))
+    }
+
     /// The snapshot of aggregate `id`, read strongly consistently; `None` when there is
     /// no such item.
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the read fails or the item is unreadable.
     pub async fn get(&self, table: &ServiceTable, id: &str) -> Result<Option<S>, StoreError> {
+        Ok(self
+            .get_versioned(table, id)
+            .await?
+            .map(|(_, snapshot)| snapshot))
+    }
+
+    /// The `version` attribute and the snapshot of aggregate `id`, read strongly
+    /// consistently (as [`get`](Self::get)); `None` when there is no such item.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the read fails or the item is unreadable.
+    pub async fn get_versioned(
+        &self,
+        table: &ServiceTable,
+        id: &str,
+    ) -> Result<Option<(u64, S)>, StoreError> {
         let read = table
             .client()
             .get_item()
@@ -597,7 +657,16 @@ impl<S: Serialize + DeserializeOwned> SnapshotItems<S> {
             .send()
             .await
             .map_err(|error| backend(&format!("reading {} {id}", self.kind), error))?;
-        read.item().map(|item| self.parse(item)).transpose()
+        let Some(item) = read.item() else {
+            return Ok(None);
+        };
+        let version = number_of(item, VERSION).ok_or_else(|| {
+            StoreError::backend(
+                format!("reading {} {id}", self.kind),
+                "its item has no whole `version` number",
+            )
+        })?;
+        Ok(Some((version, self.parse(item)?)))
     }
 
     /// Up to `limit` snapshots whose attribute `index.partition_key` is `value`, in id

@@ -15,14 +15,12 @@
 //! may be missing from a listing for a moment (usually well under a second), while
 //! [`get`](super::PolicyStore::get) reads strongly consistently.
 
-use dovetail_consistency::Entry;
 use dovetail_consistency::dynamodb::DynamoDbDigests;
 use dovetail_contracts::policy::PolicySnapshot;
 use dovetail_events::envelope::{EventId, Source};
-use dovetail_outbox::ExpectedVersion;
 use dovetail_service_kit::aws::AwsClients;
 use dovetail_service_kit::store::dynamodb::{
-    ServiceTable, SnapshotIndex, SnapshotItem, SnapshotItems, backend, open_table,
+    ServiceTable, SnapshotIndex, SnapshotItem, SnapshotItems, open_table,
 };
 use dovetail_service_kit::store::{SetItems, backfill_digests};
 
@@ -86,41 +84,24 @@ impl DynamoDbPolicyStore {
 
     /// See [`PolicyStore::write`](super::PolicyStore::write).
     ///
-    /// The policy's bucket digest moves from its old entry to its new one in the same
-    /// transaction. The old entry is read first (strongly consistent), so a policy
-    /// written before the store kept digests is added on its next write rather than
-    /// taken out of a digest it was never in; the policy item's condition (the version
-    /// the write expects) keeps another write from coming between. A write that expects
-    /// [`ExpectedVersion::Any`] is checked against the version it read (a
-    /// [`StoreError::VersionConflict`] when another write came between), for the same
-    /// reason.
+    /// The policy's bucket digest moves from its old entry to its new one (with the
+    /// write's change time) in the same transaction, as
+    /// [`SnapshotItems::digest_write`] says: a policy written before the store kept
+    /// digests is added on its next write rather than taken out of a digest it was never
+    /// in, and a write at any version is checked against the version it read (a
+    /// [`StoreError::VersionConflict`] when another write came between).
     pub(super) async fn write(&self, write: PolicyWrite) -> Result<WriteOutcome, StoreError> {
         let policy = write.policy.snapshot();
         let id = &policy.policy_id;
-        let expected = match write.expected {
-            ExpectedVersion::Any => {
-                let key = self.table.key(format!("policy#{id}"), "policy");
-                // No such policy: the put's condition (present) refuses the write.
-                self.table
-                    .version_of(key)
-                    .await?
-                    .map_or(ExpectedVersion::Any, ExpectedVersion::Exactly)
-            }
-            other => other,
-        };
-        let old = self
-            .digests
-            .entry(self.table.client(), id)
-            .await
-            .map_err(|error| backend("reading the policy's consistency entry", error))?;
-        let changed_at = u64::try_from(dovetail_consistency::sqlite::now_ms()).unwrap_or(0);
-        let digest = self
-            .digests
-            .record(
-                old.as_ref(),
-                &Entry::live(id, policy.version).changed_at(changed_at),
+        let (expected, digest) = POLICIES
+            .digest_write(
+                &self.table,
+                &self.digests,
+                id,
+                policy.version,
+                write.expected,
             )
-            .map_err(|error| backend("building the policy's consistency digest", error))?;
+            .await?;
         let item = SnapshotItem {
             id: &policy.policy_id,
             version: policy.version,
@@ -155,7 +136,7 @@ impl DynamoDbPolicyStore {
         keys: Vec<String>,
         run: EventId,
     ) -> Result<RepairReport, StoreError> {
-        super::dynamodb_repair::republish(&self.table, keys, run).await
+        super::repair::republish_on_dynamodb(&self.table, keys, run).await
     }
 
     /// See [`PolicyStore::get`](super::PolicyStore::get).

@@ -5,8 +5,6 @@
 mod append;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
-#[cfg(feature = "aws")]
-mod dynamodb_repair;
 mod repair;
 mod repairer;
 pub mod sqlite;
@@ -21,7 +19,9 @@ pub use dovetail_service_kit::store::{OpenedStore, RequestRecord, StoreError, Wr
 use dovetail_service_kit::{StartError, on_backend};
 
 use crate::domain::{Policy, PolicyChange};
-pub use repair::{REPAIR_BATCH, RepairReport, Republished, SkipReason, Skipped};
+pub use dovetail_service_kit::store::{
+    REPAIR_BATCH, RepairReport, Republished, SkipReason, Skipped,
+};
 pub use view::PolicyConsistencyView;
 
 /// One change to commit: the policy after it, the event it produced, the version the

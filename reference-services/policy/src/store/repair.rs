@@ -13,161 +13,79 @@
 //! guessing it from the status would be wrong for an active policy (issued, or updated
 //! since?) and for a cancelled one would drop the cancellation's reason, which is not
 //! stored either. The envelope's causation id (the check run's id) says why it exists.
+//!
+//! The report, the batch and the loops on each backend are the kit's
+//! ([`dovetail_service_kit::store::republish_rows`], `republish_items`); this module
+//! says which event a policy is republished as.
 
 use dovetail_contracts::policy::{AGGREGATE_TYPE, PolicySnapshot, PolicyUpdated};
-use dovetail_events::envelope::{AggregateRef, EventId, EventMetadata};
+use dovetail_events::envelope::{AggregateRef, Event, EventId};
 use dovetail_outbox::OutboxError;
 use dovetail_outbox::sqlite::SqliteOutbox;
-use rusqlite::{Connection, OptionalExtension};
+use dovetail_service_kit::store::{RepairReport, SnapshotRows, republish_rows};
+use rusqlite::Connection;
 
 use super::StoreError;
 
-/// The most policies one [`repair`](super::PolicyStore::repair) call republishes: the
-/// first this many distinct keys it is given. The rest come back in
-/// [`RepairReport::deferred`], for the next call. One call is one transaction, holding
-/// SQLite's write lock while it reads and republishes, and its records reach the relay
-/// together; the cap keeps both short so repairing a badly drifted replica does not
-/// stall the service's own writes or flood the relay. The caller paces the calls. (On
-/// DynamoDB, a call's policies go in transactions of 25: each republish is two of the
-/// 100 actions a transaction may hold.)
-pub const REPAIR_BATCH: usize = 100;
+/// The policies' rows: `policies`, keyed by `policy_id`.
+const POLICY_ROWS: SnapshotRows = SnapshotRows {
+    table: "policies",
+    key: "policy_id",
+};
 
-/// What one [`repair`](super::PolicyStore::repair) call did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RepairReport {
-    /// The policies republished, in the order of the keys given.
-    pub republished: Vec<Republished>,
-    /// The keys not republished, each with why; the others went ahead regardless.
-    pub skipped: Vec<Skipped>,
-    /// The keys beyond [`REPAIR_BATCH`], untouched: pass them to the next call.
-    pub deferred: Vec<String>,
-}
-
-/// One policy whose snapshot was republished.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Republished {
-    /// The policy's id.
-    pub policy_id: String,
-    /// The version republished: the policy's current one, not raised by the repair.
-    pub version: u64,
-    /// The republished event's id (new; the event at this version first published had
-    /// another).
-    pub event_id: EventId,
-}
-
-/// A key the repair did not republish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skipped {
-    /// The key as given.
-    pub policy_id: String,
-    /// Why it was skipped.
-    pub reason: SkipReason,
-}
-
-/// Why a key was not republished.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SkipReason {
-    /// This service has no such policy: a replica holding it got an event of another
-    /// policy service (a subscription to the wrong topic, say). Republishing cannot fix
-    /// that; the replica's row is the replica's operators' to remove.
-    NotFound,
-    /// The outbox refused to republish it (the message says why, such as a policy row
-    /// whose version is not the outbox's); run the check again before retrying.
-    Refused(String),
-}
-
-/// Republishes the current snapshot of each of the first [`REPAIR_BATCH`] distinct
-/// `keys` in one unit of work of `outbox` on `connection`, each with `run` as its
-/// causation id. See [`PolicyStore::repair`](super::PolicyStore::repair).
+/// Republishes the current snapshot of each of the first
+/// [`REPAIR_BATCH`](super::REPAIR_BATCH) distinct `keys` in one unit of work of `outbox`
+/// on `connection`, each with `run` as its causation id. See
+/// [`PolicyStore::repair`](super::PolicyStore::repair).
 pub(super) fn republish(
     connection: &mut Connection,
     outbox: &SqliteOutbox,
     keys: Vec<String>,
     run: EventId,
 ) -> Result<RepairReport, StoreError> {
-    let (batch, deferred) = take_batch(keys);
-    let mut report = RepairReport {
-        deferred,
-        ..RepairReport::default()
-    };
-    let mut unit = outbox.begin(connection)?;
-    let mut pending = Vec::new();
-    for policy_id in batch {
-        // Read in the unit of work's transaction, which holds the write lock until
-        // commit: no write can come between this version and the republish.
-        let row: Option<(i64, String)> = unit
-            .transaction()
-            .prepare_cached("SELECT version, snapshot FROM policies WHERE policy_id = ?1")?
-            .query_row([&policy_id], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()?;
-        let Some((version, json)) = row else {
-            report.skipped.push(Skipped {
-                policy_id,
-                reason: SkipReason::NotFound,
-            });
-            continue;
-        };
-        let policy: PolicySnapshot = serde_json::from_str(&json)
-            .map_err(|error| StoreError::backend(format!("reading policy {policy_id}"), error))?;
-        let version = u64::try_from(version).unwrap_or(0);
-        let aggregate =
-            AggregateRef::parse(AGGREGATE_TYPE, &policy_id).map_err(OutboxError::invalid_event)?;
-        let metadata = EventMetadata {
-            causation_id: Some(run),
-            ..EventMetadata::default()
-        };
-        // The policy service's events go through `append`: the outbox keeps the version.
-        match unit.republish(aggregate, version, &PolicyUpdated { policy }, metadata) {
-            Ok(()) => pending.push((policy_id, version)),
-            Err(error @ (OutboxError::InvalidEvent { .. } | OutboxError::Conflict { .. })) => {
-                report.skipped.push(Skipped {
-                    policy_id,
-                    reason: SkipReason::Refused(with_sources(&error)),
-                });
-            }
-            Err(other) => return Err(other.into()),
-        }
-    }
-    let committed = unit.commit()?;
-    // One envelope per republished policy, in the order of the republishes.
-    report.republished = pending
-        .into_iter()
-        .zip(committed.envelopes())
-        .map(|((policy_id, version), envelope)| Republished {
-            policy_id,
-            version,
-            event_id: envelope.id(),
-        })
-        .collect();
-    Ok(report)
+    republish_rows(
+        connection,
+        outbox,
+        POLICY_ROWS,
+        keys,
+        run,
+        |unit, policy: PolicySnapshot, version, metadata| {
+            let aggregate = aggregate(&policy)?;
+            // The policy service's events go through `append`: the outbox keeps the version.
+            unit.republish(aggregate, version, &PolicyUpdated { policy }, metadata)
+                .map(|()| PolicyUpdated::TYPE)
+        },
+    )
 }
 
-/// The first [`REPAIR_BATCH`] distinct `keys`, in order, and the distinct rest (deferred).
-pub(super) fn take_batch(keys: Vec<String>) -> (Vec<String>, Vec<String>) {
-    let (mut batch, mut deferred): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
-    for key in keys {
-        if batch.contains(&key) || deferred.contains(&key) {
-            continue;
-        }
-        if batch.len() < REPAIR_BATCH {
-            batch.push(key);
-        } else {
-            deferred.push(key);
-        }
-    }
-    (batch, deferred)
+/// The same on DynamoDB: see [`republish_items`](dovetail_service_kit::store::republish_items).
+#[cfg(feature = "aws")]
+pub(super) async fn republish_on_dynamodb(
+    table: &dovetail_service_kit::store::dynamodb::ServiceTable,
+    keys: Vec<String>,
+    run: EventId,
+) -> Result<RepairReport, StoreError> {
+    dovetail_service_kit::store::republish_items(
+        table,
+        &super::dynamodb::POLICIES,
+        keys,
+        run,
+        |unit, policy, version, metadata| {
+            Box::pin(async move {
+                let event = PolicyUpdated {
+                    policy: policy.clone(),
+                };
+                unit.republish(aggregate(policy)?, version, &event, metadata)
+                    .await?;
+                Ok(PolicyUpdated::TYPE)
+            })
+        },
+    )
+    .await
 }
 
-/// `error`'s message followed by its sources', which say what the outbox refused and why.
-pub(super) fn with_sources(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
+fn aggregate(policy: &PolicySnapshot) -> Result<AggregateRef, OutboxError> {
+    AggregateRef::parse(AGGREGATE_TYPE, &policy.policy_id).map_err(OutboxError::invalid_event)
 }
 
 #[cfg(test)]
@@ -176,10 +94,10 @@ mod tests {
     use dovetail_outbox::ExpectedVersion;
     use dovetail_outbox::sqlite::{OutboxConfig, SqliteOutbox};
 
-    use super::SkipReason;
     use crate::domain::{Policy, PolicyTerms};
     use crate::store::PolicyWrite;
     use crate::store::sqlite::SqlitePolicyStore;
+    use dovetail_service_kit::store::SkipReason;
 
     async fn draft(store: &SqlitePolicyStore, id: &str) {
         let terms: PolicyTerms = serde_json::from_value(serde_json::json!({
@@ -233,13 +151,13 @@ mod tests {
         assert_eq!(report.republished.len(), 1, "{report:?}");
         assert_eq!(
             (
-                report.republished[0].policy_id.as_str(),
+                report.republished[0].key.as_str(),
                 report.republished[0].version
             ),
             ("pol-2", 1)
         );
         assert_eq!(report.skipped.len(), 1, "{report:?}");
-        assert_eq!(report.skipped[0].policy_id, "pol-1");
+        assert_eq!(report.skipped[0].key, "pol-1");
         assert!(
             matches!(&report.skipped[0].reason, SkipReason::Refused(why) if why.contains("never stamped")),
             "{report:?}"

@@ -1,43 +1,15 @@
 //! The policy store as the owner's [`Repair`] of a consistency runner: the runner's
 //! repairs become [`PolicyStore::repair`] calls, its run id their causation id.
 
-use dovetail_consistency::{BoxError, Repair, RepairOutcome, RunId};
-use dovetail_events::envelope::EventId;
-use futures_util::future::BoxFuture;
+use dovetail_consistency::{Repair, RunId};
+use dovetail_service_kit::store::{RunnerRepair, runner_repair};
 
-use super::{PolicyStore, SkipReason};
+use super::PolicyStore;
 
 impl Repair for PolicyStore {
-    fn repair(
-        &self,
-        keys: Vec<String>,
-        run: RunId,
-    ) -> BoxFuture<'_, Result<RepairOutcome, BoxError>> {
-        Box::pin(async move {
-            let cause = EventId::from_uuid(run.as_uuid())?;
-            let report = PolicyStore::repair(self, keys, cause).await?;
-            Ok(RepairOutcome {
-                republished: report
-                    .republished
-                    .into_iter()
-                    .map(|r| r.policy_id)
-                    .collect(),
-                skipped: report
-                    .skipped
-                    .into_iter()
-                    .map(|skipped| {
-                        let reason = match skipped.reason {
-                            SkipReason::NotFound => {
-                                "the policy service has no such policy: remove it at the replica"
-                                    .to_owned()
-                            }
-                            SkipReason::Refused(why) => format!("the outbox refused: {why}"),
-                        };
-                        (skipped.policy_id, reason)
-                    })
-                    .collect(),
-                deferred: report.deferred,
-            })
+    fn repair(&self, keys: Vec<String>, run: RunId) -> RunnerRepair<'_> {
+        runner_repair(run, "the policy service", "policy", move |cause| {
+            PolicyStore::repair(self, keys, cause)
         })
     }
 }

@@ -258,11 +258,7 @@ where
 
     let run = EventId::generate();
     let repair = owner.repair(keys(&report), run).await.unwrap();
-    let mut repaired: Vec<_> = repair
-        .republished
-        .iter()
-        .map(|r| r.policy_id.clone())
-        .collect();
+    let mut repaired: Vec<_> = repair.republished.iter().map(|r| r.key.clone()).collect();
     repaired.sort();
     let mut drifted = vec![
         lost.missing.clone(),
@@ -271,11 +267,7 @@ where
     ];
     drifted.sort();
     assert_eq!(repaired, drifted, "{repair:?}");
-    let skipped: Vec<_> = repair
-        .skipped
-        .iter()
-        .map(|s| s.policy_id.as_str())
-        .collect();
+    let skipped: Vec<_> = repair.skipped.iter().map(|s| s.key.as_str()).collect();
     assert_eq!(skipped, [lost.stray.as_str()], "the owner never had it");
 
     for envelope in republished(&outbox, run).await {
@@ -387,7 +379,7 @@ where
     let mut repaired: Vec<_> = repair
         .republished
         .iter()
-        .map(|r| (r.claim_id.clone(), r.event_type))
+        .map(|r| (r.key.clone(), r.event_type))
         .collect();
     repaired.sort();
     let mut drifted = vec![
@@ -397,7 +389,7 @@ where
     ];
     drifted.sort();
     assert_eq!(repaired, drifted, "{repair:?}");
-    let skipped: Vec<_> = repair.skipped.iter().map(|s| s.claim_id.as_str()).collect();
+    let skipped: Vec<_> = repair.skipped.iter().map(|s| s.key.as_str()).collect();
     assert_eq!(skipped, [lost.stray.as_str()], "the owner never had it");
 
     for envelope in republished(&outbox, run).await {

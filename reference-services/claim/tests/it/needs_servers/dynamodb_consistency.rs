@@ -361,7 +361,7 @@ async fn drift_made_by_hand_in_the_replica_is_found_and_repaired_through_the_own
     let republished: Vec<_> = repair
         .republished
         .iter()
-        .map(|r| (r.policy_id.clone(), r.version))
+        .map(|r| (r.key.clone(), r.version))
         .collect();
     assert_eq!(
         republished,
@@ -370,7 +370,7 @@ async fn drift_made_by_hand_in_the_replica_is_found_and_repaired_through_the_own
     assert_eq!(
         repair.skipped,
         [Skipped {
-            policy_id: "pol-extra".into(),
+            key: "pol-extra".into(),
             reason: SkipReason::NotFound
         }]
     );

@@ -1,10 +1,13 @@
 //! The claim service on the AWS backends, against the emulator `cargo xtask servers`
 //! starts (or real AWS): the store's promises on DynamoDB (claims, the policy
 //! replica, request and event records), the replica's consistency check against the
-//! policy service's on DynamoDB and its repair, and the service end to end from
-//! policy events on SNS to a filed claim's event on SQS.
+//! policy service's on DynamoDB and its repair, the claims' own view there (the
+//! contract, drift in a replica of claims repaired through the claim store, the
+//! claim-policy invariant), and the service end to end from policy events on SNS to a
+//! filed claim's event on SQS.
 
 mod aws_end_to_end;
+mod dynamodb_claims;
 mod dynamodb_consistency;
 mod dynamodb_store;
 
