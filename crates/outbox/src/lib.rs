@@ -41,6 +41,7 @@ mod error;
 mod memory;
 mod record;
 pub mod relay;
+mod republish;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod store;

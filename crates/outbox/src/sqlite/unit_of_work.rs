@@ -9,6 +9,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use tokio::sync::Notify;
 
 use super::schema::{OrStorage, now_ms, to_i64, to_u64};
+use crate::republish::refused;
 use crate::{Committed, ExpectedVersion, OutboxError};
 
 /// Adds `n` to an aggregate's version whatever it is, creating it at `n`.
@@ -369,30 +370,7 @@ impl<'c> SqliteUnitOfWork<'c> {
     ) -> Result<(), OutboxError> {
         self.refuse_if_appended(&aggregate)?;
         let kept = self.kept_version(&aggregate)?.unwrap_or(0);
-        if kept == 0 {
-            return Err(refused(
-                &aggregate,
-                "has no events in this outbox, so nothing to republish (an aggregate the \
-                 service versions itself goes through republish_at)",
-            ));
-        }
-        if version > kept {
-            return Err(refused(
-                &aggregate,
-                &format!(
-                    "is at version {kept}: {version} was never stamped, so it cannot be \
-                     republished; republish at {kept}"
-                ),
-            ));
-        }
-        if version < kept {
-            return Err(OutboxError::Conflict {
-                aggregate_type: aggregate.aggregate_type.as_str().to_owned(),
-                aggregate_id: aggregate.id.as_str().to_owned(),
-                expected: format!("{version} (the republished snapshot's)"),
-                actual: kept,
-            });
-        }
+        crate::republish::check_kept(&aggregate, version, kept)?;
         self.push_republished(aggregate, version, event, metadata)
     }
 
@@ -423,22 +401,15 @@ impl<'c> SqliteUnitOfWork<'c> {
         metadata: EventMetadata,
     ) -> Result<(), OutboxError> {
         self.refuse_if_appended(&aggregate)?;
-        if version == 0 {
-            return Err(refused(
-                &aggregate,
-                "cannot be republished at version 0: an aggregate with no events has \
-                 nothing to republish",
-            ));
-        }
+        crate::republish::check_own(&aggregate, version)?;
         if let Some(kept) = self.kept_version(&aggregate)?
             && kept > version
         {
-            return Err(OutboxError::Conflict {
-                aggregate_type: aggregate.aggregate_type.as_str().to_owned(),
-                aggregate_id: aggregate.id.as_str().to_owned(),
-                expected: format!("{version} (the service's own version)"),
-                actual: kept,
-            });
+            return Err(crate::republish::conflict(
+                &aggregate,
+                format!("{version} (the service's own version)"),
+                kept,
+            ));
         }
         self.push_republished(aggregate, version, event, metadata)
     }
@@ -735,15 +706,6 @@ fn query_version(
         .prepare_cached(sql)?
         .query_row(params, |row| row.get(0))
         .optional()
-}
-
-/// [`OutboxError::InvalidEvent`] saying why `aggregate` `how`.
-fn refused(aggregate: &AggregateRef, how: &str) -> OutboxError {
-    OutboxError::invalid_event(format!(
-        "{}/{} {how}",
-        aggregate.aggregate_type.as_str(),
-        aggregate.id.as_str()
-    ))
 }
 
 fn conflict(appending: &Appending, expected: ExpectedVersion, actual: u64) -> OutboxError {

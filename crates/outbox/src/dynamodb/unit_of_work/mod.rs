@@ -24,7 +24,8 @@ use crate::{Committed, ExpectedVersion, OutboxError};
 
 mod republish;
 
-use republish::{Republish, refused};
+use crate::republish::refused;
+use republish::Republish;
 
 /// How often a commit re-reads the versions of `Any` aggregates when another writer
 /// changed one between the read and the transaction.

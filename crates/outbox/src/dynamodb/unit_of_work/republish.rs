@@ -3,8 +3,9 @@
 
 use dovetail_events::envelope::{AggregateRef, Envelope, Event, EventMetadata, Sequence};
 
-use super::{Appending, DynamoDbUnitOfWork, conflict};
-use crate::{ExpectedVersion, OutboxError};
+use super::{Appending, DynamoDbUnitOfWork};
+use crate::OutboxError;
+use crate::republish::refused;
 
 /// A republish's sequence and the check of the aggregate's version item at commit.
 #[derive(Debug, Clone, Copy)]
@@ -62,29 +63,7 @@ impl DynamoDbUnitOfWork {
     ) -> Result<&mut Self, OutboxError> {
         self.refuse_if_appended(&aggregate)?;
         let kept = self.read_version(&aggregate).await?;
-        if kept == 0 {
-            return Err(refused(
-                &aggregate,
-                "has no events in this outbox, so nothing to republish (an aggregate the \
-                 service versions itself goes through republish_at)",
-            ));
-        }
-        if version > kept {
-            return Err(refused(
-                &aggregate,
-                &format!(
-                    "is at version {kept}: {version} was never stamped, so it cannot be \
-                     republished; republish at {kept}"
-                ),
-            ));
-        }
-        if version < kept {
-            return Err(conflict(
-                &aggregate,
-                ExpectedVersion::Exactly(version),
-                kept,
-            ));
-        }
+        crate::republish::check_kept(&aggregate, version, kept)?;
         self.push_republished(
             aggregate,
             Republish {
@@ -119,13 +98,7 @@ impl DynamoDbUnitOfWork {
         metadata: EventMetadata,
     ) -> Result<&mut Self, OutboxError> {
         self.refuse_if_appended(&aggregate)?;
-        if version == 0 {
-            return Err(refused(
-                &aggregate,
-                "cannot be republished at version 0: an aggregate with no events has \
-                 nothing to republish",
-            ));
-        }
+        crate::republish::check_own(&aggregate, version)?;
         self.push_republished(
             aggregate,
             Republish {
@@ -178,13 +151,4 @@ impl DynamoDbUnitOfWork {
         };
         Err(refused(aggregate, how))
     }
-}
-
-/// [`OutboxError::InvalidEvent`] saying why `aggregate` `how`.
-pub(super) fn refused(aggregate: &AggregateRef, how: &str) -> OutboxError {
-    OutboxError::invalid_event(format!(
-        "{}/{} {how}",
-        aggregate.aggregate_type.as_str(),
-        aggregate.id.as_str()
-    ))
 }
