@@ -81,7 +81,7 @@ async fn commit(
 
 /// Writes `count` policies on the owner, `prefix`ed: all drafted, two in three issued,
 /// every fourth of those cancelled; returns their ids.
-async fn write_policies(store: &PolicyStore, prefix: &str, count: usize) -> Vec<String> {
+pub(crate) async fn write_policies(store: &PolicyStore, prefix: &str, count: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..count {
         let terms: PolicyTerms = serde_json::from_value(serde_json::json!({

@@ -24,11 +24,12 @@ use dovetail_claim::store::{ClaimStore, ReplicaOutcome};
 use dovetail_consistency::dynamodb::DynamoDbDigests;
 use dovetail_consistency::{Check, CheckConfig, CheckReport, Drift, Entry};
 use dovetail_events::envelope::{Envelope, EventId, Source};
-use dovetail_outbox::{AnyOutboxStore, ExpectedVersion, OutboxStore};
-use dovetail_policy::domain::{Policy, PolicyChange, PolicyTerms};
-use dovetail_policy::store::{PolicyStore, PolicyWrite, SkipReason, Skipped};
+use dovetail_outbox::{AnyOutboxStore, OutboxStore};
+use dovetail_policy::store::{PolicyStore, SkipReason, Skipped};
 use dovetail_service_kit::config::{StorageBackend, StorageConfig};
 use dovetail_service_kit::events::Transport;
+
+use crate::consistency_view::write_policies;
 
 /// The set the claim store keeps its replica's digests under (its `view` module).
 const REPLICA_SET: &str = "policy-replica";
@@ -70,56 +71,6 @@ async fn open_claims_on(table: &str) -> ClaimStore {
 async fn open_claims() -> (ClaimStore, String) {
     let table = dovetail_testkit::unique_name("claim-view");
     (open_claims_on(&table).await, table)
-}
-
-async fn commit(
-    store: &PolicyStore,
-    (policy, change): (Policy, PolicyChange),
-    expected: ExpectedVersion,
-) -> Policy {
-    store
-        .write(PolicyWrite {
-            policy: policy.clone(),
-            change,
-            expected,
-            request: None,
-        })
-        .await
-        .unwrap();
-    policy
-}
-
-/// Writes `count` policies `prefix-<i>`: all drafted, two in three issued, every fourth
-/// of those cancelled (so at versions 1, 2 and 3); returns their ids.
-async fn write_policies(store: &PolicyStore, prefix: &str, count: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in 0..count {
-        let terms: PolicyTerms = serde_json::from_value(serde_json::json!({
-            "customer_id": format!("cust-{}", i % 5),
-            "product_line": "home",
-            "coverage_limit": "10000.00",
-            "deductible": "250.00",
-            "premium": "120.00",
-            "effective_date": "2026-01-01",
-            "expiry_date": "2099-12-31"
-        }))
-        .unwrap();
-        let drafted = Policy::draft(format!("{prefix}-{i:03}"), terms).unwrap();
-        let mut policy = commit(store, drafted, ExpectedVersion::New).await;
-        if i % 3 != 0 {
-            policy = commit(store, policy.issue().unwrap(), ExpectedVersion::Exactly(1)).await;
-            if i % 4 == 0 {
-                commit(
-                    store,
-                    policy.cancel(None).unwrap(),
-                    ExpectedVersion::Exactly(2),
-                )
-                .await;
-            }
-        }
-        ids.push(policy.id().to_owned());
-    }
-    ids
 }
 
 /// Feeds the replica, through its own handler, every event of the owner's outbox it was

@@ -16,7 +16,7 @@ use dovetail_service_kit::events::Transport;
 use aws_sdk_dynamodb::types::AttributeValue;
 use dovetail_consistency::dynamodb::DynamoDbDigests;
 
-use crate::consistency_view::{memory_of, ranges, write_policies};
+use crate::consistency_view::{assert_agrees_up_to, memory_of, write_policies};
 use crate::store_promises::{new_policy, open_with};
 
 /// The store on the table `table`, opened as the service opens it.
@@ -113,33 +113,7 @@ async fn the_policy_view_on_dynamodb_follows_every_write() {
 
     // Entries are one query per bucket: compared on the small ranges only (a check
     // reads no others), digests on every range.
-    let memory = memory_of(&policies);
-    for range in ranges() {
-        assert_eq!(
-            view.digest(range).await.unwrap(),
-            memory.digest_of(range),
-            "{range}"
-        );
-        if range.len() <= 100 {
-            let entries: Vec<Entry> = view
-                .entries(range)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|entry| Entry {
-                    changed_at_ms: None,
-                    ..entry
-                })
-                .collect();
-            assert_eq!(entries, memory.entries_of(range), "{range}");
-        }
-    }
-    let config = CheckConfig {
-        expected_lag: Duration::ZERO,
-        ..CheckConfig::default()
-    };
-    let report = Check::new(&view, &memory, config).run().await.unwrap();
-    assert!(report.is_consistent(), "{report:?}");
+    assert_agrees_up_to(&view, &memory_of(&policies), 100).await;
     for policy in &policies {
         let bucket = BucketRange::single(dovetail_consistency::bucket(policy.id())).unwrap();
         let entries = view.entries(bucket).await.unwrap();
