@@ -11,6 +11,7 @@ mod package;
 mod paths;
 mod process;
 mod promtool;
+mod public_api;
 mod python_tools;
 mod servers;
 mod shell;
@@ -31,8 +32,12 @@ Commands:
   servers
         Starts the same servers, prints the environment to export so that a plain
         `cargo test` in another shell uses them, and waits for Ctrl-C.
-  lint  cargo fmt --check, clippy with every feature, and the published crates' docs,
-        warnings denied.
+  lint  cargo fmt --check, clippy with every feature, the published crates' docs,
+        warnings denied, and their public API against the checked-in listings.
+  api [--bless]
+        Lists the published crates' public API (cargo-public-api on a pinned nightly,
+        both installed on first use) and compares it with crates/<crate>/public-api.txt;
+        --bless rewrites the listings.
   book  Builds the mdBook into book/build.
   package
         Packages and verifies every published crate, then builds and runs programs in a
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
         "test" => test::run(rest),
         "servers" => servers::run_until_interrupted(),
         "lint" => lint(),
+        "api" => public_api::check(rest.iter().any(|arg| arg == "--bless")),
         "book" => book::build(),
         "bench" => shell::cargo(&["bench", "--workspace", "--all-features", "--benches"]),
         "stack" => stack(rest),
@@ -91,7 +97,8 @@ fn lint() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
-    docs()
+    docs()?;
+    public_api::check(false)
 }
 
 /// The published crates' docs, every feature on, with rustdoc's warnings (broken links,
