@@ -78,6 +78,46 @@ mod tests {
         );
     }
 
+    /// Each "Proved by" line of the guarantee pages: `- `file` — `test`: how`.
+    #[test]
+    fn every_test_the_guarantee_pages_name_exists() {
+        let book = Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/guarantees");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut named = 0;
+        let mut missing = Vec::new();
+        for entry in std::fs::read_dir(&book).unwrap() {
+            let page = entry.unwrap().path();
+            let text = std::fs::read_to_string(&page).unwrap();
+            for line in text.lines() {
+                let Some(rest) = line.strip_prefix("- `") else {
+                    continue;
+                };
+                let Some((file, rest)) = rest.split_once("` — `") else {
+                    continue;
+                };
+                let Some((test, _)) = rest.split_once('`') else {
+                    continue;
+                };
+                named += 1;
+                let source = std::fs::read_to_string(workspace.join(file)).unwrap_or_default();
+                if !source.contains(&format!("fn {test}("))
+                    && !source.contains(&format!("fn {test}<"))
+                {
+                    missing.push(format!("{}: {file} — {test}", page.display()));
+                }
+            }
+        }
+        assert!(
+            named > 100,
+            "only {named} tests named: has the line format changed?"
+        );
+        assert!(
+            missing.is_empty(),
+            "the guarantee pages name tests that do not exist:\n{}",
+            missing.join("\n")
+        );
+    }
+
     #[test]
     fn every_listed_page_exists() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../src");

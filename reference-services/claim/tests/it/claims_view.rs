@@ -119,10 +119,11 @@ mod claims_contract {
     });
 }
 
-/// The replica of policies of a fresh store, written by applying policy snapshots.
-struct Replica {
-    store: ClaimStore,
-    view: PolicyReplicaView,
+/// The replica of policies of a fresh store, written by applying policy snapshots (on
+/// DynamoDB too, in `needs_servers::dynamodb_claims`).
+pub(crate) struct Replica {
+    pub(crate) store: ClaimStore,
+    pub(crate) view: PolicyReplicaView,
 }
 
 impl Replica {

@@ -212,10 +212,11 @@ async fn a_file_made_before_the_digests_gets_them_filled_once() {
     assert_agrees(&store.consistency_view().unwrap(), &memory_of(&more)).await;
 }
 
-/// The policies of a fresh store, written by drafting and issuing policies.
-struct Policies {
-    store: PolicyStore,
-    view: PolicyConsistencyView,
+/// The policies of a fresh store, written by drafting and issuing policies (on DynamoDB
+/// too, in `needs_servers::dynamodb_view`).
+pub(crate) struct Policies {
+    pub(crate) store: PolicyStore,
+    pub(crate) view: PolicyConsistencyView,
 }
 
 impl dovetail_testkit::consistency_contract::ViewFixture for Policies {

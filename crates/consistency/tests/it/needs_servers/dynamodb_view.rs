@@ -1,12 +1,16 @@
-//! `DynamoDbDigests` and `DynamoDbView` against the AWS emulator: the digest items that
-//! `record`'s actions keep in each write's transaction agree with the entries, across
-//! the 16 digest partitions; and a check between two sets of one table finds and
-//! classifies the drift between them.
+//! `DynamoDbDigests` and `DynamoDbView` against the AWS emulator: the testkit's contract
+//! suite, deletes included; the digest items that `record`'s actions keep in each write's
+//! transaction agree with the entries, across the 16 digest partitions; and a check
+//! between two sets of one table finds and classifies the drift between them.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use aws_sdk_dynamodb::Client;
 use dovetail_consistency::dynamodb::{DynamoDbDigests, DynamoDbView};
 use dovetail_consistency::{BucketRange, Check, CheckConfig, Digest, Drift, Entry, View};
 use dovetail_testkit::aws::{TableSpec, fresh_table};
+use dovetail_testkit::consistency_contract::{DeleteFixture, ViewFixture};
 
 /// Writes `new` (replacing `old`) into `digests`' set in one transaction, as a store does.
 async fn write(client: &Client, digests: &DynamoDbDigests, old: Option<&Entry>, new: &Entry) {
@@ -23,6 +27,77 @@ async fn table(prefix: &str) -> (Client, String) {
     let client = dovetail_testkit::aws().await.dynamodb();
     let table = fresh_table(&client, prefix, &TableSpec::default()).await;
     (client, table)
+}
+
+/// A set of items on a fresh table, written as a store writes them: each write's entry
+/// recorded with the one it replaces.
+struct Items {
+    client: Client,
+    digests: DynamoDbDigests,
+    view: DynamoDbView,
+    held: Mutex<HashMap<String, Entry>>,
+}
+
+impl Items {
+    async fn new() -> Self {
+        let (client, table) = table("consistency-contract").await;
+        let digests = DynamoDbDigests::new(&table, "items");
+        let view = DynamoDbView::new(client.clone(), digests.clone());
+        Self {
+            client,
+            digests,
+            view,
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn put(&self, new: Entry) -> Entry {
+        let old = self.held.lock().unwrap().get(&new.key).cloned();
+        write(&self.client, &self.digests, old.as_ref(), &new).await;
+        self.held
+            .lock()
+            .unwrap()
+            .insert(new.key.clone(), new.clone());
+        new
+    }
+
+    fn version_of(&self, key: &str) -> u64 {
+        self.held.lock().unwrap()[key].version
+    }
+}
+
+impl ViewFixture for Items {
+    type View = DynamoDbView;
+
+    fn view(&self) -> &DynamoDbView {
+        &self.view
+    }
+
+    async fn create(&self, n: u32) -> Entry {
+        self.put(Entry::live(format!("item-{n:03}"), u64::from(n % 3) + 1))
+            .await
+    }
+
+    async fn update(&self, key: &str) -> Entry {
+        let version = self.version_of(key) + 1;
+        self.put(Entry::live(key, version)).await
+    }
+}
+
+impl DeleteFixture for Items {
+    async fn delete(&self, key: &str) -> Entry {
+        let version = self.version_of(key) + 1;
+        self.put(Entry {
+            deleted: true,
+            ..Entry::live(key, version)
+        })
+        .await
+    }
+}
+
+mod contract {
+    dovetail_testkit::consistency_contract_tests!(|| async { super::Items::new().await });
+    dovetail_testkit::consistency_contract_delete_tests!(|| async { super::Items::new().await });
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
-//! The claims' own consistency view on fresh DynamoDB tables of the emulator: the
-//! contract suite (as on SQLite in `claims_view`); drift in a replica of claims (a
+//! The claims' own consistency view and the replica of policies on fresh DynamoDB tables
+//! of the emulator: the contract suite for both (as on SQLite in `claims_view`); drift in a replica of claims (a
 //! `MemoryView` fed from the claim events, as a search index is) found by a check and
 //! repaired through `ClaimStore::repair`, the republished events fed back; a table made
 //! before the claims' digests backfilled on open; and the claim-policy invariant, which
@@ -58,6 +58,14 @@ mod claims_contract {
         let store = super::open().await.0;
         let view = store.consistency_view().expect("a view on DynamoDB");
         crate::claims_view::Claims { store, view }
+    });
+}
+
+mod policy_replica_contract {
+    dovetail_testkit::consistency_contract_tests!(|| async {
+        let store = super::open().await.0;
+        let view = store.policy_replica_view().expect("a view on DynamoDB");
+        crate::claims_view::Replica { store, view }
     });
 }
 

@@ -1,4 +1,5 @@
-//! The policy service's consistency view on DynamoDB: the digest and entry items kept in
+//! The policy service's consistency view on DynamoDB: the contract suite (as on SQLite in
+//! `consistency_view`); the digest and entry items kept in
 //! each write's transaction follow every write (drafts, issues, cancels, a refused stale
 //! write, a write at any version) and agree with a `MemoryView` of the same policies;
 //! they are not kept for a write that was refused; a policy written before them counts
@@ -68,6 +69,14 @@ async fn as_before_the_digests(table: &str, policies: &[Policy]) {
 
 async fn open() -> PolicyStore {
     open_table().await.0
+}
+
+mod policies_contract {
+    dovetail_testkit::consistency_contract_tests!(|| async {
+        let store = super::open().await;
+        let view = store.consistency_view().expect("a view on DynamoDB");
+        crate::consistency_view::Policies { store, view }
+    });
 }
 
 #[tokio::test]
