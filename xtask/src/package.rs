@@ -49,7 +49,8 @@ pub(crate) fn outside() -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&outside);
     let failed = |what: &str, error: std::io::Error| format!("{what}: {error}");
     std::fs::create_dir_all(&crates).map_err(|e| failed("making target/outside", e))?;
-    std::fs::create_dir_all(app.join("src/bin")).map_err(|e| failed("making the project", e))?;
+    std::fs::create_dir_all(app.join(format!("src/bin/{TUTORIAL}")))
+        .map_err(|e| failed("making the project", e))?;
     let version = env!("CARGO_PKG_VERSION");
     let mut patches = String::new();
     for name in PUBLISHED {
@@ -66,6 +67,7 @@ pub(crate) fn outside() -> Result<(), String> {
         ));
     }
     let example = root.join("examples/events-embedded-bus/src");
+    let tutorial = root.join("examples/axum-sqlite-outbox/src");
     for (from, to) in [
         (example.join("lib.rs"), app.join("src/lib.rs")),
         (example.join("main.rs"), app.join("src/main.rs")),
@@ -74,8 +76,12 @@ pub(crate) fn outside() -> Result<(), String> {
             app.join("src/bin/outbox.rs"),
         ),
         (
-            root.join("examples/axum-sqlite-outbox/src/main.rs"),
-            app.join(format!("src/bin/{TUTORIAL}.rs")),
+            tutorial.join("main.rs"),
+            app.join(format!("src/bin/{TUTORIAL}/main.rs")),
+        ),
+        (
+            tutorial.join("demo.rs"),
+            app.join(format!("src/bin/{TUTORIAL}/demo.rs")),
         ),
     ] {
         std::fs::copy(&from, &to).map_err(|e| failed(&format!("copying {}", from.display()), e))?;

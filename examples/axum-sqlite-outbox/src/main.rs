@@ -5,9 +5,9 @@
 //! `order.placed` event in one transaction, a relay publishes the event to the embedded
 //! bus, and a shipping consumer handles it once.
 //!
-//! By default it runs a short demo against itself on a free port (a rejected order, then
-//! an accepted one whose event it waits for) and exits, non-zero when the event was not
-//! delivered. With `--serve` it listens on 127.0.0.1:3000 until Ctrl-C.
+//! By default it runs a short demo against itself on a free port (`demo.rs`: a rejected
+//! order, then an accepted one whose event it waits for) and exits, non-zero when the
+//! event was not delivered. With `--serve` it listens on 127.0.0.1:3000 until Ctrl-C.
 //!
 //! The book's "Tutorial: add Dovetail to an existing axum service" walks through this file.
 
@@ -16,7 +16,6 @@
 use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
@@ -34,6 +33,8 @@ use dovetail_outbox::sqlite::{OutboxConfig, SqliteOutbox, SqliteOutboxStore};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
+
+mod demo;
 
 // ANCHOR: event
 /// What other services learn when an order is placed.
@@ -229,7 +230,7 @@ async fn run(dir: &Path, serve: bool) -> anyhow::Result<()> {
         );
         tokio::signal::ctrl_c().await?;
     } else {
-        demo(address, &mut delivered).await?;
+        demo::run(address, &mut delivered).await?;
     }
     let _ = stop.send(true);
     server.await??;
@@ -238,66 +239,6 @@ async fn run(dir: &Path, serve: bool) -> anyhow::Result<()> {
     Ok(())
 }
 // ANCHOR_END: run
-
-/// Places a bad order and a good one, and checks that the good one's event arrived.
-async fn demo(
-    address: std::net::SocketAddr,
-    delivered: &mut mpsc::UnboundedReceiver<OrderPlaced>,
-) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let url = format!("http://{address}/orders");
-
-    let rejected = client
-        .post(&url)
-        .json(&serde_json::json!({ "item": "chair", "quantity": 0 }))
-        .send()
-        .await?;
-    let status = rejected.status();
-    let content_type = rejected
-        .headers()
-        .get("content-type")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    println!("POST /orders {{quantity: 0}} -> {status} {content_type}");
-    println!("  {}", rejected.text().await?);
-    anyhow::ensure!(
-        status == StatusCode::UNPROCESSABLE_ENTITY && content_type == "application/problem+json",
-        "a bad order was answered {status} {content_type}, not a 422 problem"
-    );
-
-    let placed: OrderPlaced = client
-        .post(&url)
-        .json(&serde_json::json!({ "item": "chair", "quantity": 2 }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    println!(
-        "POST /orders {{item: chair, quantity: 2}} -> 201 Created, {}",
-        placed.order_id
-    );
-
-    let consumed = tokio::time::timeout(Duration::from_secs(10), delivered.recv())
-        .await
-        .ok()
-        .flatten();
-    match consumed {
-        Some(order) if order.order_id == placed.order_id => {
-            println!(
-                "order.placed for {} went through the outbox and was consumed",
-                order.order_id
-            );
-            Ok(())
-        }
-        Some(other) => anyhow::bail!("consumed {}, expected {}", other.order_id, placed.order_id),
-        None => anyhow::bail!(
-            "order.placed for {} was not consumed within 10 s",
-            placed.order_id
-        ),
-    }
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
