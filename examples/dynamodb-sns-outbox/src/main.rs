@@ -7,9 +7,10 @@
 //!
 //! It runs against the AWS emulator named by `AWS_ENDPOINT_URL`, with `AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY` and `AWS_REGION` (default `us-east-1`); `cargo xtask servers`
-//! starts one and prints what to export. Every run makes its own table, topic and queue
-//! (names prefixed `ex-<run>-`). It places a rejected order and an accepted one, waits for
-//! the accepted one's event and exits, non-zero when it was not delivered.
+//! starts one and prints what to export. Every run makes its own tables, topic and queue
+//! (names prefixed `ex-<run>-`), and leaves them in the emulator. It places a rejected
+//! order and an accepted one, waits for the accepted one's event and exits, non-zero
+//! when it was not delivered.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 

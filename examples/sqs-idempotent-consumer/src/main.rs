@@ -8,7 +8,8 @@
 //! It runs against the AWS emulator named by `AWS_ENDPOINT_URL`, with `AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY` and `AWS_REGION` (default `us-east-1`); `cargo xtask servers`
 //! starts one and prints what to export. It creates its own queue and table (names
-//! prefixed `ex-<run>-`) and exits non-zero unless there was exactly one effect.
+//! prefixed `ex-<run>-`, left in the emulator) and exits non-zero unless there was
+//! exactly one effect.
 
 #![allow(clippy::print_stdout)]
 
