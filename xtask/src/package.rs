@@ -34,9 +34,13 @@ pub(crate) fn package() -> Result<(), String> {
 /// the packaged crates only: each `.crate` [`package`] made is unpacked, and the project
 /// takes them from crates.io patched to those unpacked copies, so nothing of the
 /// workspace (its paths, its features, its lints) leaks in. The programs: the
-/// `events-embedded-bus` example (publish to the embedded bus, consume idempotently) and
-/// the outbox README's example (`xtask/outside-app/outbox.rs`).
+/// `events-embedded-bus` example (publish to the embedded bus, consume idempotently),
+/// the outbox README's example (`xtask/outside-app/outbox.rs`), and the book's tutorial,
+/// the `axum-sqlite-outbox` example (an axum service on the SQLite outbox, its relay and
+/// a consumer: it runs its demo and fails unless the event was delivered).
 pub(crate) fn outside() -> Result<(), String> {
+    /// The tutorial's service, a binary of the project.
+    const TUTORIAL: &str = "example-axum-sqlite-outbox";
     let root = paths::workspace_root();
     let packages = paths::target_dir().join("package");
     let outside = paths::target_dir().join("outside");
@@ -45,7 +49,8 @@ pub(crate) fn outside() -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&outside);
     let failed = |what: &str, error: std::io::Error| format!("{what}: {error}");
     std::fs::create_dir_all(&crates).map_err(|e| failed("making target/outside", e))?;
-    std::fs::create_dir_all(app.join("src/bin")).map_err(|e| failed("making the project", e))?;
+    std::fs::create_dir_all(app.join(format!("src/bin/{TUTORIAL}")))
+        .map_err(|e| failed("making the project", e))?;
     let version = env!("CARGO_PKG_VERSION");
     let mut patches = String::new();
     for name in PUBLISHED {
@@ -62,12 +67,21 @@ pub(crate) fn outside() -> Result<(), String> {
         ));
     }
     let example = root.join("examples/events-embedded-bus/src");
+    let tutorial = root.join("examples/axum-sqlite-outbox/src");
     for (from, to) in [
         (example.join("lib.rs"), app.join("src/lib.rs")),
         (example.join("main.rs"), app.join("src/main.rs")),
         (
             root.join("xtask/outside-app/outbox.rs"),
             app.join("src/bin/outbox.rs"),
+        ),
+        (
+            tutorial.join("main.rs"),
+            app.join(format!("src/bin/{TUTORIAL}/main.rs")),
+        ),
+        (
+            tutorial.join("demo.rs"),
+            app.join(format!("src/bin/{TUTORIAL}/demo.rs")),
         ),
     ] {
         std::fs::copy(&from, &to).map_err(|e| failed(&format!("copying {}", from.display()), e))?;
@@ -83,11 +97,14 @@ pub(crate) fn outside() -> Result<(), String> {
          [dependencies]\n\
          dovetail-events = {{ version = \"{version}\", features = [\"sqlite\"] }}\n\
          dovetail-outbox = \"{version}\"\n\
+         dovetail-http = \"{version}\"\n\
          anyhow = \"1\"\n\
+         axum = \"0.8\"\n\
+         reqwest = {{ version = \"0.12\", default-features = false, features = [\"json\"] }}\n\
          rusqlite = \"0.37\"\n\
          serde = {{ version = \"1\", features = [\"derive\"] }}\n\
          serde_json = \"1\"\n\
-         tokio = {{ version = \"1\", features = [\"macros\", \"rt-multi-thread\", \"time\", \"signal\"] }}\n\
+         tokio = {{ version = \"1\", features = [\"macros\", \"rt-multi-thread\", \"time\", \"signal\", \"net\"] }}\n\
          tower = {{ version = \"0.5\", features = [\"util\"] }}\n\
          uuid = {{ version = \"1\", features = [\"v4\", \"v7\"] }}\n\n\
          [patch.crates-io]\n{patches}"
@@ -99,7 +116,7 @@ pub(crate) fn outside() -> Result<(), String> {
     std::fs::copy(root.join("Cargo.lock"), app.join("Cargo.lock"))
         .map_err(|e| failed("copying Cargo.lock", e))?;
     let cargo = || Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    for bin in ["example-events-embedded-bus", "outbox"] {
+    for bin in ["example-events-embedded-bus", "outbox", TUTORIAL] {
         shell::status(
             cargo()
                 .args(["run", "--quiet", "--bin", bin])
