@@ -5,7 +5,7 @@
 //! - [`Composer`]: adds named calls, runs them together, each raced against the
 //!   request's [`Deadline`]; a hanging downstream leaves its section `timeout` and the
 //!   page answers on time. A section marked required fails the page with a problem
-//!   (504 when it timed out, 503 when unavailable).
+//!   (504 when it timed out, 403 when the downstream refused the caller, 503 otherwise).
 //! - [`Section`] / [`SectionOutcome`]: `ok`, `timeout`, `circuit_open`, `unavailable`,
 //!   `forbidden` or `stale` (with the version seen), serialised as
 //!   `{"status", "data", "detail"}`; [`section_schema`] gives its OpenAPI schema.

@@ -119,7 +119,7 @@ impl fmt::Display for BackendUnavailable {
 
 impl std::error::Error for BackendUnavailable {}
 
-/// Whether `DOVETAIL_REQUIRE_BACKENDS` is set to `1` or `true`.
+/// Whether `DOVETAIL_REQUIRE_BACKENDS` is set to `1`, `true` or `yes`.
 pub fn backends_required() -> bool {
     std::env::var(REQUIRE_BACKENDS).is_ok_and(|value| matches!(value.trim(), "1" | "true" | "yes"))
 }
