@@ -189,6 +189,7 @@ impl Application {
                 keys.clone(),
                 verifier,
                 &config.http.trusted_proxies,
+                dovetail_service_kit::admin::Admin::default().outbox(opened.relay_store.clone()),
             ),
             readiness,
         )

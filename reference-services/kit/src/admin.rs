@@ -11,13 +11,17 @@
 //! Every route needs a verified token with the staff role: 401 without one, 403 for any
 //! other role. Errors are problem+json.
 
-use axum::extract::{Path, State};
-use axum::routing::{get, post};
+use std::convert::Infallible;
+
+use axum::extract::{Path, Request, State};
+use axum::response::IntoResponse;
+use axum::routing::{Route, get, post};
 use axum::{Json, Router};
 use dovetail_events::transport::EventSource;
 use dovetail_http::identity::{Identity, IdentityLayer, Role};
 use dovetail_outbox::{AnyOutboxStore, OutboxStore};
 use serde_json::{Value, json};
+use tower::{Layer, Service};
 
 use crate::Problem;
 
@@ -68,11 +72,27 @@ impl Admin {
 
     /// The `/admin` routes, each behind `identity` and the staff role.
     pub fn router(self, identity: IdentityLayer) -> Router {
+        self.router_behind(identity)
+    }
+
+    /// The `/admin` routes behind `authenticate`, a layer that puts the caller's verified
+    /// `Identity` into the request (or answers 401): for a service that verifies tokens
+    /// its own way, as the auth service does against its own rotating keys. A request
+    /// that reaches a route without an `Identity` is refused 401 all the same, and every
+    /// route needs the staff role.
+    pub fn router_behind<L>(self, authenticate: L) -> Router
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
         Router::new()
             .route("/admin/outbox/unpark", post(unpark))
             .route("/admin/dead-letters", get(dead_letters))
             .route("/admin/dead-letters/{queue}/redrive", post(redrive))
-            .route_layer(identity)
+            .route_layer(authenticate)
             .with_state(self)
     }
 }

@@ -12,6 +12,7 @@ use axum::extract::FromRef;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use dovetail_service_kit::admin::Admin;
 
 pub use authenticate::SelfVerifier;
 pub use client_address::{TrustedProxy, TrustedProxyError};
@@ -52,7 +53,12 @@ pub fn router(
     keys: KeyRing,
     verifier: SelfVerifier,
     trusted_proxies: &[TrustedProxy],
+    admin: Admin,
 ) -> Router {
+    let operators = admin.router_behind(axum::middleware::from_fn_with_state(
+        verifier.clone(),
+        authenticate::authenticate,
+    ));
     let state = ApiState {
         accounts: sessions.accounts().clone(),
         sessions,
@@ -76,6 +82,7 @@ pub fn router(
             trusted_proxies.into(),
         )))
         .with_state(state)
+        .merge(operators)
         .route("/.well-known/jwks.json", get(jwks).with_state(keys))
         .route(
             "/openapi.json",

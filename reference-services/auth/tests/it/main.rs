@@ -9,6 +9,7 @@
 
 mod api;
 mod needs_servers;
+mod operators;
 mod roles;
 mod rotation;
 mod sessions_api;
