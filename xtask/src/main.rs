@@ -44,7 +44,7 @@ Commands:
         new project outside the workspace that uses only the packaged crates (part of
         `test`).
   bench Runs every benchmark (bench targets, release mode); each prints its figures.
-  stack [--aws] [--redis <url>] [--opensearch <url>] [--data-dir <dir>] | stack demo | stack check
+  stack [--aws [--aws-prefix <prefix>]] [--redis <url>] [--opensearch <url>] [--data-dir <dir>] | stack demo | stack check
         Runs the local stack: every reference service on fixed ports (policy 8081,
         claim 8082, search 8083, auth 8084) on embedded backends under ./data; --aws moves
         every service to DynamoDB and SNS/SQS at AWS_ENDPOINT_URL (see `cargo xtask

@@ -14,8 +14,9 @@
 //! in the stack's process, and records its runs, with the lease that lets one runner run
 //! at a time across every stack sharing them, in `data/consistency.db`
 //! ([`SqliteRunStore`]) on embedded backends, and in the DynamoDB table
-//! [`RUNS_TABLE`] on `--aws` (`DynamoDbRunStore`). Only SQLite stores have views so far:
-//! on `--aws` the runner starts with the pairs it can check and says so in its log.
+//! [`RUNS_TABLE`] (after the stack's `aws_name_prefix`) on `--aws` (`DynamoDbRunStore`).
+//! Every store has a view on both backends; one without would be left out of the pairs,
+//! and the log would say so.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -43,8 +44,9 @@ pub const SEARCH_POLICIES: &str = "search-service/policies";
 /// The search index's claim documents, as a replica's name.
 pub const SEARCH_CLAIMS: &str = "search-service/claims";
 
-/// The DynamoDB table of the runs and the lease on `--aws`.
-pub const RUNS_TABLE: &str = "dovetail-consistency-runs";
+/// The DynamoDB table of the runs and the lease on `--aws`, after the stack's
+/// `aws_name_prefix` (default `dovetail-consistency-runs`).
+pub const RUNS_TABLE: &str = "consistency-runs";
 
 /// How the stack's runner runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,11 +90,12 @@ impl ConsistencyService {
         listen: SocketAddr,
         backends: crate::Backends,
         data_dir: &Path,
+        runs_table: &str,
         settings: &ConsistencySettings,
         identity: &IdentityConfig,
         owners: &Owners<'_>,
     ) -> anyhow::Result<Self> {
-        let store = run_store(backends, data_dir).await?;
+        let store = run_store(backends, data_dir, runs_table).await?;
         let mut config = RunnerConfig::new(format!("{SERVICE}-{}", std::process::id()));
         config.interval = settings.interval;
         config.jitter = settings.jitter;
@@ -193,6 +196,7 @@ fn pairs(owners: &Owners<'_>) -> (Vec<Pair>, Option<ClaimPolicyInvariant>) {
 async fn run_store(
     backends: crate::Backends,
     data_dir: &Path,
+    runs_table: &str,
 ) -> anyhow::Result<Arc<dyn RunStore>> {
     match backends {
         crate::Backends::Embedded => {
@@ -209,7 +213,7 @@ async fn run_store(
         crate::Backends::Aws => {
             let clients = dovetail_service_kit::aws::AwsClients::from_env()?;
             let store =
-                dovetail_consistency::DynamoDbRunStore::new(clients.dynamodb().clone(), RUNS_TABLE);
+                dovetail_consistency::DynamoDbRunStore::new(clients.dynamodb().clone(), runs_table);
             store
                 .create_table_if_missing()
                 .await

@@ -100,6 +100,10 @@ pub struct StackConfig {
     pub opensearch_url: Option<String>,
     /// The OpenSearch alias of the search index (default `dovetail-search`).
     pub search_alias: String,
+    /// On AWS, put before every table, topic and queue name (default `dovetail-`), so
+    /// that several stacks share an account: `staging-` gives `staging-policy`,
+    /// `staging-policy-events` and so on.
+    pub aws_name_prefix: String,
 }
 
 impl Default for StackConfig {
@@ -119,6 +123,7 @@ impl Default for StackConfig {
             relay_poll_interval_ms: 1000,
             opensearch_url: None,
             search_alias: "dovetail-search".to_owned(),
+            aws_name_prefix: "dovetail-".to_owned(),
         }
     }
 }
@@ -181,7 +186,7 @@ impl StackConfig {
                 Backends::Aws => StorageBackend::Dynamodb,
             },
             sqlite_path: Some(self.data_dir.join(format!("{service}.db"))),
-            dynamodb_table: None,
+            dynamodb_table: Some(format!("{}{service}", self.aws_name_prefix)),
         }
     }
 
@@ -217,7 +222,7 @@ impl StackConfig {
                 Backends::Aws => EventsBackend::Aws,
             },
             bus_path: self.data_dir.join("bus.db"),
-            ..EventsConfig::default()
+            aws_name_prefix: self.aws_name_prefix.clone(),
         }
     }
 }
@@ -293,6 +298,7 @@ pub async fn start(config: &StackConfig, shutdown: Shutdown) -> anyhow::Result<R
         SocketAddr::new(config.host, config.consistency_port),
         config.backends,
         &config.data_dir,
+        &format!("{}{}", config.aws_name_prefix, consistency::RUNS_TABLE),
         &config.consistency,
         &identity,
         &consistency::Owners {

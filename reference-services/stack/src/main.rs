@@ -2,7 +2,7 @@
 //! them (`demo`).
 //!
 //! ```text
-//! dovetail-stack [run] [--aws] [--redis <url>] [--opensearch <url>] [--data-dir <dir>]
+//! dovetail-stack [run] [--aws [--aws-prefix <prefix>]] [--redis <url>] [--opensearch <url>] [--data-dir <dir>]
 //! dovetail-stack demo [--credentials <file>] [--gateway-url <url>]
 //! dovetail-stack check [--credentials <file>] [--gateway-url <url>] [--consistency-url <url>]
 //! ```
@@ -18,11 +18,13 @@ use dovetail_stack::users::{CUSTOMER_PASSWORD_VAR, Credentials, STAFF_PASSWORD_V
 use dovetail_stack::{Backends, StackConfig};
 
 const USAGE: &str = "usage:
-  dovetail-stack [run] [--aws] [--redis <url>] [--opensearch <url>] [--data-dir <dir>]
+  dovetail-stack [run] [--aws [--aws-prefix <prefix>]] [--redis <url>] [--opensearch <url>] [--data-dir <dir>]
       every reference service on fixed ports (gateway 8080, policy 8081, claim 8082, search
       8083, auth 8084, consistency runner 8085),
       embedded backends under ./data; --aws moves every service to DynamoDB and SNS/SQS at
-      AWS_ENDPOINT_URL (or real AWS), creating what is missing; --redis keeps the auth
+      AWS_ENDPOINT_URL (or real AWS), creating what is missing, each table, topic and
+      queue named after <prefix> (default dovetail-, so that stacks can share an account
+      under prefixes of their own); --redis keeps the auth
       service's sessions and throttling counters in Redis at <url> (such as
       redis://127.0.0.1:6379); --opensearch moves the search index to the OpenSearch node at
       <url> (such as http://127.0.0.1:9200). The first start makes a staff user and a demo
@@ -82,6 +84,12 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
                         })?
                         .clone(),
                 );
+            }
+            "--aws-prefix" => {
+                config.aws_name_prefix = args
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("--aws-prefix needs a prefix\n{USAGE}"))?
+                    .clone();
             }
             "--data-dir" => {
                 config.data_dir = PathBuf::from(

@@ -47,6 +47,9 @@ async fn the_demo_walks_through_on_aws_twice() {
         relay_poll_interval_ms: 200,
         opensearch_url: Some(opensearch.url().to_string()),
         search_alias: opensearch.fresh_index_name("stack-search"),
+        // Tables, topics and queues of this run's own: the emulator may be a long-lived
+        // one that an earlier run left its users in.
+        aws_name_prefix: format!("{}-", dovetail_testkit::unique_name("stack")),
         ..StackConfig::on_free_ports(dir.clone())
     };
     for _ in 0..2 {
