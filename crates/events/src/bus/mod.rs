@@ -149,7 +149,7 @@ impl EmbeddedBus {
         self.write(Durability::Synced, move |connection| {
             store::create_topic(connection, &topic)
         })
-            .await
+        .await
     }
 
     /// Creates `subscription` unless the same one exists.
@@ -166,7 +166,7 @@ impl EmbeddedBus {
         self.write(Durability::Synced, move |connection| {
             store::subscribe(connection, &subscription.name, &row)
         })
-            .await
+        .await
     }
 
     /// A [`Publisher`] to `topic`.

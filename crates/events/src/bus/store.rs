@@ -83,8 +83,7 @@ impl Db {
                 Durability::Synced => "FULL",
                 Durability::Written => "NORMAL",
             };
-            self.connection
-                .pragma_update(None, "synchronous", level)?;
+            self.connection.pragma_update(None, "synchronous", level)?;
             self.durability = Some(durability);
         }
         Ok(&mut self.connection)
@@ -197,11 +196,11 @@ pub(crate) fn subscription(
             "SELECT topic, filter, max_receives FROM dovetail_bus_subscriptions WHERE name = ?1",
         )?
         .query_row(params![name], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, u32>(2)?,
-                ))
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, u32>(2)?,
+            ))
         })
         .optional()?;
     row.map(|(topic, filter, max_receives)| {
@@ -398,7 +397,12 @@ fn receive_in(
                 ])?;
                 continue;
             }
-            hide.execute(params![receipt.seq, receipt.receive_count, visible_until, now])?;
+            hide.execute(params![
+                receipt.seq,
+                receipt.receive_count,
+                visible_until,
+                now
+            ])?;
             received.push(candidate);
         }
     }
@@ -433,10 +437,16 @@ pub(crate) fn settle(
 }
 
 /// Settles one received message; `false` when its receipt is stale.
-fn settle_in(connection: &Connection, receipt: &Receipt, settle: &Settle) -> Result<bool, BusError> {
+fn settle_in(
+    connection: &Connection,
+    receipt: &Receipt,
+    settle: &Settle,
+) -> Result<bool, BusError> {
     let changed = match settle {
         Settle::Ack => connection
-            .prepare_cached("DELETE FROM dovetail_bus_messages WHERE seq = ?1 AND receive_count = ?2")?
+            .prepare_cached(
+                "DELETE FROM dovetail_bus_messages WHERE seq = ?1 AND receive_count = ?2",
+            )?
             .execute(params![receipt.seq, receipt.receive_count])?,
         Settle::HideFor(delay) => connection
             .prepare_cached(
@@ -543,7 +553,10 @@ mod tests {
                 .any(|step| step.contains("USING INDEX dovetail_bus_messages_live")),
             "{plan:#?}"
         );
-        assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "{plan:#?}");
+        assert!(
+            !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+            "{plan:#?}"
+        );
     }
 
     #[test]

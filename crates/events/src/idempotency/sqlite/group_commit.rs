@@ -121,7 +121,10 @@ impl GroupCommit {
 
     /// Runs batches until none is waiting.
     fn drain(&self) {
-        let connection = self.connection.lock().unwrap_or_else(PoisonError::into_inner);
+        let connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         loop {
             let jobs = {
                 let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
