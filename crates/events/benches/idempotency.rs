@@ -103,8 +103,14 @@ where
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
     let consumer = tokio::spawn(BusConsumer::new(bus.clone(), config).run(handler, stopped));
-    while bus.backlog("s").await.unwrap().pending > 0 || handled.load(Ordering::SeqCst) < target {
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    // The clock stops when every message is settled. The backlog (a count over the
+    // subscription's rows, on the bus's connection) is read only once the handler has seen
+    // every message, so that measuring does not hold the connection the consumer uses.
+    while handled.load(Ordering::SeqCst) < target {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    while bus.backlog("s").await.unwrap().pending > 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let took = started.elapsed();
     let _ = stop.send(());

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -12,6 +13,7 @@ use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
 use super::EmbeddedBus;
+use super::catch_panic::CatchPanic;
 use super::store::{Receipt, Received, Settle};
 use crate::consumer::{ConsumerReport, Counters, Delivery, HandlerError, Outcome, RetryBackoff};
 
@@ -184,7 +186,7 @@ impl BusConsumer {
             }
             let slots_free = slots.available_permits() > 0;
             tokio::select! {
-                () = finished.added.notified() => {}
+                () = finished.added.notified() => finished.gather().await,
                 () = &mut woken, if slots_free => {}
                 () = tokio::time::sleep(self.config.poll_interval) => {}
                 _ = &mut shutdown => break,
@@ -271,7 +273,34 @@ impl Finished {
     fn take(&self) -> Vec<Done> {
         std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner))
     }
+
+    fn len(&self) -> usize {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Once one handling finished, lets the handlings that are ready to finish too do so
+    /// (each yield runs every task that was woken), so that one transaction settles them
+    /// all instead of one each; stops as soon as a yield adds none. Handlers still waiting
+    /// on something are not waited for.
+    async fn gather(&self) {
+        let mut seen = self.len();
+        for _ in 0..GATHER_YIELDS {
+            tokio::task::yield_now().await;
+            let now = self.len();
+            if now == seen {
+                break;
+            }
+            seen = now;
+        }
+    }
 }
+
+/// Yields at most in [`Finished::gather`]: a handling finishes two tasks deep (the
+/// handler's own task, then the one that waits for it), a few rounds of the scheduler.
+const GATHER_YIELDS: usize = 4;
 
 /// A handled message, and what its handler's answer says to do with it.
 struct Done {
@@ -305,18 +334,21 @@ impl Handling {
         let (receipt, delivery) = self.delivery(message);
         let started = Instant::now();
         let outcome = async {
-            // Spawned so that a panicking handler is a retriable failure, not a dead
-            // consumer; aborted if this task is dropped, so no handler outlives its consumer.
-            let mut handling = AbortOnDrop(tokio::spawn(handler.oneshot(delivery)));
-            let mut heartbeat = tokio::time::interval(self.config.heartbeat_every);
-            heartbeat.tick().await;
+            // Polled here, in this task: a panic is a retriable failure, not a dead
+            // consumer, and dropping this task cancels the handler, so no handler outlives
+            // its consumer. Most handlers finish at their first poll; a heartbeat timer
+            // starts only for those that do not.
+            let mut handling = std::pin::pin!(CatchPanic::new(handler.oneshot(delivery)));
+            let first = std::future::poll_fn(|cx| Poll::Ready(handling.as_mut().poll(cx))).await;
+            if let Poll::Ready(outcome) = first {
+                return outcome;
+            }
+            let every = self.config.heartbeat_every;
+            let mut heartbeat =
+                tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
                 tokio::select! {
-                    joined = &mut handling.0 => {
-                        break joined.unwrap_or_else(|error| {
-                            Err(HandlerError::retriable(format!("the handler panicked: {error}")))
-                        });
-                    }
+                    outcome = &mut handling => break outcome,
                     _ = heartbeat.tick() => {
                         let extend = Settle::HideFor(self.config.visibility_timeout);
                         if self.bus.settle(receipt.clone(), extend).await.is_ok() {
@@ -354,14 +386,5 @@ impl Handling {
         delivery.group_id = Some(message.group_id);
         delivery.source_queue.clone_from(&self.config.subscription);
         (message.receipt, delivery)
-    }
-}
-
-/// Aborts the task when dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

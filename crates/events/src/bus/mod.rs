@@ -39,6 +39,7 @@
 //! # }
 //! ```
 
+mod catch_panic;
 mod consumer;
 mod error;
 mod filter;
