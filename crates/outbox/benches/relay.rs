@@ -19,6 +19,10 @@
 //! flight out in SQL and deleted consecutive positions as one range; the store's work is
 //! about 4.5 µs an event, overlapped with the publish but competing with the bus for the
 //! two cores and the disk. With SNS, 0.94-1.02. The book's relay chapter has the table.
+//! Issue 17: each round's files are removed when it is done (their write-back slowed the
+//! fsyncs of (c), which runs after (b), from p50 0.5 ms to 200-400 ms on a busy VM), and
+//! `DOVETAIL_RELAY_BENCH=latency` runs (c) alone; (b) gave 0.83-0.94 over the session's
+//! runs, (c) p99 1.4-3.9 ms.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
