@@ -3,16 +3,18 @@
 //! [`HandlerError`]).
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
 use super::EmbeddedBus;
-use super::store::{Received, Settle};
+use super::catch_panic::CatchPanic;
+use super::store::{Receipt, Received, Settle};
 use crate::consumer::{ConsumerReport, Counters, Delivery, HandlerError, Outcome, RetryBackoff};
 
 /// How a [`BusConsumer`] runs.
@@ -89,6 +91,10 @@ impl BusConsumer {
 
     /// Runs `handler` until `shutdown` completes, then drains and reports.
     ///
+    /// One transaction per round trip: the messages whose handlers finished since the
+    /// last one are settled, and as many messages are received as there are free slots
+    /// ([`EmbeddedBus::settle_and_receive`]).
+    ///
     /// # Errors
     /// [`BusError::UnknownSubscription`](super::BusError::UnknownSubscription) when the
     /// subscription does not exist. Storage failures while running are retried after the
@@ -103,40 +109,48 @@ impl BusConsumer {
         self.bus.backlog(&self.config.subscription).await?;
         let counters = Arc::new(Counters::default());
         let slots = Arc::new(Semaphore::new(self.config.max_in_flight.max(1)));
+        let finished = Arc::new(Finished::default());
         let mut running = JoinSet::new();
         tokio::pin!(shutdown);
 
         loop {
-            // Register for a wake-up before looking, so a publish in between is not missed.
-            let woken = self.bus.published().notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-
+            let publications = self.bus.publications();
+            let done = finished.take();
             let free = slots.available_permits();
-            let received = if free == 0 {
+            let mut failed = false;
+            let received = if done.is_empty() && free == 0 {
                 Vec::new()
             } else {
-                match self
+                let settles = done
+                    .iter()
+                    .map(|done| (done.receipt.clone(), done.settle.clone()))
+                    .collect();
+                let outcome = self
                     .bus
-                    .receive(
+                    .settle_and_receive(
                         &self.config.subscription,
+                        settles,
                         free,
                         self.config.visibility_timeout,
                     )
-                    .await
-                {
-                    Ok(received) => received,
+                    .await;
+                match outcome {
+                    Ok((settled, received)) => {
+                        self.record(&counters, done, &settled);
+                        received
+                    }
                     Err(error) => {
                         tracing::warn!(%error, subscription = %self.config.subscription, "bus receive failed; retrying");
+                        let settled = vec![false; done.len()];
+                        self.record(&counters, done, &settled);
+                        failed = true;
                         Vec::new()
                     }
                 }
             };
-            for _ in &received {
-                counters.received();
-            }
-            let idle = received.is_empty();
+            let full = !received.is_empty() && received.len() == free;
             for message in received {
+                counters.received();
                 let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
                     break;
                 };
@@ -144,23 +158,22 @@ impl BusConsumer {
                     bus: self.bus.clone(),
                     config: self.config.clone(),
                     counters: Arc::clone(&counters),
+                    finished: Arc::clone(&finished),
                 };
                 let handler = handler.clone();
                 running.spawn(async move {
-                    task.handle(handler, message).await;
-                    drop(slot);
+                    task.handle(handler, message, slot).await;
                 });
             }
             while running.try_join_next().is_some() {}
-            if idle || slots.available_permits() == 0 {
-                tokio::select! {
-                    () = &mut woken => {}
-                    () = tokio::time::sleep(self.config.poll_interval) => {}
-                    Some(_) = running.join_next(), if !running.is_empty() => {}
-                    _ = &mut shutdown => break,
-                }
-            } else {
-                // Poll the shutdown future without waiting.
+
+            // Wait for a handler to finish, or (with slots free) for new messages.
+            let woken = self.bus.published().notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let more = !failed && !full && self.bus.publications() != publications;
+            if more {
+                // Something was published meanwhile: look again, unless shutting down.
                 let stop = tokio::select! {
                     biased;
                     _ = &mut shutdown => true,
@@ -169,6 +182,14 @@ impl BusConsumer {
                 if stop {
                     break;
                 }
+                continue;
+            }
+            let slots_free = slots.available_permits() > 0;
+            tokio::select! {
+                () = finished.added.notified() => finished.gather().await,
+                () = &mut woken, if slots_free => {}
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = &mut shutdown => break,
             }
         }
 
@@ -181,8 +202,111 @@ impl BusConsumer {
             // them as abandoned (received, never settled).
             running.abort_all();
         }
+        self.settle_finished(&counters, &finished).await;
         Ok(counters.report())
     }
+
+    /// Settles what finished while draining, receiving nothing.
+    async fn settle_finished(&self, counters: &Counters, finished: &Finished) {
+        let done = finished.take();
+        if done.is_empty() {
+            return;
+        }
+        let settles = done
+            .iter()
+            .map(|done| (done.receipt.clone(), done.settle.clone()))
+            .collect();
+        let settled = match self
+            .bus
+            .settle_and_receive(&self.config.subscription, settles, 0, Duration::ZERO)
+            .await
+        {
+            Ok((settled, _)) => settled,
+            Err(error) => {
+                tracing::warn!(%error, subscription = %self.config.subscription, "settling the last messages failed; they will be delivered again");
+                vec![false; done.len()]
+            }
+        };
+        self.record(counters, done, &settled);
+    }
+
+    /// Counts the outcomes of settled handlings; `settled[i]` says whether `done[i]`'s
+    /// settlement applied.
+    fn record(&self, counters: &Counters, done: Vec<Done>, settled: &[bool]) {
+        let queue = self.config.subscription.as_str();
+        for (done, &applied) in done.into_iter().zip(settled) {
+            let result = match (&done.settle, applied) {
+                (Settle::Ack, true) => Outcome::Handled,
+                (Settle::Ack, false) => {
+                    // Handled, but the message was received again meanwhile: it will be
+                    // handled again (and the idempotency layer makes that harmless).
+                    counters.delete_failures(queue, 1);
+                    Outcome::Handled
+                }
+                (Settle::DeadLetter(_), true) => Outcome::DeadLettered,
+                (Settle::DeadLetter(_), false) => Outcome::Failed,
+                (Settle::HideFor(_), _) => Outcome::Retried,
+            };
+            counters.settled(queue, result);
+            counters.handling_time(queue, result, done.started.elapsed());
+        }
+    }
+}
+
+/// Handlings that finished and wait to be settled with the consumer's next receive.
+#[derive(Default)]
+struct Finished {
+    queue: Mutex<Vec<Done>>,
+    /// Woken (with a permit kept) when one is added.
+    added: Notify,
+}
+
+impl Finished {
+    fn push(&self, done: Done) {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(done);
+        self.added.notify_one();
+    }
+
+    fn take(&self) -> Vec<Done> {
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn len(&self) -> usize {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Once one handling finished, lets the handlings that are ready to finish too do so
+    /// (each yield runs every task that was woken), so that one transaction settles them
+    /// all instead of one each; stops as soon as a yield adds none. Handlers still waiting
+    /// on something are not waited for.
+    async fn gather(&self) {
+        let mut seen = self.len();
+        for _ in 0..GATHER_YIELDS {
+            tokio::task::yield_now().await;
+            let now = self.len();
+            if now == seen {
+                break;
+            }
+            seen = now;
+        }
+    }
+}
+
+/// Yields at most in [`Finished::gather`]: a handling finishes two tasks deep (the
+/// handler's own task, then the one that waits for it), a few rounds of the scheduler.
+const GATHER_YIELDS: usize = 4;
+
+/// A handled message, and what its handler's answer says to do with it.
+struct Done {
+    receipt: Receipt,
+    settle: Settle,
+    started: Instant,
 }
 
 /// What one handling task needs.
@@ -190,10 +314,13 @@ struct Handling {
     bus: EmbeddedBus,
     config: BusConsumerConfig,
     counters: Arc<Counters>,
+    finished: Arc<Finished>,
 }
 
 impl Handling {
-    async fn handle<S>(&self, handler: S, message: Received)
+    /// Runs the handler on `message`, extending its visibility meanwhile, then queues its
+    /// settlement and frees its slot.
+    async fn handle<S>(&self, handler: S, message: Received, slot: OwnedSemaphorePermit)
     where
         S: Service<Delivery, Response = (), Error = HandlerError> + Send + 'static,
         S::Future: Send + 'static,
@@ -201,27 +328,30 @@ impl Handling {
         let span = tracing::info_span!(
             "dovetail.bus.handle",
             subscription = %self.config.subscription,
-            message_id = %message.message_id,
-            receive_count = message.receive_count,
+            message_id = %message.receipt.message_id,
+            receive_count = message.receipt.receive_count,
         );
-        let delivery = self.delivery(&message);
+        let (receipt, delivery) = self.delivery(message);
         let started = Instant::now();
         let outcome = async {
-            // Spawned so that a panicking handler is a retriable failure, not a dead
-            // consumer; aborted if this task is dropped, so no handler outlives its consumer.
-            let mut handling = AbortOnDrop(tokio::spawn(handler.oneshot(delivery)));
-            let mut heartbeat = tokio::time::interval(self.config.heartbeat_every);
-            heartbeat.tick().await;
+            // Polled here, in this task: a panic is a retriable failure, not a dead
+            // consumer, and dropping this task cancels the handler, so no handler outlives
+            // its consumer. Most handlers finish at their first poll; a heartbeat timer
+            // starts only for those that do not.
+            let mut handling = std::pin::pin!(CatchPanic::new(handler.oneshot(delivery)));
+            let first = std::future::poll_fn(|cx| Poll::Ready(handling.as_mut().poll(cx))).await;
+            if let Poll::Ready(outcome) = first {
+                return outcome;
+            }
+            let every = self.config.heartbeat_every;
+            let mut heartbeat =
+                tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
                 tokio::select! {
-                    joined = &mut handling.0 => {
-                        break joined.unwrap_or_else(|error| {
-                            Err(HandlerError::retriable(format!("the handler panicked: {error}")))
-                        });
-                    }
+                    outcome = &mut handling => break outcome,
                     _ = heartbeat.tick() => {
                         let extend = Settle::HideFor(self.config.visibility_timeout);
-                        if self.bus.settle(message.clone(), extend).await.is_ok() {
+                        if self.bus.settle(receipt.clone(), extend).await.is_ok() {
                             self.counters.visibility_extended(&self.config.subscription);
                         }
                     }
@@ -234,47 +364,27 @@ impl Handling {
         let settle = match &outcome {
             Ok(()) => Settle::Ack,
             Err(HandlerError::Rejected { reason }) => Settle::DeadLetter(reason.clone()),
-            Err(_) => Settle::HideFor(self.config.backoff.delay(message.receive_count)),
+            Err(_) => Settle::HideFor(self.config.backoff.delay(receipt.receive_count)),
         };
-        let settled = self.bus.settle(message, settle.clone()).await;
-        let queue = self.config.subscription.as_str();
-        let result = match (&settle, settled) {
-            (Settle::Ack, Ok(())) => Outcome::Handled,
-            (Settle::Ack, Err(_)) => {
-                // Handled, but the message was received again meanwhile: it will be
-                // handled again (and the idempotency layer makes that harmless).
-                self.counters.delete_failures(queue, 1);
-                Outcome::Handled
-            }
-            (Settle::DeadLetter(_), Ok(())) => Outcome::DeadLettered,
-            (Settle::DeadLetter(_), Err(_)) => Outcome::Failed,
-            (Settle::HideFor(_), _) => Outcome::Retried,
-        };
-        self.counters.settled(queue, result);
-        self.counters
-            .handling_time(queue, result, started.elapsed());
         if let Err(error) = outcome {
             span.in_scope(|| tracing::info!(%error, "handler failed"));
         }
+        self.finished.push(Done {
+            receipt,
+            settle,
+            started,
+        });
+        drop(slot);
     }
 
-    fn delivery(&self, message: &Received) -> Delivery {
-        let mut delivery = Delivery::new(message.message_id.clone(), message.body.clone());
-        delivery.attributes = message.attributes.clone();
-        delivery.receive_count = message.receive_count;
+    fn delivery(&self, message: Received) -> (Receipt, Delivery) {
+        let mut delivery = Delivery::new(message.receipt.message_id.clone(), message.body);
+        delivery.attributes = message.attributes;
+        delivery.receive_count = message.receipt.receive_count;
         delivery.sent_at = Some(message.sent_at);
         delivery.first_received_at = Some(message.first_received_at);
-        delivery.group_id = Some(message.group_id.clone());
+        delivery.group_id = Some(message.group_id);
         delivery.source_queue.clone_from(&self.config.subscription);
-        delivery
-    }
-}
-
-/// Aborts the task when dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
+        (message.receipt, delivery)
     }
 }

@@ -12,7 +12,12 @@
 //!   can return it;
 //! - a publish wakes idle consumers at once (polling is only the fallback);
 //! - an accepted event survives a crash of the process: every publish is one SQLite
-//!   transaction in WAL mode, committed before `publish_batch` returns `Ok`.
+//!   transaction in WAL mode, committed and synced to the disk before `publish_batch`
+//!   returns `Ok`;
+//! - a consumer receives many messages in one transaction and settles those its handlers
+//!   finished in the same one, without waiting for the disk: a power loss can undo its
+//!   last receives and settlements (a handled message is delivered again, as
+//!   at-least-once delivery allows), never a publish.
 //!
 //! # Example
 //! ```
@@ -34,12 +39,14 @@
 //! # }
 //! ```
 
+mod catch_panic;
 mod consumer;
 mod error;
 mod filter;
 mod store;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -54,7 +61,7 @@ pub use store::DeadLetter;
 use crate::envelope::{Envelope, TransportLimit, check_size};
 use crate::publish::rounds::publish_in_rounds;
 use crate::publish::{PublishError, PublishResult, Publisher};
-use store::{Received, Settle, SubscriptionRow};
+use store::{Db, Durability, Receipt, Received, Settle, SubscriptionRow};
 
 /// The largest message the embedded bus accepts: 1 MiB of body and attributes.
 pub const EMBEDDED_BUS_LIMIT: TransportLimit = TransportLimit {
@@ -95,8 +102,12 @@ pub struct EmbeddedBus {
 
 #[derive(Debug)]
 struct Inner {
-    connection: Mutex<Connection>,
+    db: Mutex<Db>,
+    /// Woken after a publish, a redrive, or a settlement that may free a group.
     published: Notify,
+    /// How many publishes and redrives committed: a consumer that saw it move while it
+    /// was busy looks again instead of waiting.
+    publications: AtomicU64,
 }
 
 impl EmbeddedBus {
@@ -123,8 +134,9 @@ impl EmbeddedBus {
         store::open(&connection)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                connection: Mutex::new(connection),
+                db: Mutex::new(Db::new(connection)),
                 published: Notify::new(),
+                publications: AtomicU64::new(0),
             }),
         })
     }
@@ -135,8 +147,10 @@ impl EmbeddedBus {
     /// [`BusError::Storage`].
     pub async fn create_topic(&self, topic: &str) -> Result<(), BusError> {
         let topic = topic.to_owned();
-        self.run(move |connection| store::create_topic(connection, &topic))
-            .await
+        self.write(Durability::Synced, move |connection| {
+            store::create_topic(connection, &topic)
+        })
+        .await
     }
 
     /// Creates `subscription` unless the same one exists.
@@ -150,8 +164,10 @@ impl EmbeddedBus {
             filter: subscription.filter,
             max_receives: subscription.max_receives.max(1),
         };
-        self.run(move |connection| store::subscribe(connection, &subscription.name, &row))
-            .await
+        self.write(Durability::Synced, move |connection| {
+            store::subscribe(connection, &subscription.name, &row)
+        })
+        .await
     }
 
     /// A [`Publisher`] to `topic`.
@@ -168,7 +184,7 @@ impl EmbeddedBus {
     /// [`BusError::Storage`].
     pub async fn dead_letters(&self, subscription: &str) -> Result<Vec<DeadLetter>, BusError> {
         let subscription = subscription.to_owned();
-        self.run(move |connection| store::dead_letters(connection, &subscription))
+        self.read(move |connection| store::dead_letters(connection, &subscription))
             .await
     }
 
@@ -180,9 +196,11 @@ impl EmbeddedBus {
     pub async fn redrive(&self, subscription: &str) -> Result<usize, BusError> {
         let subscription = subscription.to_owned();
         let moved = self
-            .run(move |connection| store::redrive(connection, &subscription))
+            .write(Durability::Synced, move |connection| {
+                store::redrive(connection, &subscription)
+            })
             .await?;
-        self.inner.published.notify_waiters();
+        self.announce();
         Ok(moved)
     }
 
@@ -194,7 +212,7 @@ impl EmbeddedBus {
     pub async fn backlog(&self, subscription: &str) -> Result<Backlog, BusError> {
         let subscription = subscription.to_owned();
         let (pending, oldest, dead_letters) = self
-            .run(move |connection| store::backlog(connection, &subscription))
+            .read(move |connection| store::backlog(connection, &subscription))
             .await?;
         Ok(Backlog {
             pending,
@@ -203,23 +221,40 @@ impl EmbeddedBus {
         })
     }
 
-    pub(crate) async fn receive(
+    /// Settles `settles` and receives up to `max` messages of `subscription`, in one
+    /// transaction that does not wait for the disk ([`Durability::Written`]); see
+    /// [`store::settle_and_receive`].
+    pub(crate) async fn settle_and_receive(
         &self,
         subscription: &str,
+        settles: Vec<(Receipt, Settle)>,
         max: usize,
         visibility: Duration,
-    ) -> Result<Vec<Received>, BusError> {
+    ) -> Result<(Vec<bool>, Vec<Received>), BusError> {
+        let frees = settles
+            .iter()
+            .any(|(_, settle)| !matches!(settle, Settle::HideFor(_)));
         let subscription = subscription.to_owned();
-        self.run(move |connection| store::receive(connection, &subscription, max, visibility))
-            .await
+        let outcome = self
+            .write(Durability::Written, move |connection| {
+                store::settle_and_receive(connection, &subscription, &settles, max, visibility)
+            })
+            .await?;
+        if frees {
+            // The next message of a group may be receivable now, for another consumer.
+            self.inner.published.notify_waiters();
+        }
+        Ok(outcome)
     }
 
-    pub(crate) async fn settle(&self, message: Received, settle: Settle) -> Result<(), BusError> {
-        let wake = !matches!(settle, Settle::HideFor(_));
-        self.run(move |connection| store::settle(connection, &message, &settle))
-            .await?;
-        if wake {
-            // The next message of the group may be receivable now.
+    /// Settles one received message on its own (a handler's heartbeat).
+    pub(crate) async fn settle(&self, receipt: Receipt, settle: Settle) -> Result<(), BusError> {
+        let frees = !matches!(settle, Settle::HideFor(_));
+        self.write(Durability::Written, move |connection| {
+            store::settle(connection, &receipt, &settle)
+        })
+        .await?;
+        if frees {
             self.inner.published.notify_waiters();
         }
         Ok(())
@@ -229,17 +264,49 @@ impl EmbeddedBus {
         &self.inner.published
     }
 
-    async fn run<T: Send + 'static>(
+    /// How many publishes and redrives committed so far.
+    pub(crate) fn publications(&self) -> u64 {
+        self.inner.publications.load(Ordering::Acquire)
+    }
+
+    /// Tells consumers that messages were added: counted first, then woken, so a consumer
+    /// that missed the wake-up sees the count move.
+    fn announce(&self) {
+        self.inner.publications.fetch_add(1, Ordering::AcqRel);
+        self.inner.published.notify_waiters();
+    }
+
+    /// Runs `operation` on the connection, on the blocking pool, its commits as durable
+    /// as `durability` says.
+    async fn write<T: Send + 'static>(
         &self,
+        durability: Durability,
+        operation: impl FnOnce(&mut Connection) -> Result<T, BusError> + Send + 'static,
+    ) -> Result<T, BusError> {
+        self.on_connection(Some(durability), operation).await
+    }
+
+    /// Runs `operation`, which only reads, on the connection, on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        operation: impl FnOnce(&mut Connection) -> Result<T, BusError> + Send + 'static,
+    ) -> Result<T, BusError> {
+        self.on_connection(None, operation).await
+    }
+
+    async fn on_connection<T: Send + 'static>(
+        &self,
+        durability: Option<Durability>,
         operation: impl FnOnce(&mut Connection) -> Result<T, BusError> + Send + 'static,
     ) -> Result<T, BusError> {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            let mut connection = inner
-                .connection
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            operation(&mut connection)
+            let mut db = inner.db.lock().unwrap_or_else(PoisonError::into_inner);
+            let connection = match durability {
+                Some(durability) => db.with(durability)?,
+                None => db.connection(),
+            };
+            operation(connection)
         })
         .await
         .map_err(|error| BusError::storage("running the bus's storage task", error))?
@@ -267,13 +334,13 @@ impl BusPublisher {
         let topic = self.topic.clone();
         let outcome = self
             .bus
-            .run(move |connection| {
+            .write(Durability::Synced, move |connection| {
                 let refs: Vec<&Envelope> = envelopes.iter().collect();
                 store::publish(connection, &topic, &refs)
             })
             .await;
         if outcome.is_ok() {
-            self.bus.inner.published.notify_waiters();
+            self.bus.announce();
         }
         for index in accepted {
             results[index] = Some(match &outcome {

@@ -19,11 +19,25 @@
 //! A unit of work commits on the connection the service opened, with that connection's
 //! settings: the events are exactly as durable as the business write they belong to,
 //! and atomic with it whatever the settings. For writes that must survive a power loss,
-//! open it in WAL mode with `synchronous = FULL`; `NORMAL` survives crashes of the
-//! process but may lose the last commits, business rows and events together, when the
-//! machine loses power. The store's own connection uses WAL with `synchronous = NORMAL`:
-//! it only deletes and marks records, and a lost mark only publishes an event again,
-//! which at-least-once delivery allows.
+//! open it in WAL mode with `synchronous = FULL`.
+//!
+//! With `synchronous = NORMAL` every commit survives a crash of the process (SIGKILL
+//! included: it is in the WAL file, which the kernel keeps). What a power loss can cost:
+//! - the commits written to the WAL since it was last synced, business rows and their
+//!   events together, never one without the other in the database. The WAL is synced by
+//!   every checkpoint (SQLite's automatic one when the WAL passes `wal_autocheckpoint`
+//!   pages, 1,000 by default; the relay store's idle one, at most once a second) and by
+//!   any commit with `synchronous = FULL` on the same file;
+//! - if the relay published some of those events before the power went (it publishes
+//!   within milliseconds of a commit), consumers keep what they received: events whose
+//!   business write is gone. The aggregate's version goes back with the lost commit, so
+//!   its next event gets the same sequence again, with another event id, and a consumer
+//!   that keeps the highest version ignores it as a replay. Where that matters, commit
+//!   with `FULL`.
+//!
+//! The store's own connection uses WAL with `synchronous = NORMAL`: it only deletes and
+//! marks records, and a lost mark only publishes an event again, which at-least-once
+//! delivery allows.
 //!
 //! # Example
 //! ```

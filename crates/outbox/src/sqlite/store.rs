@@ -1,7 +1,8 @@
 //! [`SqliteOutboxStore`]: the relay's side of a SQLite outbox, on its own connection to
 //! the service's database file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -9,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 
 use super::SqliteOutbox;
 use super::ready;
-use super::schema::{OrStorage, epoch_ms, time_of, to_i64, to_u64};
+use super::schema::{OrStorage, epoch_ms, now_ms, time_of, to_i64, to_u64};
 use crate::{Failure, OutboxBacklog, OutboxError, OutboxRecord, OutboxStore, Position, RelayLease};
 
 /// The ready records in commit order: not parked, not waiting for a retry, and not behind
@@ -78,12 +79,51 @@ pub struct SqliteOutboxStore {
 struct Inner {
     connection: Mutex<Connection>,
     lease_name: String,
+    /// The database file, for the checkpointer's connection.
+    path: PathBuf,
+    /// The connection that checkpoints the WAL when the relay is idle, opened at the first
+    /// checkpoint.
+    checkpointer: Mutex<Option<Connection>>,
+    /// When an idle fetch last started a checkpoint, Unix milliseconds.
+    checkpointed_ms: AtomicI64,
+}
+
+/// How often an idle relay checkpoints the WAL, at most.
+const CHECKPOINT_EVERY_MS: i64 = 1_000;
+
+/// Copies the WAL's frames into the database file, on a connection of its own, on the
+/// blocking pool, without anyone waiting for it. `PASSIVE`: it never waits for a writer
+/// or a reader, and a failure only leaves the work to the next one.
+fn checkpoint(inner: &Inner) {
+    let mut checkpointer = inner
+        .checkpointer
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if checkpointer.is_none() {
+        match Connection::open(&inner.path) {
+            Ok(connection) => *checkpointer = Some(connection),
+            Err(error) => {
+                tracing::debug!(%error, "could not open a connection to checkpoint the outbox");
+                return;
+            }
+        }
+    }
+    if let Some(connection) = checkpointer.as_ref()
+        && let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+    {
+        tracing::debug!(%error, "an idle checkpoint of the outbox failed; the next one retries");
+    }
 }
 
 impl SqliteOutboxStore {
     /// Opens the outbox in the database at `path` (creating the file and the tables if
     /// missing) on a connection of its own, in WAL mode with `synchronous = NORMAL` and a
     /// patient busy handler ([`wait_while_busy`](super::wait_while_busy)). Blocks while it does.
+    ///
+    /// The connection does not checkpoint the WAL after its own commits: it does so when
+    /// a fetch finds nothing ready, at most once a second, so that a checkpoint never
+    /// stalls a busy relay between two batches. The service's own connections keep
+    /// SQLite's automatic checkpoints, which bound the WAL while the service writes.
     ///
     /// `lease_name` names the relay lease of this outbox (say `policy-service.relay`):
     /// the relays of one outbox use the same name, so that only one of them publishes.
@@ -110,11 +150,17 @@ impl SqliteOutboxStore {
         connection
             .pragma_update(None, "synchronous", "NORMAL")
             .or_storage(&opening)?;
+        connection
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .or_storage(&opening)?;
         SqliteOutbox::create_schema(&connection)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 connection: Mutex::new(connection),
                 lease_name: lease_name.into(),
+                path: path.to_owned(),
+                checkpointer: Mutex::new(None),
+                checkpointed_ms: AtomicI64::new(0),
             }),
         })
     }
@@ -128,7 +174,7 @@ impl SqliteOutboxStore {
     async fn run<T, F>(&self, operation: &'static str, work: F) -> Result<T, OutboxError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection, &str) -> Result<T, OutboxError> + Send + 'static,
+        F: FnOnce(&mut Connection, &Inner) -> Result<T, OutboxError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
@@ -138,7 +184,7 @@ impl SqliteOutboxStore {
                 .connection
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            work(&mut connection, &inner.lease_name)
+            work(&mut connection, &inner)
         })
         .await
         .or_storage(operation)?
@@ -156,10 +202,36 @@ impl SqliteOutboxStore {
         F: FnOnce(&Transaction<'_>) -> rusqlite::Result<()> + Send + 'static,
     {
         let lease = lease.clone();
-        self.run(operation, move |connection, lease_name| {
-            ready::fenced(connection, lease_name, &lease, operation, work)
+        self.run(operation, move |connection, inner| {
+            ready::fenced(connection, &inner.lease_name, &lease, operation, work)
         })
         .await
+    }
+
+    /// When a fetch found nothing ready, and no checkpoint started in the last
+    /// [`CHECKPOINT_EVERY_MS`], starts one ([`checkpoint`]) and does not wait for it.
+    ///
+    /// The store's connection does not checkpoint after its own commits
+    /// (`wal_autocheckpoint = 0`): there a checkpoint (two fsyncs, up to a thousand pages
+    /// copied) stalled the batch whose marks triggered it. The service's connections keep
+    /// SQLite's automatic checkpoints, which bound the WAL while the service writes.
+    fn checkpoint_if_idle(&self, ready: &[OutboxRecord]) {
+        if !ready.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let last = self.inner.checkpointed_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < CHECKPOINT_EVERY_MS
+            || self
+                .inner
+                .checkpointed_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let inner = Arc::clone(&self.inner);
+        drop(tokio::task::spawn_blocking(move || checkpoint(&inner)));
     }
 
     /// Up to `limit` ready records, leaving out those at `except`.
@@ -168,10 +240,13 @@ impl SqliteOutboxStore {
         limit: usize,
         except: Vec<Position>,
     ) -> Result<Vec<OutboxRecord>, OutboxError> {
-        self.run(ready::FETCHING, move |connection, _| {
-            ready::fetch(connection, limit, &except)
-        })
-        .await
+        let ready = self
+            .run(ready::FETCHING, move |connection, _| {
+                ready::fetch(connection, limit, &except)
+            })
+            .await?;
+        self.checkpoint_if_idle(&ready);
+        Ok(ready)
     }
 }
 
@@ -193,7 +268,8 @@ impl OutboxStore for SqliteOutboxStore {
     ) -> Result<Option<RelayLease>, OutboxError> {
         const OPERATION: &str = "acquiring the relay lease";
         let owner = owner.to_owned();
-        self.run(OPERATION, move |connection, lease_name| {
+        self.run(OPERATION, move |connection, inner| {
+            let lease_name = inner.lease_name.as_str();
             let transaction = connection
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .or_storage(OPERATION)?;
@@ -242,7 +318,8 @@ impl OutboxStore for SqliteOutboxStore {
         let owner = lease.owner.clone();
         let token = to_i64(lease.fencing_token);
         // The row stays, without an owner, so that the next holder's token is higher.
-        self.run(OPERATION, move |connection, lease_name| {
+        self.run(OPERATION, move |connection, inner| {
+            let lease_name = inner.lease_name.as_str();
             connection
                 .execute(
                     "UPDATE dovetail_outbox_lease SET owner = NULL, held_until_ms = 0
@@ -292,10 +369,10 @@ impl OutboxStore for SqliteOutboxStore {
         let positions = ready::published(published)?;
         let lease = lease.clone();
         let except = except.to_vec();
-        self.run(ready::MARKING, move |connection, lease_name| {
+        self.run(ready::MARKING, move |connection, inner| {
             ready::fenced(
                 connection,
-                lease_name,
+                &inner.lease_name,
                 &lease,
                 ready::MARKING,
                 |transaction| ready::delete_published(transaction, &positions),
@@ -303,6 +380,11 @@ impl OutboxStore for SqliteOutboxStore {
             Ok(ready::fetch(connection, limit, &except))
         })
         .await
+        .inspect(|fetched| {
+            if let Ok(ready) = fetched {
+                self.checkpoint_if_idle(ready);
+            }
+        })
     }
 
     async fn mark_failed(

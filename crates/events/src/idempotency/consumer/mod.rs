@@ -222,19 +222,27 @@ impl<St: IdempotencyStore> Shared<St> {
     {
         let handling = handler.oneshot(delivery);
         tokio::pin!(handling);
-        let mut heartbeat = tokio::time::interval(self.config.heartbeat_every);
-        heartbeat.tick().await;
-        let outcome = loop {
-            tokio::select! {
-                outcome = &mut handling => break outcome,
-                _ = heartbeat.tick() => {
-                    bump(&self.stats.store_calls);
-                    match self.store.heartbeat(&lease, self.config.lease).await {
-                        Ok(extended) => lease = extended,
-                        Err(error) => tracing::warn!(
-                            key = %lease.key(), %error,
-                            "could not extend the idempotency lease; another consumer may take the message over"
-                        ),
+        // A handler that finishes at its first poll needs no heartbeat: no timer for it
+        // (a timer per message cost more than the rest of a bare delivery).
+        let first = std::future::poll_fn(|cx| Poll::Ready(handling.as_mut().poll(cx))).await;
+        let outcome = if let Poll::Ready(outcome) = first {
+            outcome
+        } else {
+            let every = self.config.heartbeat_every;
+            let mut heartbeat =
+                tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tokio::select! {
+                    outcome = &mut handling => break outcome,
+                    _ = heartbeat.tick() => {
+                        bump(&self.stats.store_calls);
+                        match self.store.heartbeat(&lease, self.config.lease).await {
+                            Ok(extended) => lease = extended,
+                            Err(error) => tracing::warn!(
+                                key = %lease.key(), %error,
+                                "could not extend the idempotency lease; another consumer may take the message over"
+                            ),
+                        }
                     }
                 }
             }

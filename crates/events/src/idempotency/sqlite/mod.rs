@@ -1,12 +1,16 @@
 //! [`SqliteIdempotencyStore`]: records in a table of the service's SQLite database, and
 //! "processed" markers written in the caller's own transaction.
 
+mod group_commit;
+
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use self::group_commit::GroupCommit;
 
 use super::clock::{duration_millis, epoch_micros, epoch_millis, from_epoch_millis};
 use super::record::{
@@ -52,9 +56,11 @@ FROM dovetail_idempotency WHERE key = ?1";
 ///
 /// The table lives in the service's own database, so the records survive restarts, and
 /// [`mark_processed_in`](Self::mark_processed_in) can commit the "processed" marker in the
-/// same transaction as the handler's writes. Each operation is one statement or one short
+/// same transaction as the handler's writes. Each operation runs in a savepoint of a short
 /// `BEGIN IMMEDIATE` transaction, so several processes may share the database file. The
-/// connection sits behind a mutex and runs on tokio's blocking pool.
+/// connection runs on tokio's blocking pool, and commits in groups: the operations that
+/// arrive while one transaction runs (the claims and completions of the other handlers
+/// in flight) share the next one, and each answers only once its transaction committed.
 ///
 /// Expired rows are ignored on read and removed by [`purge_expired`](Self::purge_expired)
 /// and, in batches, by a claim at most once a minute.
@@ -95,7 +101,7 @@ FROM dovetail_idempotency WHERE key = ?1";
 /// ```
 #[derive(Debug, Clone)]
 pub struct SqliteIdempotencyStore {
-    connection: Arc<Mutex<Connection>>,
+    connection: Arc<GroupCommit>,
     clock: Arc<dyn Clock>,
     /// When a claim last purged expired rows, Unix milliseconds.
     last_purge_ms: Arc<AtomicU64>,
@@ -140,7 +146,7 @@ impl SqliteIdempotencyStore {
         connection.busy_timeout(BUSY_TIMEOUT).map_err(open_failed)?;
         Self::create_schema(&connection)?;
         Ok(Self {
-            connection: Arc::new(Mutex::new(connection)),
+            connection: Arc::new(GroupCommit::new(connection)),
             clock: Arc::new(SystemClock),
             last_purge_ms: Arc::new(AtomicU64::new(0)),
         })
@@ -312,7 +318,7 @@ impl SqliteIdempotencyStore {
     async fn run<T, F>(&self, operation: StoreOperation, work: F) -> Result<T, IdempotencyError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         self.run_checked(operation, move |connection| {
             work(connection).map_err(|error| backend(operation, error))
@@ -320,7 +326,8 @@ impl SqliteIdempotencyStore {
         .await
     }
 
-    /// Runs `work` on the connection on the blocking pool; `work` maps its own errors.
+    /// Runs `work` on the connection on the blocking pool, in the next group of
+    /// operations ([`GroupCommit`]); `work` maps its own errors.
     async fn run_checked<T, F>(
         &self,
         operation: StoreOperation,
@@ -328,17 +335,9 @@ impl SqliteIdempotencyStore {
     ) -> Result<T, IdempotencyError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, IdempotencyError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, IdempotencyError> + Send + 'static,
     {
-        let connection = Arc::clone(&self.connection);
-        tokio::task::spawn_blocking(move || {
-            // A panic mid-statement rolls its transaction back on unwind, so the
-            // connection is usable even if the mutex was poisoned.
-            let mut connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
-            work(&mut connection)
-        })
-        .await
-        .map_err(|join_error| backend(operation, join_error))?
+        self.connection.run(operation, work).await
     }
 
     /// Whether this claim should also purge expired rows (at most once a minute).
@@ -365,11 +364,11 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         let purge = self.purge_due(now_ms);
         let (key, fingerprint, owner) = (key.clone(), *fingerprint, owner.clone());
         self.run_checked(StoreOperation::Claim, move |connection| {
+            // In a savepoint of its group's `BEGIN IMMEDIATE` transaction: the read and
+            // the write see no other writer in between.
             let failed = |error| backend(StoreOperation::Claim, error);
-            let tx = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(failed)?;
-            let record = read_record(&tx, &key).map_err(failed)?;
+            let tx = connection;
+            let record = read_record(tx, &key).map_err(failed)?;
             let record = record.map(|row| row.parse(&key)).transpose()?;
             let outcome = match decide_claim(record.as_ref(), &fingerprint, now) {
                 ClaimDecision::Grant {
@@ -411,7 +410,6 @@ impl IdempotencyStore for SqliteIdempotencyStore {
                     });
                 }
             };
-            tx.commit().map_err(failed)?;
             if purge {
                 // Best effort: a failed purge is retried by a later claim or purge_expired.
                 let purged = connection.execute_cached(
