@@ -75,6 +75,9 @@ fn describe_change(name: &str, before: &str, after: &str) -> String {
     let mut lines = vec![format!("{name} ({}):", listing_file(name).display())];
     lines.extend(before.difference(&after).map(|item| format!("  - {item}")));
     lines.extend(after.difference(&before).map(|item| format!("  + {item}")));
+    if lines.len() == 1 {
+        lines.push("  (the same items, listed in another order or number of times)".into());
+    }
     lines.join("\n")
 }
 

@@ -93,7 +93,7 @@ impl BusConsumer {
     ///
     /// One transaction per round trip: the messages whose handlers finished since the
     /// last one are settled, and as many messages are received as there are free slots
-    /// ([`EmbeddedBus::settle_and_receive`]).
+    /// (the bus's `settle_and_receive`).
     ///
     /// # Errors
     /// [`BusError::UnknownSubscription`](super::BusError::UnknownSubscription) when the

@@ -117,7 +117,7 @@ impl DynamoDbIdempotencyConfig {
     }
 }
 
-/// An [`IdempotencyStore`] in a DynamoDB table, one item per key.
+/// An [`IdempotencyStore`](super::IdempotencyStore) in a DynamoDB table, one item per key.
 ///
 /// Every operation is one conditional write (`PutItem`, `UpdateItem` or `DeleteItem`
 /// with a `ConditionExpression`); a claim reads the item only when its first write is
