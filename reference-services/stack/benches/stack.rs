@@ -1,7 +1,10 @@
 //! The stack's figures on embedded backends, in this process: start-to-ready, policy
 //! issued to claim-service replica updated (p50/p99, target p99 ≤ 50 ms), and
 //! create-policy requests per second with the outbox on, next to the same server's
-//! `/healthz` rate (the HTTP ceiling) measured in the same run.
+//! `/healthz` rate (the HTTP ceiling) measured in the same run; and how long after the
+//! create load the claim service's replica held every client's last policy (the events
+//! left for the consumers), with the rate of policies created and replicated over the
+//! load and its catch-up.
 //!
 //! Run with `cargo bench -p dovetail-stack --bench stack` (or `cargo xtask bench`).
 
@@ -33,6 +36,8 @@ async fn run() {
     let mut lags = Vec::new();
     let mut creates = Vec::new();
     let mut ceilings = Vec::new();
+    let mut catch_ups = Vec::new();
+    let mut synced = Vec::new();
     for round in 0..ROUNDS {
         let dir = std::env::temp_dir().join(format!(
             "dovetail-stack-bench-{}-{round}",
@@ -53,8 +58,14 @@ async fn run() {
         ready.push(started.elapsed());
 
         lags.extend(replica_lags(&http, &policy, &claim).await);
-        creates.push(rate(&http, &policy, true).await);
-        ceilings.push(rate(&http, &policy, false).await);
+        let load = rate(&http, &policy, true).await;
+        let caught_up = catch_up(&http, &claim, &load.last_created).await;
+        creates.push(load.rate);
+        synced.push(
+            load.rate * LOAD_SECONDS as f64 / (LOAD_SECONDS as f64 + caught_up.as_secs_f64()),
+        );
+        catch_ups.push(caught_up);
+        ceilings.push(rate(&http, &policy, false).await.rate);
         stack.stop().await.unwrap();
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -83,6 +94,16 @@ async fn run() {
         median(ceilings.clone()),
         median(ratios.clone()),
         ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>()
+    );
+    catch_ups.sort();
+    println!(
+        "  after the create load, the claim replica caught up in: median {:.0} ms (rounds {:?}); created and replicated: median {:.0} policies/s",
+        ms(catch_ups[catch_ups.len() / 2]),
+        catch_ups
+            .iter()
+            .map(|d| format!("{:.0}", ms(*d)))
+            .collect::<Vec<_>>(),
+        median(synced)
     );
 }
 
@@ -129,9 +150,16 @@ async fn replica_lags(http: &reqwest::Client, policy: &str, claim: &str) -> Vec<
     lags
 }
 
+/// What a load of `LOAD_SECONDS` did: requests per second, and the id of the last policy
+/// each client created (none when it read `/healthz`).
+struct Load {
+    rate: f64,
+    last_created: Vec<String>,
+}
+
 /// Requests per second from `CLIENTS` concurrent clients for `LOAD_SECONDS`: creating
 /// policies, or reading `/healthz`.
-async fn rate(http: &reqwest::Client, policy: &str, create: bool) -> f64 {
+async fn rate(http: &reqwest::Client, policy: &str, create: bool) -> Load {
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(LOAD_SECONDS);
     let mut clients = Vec::new();
@@ -139,15 +167,20 @@ async fn rate(http: &reqwest::Client, policy: &str, create: bool) -> f64 {
         let (http, policy, done) = (http.clone(), policy.to_owned(), Arc::clone(&done));
         clients.push(tokio::spawn(async move {
             let mut n = 0;
+            let mut last_created = None;
             while Instant::now() < deadline {
                 n += 1;
                 let status = if create {
-                    http.post(format!("{policy}/policies"))
+                    let response = http
+                        .post(format!("{policy}/policies"))
                         .json(&terms(&format!("load-{client}-{n}")))
                         .send()
                         .await
-                        .unwrap()
-                        .status()
+                        .unwrap();
+                    let status = response.status();
+                    let created: Value = response.json().await.unwrap();
+                    last_created = created["policy_id"].as_str().map(str::to_owned);
+                    status
                 } else {
                     http.get(format!("{policy}/healthz"))
                         .send()
@@ -158,12 +191,41 @@ async fn rate(http: &reqwest::Client, policy: &str, create: bool) -> f64 {
                 assert!(status.is_success(), "{status}");
                 done.fetch_add(1, Ordering::Relaxed);
             }
+            last_created
         }));
     }
+    let mut last_created = Vec::new();
     for client in clients {
-        client.await.unwrap();
+        last_created.extend(client.await.unwrap());
     }
-    done.load(Ordering::Relaxed) as f64 / LOAD_SECONDS as f64
+    Load {
+        rate: done.load(Ordering::Relaxed) as f64 / LOAD_SECONDS as f64,
+        last_created,
+    }
+}
+
+/// How long after a load the claim service's replica holds the last policy every client
+/// created: the events the load left for the consumers to catch up on.
+async fn catch_up(http: &reqwest::Client, claim: &str, last_created: &[String]) -> Duration {
+    let started = Instant::now();
+    for id in last_created {
+        loop {
+            let response = http
+                .get(format!("{claim}/replica/policies/{id}"))
+                .send()
+                .await
+                .unwrap();
+            if response.status() == 200 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the replica did not catch up in 120 s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    started.elapsed()
 }
 
 /// A client that sends the stack's staff user's bearer token (every API wants one).
