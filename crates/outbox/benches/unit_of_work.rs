@@ -92,10 +92,7 @@ fn floor_write(db: &mut Connection, id: &str, body: &str, version_row: bool) {
     let tx = db
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .unwrap();
-    tx.prepare_cached(INSERT_POLICY)
-        .unwrap()
-        .execute(params![id, "cust-7"])
-        .unwrap();
+    insert_policy(&tx, id);
     tx.prepare_cached("INSERT INTO floor_events (body) VALUES (?1)")
         .unwrap()
         .execute(params![body])
@@ -137,11 +134,16 @@ fn bare_write(db: &mut Connection, id: &str) {
     let tx = db
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .unwrap();
+    insert_policy(&tx, id);
+    tx.commit().unwrap();
+}
+
+/// The business write: one policy row, at version 1.
+fn insert_policy(tx: &rusqlite::Transaction<'_>, id: &str) {
     tx.prepare_cached(INSERT_POLICY)
         .unwrap()
         .execute(params![id, "cust-7"])
         .unwrap();
-    tx.commit().unwrap();
 }
 
 /// How the unit of work learns the aggregate's version.
@@ -157,11 +159,7 @@ enum Versions {
 /// The same write with one event, through the unit of work.
 fn outbox_write(db: &mut Connection, outbox: &SqliteOutbox, id: &str, versions: Versions) {
     let mut uow = outbox.begin(db).unwrap();
-    uow.transaction()
-        .prepare_cached(INSERT_POLICY)
-        .unwrap()
-        .execute(params![id, "cust-7"])
-        .unwrap();
+    insert_policy(uow.transaction(), id);
     let aggregate = AggregateRef::parse("policy", id).unwrap();
     let event = policy_issued(id);
     match versions {

@@ -131,18 +131,12 @@ async fn replica_lags(http: &reqwest::Client, policy: &str, claim: &str) -> Vec<
             .unwrap();
         assert_eq!(issued.status(), 200);
         loop {
-            let response = http
-                .get(format!("{claim}/replica/policies/{id}"))
-                .send()
-                .await
-                .unwrap();
-            if response.status() == 200 {
-                let copy: Value = response.json().await.unwrap();
-                if copy["policy"]["version"] == 2 {
-                    let applied = copy["replicated_at_ms"].as_u64().unwrap();
-                    lags.push(Duration::from_millis(applied.saturating_sub(sent_ms)));
-                    break;
-                }
+            if let Some(copy) = replica_copy(http, claim, id).await
+                && copy["policy"]["version"] == 2
+            {
+                let applied = copy["replicated_at_ms"].as_u64().unwrap();
+                lags.push(Duration::from_millis(applied.saturating_sub(sent_ms)));
+                break;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -204,18 +198,27 @@ async fn rate(http: &reqwest::Client, policy: &str, create: bool) -> Load {
     }
 }
 
+/// The claim service's replica of policy `id`, if it has one yet.
+async fn replica_copy(http: &reqwest::Client, claim: &str, id: &str) -> Option<Value> {
+    let response = http
+        .get(format!("{claim}/replica/policies/{id}"))
+        .send()
+        .await
+        .unwrap();
+    if response.status() == 200 {
+        Some(response.json().await.unwrap())
+    } else {
+        None
+    }
+}
+
 /// How long after a load the claim service's replica holds the last policy every client
 /// created: the events the load left for the consumers to catch up on.
 async fn catch_up(http: &reqwest::Client, claim: &str, last_created: &[String]) -> Duration {
     let started = Instant::now();
     for id in last_created {
         loop {
-            let response = http
-                .get(format!("{claim}/replica/policies/{id}"))
-                .send()
-                .await
-                .unwrap();
-            if response.status() == 200 {
+            if replica_copy(http, claim, id).await.is_some() {
                 break;
             }
             assert!(
