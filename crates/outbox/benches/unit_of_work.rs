@@ -212,6 +212,13 @@ enum Kind {
     FloorTwoRows,
 }
 
+impl Kind {
+    /// Where this kind's timings are, in the order of [`KINDS`].
+    fn index(self) -> usize {
+        KINDS.iter().position(|&kind| kind == self).unwrap()
+    }
+}
+
 const KINDS: [Kind; 5] = [
     Kind::Bare,
     Kind::Append,
@@ -288,11 +295,10 @@ fn compare(synchronous: &str) -> Vec<Timings> {
 
 /// The per-round ratios of `kind` over `baseline`.
 fn round_ratios(timings: &[Timings], kind: Kind, baseline: Kind) -> Vec<f64> {
-    let index = |k: Kind| KINDS.iter().position(|&x| x == k).unwrap();
-    timings[index(kind)]
+    timings[kind.index()]
         .round_medians
         .iter()
-        .zip(&timings[index(baseline)].round_medians)
+        .zip(&timings[baseline.index()].round_medians)
         .map(|(a, b)| a / b)
         .collect()
 }
@@ -302,10 +308,7 @@ fn report(synchronous: &str) {
         "synchronous = {synchronous} ({ROUNDS} rounds of {WRITES_PER_ROUND} writes of each kind, interleaved):"
     );
     let timings = compare(synchronous);
-    let micros = |kind: Kind| {
-        let index = KINDS.iter().position(|&x| x == kind).unwrap();
-        median(timings[index].all.clone()).as_secs_f64() * 1e6
-    };
+    let micros = |kind: Kind| median(timings[kind.index()].all.clone()).as_secs_f64() * 1e6;
     let line = |label: &str, kind: Kind, baseline: Kind, target: &str| {
         let ratios = round_ratios(&timings, kind, baseline);
         println!(
